@@ -1,0 +1,136 @@
+# ocireg - top-level Makefile (GNU make).
+#
+# Targets:
+#   make              build every binary into $(BUILD)/ (ocireg, ocirun-lite, regbench, conformance)
+#   make run          install deps, build, serve on 127.0.0.1:5000 with data under ./data
+#   make test         install deps, build, run every test (unit, integration, conformance, skopeo)
+#   make check        the same tests against an ASan+UBSan build in build-asan/
+#   make bench        side-by-side benchmark against the reference registry (BENCH=full for full mode)
+#   make conformance  run the conformance program against a freshly started ocireg
+#   make format       clang-format every C file
+#   make clean        remove build/ and build-asan/
+#
+# Knobs (make VAR=value):
+#   BUILD      output folder (default build)
+#   SANITIZE   1 = build with -fsanitize=address,undefined (make check sets it)
+#   OPT        optimisation flags (default -O2)
+#   NODEPS     1 = skip scripts/install-deps.sh (for machines set up by hand)
+#   TESTS      glob of test names for `make test` (default: all), e.g. TESTS='storage*'
+
+BUILD    ?= build
+OPT      ?= -O2
+SANITIZE ?= 0
+CC       ?= cc
+
+PKGS      := libevent_pthreads libevent openssl jansson sqlite3 libarchive liburing libcurl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN   := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wformat-truncation=0 \
+          -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+          -Wvla -Wpointer-arith -Wundef
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) \
+          -fno-strict-aliasing -pthread
+LDLIBS += $(PKG_LIBS) -lhttp_parser -lcap -pthread -lm
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# ---- sources -------------------------------------------------------------
+CORE_SRC := $(wildcard common/*.c storage/*.c auth/*.c gc/*.c server/*.c)
+CORE_SRC := $(filter-out server/main.c,$(CORE_SRC))
+RUN_SRC  := $(filter-out tools/ocirun-lite/main.c,$(wildcard tools/ocirun-lite/*.c))
+BENCH_SRC:= $(filter-out tools/regbench/main.c,$(wildcard tools/regbench/*.c))
+CONF_SRC := $(filter-out conformance/main.c,$(wildcard conformance/*.c))
+TLIB_SRC := $(wildcard tests/lib/*.c)
+UNIT_SRC := $(wildcard tests/unit/*_test.c)
+INTEG_SRC:= $(wildcard tests/integration/*_test.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBCORE  := $(BUILD)/lib/libocireg.a
+LIBRUN   := $(BUILD)/lib/libocirun.a
+LIBBENCH := $(BUILD)/lib/libregbench.a
+LIBCONF  := $(BUILD)/lib/libconformance.a
+LIBTEST  := $(BUILD)/lib/libtestlib.a
+
+BINS := $(BUILD)/ocireg $(BUILD)/ocirun-lite $(BUILD)/regbench $(BUILD)/conformance
+UNIT_BINS  := $(patsubst tests/unit/%_test.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
+INTEG_BINS := $(patsubst tests/integration/%_test.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
+
+.PHONY: all deps run test check bench conformance format clean tests
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+define mklib
+$(1): $(call obj,$(2))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	$$(AR) rcs $$@ $$^
+endef
+$(eval $(call mklib,$(LIBCORE),$(CORE_SRC)))
+$(eval $(call mklib,$(LIBRUN),$(RUN_SRC)))
+$(eval $(call mklib,$(LIBBENCH),$(BENCH_SRC)))
+$(eval $(call mklib,$(LIBCONF),$(CONF_SRC)))
+$(eval $(call mklib,$(LIBTEST),$(TLIB_SRC)))
+
+# archives may be empty early on; ar handles that, the linker ignores them
+ALL_LIBS := $(LIBTEST) $(LIBRUN) $(LIBBENCH) $(LIBCONF) $(LIBCORE)
+
+$(BUILD)/ocireg: $(call obj,server/main.c) $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/ocirun-lite: $(call obj,tools/ocirun-lite/main.c) $(LIBRUN) $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF) $(LIBCORE)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%_test.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%_test.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
+
+deps:
+ifneq ($(NODEPS),1)
+	@sh scripts/install-deps.sh
+endif
+
+# `make run`: serve on 127.0.0.1:5000 with data under ./data (no config file needed)
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(BUILD)/ocireg serve
+
+test: deps
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) sh tests/run-all.sh $(TESTS)
+
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 OPT=-O1 tests
+	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run-all.sh $(TESTS)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh scripts/bench.sh $(BENCH)
+
+conformance: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/conformance.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

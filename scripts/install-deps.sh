@@ -1,0 +1,36 @@
+#!/bin/sh
+# install-deps.sh - install every Debian package that ocireg's build, tests and
+# benchmarks need. Idempotent: prints nothing and touches nothing when all are
+# present. Must run as root on Debian 12 (or use sudo) when something is missing.
+set -eu
+
+PKGS="build-essential pkg-config
+libevent-dev libssl-dev libjansson-dev libsqlite3-dev libarchive-dev liburing-dev
+libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev
+docker-registry skopeo busybox-static runc crun curl jq
+e2fsprogs util-linux iproute2 procps"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "install-deps: installing:$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install:$missing" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# a fresh machine has no package lists; refresh once, quietly
+$SUDO apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# docker-registry's package starts a system service on :5000, which would take
+# the port that `make run` uses; the tests start their own instances.
+if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi

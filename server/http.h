@@ -1,0 +1,138 @@
+/* http.h - ocireg's own HTTP/1.1 connection layer (libevent 2.1's evhttp buffers
+ * whole request bodies, so it cannot carry multi-GiB uploads).
+ *
+ * Threads: N workers, each with its own event_base and its own listening socket
+ * bound with SO_REUSEPORT; a connection lives on one worker for its whole life.
+ * The app (server/api.c) gets a per-worker context from worker_init, where it keeps
+ * its storage handle; every call for a request happens on that worker's thread.
+ *
+ * A request's life:
+ *   1. headers read into a bounded buffer (header_max; larger: 431 and close),
+ *      parsed (libhttp-parser). Malformed: 400 and close.
+ *   2. app->dispatch(r, wctx) is called once the headers are complete. It either
+ *      replies at once (an error, a GET), or calls http_req_on_body() to accept
+ *      the body, or http_req_collect_body() to have it buffered (manifests).
+ *      `Expect: 100-continue` gets its "100 Continue" only when the body is
+ *      accepted; when dispatch replies without accepting, a small body is read
+ *      and discarded, a large one closes the connection after the reply.
+ *   3. body bytes (Content-Length or chunked; both together is 400) go to on_body
+ *      in pieces of at most the connection's buffer size; then on_complete runs
+ *      and must reply. If the connection dies first, on_abort runs instead.
+ *   4. exactly one reply per request; pipelined requests are answered in order;
+ *      keep-alive unless the client or the reply says Connection: close.
+ *
+ * Ownership: the request and everything from http_req_alloc() is freed by the
+ * layer after the reply is written or the connection dies. */
+#ifndef OCIREG_HTTP_H
+#define OCIREG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+enum http_method {
+    HTTP_M_GET, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_PUT, HTTP_M_PATCH, HTTP_M_DELETE,
+    HTTP_M_OPTIONS, HTTP_M_OTHER
+};
+
+struct http_req;
+struct http_server;
+
+/* ---- the application side ---- */
+
+struct http_app {
+    void *arg;
+    /* per-worker context, created on the worker thread before it accepts. */
+    void *(*worker_init)(void *arg, int worker_index, struct err *e);
+    void (*worker_release)(void *wctx);
+    /* called with complete headers; see step 2 above */
+    void (*dispatch)(struct http_req *r, void *wctx);
+};
+
+/* body callbacks; return 0 to go on, -1 after having replied (an error): the
+ * rest of the body is then discarded or the connection closed. */
+typedef int (*http_body_fn)(struct http_req *r, void *state, const void *data, size_t n);
+typedef void (*http_complete_fn)(struct http_req *r, void *state);
+typedef void (*http_abort_fn)(struct http_req *r, void *state);
+
+/* http_req_on_body - accept the body: stream it to on_body, then on_complete
+ * (must reply). on_abort (may be NULL) releases state if the request dies. */
+void http_req_on_body(struct http_req *r, http_body_fn on_body, http_complete_fn on_complete,
+                      http_abort_fn on_abort, void *state);
+
+/* http_req_collect_body - accept the body into memory, at most max bytes: a
+ * declared Content-Length over max is answered 413 (SIZE_INVALID) before any byte
+ * is read; a chunked body that grows over max likewise. on_complete then finds
+ * the bytes with http_req_body(). */
+void http_req_collect_body(struct http_req *r, size_t max, http_complete_fn on_complete,
+                           void *state);
+const char *http_req_body(const struct http_req *r, size_t *len);
+
+/* ---- request accessors (strings live as long as the request) ---- */
+enum http_method http_req_method(const struct http_req *r);
+const char *http_req_method_name(const struct http_req *r);
+/* path: percent-decoded once, without the query; NULL-free: a path whose decoding
+ * yields NUL or invalid escapes makes the layer answer 400 before dispatch. */
+const char *http_req_path(const struct http_req *r);
+const char *http_req_raw_target(const struct http_req *r);
+/* first value of query parameter `name` (decoded), NULL if absent */
+const char *http_req_query(const struct http_req *r, const char *name);
+/* every value of query parameter `name`, in order; returns the count (<= max) */
+size_t http_req_query_all(const struct http_req *r, const char *name, const char **out,
+                          size_t max);
+/* header value (case-insensitive name, first occurrence), NULL if absent */
+const char *http_req_header(const struct http_req *r, const char *name);
+int64_t http_req_content_length(const struct http_req *r); /* -1 when not given */
+int http_req_has_body(const struct http_req *r);             /* CL > 0 or chunked */
+const char *http_req_id(const struct http_req *r);            /* short unique id */
+/* request-scoped allocation, freed with the request; never NULL (aborts on OOM) */
+void *http_req_alloc(struct http_req *r, size_t n);
+char *http_req_strdup(struct http_req *r, const char *s);
+
+/* ---- replies (exactly one per request) ---- */
+
+/* add a response header (before the reply call); value printf-style */
+void http_reply_header(struct http_req *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* reply with a body copied from memory (Content-Length set; no body on HEAD) */
+void http_reply(struct http_req *r, int status, const char *content_type, const void *body,
+                size_t n);
+/* reply with `len` bytes of file fd from `off`; takes ownership of fd (closed by the
+ * layer). On HEAD only the headers go out, Content-Length = len. */
+void http_reply_fd(struct http_req *r, int status, const char *content_type, int fd,
+                   uint64_t off, uint64_t len);
+/* reply with the spec's JSON error body for e (server/reply.c maps the code) */
+void http_reply_error(struct http_req *r, const struct err *e);
+/* shorthand: http_reply_error with a code and message */
+void http_reply_errorf(struct http_req *r, enum err_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* close the connection after this reply */
+void http_reply_close(struct http_req *r);
+
+/* ---- the server ---- */
+
+struct http_server_opts {
+    const char *listen;          /* "host:port"; port 0 picks a free port */
+    int workers;                 /* threads; <= 0: number of cores */
+    size_t header_max;           /* bytes of request line + headers (431 above) */
+    size_t body_buffer;          /* per-connection receive buffer (default 256 KiB) */
+    int header_timeout_ms;       /* whole header block must arrive within */
+    int idle_timeout_ms;         /* keep-alive idle */
+    int body_timeout_ms;         /* no body byte for this long: close */
+    int max_connections;         /* across all workers; over: 503 and close */
+};
+
+/* http_server_new - bind the listening sockets (so the port is known at once).
+ * Returns a server owned by the caller, or NULL with ERR_CONFIG / ERR_IO. */
+struct http_server *http_server_new(const struct http_server_opts *o, const struct http_app *app,
+                                    struct err *e);
+/* "ip:port" actually bound (port resolved when 0 was asked) */
+const char *http_server_address(const struct http_server *s);
+/* run the workers; returns when http_server_stop was called and all have ended */
+int http_server_run(struct http_server *s, struct err *e);
+/* ask every worker to stop (thread-safe and async-signal-safe) */
+void http_server_stop(struct http_server *s);
+void http_server_free(struct http_server *s);
+
+#endif

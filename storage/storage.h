@@ -1,0 +1,303 @@
+/* storage.h - the public interface of the storage module: grammar checks, digests,
+ * the content-addressable blob store, upload sessions, manifests and the sqlite3
+ * metadata. Nothing above this header (server, auth, gc, tools) touches files
+ * under the root or the database directly; a later S3/PostgreSQL backend replaces
+ * what is behind it, not the callers.
+ *
+ * Threads: one `struct storage` per process (thread-safe, shared). Each worker
+ * thread opens its own `struct storage_handle` (its sqlite connection and prepared
+ * statements); a handle is never used by two threads at once.
+ *
+ * Layout under the root:
+ *   blobs/sha256/<2 hex>/<hex>, blobs/sha512/<2 hex>/<hex>   immutable blob files
+ *   uploads/<uuid>                                            in-progress uploads
+ *   meta.db                                                   sqlite3, WAL
+ *
+ * Crash safety: a blob becomes visible only after data written, digest verified,
+ * fsync, rename into blobs/, directory fsync, then its metadata row committed.
+ * Never a row without its file; a file without a row is garbage for gc.
+ *
+ * Errors: every function takes `struct err *e` last; the codes it sets are the
+ * spec's (ERR_BLOB_UNKNOWN, ...) or ERR_IO / ERR_NOSPACE / ERR_DB. */
+#ifndef OCIREG_STORAGE_H
+#define OCIREG_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+/* ---- grammar ------------------------------------------------------------ */
+
+#define NAME_MAX_LEN 255    /* whole repository name, spec recommends <= 255 */
+#define TAG_MAX_LEN 128
+
+/* name_validate - repository name against the spec's path-component grammar
+ * [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*
+ * and NAME_MAX_LEN. Returns 0, or -1 with ERR_NAME_INVALID. */
+int name_validate(const char *name, size_t len, struct err *e);
+
+/* tag_validate - [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. Returns 0, or -1 with
+ * ERR_MANIFEST_INVALID ("invalid tag"). */
+int tag_validate(const char *tag, size_t len, struct err *e);
+
+/* ---- digests ------------------------------------------------------------ */
+
+enum digest_algo { DIGEST_SHA256 = 0, DIGEST_SHA512 = 1 };
+
+#define DIGEST_STR_MAX (7 + 128 + 1) /* "sha512:" + 128 hex + NUL */
+
+struct digest {
+    enum digest_algo algo;
+    unsigned char len;   /* hex length: 64 or 128 */
+    char hex[129];       /* lower-case hex, NUL-terminated */
+};
+
+/* digest_parse - "sha256:<64 lower hex>" or "sha512:<128 lower hex>". Returns 0,
+ * or -1 with ERR_DIGEST_INVALID (bad form) / ERR_UNSUPPORTED (unknown algorithm
+ * of valid form, e.g. "blake3:..."). */
+int digest_parse(const char *s, size_t len, struct digest *out, struct err *e);
+
+/* digest_algo_parse - "sha256"/"sha512" -> algo; -1 with ERR_UNSUPPORTED. */
+int digest_algo_parse(const char *s, size_t len, enum digest_algo *out, struct err *e);
+
+/* digest_format - writes "algo:hex" into out (DIGEST_STR_MAX bytes); returns out. */
+char *digest_format(const struct digest *d, char *out);
+
+/* digest_equal - 1 if same algorithm and hex. */
+int digest_equal(const struct digest *a, const struct digest *b);
+
+/* hashing of a byte stream (OpenSSL EVP). */
+struct hasher;
+struct hasher *hasher_new(enum digest_algo algo);  /* NULL only on OOM */
+void hasher_update(struct hasher *h, const void *data, size_t n);
+void hasher_final(struct hasher *h, struct digest *out); /* h may be updated no more */
+void hasher_free(struct hasher *h);
+/* digest_of - one-shot digest of a buffer */
+void digest_of(enum digest_algo algo, const void *data, size_t n, struct digest *out);
+
+/* ---- Content-Range / Range ------------------------------------------------- */
+
+/* range_parse_content - PATCH's "Content-Range: <start>-<end>" (the spec form, no
+ * unit) and also "bytes <start>-<end>/<total|*>". Returns 0 with inclusive start
+ * and end, or -1 with ERR_RANGE_INVALID. */
+int range_parse_content(const char *s, size_t len, uint64_t *start, uint64_t *end,
+                        struct err *e);
+
+/* range_parse_request - GET's "Range: bytes=a-b", "bytes=a-", "bytes=-n" against a
+ * body of `size` bytes. Returns 1 with [*start, *end] inclusive when satisfiable,
+ * 0 when the header should be ignored (multi-range, other unit), -1 with
+ * ERR_RANGE_NOT_SATISFIABLE when out of range. */
+int range_parse_request(const char *s, size_t len, uint64_t size, uint64_t *start,
+                        uint64_t *end, struct err *e);
+
+/* ---- manifests ------------------------------------------------------------- */
+
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+enum ref_kind { REF_BLOB = 0, REF_MANIFEST = 1 };
+
+struct manifest_ref {
+    struct digest digest;
+    enum ref_kind kind;    /* config/layers/blobs are blobs; index entries manifests */
+    uint64_t size;
+};
+
+/* What the registry needs to know about a manifest; produced by manifest_parse.
+ * All strings are owned by the struct. */
+struct manifest_info {
+    char media_type[256];     /* effective: mediaType field, else Content-Type */
+    char artifact_type[256];  /* artifactType, else config.mediaType (image manifests
+                                 whose config is not the image config); "" if none */
+    int has_subject;
+    struct digest subject;
+    char *annotations_json;   /* compact JSON object text or NULL; malloc'd */
+    size_t nrefs;
+    struct manifest_ref *refs; /* malloc'd array */
+};
+
+/* manifest_parse - validate a manifest body: JSON object, schemaVersion 2, a known
+ * media type (the body's mediaType must agree with content_type when both are
+ * given; content_type may be NULL), descriptors well-formed (digest grammar, size
+ * >= 0), config and layers present for image manifests, manifests[] for indexes.
+ * Returns 0 with *out filled (free with manifest_info_release), or -1 with
+ * ERR_MANIFEST_INVALID / ERR_DIGEST_INVALID / ERR_UNSUPPORTED (unknown media type). */
+int manifest_parse(const char *body, size_t len, const char *content_type,
+                   struct manifest_info *out, struct err *e);
+void manifest_info_release(struct manifest_info *mi);
+
+/* ---- the store --------------------------------------------------------------- */
+
+struct storage;
+struct storage_handle;
+
+struct storage_opts {
+    const char *root;          /* created if missing */
+    int fsync;                 /* 1 (default): fsync data and directories */
+    uint64_t max_manifest;     /* bytes; manifests above are ERR_TOO_LARGE */
+    int upload_expiry_sec;     /* idle upload sessions older than this are removed
+                                  by storage_expire_uploads; 0 = never */
+};
+
+/* storage_open - create/open the root, the database (WAL, schema migration) and
+ * recover: upload files without a session row are removed, session rows without
+ * a file are dropped, stray temp files removed. Returns a new object owned by the
+ * caller (storage_close), or NULL with ERR_IO / ERR_DB / ERR_CONFIG. */
+struct storage *storage_open(const struct storage_opts *opts, struct err *e);
+void storage_close(struct storage *st);
+
+/* storage_handle_open - a per-thread handle. Owned by the caller. */
+struct storage_handle *storage_handle_open(struct storage *st, struct err *e);
+void storage_handle_close(struct storage_handle *h);
+
+/* Test hook (sqlite's habit): the next `count` write()/fsync() calls made by the
+ * storage layer on data files (not the db) fail with `err_no` (ENOSPC, EIO).
+ * count 0 disables. Thread-safe; meant for tests only. */
+enum storage_fault_op { FAULT_WRITE = 1, FAULT_FSYNC = 2, FAULT_RENAME = 4, FAULT_DB = 8 };
+void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count);
+
+/* ---- blobs ---- */
+
+/* storage_blob_open - a blob linked to repo. On success *fd is a new read-only
+ * descriptor owned by the caller and *size its length. ERR_BLOB_UNKNOWN when the
+ * blob is not linked to this repo (even if another repo has it). fd may be NULL to
+ * only test existence (HEAD). */
+int storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d,
+                      int *fd, uint64_t *size, struct err *e);
+
+/* storage_blob_delete - unlink the blob from repo (the file stays for gc).
+ * ERR_BLOB_UNKNOWN if not linked. */
+int storage_blob_delete(struct storage_handle *h, const char *repo, const struct digest *d,
+                        struct err *e);
+
+/* storage_blob_mount - link an existing blob into repo. `from` names the source
+ * repository; NULL means any repository that has it (automatic mount). Returns 1
+ * when mounted (or already linked), 0 when the blob is not available from there
+ * (caller falls back to an upload session), -1 on error. */
+int storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
+                       const struct digest *d, struct err *e);
+
+/* storage_blob_put - store a whole small buffer as a blob linked to repo (used for
+ * manifests and tests). Crash-safe like an upload. */
+int storage_blob_put(struct storage_handle *h, const char *repo, const void *data, size_t n,
+                     enum digest_algo algo, struct digest *out, struct err *e);
+
+/* ---- uploads ----
+ * States: (none) --start--> OPEN --append*--> OPEN --commit--> (blob) | --cancel--> (none).
+ * A session is used by one request at a time: storage_upload_acquire takes a lease
+ * (ERR_BUSY while another request holds it), upload_release gives it back. The
+ * running hash lives in memory with the session; after a restart, or when the
+ * in-memory state was dropped, acquire rebuilds it by re-reading the file. */
+struct upload;
+
+#define UPLOAD_ID_LEN 36     /* uuid text */
+
+/* storage_upload_start - new session in repo. uuid_out gets UPLOAD_ID_LEN+1 bytes. */
+int storage_upload_start(struct storage_handle *h, const char *repo, enum digest_algo algo,
+                         char *uuid_out, struct err *e);
+
+/* storage_upload_acquire - lease the session (repo must match). Returns the
+ * session or NULL with ERR_BLOB_UPLOAD_UNKNOWN / ERR_BUSY / ERR_IO. */
+struct upload *storage_upload_acquire(struct storage_handle *h, const char *repo,
+                                      const char *uuid, struct err *e);
+
+/* upload_offset - bytes received so far (the next expected offset). */
+uint64_t upload_offset(const struct upload *u);
+
+/* upload_write - append n bytes at the current offset (hashing them). On a write
+ * error (ENOSPC, EIO) the session is destroyed at once (file removed, row deleted,
+ * so the space is freed), the upload is released and -1 returned with
+ * ERR_NOSPACE / ERR_IO; the caller must not touch u again. */
+int upload_write(struct upload *u, const void *data, size_t n, struct err *e);
+
+/* upload_commit - finish: verify the digest against `expected`, fsync, rename
+ * into blobs/, fsync the directory, commit the rows (blob + link to repo), remove
+ * the session. On success the lease is consumed (u is freed). On
+ * ERR_DIGEST_INVALID / ERR_SIZE_INVALID the session is destroyed too (spec: a
+ * failed finish invalidates it); on ERR_IO/ERR_NOSPACE/ERR_DB likewise. In every
+ * case u is gone after the call. `expected_size` < 0 means unknown. */
+int upload_commit(struct upload *u, const struct digest *expected, int64_t expected_size,
+                  struct err *e);
+
+/* upload_release - give the lease back, keep the session. */
+void upload_release(struct upload *u);
+
+/* storage_upload_status - offset of a session without leasing it. */
+int storage_upload_status(struct storage_handle *h, const char *repo, const char *uuid,
+                          uint64_t *offset, struct err *e);
+
+/* storage_upload_cancel - remove session and file. ERR_BLOB_UPLOAD_UNKNOWN. */
+int storage_upload_cancel(struct storage_handle *h, const char *repo, const char *uuid,
+                          struct err *e);
+
+/* storage_expire_uploads - remove sessions idle for more than the configured
+ * expiry. Returns how many were removed, or -1. */
+int storage_expire_uploads(struct storage_handle *h, struct err *e);
+
+/* ---- manifests and tags ---- */
+
+struct manifest_meta {
+    struct digest digest;
+    char media_type[256];
+    uint64_t size;
+};
+
+#define PUT_MAX_TAGS 32
+
+/* storage_manifest_put - validate (manifest_parse), check that every referenced
+ * blob is linked to repo and every referenced child manifest exists in repo
+ * (ERR_MANIFEST_BLOB_UNKNOWN), store the body as a blob, record the manifest row
+ * (media type, size, subject, artifactType, annotations, references) and point
+ * each of `tags` (ntags may be 0: a push by digest) at it. If `ref_digest` is not
+ * NULL the body must hash to it (ERR_DIGEST_INVALID). Out: *meta, and
+ * *has_subject / *subject for the OCI-Subject header (may be NULL). */
+int storage_manifest_put(struct storage_handle *h, const char *repo, const char *body,
+                         size_t len, const char *content_type, const struct digest *ref_digest,
+                         const char *const *tags, size_t ntags, struct manifest_meta *meta,
+                         int *has_subject, struct digest *subject, struct err *e);
+
+/* storage_manifest_get - resolve ref (a tag, or a digest string) in repo. On
+ * success *meta is filled and, when fd is not NULL, *fd is a new read-only
+ * descriptor of the body owned by the caller. ERR_MANIFEST_UNKNOWN (also for an
+ * unknown repo, the spec allows NAME_UNKNOWN but clients expect this). */
+int storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref,
+                         struct manifest_meta *meta, int *fd, struct err *e);
+
+/* storage_manifest_delete - ref is a digest: remove the manifest from repo and
+ * every tag pointing at it; ref is a tag: remove only the tag. ERR_MANIFEST_UNKNOWN. */
+int storage_manifest_delete(struct storage_handle *h, const char *repo, const char *ref,
+                            struct err *e);
+
+/* iteration callback: return 0 to go on, non-zero to stop */
+typedef int (*storage_name_fn)(void *arg, const char *name);
+
+/* storage_tags_list - tags of repo in lexical (byte) order, after `last` (NULL =
+ * from the start), at most n (n < 0 = all). *more = 1 when further tags exist.
+ * ERR_NAME_UNKNOWN when the repo has no manifests and no tags. */
+int storage_tags_list(struct storage_handle *h, const char *repo, const char *last, long n,
+                      storage_name_fn fn, void *arg, int *more, struct err *e);
+
+/* storage_catalog - repository names in lexical order, same paging as tags. */
+int storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn,
+                    void *arg, int *more, struct err *e);
+
+/* referrers: one descriptor per manifest of repo whose subject is `subject`. */
+struct referrer {
+    const char *media_type;
+    const struct digest *digest;
+    uint64_t size;
+    const char *artifact_type;     /* "" if none */
+    const char *annotations_json;  /* NULL if none */
+};
+typedef int (*storage_referrer_fn)(void *arg, const struct referrer *r);
+
+/* storage_referrers - call fn for each referrer (artifact_type filter when not
+ * NULL), ordered by digest. An unknown subject yields none (not an error). */
+int storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
+                      const char *artifact_type, storage_referrer_fn fn, void *arg,
+                      struct err *e);
+
+#endif
