@@ -88,7 +88,7 @@ $(BUILD)/ocirun-lite: $(call obj,tools/ocirun-lite/main.c) $(LIBRUN) $(LIBCORE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBCORE)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF) $(LIBCORE)
+$(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%_test.o $(ALL_LIBS)
@@ -125,7 +125,7 @@ bench: deps
 
 conformance: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tests/conformance.sh
+	@BUILD=$(BUILD) sh tests/shell/conformance.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

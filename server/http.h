@@ -57,7 +57,10 @@ typedef void (*http_complete_fn)(struct http_req *r, void *state);
 typedef void (*http_abort_fn)(struct http_req *r, void *state);
 
 /* http_req_on_body - accept the body: stream it to on_body, then on_complete
- * (must reply). on_abort (may be NULL) releases state if the request dies. */
+ * (must reply). on_abort (may be NULL) releases state if the request dies.
+ * (Connection layer note: on_abort runs exactly once whenever on_complete will not:
+ * the connection died, a timeout, a malformed chunk, or on_body returned -1 / replied;
+ * it runs on the worker thread before the request is freed and must not reply.) */
 void http_req_on_body(struct http_req *r, http_body_fn on_body, http_complete_fn on_complete,
                       http_abort_fn on_abort, void *state);
 

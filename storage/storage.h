@@ -98,7 +98,9 @@ int range_parse_request(const char *s, size_t len, uint64_t size, uint64_t *star
 #define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
 
-enum ref_kind { REF_BLOB = 0, REF_MANIFEST = 1 };
+/* REF_FOREIGN: a layer with a non-distributable media type or `urls` (image-spec
+ * "non-distributable layers"); recorded, but need not exist in the registry. */
+enum ref_kind { REF_BLOB = 0, REF_MANIFEST = 1, REF_FOREIGN = 2 };
 
 struct manifest_ref {
     struct digest digest;
@@ -110,8 +112,9 @@ struct manifest_ref {
  * All strings are owned by the struct. */
 struct manifest_info {
     char media_type[256];     /* effective: mediaType field, else Content-Type */
-    char artifact_type[256];  /* artifactType, else config.mediaType (image manifests
-                                 whose config is not the image config); "" if none */
+    char artifact_type[256];  /* artifactType, else config.mediaType for OCI image
+                                 manifests (distribution-spec referrers rule); "" if
+                                 none (indexes without one, Docker types) */
     int has_subject;
     struct digest subject;
     char *annotations_json;   /* compact JSON object text or NULL; malloc'd */

@@ -30,10 +30,12 @@ fi
 GLOBS="$*"
 match() {
     [ -z "$GLOBS" ] && return 0
+    set -f   # the globs are name patterns, never file names
     for g in $GLOBS; do
         # shellcheck disable=SC2254
-        case "$1" in $g) return 0 ;; esac
+        case "$1" in $g) set +f; return 0 ;; esac
     done
+    set +f
     return 1
 }
 

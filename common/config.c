@@ -1,0 +1,382 @@
+#include "common/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+
+#include "common/banned.h"
+
+enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FORMAT };
+
+struct key {
+    const char *section, *name;
+    enum key_type type;
+    size_t off, cap;      /* cap: for K_STR */
+    int64_t min, max;     /* numeric range (for K_MS in ms, K_SEC in s) */
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define CAP(f) sizeof(((struct config *)0)->f)
+
+/* Adding a key: a field in struct config, a row here, a default in
+ * config_defaults, a commented entry in registry.conf. */
+static const struct key keys[] = {
+    {"server", "listen", K_STR, OFF(server.listen), CAP(server.listen), 0, 0},
+    {"server", "workers", K_INT, OFF(server.workers), 0, 0, 256},
+    {"server", "max_connections", K_INT, OFF(server.max_connections), 0, 1, 10000000},
+    {"server", "header_max", K_SIZE, OFF(server.header_max), 0, 1024, 1 << 20},
+    {"server", "header_timeout", K_MS, OFF(server.header_timeout_ms), 0, 1, INT_MAX},
+    {"server", "idle_timeout", K_MS, OFF(server.idle_timeout_ms), 0, 1, INT_MAX},
+    {"server", "body_timeout", K_MS, OFF(server.body_timeout_ms), 0, 1, INT_MAX},
+    {"server", "body_buffer", K_SIZE, OFF(server.body_buffer), 0, 4096, 64 << 20},
+    {"server", "max_manifest", K_SIZE, OFF(server.max_manifest), 0, 1024, 1LL << 30},
+    {"server", "max_page", K_LONG, OFF(server.max_page), 0, 1, 10000000},
+    {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
+    {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
+    {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},
+    {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
+    {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+void
+config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->server.listen, sizeof(c->server.listen), "127.0.0.1:5000");
+    c->server.workers = 0;
+    c->server.max_connections = 10000;
+    c->server.header_max = 16384;
+    c->server.header_timeout_ms = 10000;
+    c->server.idle_timeout_ms = 60000;
+    c->server.body_timeout_ms = 60000;
+    c->server.body_buffer = 262144;
+    c->server.max_manifest = 4194304;
+    c->server.max_page = 10000;
+    snprintf(c->storage.root, sizeof(c->storage.root), "./data");
+    c->storage.fsync = 1;
+    c->storage.upload_expiry_sec = 86400;
+    c->log.level = LOG_INFO;
+    c->log.json = 0;
+}
+
+static int
+parse_u64(const char *s, uint64_t *out, const char **rest)
+{
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    *out = v;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    *rest = end;
+    return 0;
+}
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    const char *u;
+    if (parse_u64(s, &v, &u) < 0)
+        return -1;
+    uint64_t mul = 1;
+    if (!*u || strcasecmp(u, "b") == 0)
+        mul = 1;
+    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kib") == 0 || strcasecmp(u, "kb") == 0)
+        mul = 1ULL << 10;
+    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mib") == 0 || strcasecmp(u, "mb") == 0)
+        mul = 1ULL << 20;
+    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gib") == 0 || strcasecmp(u, "gb") == 0)
+        mul = 1ULL << 30;
+    else
+        return -1;
+    if (v > UINT64_MAX / mul)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+int
+config_parse_duration_ms(const char *s, int64_t *out)
+{
+    uint64_t v;
+    const char *u;
+    if (parse_u64(s, &v, &u) < 0)
+        return -1;
+    uint64_t mul;
+    if (!*u || strcmp(u, "s") == 0 || strcmp(u, "sec") == 0)
+        mul = 1000;
+    else if (strcmp(u, "ms") == 0)
+        mul = 1;
+    else if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+        mul = 60000;
+    else if (strcmp(u, "h") == 0)
+        mul = 3600000;
+    else
+        return -1;
+    if (v > (uint64_t)INT64_MAX / mul)
+        return -1;
+    *out = (int64_t)(v * mul);
+    return 0;
+}
+
+int
+config_parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const struct key *
+find_key(const char *section, const char *name, int *section_known)
+{
+    *section_known = 0;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcasecmp(keys[i].section, section) != 0)
+            continue;
+        *section_known = 1;
+        if (strcasecmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+int
+config_set(struct config *c, const char *section, const char *name, const char *value,
+           const char *where, struct err *e)
+{
+    const char *pre = where ? where : "";
+    const char *sep = where ? ": " : "";
+    int known;
+    const struct key *k = find_key(section, name, &known);
+    if (!known)
+        return err_set(e, ERR_CONFIG, 0, "%s%sunknown section [%s]", pre, sep, section);
+    if (!k)
+        return err_set(e, ERR_CONFIG, 0, "%s%sunknown key '%s' in [%s]", pre, sep, name,
+                       section);
+    char *field = (char *)c + k->off;
+    uint64_t u;
+    int64_t ms;
+    int b;
+    switch (k->type) {
+    case K_STR: {
+        size_t n = strlen(value);
+        if (n == 0 || n >= k->cap)
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: %s", pre, sep, section, name,
+                           n ? "value too long" : "empty value");
+        memcpy(field, value, n + 1);
+        return 0;
+    }
+    case K_INT:
+    case K_LONG: {
+        const char *rest;
+        if (parse_u64(value, &u, &rest) < 0 || *rest || (int64_t)u < k->min ||
+            (int64_t)u > k->max)
+            return err_set(e, ERR_CONFIG, 0,
+                           "%s%s%s.%s: '%s' is not an integer in [%lld, %lld]", pre, sep,
+                           section, name, value, (long long)k->min, (long long)k->max);
+        if (k->type == K_INT)
+            *(int *)field = (int)u;
+        else
+            *(long *)field = (long)u;
+        return 0;
+    }
+    case K_SIZE:
+        if (config_parse_size(value, &u) < 0 || u < (uint64_t)k->min || u > (uint64_t)k->max)
+            return err_set(e, ERR_CONFIG, 0,
+                           "%s%s%s.%s: '%s' is not a size in [%lld, %lld] bytes (e.g. 16KiB)",
+                           pre, sep, section, name, value, (long long)k->min,
+                           (long long)k->max);
+        *(uint64_t *)field = u;
+        return 0;
+    case K_MS:
+    case K_SEC: {
+        int64_t lo = k->type == K_SEC ? k->min * 1000 : k->min;
+        int64_t hi = k->type == K_SEC ? k->max * 1000 : k->max;
+        if (config_parse_duration_ms(value, &ms) < 0 || ms < lo || ms > hi)
+            return err_set(e, ERR_CONFIG, 0,
+                           "%s%s%s.%s: '%s' is not a duration (e.g. 10s, 500ms, 2m, 1h)", pre,
+                           sep, section, name, value);
+        *(int *)field = (int)(k->type == K_SEC ? ms / 1000 : ms);
+        return 0;
+    }
+    case K_BOOL:
+        if (config_parse_bool(value, &b) < 0)
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not a boolean (true/false)",
+                           pre, sep, section, name, value);
+        *(int *)field = b;
+        return 0;
+    case K_LEVEL: {
+        int lv = log_level_parse(value);
+        if (lv < 0)
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not error|warn|info|debug",
+                           pre, sep, section, name, value);
+        *(int *)field = lv;
+        return 0;
+    }
+    case K_FORMAT:
+        if (strcmp(value, "text") == 0)
+            *(int *)field = 0;
+        else if (strcmp(value, "json") == 0)
+            *(int *)field = 1;
+        else
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not text|json", pre, sep,
+                           section, name, value);
+        return 0;
+    }
+    return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
+}
+
+static char *
+trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* strip a trailing " # comment" / " ; comment" outside quotes, and the quotes */
+static char *
+value_text(char *v)
+{
+    v = trim(v);
+    if (*v == '"') {
+        char *end = strchr(v + 1, '"');
+        if (!end)
+            return NULL;
+        *end = '\0';
+        char *after = trim(end + 1);
+        if (*after && *after != '#' && *after != ';')
+            return NULL;
+        return v + 1;
+    }
+    for (char *p = v; *p; p++) {
+        if ((*p == '#' || *p == ';') && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    }
+    return trim(v);
+}
+
+static int
+load_file(struct config *c, const char *path, struct err *e)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return err_sys(e, errno == ENOENT ? ERR_CONFIG : ERR_IO, errno, "config file '%s'",
+                       path);
+    char line[8192], section[64] = "";
+    char where[600];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        snprintf(where, sizeof(where), "%s:%d", path, lineno);
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            rc = err_set(e, ERR_CONFIG, 0, "%s: line too long", where);
+            break;
+        }
+        char *s = trim(line);
+        if (!*s || *s == '#' || *s == ';')
+            continue;
+        if (*s == '[') {
+            char *end = strchr(s, ']');
+            if (!end || *trim(end + 1)) {
+                rc = err_set(e, ERR_CONFIG, 0, "%s: malformed section header", where);
+                break;
+            }
+            *end = '\0';
+            char *name = trim(s + 1);
+            int known = 0;
+            for (size_t i = 0; i < NKEYS; i++)
+                if (strcasecmp(keys[i].section, name) == 0)
+                    known = 1;
+            if (!known || strlen(name) >= sizeof(section)) {
+                rc = err_set(e, ERR_CONFIG, 0, "%s: unknown section [%s]", where, name);
+                break;
+            }
+            snprintf(section, sizeof(section), "%s", name);
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = err_set(e, ERR_CONFIG, 0, "%s: expected 'key = value'", where);
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *val = value_text(eq + 1);
+        if (!*section) {
+            rc = err_set(e, ERR_CONFIG, 0, "%s: key '%s' outside of a [section]", where, key);
+            break;
+        }
+        if (!val) {
+            rc = err_set(e, ERR_CONFIG, 0, "%s: unterminated quoted value", where);
+            break;
+        }
+        if (config_set(c, section, key, val, where, e) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && ferror(f))
+        rc = err_sys(e, ERR_IO, errno, "reading '%s'", path);
+    fclose(f);
+    return rc;
+}
+
+static int
+load_env(struct config *c, struct err *e)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char var[128];
+        int n = snprintf(var, sizeof(var), "OCIREG_%s_%s", keys[i].section, keys[i].name);
+        for (int j = 0; j < n; j++)
+            var[j] = (char)toupper((unsigned char)var[j]);
+        const char *v = getenv(var);
+        if (!v)
+            continue;
+        char where[160];
+        snprintf(where, sizeof(where), "environment %s", var);
+        char buf[CONFIG_STR_MAX];
+        snprintf(buf, sizeof(buf), "%s", v);
+        if (config_set(c, keys[i].section, keys[i].name, trim(buf), where, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+config_load(struct config *c, const char *path, struct err *e)
+{
+    config_defaults(c);
+    if (path && load_file(c, path, e) < 0)
+        return -1;
+    return load_env(c, e);
+}

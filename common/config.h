@@ -1,0 +1,66 @@
+/* config.h - registry.conf: an INI file ([section], key = value, '#' or ';'
+ * comments) whose every key can be overridden by the environment variable
+ * OCIREG_<SECTION>_<KEY> (upper case). Without a file the defaults apply.
+ *
+ * Values: integers; sizes with an optional unit (B, K/KiB, M/MiB, G/GiB; powers of
+ * two: "16KiB", "4MiB"); durations with an optional unit (ms, s, m, h; a bare number
+ * is seconds: "10s", "500ms"); booleans (true/false, yes/no, on/off, 1/0); strings
+ * (optionally in double quotes). An unknown section or key, or a bad value, is an
+ * ERR_CONFIG naming file:line (or the environment variable). The shipped
+ * registry.conf documents every key with its default. */
+#ifndef OCIREG_CONFIG_H
+#define OCIREG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define CONFIG_STR_MAX 4096
+
+struct config {
+    struct {
+        char listen[256];          /* "127.0.0.1:5000" */
+        int workers;               /* 0 = number of cores */
+        int max_connections;       /* 10000 */
+        uint64_t header_max;       /* 16384 bytes */
+        int header_timeout_ms;     /* 10 s */
+        int idle_timeout_ms;       /* 60 s */
+        int body_timeout_ms;       /* 60 s */
+        uint64_t body_buffer;      /* 262144 bytes */
+        uint64_t max_manifest;     /* 4194304 bytes */
+        long max_page;             /* 10000 */
+    } server;
+    struct {
+        char root[CONFIG_STR_MAX]; /* "./data" */
+        int fsync;                 /* 1 */
+        int upload_expiry_sec;     /* 86400 */
+    } storage;
+    struct {
+        int level;                 /* enum log_level, LOG_INFO */
+        int json;                  /* format = json */
+    } log;
+};
+
+/* config_defaults - fill c with the built-in defaults. */
+void config_defaults(struct config *c);
+
+/* config_load - defaults, then the file at path (NULL: none), then the
+ * environment. Returns 0, or -1 with ERR_CONFIG ("FILE:LINE: unknown key 'x' in
+ * [server]", "environment OCIREG_SERVER_WORKERS: ...") or ERR_IO (file unreadable).
+ * On failure *c holds partial values and must not be used. */
+int config_load(struct config *c, const char *path, struct err *e);
+
+/* config_set - set one key from text, as the file and the environment do
+ * (section and key case-insensitive). Returns 0, or -1 with ERR_CONFIG
+ * (unknown section/key, invalid value); where (may be NULL) prefixes the message. */
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               const char *where, struct err *e);
+
+/* parsers of the value syntaxes above, exposed for tests and other modules;
+ * each returns 0 or -1 (no err: the caller names the key). */
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_duration_ms(const char *s, int64_t *out);
+int config_parse_bool(const char *s, int *out);
+
+#endif

@@ -1,0 +1,318 @@
+#!/bin/sh
+# bench.sh - side-by-side benchmark of ocireg and the reference registry
+# (Debian's docker-registry, CNCF distribution 2.8) with build/regbench.
+#
+#   BUILD=build sh scripts/bench.sh [quick|full]      (make bench [BENCH=full])
+#
+# Starts both servers on free 127.0.0.1 ports with their own temporary storage,
+# runs the same regbench scenarios against both, interleaved (ref, ocireg, ref,
+# ocireg ...), and prints one table: figure, reference, ocireg, ratio (ocireg /
+# reference), then each server's peak RSS and CPU, and the machine's ceilings.
+# Quick mode takes under a minute, full mode under five. When build/ocireg is
+# missing or does not start, its column says n/a and the reference's figures are
+# still printed. A scenario that had errors shows ERROR and its error lines,
+# never a figure. Both servers are stopped by PID on exit.
+#
+# Environment: BUILD (default build), BENCH_KEEP=1 keeps the temp dir (JSON of
+# every run) and prints its path.
+set -u
+MODE=${1:-quick}
+BUILD=${BUILD:-build}
+case "$MODE" in quick|full) ;; *) echo "usage: $0 [quick|full]" >&2; exit 2 ;; esac
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 2
+RB=$top/$BUILD/regbench
+OCIREG=$top/$BUILD/ocireg
+if [ ! -x "$RB" ]; then
+    echo "bench: $RB is not built (make BUILD=$BUILD $BUILD/regbench)" >&2
+    exit 2
+fi
+command -v docker-registry >/dev/null 2>&1 || { echo "bench: docker-registry not installed (scripts/install-deps.sh)" >&2; exit 2; }
+command -v jq >/dev/null 2>&1 || { echo "bench: jq not installed (scripts/install-deps.sh)" >&2; exit 2; }
+command -v curl >/dev/null 2>&1 || { echo "bench: curl not installed (scripts/install-deps.sh)" >&2; exit 2; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ocireg-bench.XXXXXX") || exit 2
+REF_PID="" OCI_PID=""
+cleanup() {
+    for p in $REF_PID $OCI_PID; do
+        kill "$p" 2>/dev/null
+    done
+    for p in $REF_PID $OCI_PID; do
+        wait "$p" 2>/dev/null
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: results kept in $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+http_ok() {   # URL -> 0 when GET answers 200 or 401
+    code=$(curl -s -o /dev/null -m 2 --noproxy '*' -w '%{http_code}' "$1" 2>/dev/null)
+    [ "$code" = 200 ] || [ "$code" = 401 ]
+}
+
+# ---- reference registry -------------------------------------------------------
+REF_ADDR="" REF_WHY=""
+start_ref() {
+    for try in 1 2 3; do
+        port=$("$RB" --free-port) || break
+        mkdir -p "$tmp/ref-root"
+        cat >"$tmp/ref.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/ref-root
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+EOF
+        docker-registry serve "$tmp/ref.yml" >"$tmp/ref.log" 2>&1 &
+        REF_PID=$!
+        i=0
+        while [ $i -lt 100 ]; do
+            if http_ok "http://127.0.0.1:$port/v2/"; then
+                REF_ADDR=127.0.0.1:$port
+                return 0
+            fi
+            kill -0 "$REF_PID" 2>/dev/null || break
+            sleep 0.1
+            i=$((i + 1))
+        done
+        kill "$REF_PID" 2>/dev/null
+        wait "$REF_PID" 2>/dev/null
+        REF_PID=""
+    done
+    REF_WHY="did not start: $(tail -3 "$tmp/ref.log" 2>/dev/null | tr '\n' ' ')"
+    return 1
+}
+
+# ---- ocireg ---------------------------------------------------------------------
+OCI_ADDR="" OCI_WHY=""
+start_ocireg() {
+    if [ ! -x "$OCIREG" ]; then
+        OCI_WHY="$OCIREG is not built"
+        return 1
+    fi
+    mkdir -p "$tmp/oci-root"
+    OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT="$tmp/oci-root" OCIREG_LOG_LEVEL=error \
+        "$OCIREG" serve --ready-file "$tmp/oci.ready" >"$tmp/ocireg.log" 2>&1 &
+    OCI_PID=$!
+    i=0
+    while [ $i -lt 100 ]; do
+        if [ -s "$tmp/oci.ready" ]; then
+            addr=$(tr -d ' \r\n' <"$tmp/oci.ready")
+            if http_ok "http://$addr/v2/"; then
+                OCI_ADDR=$addr
+                return 0
+            fi
+        fi
+        if ! kill -0 "$OCI_PID" 2>/dev/null; then
+            wait "$OCI_PID" 2>/dev/null
+            OCI_PID=""
+            OCI_WHY="exited at start: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
+            return 1
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    OCI_WHY="not ready after 10 s: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
+    kill "$OCI_PID" 2>/dev/null
+    wait "$OCI_PID" 2>/dev/null
+    OCI_PID=""
+    return 1
+}
+
+start_ref
+start_ocireg
+
+if [ -z "$REF_ADDR" ] && [ -z "$OCI_ADDR" ]; then
+    echo "bench: no server to measure: reference $REF_WHY; ocireg $OCI_WHY" >&2
+    exit 1
+fi
+
+# ---- scenarios ---------------------------------------------------------------------
+# One line each: ID | regbench arguments. Figures below refer to IDs.
+if [ "$MODE" = full ]; then
+    REPS=2 D=3 TAGS=1000 BIG=256M BIGN=2 CONC=64M IDLE=5000 BUDGET=250 SLACK=20
+else
+    REPS=1 D=1.5 TAGS=300 BIG=32M BIGN=3 CONC=16M IDLE=500 BUDGET=38 SLACK=8
+fi
+SCEN="mget|-s manifest-get -c 64 -d $D
+head|-s head-blob -c 64 -S 4K -d $D
+tags|-s tags-list -c 8 --tags $TAGS -d $D
+pushbig|-s push -c 1 -S $BIG -n $BIGN
+pushchunk|-s push-chunked -c 1 -S $BIG --chunk 8M -n $BIGN
+pullbig|-s pull -c 1 -S $BIG -n 3
+pullconc|-s pull -c 16 -S $CONC --blobs 4 -n 16
+push4k|-s push -c 16 -S 4K -d $D
+mput|-s manifest-put -c 16 -d $D
+idle|-s idle -c 16 --idle $IDLE -d $D
+range|-s pull-range -c 8 -S 16M --range-size 256K -d $D
+catalog|-s catalog -c 8 --repos 20 -d $D"
+
+cpu_of() {   # PID -> utime+stime ticks
+    [ -n "$1" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
+    sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
+}
+REF_CPU0=$(cpu_of "$REF_PID")
+OCI_CPU0=$(cpu_of "$OCI_PID")
+
+mkdir -p "$tmp/out"
+start=$(date +%s)
+rep=1
+while [ $rep -le $REPS ]; do
+    echo "$SCEN" | while IFS='|' read -r id args; do
+        for srv in ref oci; do
+            if [ $srv = ref ]; then addr=$REF_ADDR pid=$REF_PID; else addr=$OCI_ADDR pid=$OCI_PID; fi
+            [ -n "$addr" ] || continue
+            # the time budget keeps quick under 1 minute and full under 5, even on
+            # a busy machine: runs past it are skipped (and say so)
+            now=$(($(date +%s) - start))
+            if [ $now -ge $BUDGET ]; then
+                echo "bench: $id $srv rep $rep skipped: time budget (${BUDGET}s) spent" >&2
+                : >"$tmp/out/$id.$srv.$rep.skip"
+                continue
+            fi
+            left=$((BUDGET + SLACK - now))
+            printf 'bench: %-9s %-3s rep %d\n' "$id" "$srv" "$rep" >&2
+            # shellcheck disable=SC2086
+            "$RB" -u "http://$addr" $args --server-pid "$pid" --timeout 60 --max-time $left \
+                --json >"$tmp/out/$id.$srv.$rep.json" 2>"$tmp/out/$id.$srv.$rep.err"
+            echo $? >"$tmp/out/$id.$srv.$rep.rc"
+        done
+    done
+    rep=$((rep + 1))
+done
+elapsed=$(($(date +%s) - start))
+
+REF_CPU1=$(cpu_of "$REF_PID")
+OCI_CPU1=$(cpu_of "$OCI_PID")
+hwm_of() {   # PID -> VmHWM in MiB
+    [ -n "$1" ] && [ -r "/proc/$1/status" ] || { echo ""; return; }
+    awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"
+}
+REF_HWM=$(hwm_of "$REF_PID")
+OCI_HWM=$(hwm_of "$OCI_PID")
+
+# value ID SRV JQ -> mean over repetitions, ERROR if any repetition failed, n/a
+# when the server did not run
+value() {
+    id=$1 srv=$2 expr=$3
+    if [ $srv = ref ]; then [ -n "$REF_ADDR" ] || { echo n/a; return; }; fi
+    if [ $srv = oci ]; then [ -n "$OCI_ADDR" ] || { echo n/a; return; }; fi
+    vals="" r=1
+    while [ $r -le $REPS ]; do
+        f=$tmp/out/$id.$srv.$r.json
+        if [ -f "$tmp/out/$id.$srv.$r.skip" ]; then
+            r=$((r + 1))
+            continue
+        fi
+        v=$(jq -r ".results[0] | if .ok then ($expr // \"n/a\") else \"ERROR\" end" "$f" 2>/dev/null)
+        [ -n "$v" ] || v=ERROR
+        [ "$v" = ERROR ] && { echo ERROR; return; }
+        vals="$vals $v"
+        r=$((r + 1))
+    done
+    [ -n "$vals" ] || { echo skipped; return; }
+    echo "$vals" | awk '{n = 0; s = 0; for (i = 1; i <= NF; i++) { if ($i == "n/a") { print "n/a"; exit } s += $i; n++ } m = s / n; if (m >= 1000 || m <= -1000) printf "%.0f\n", m; else printf "%.4g\n", m }'
+}
+
+ratio() {
+    case "$1$2" in *n/a*|*ERROR*|*skipped*) echo "-"; return ;; esac
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "-"; else printf "%.2f\n", b / a }'
+}
+
+row() {   # LABEL ID JQ
+    a=$(value "$2" ref "$3")
+    b=$(value "$2" oci "$3")
+    printf '%-52s %12s %12s %7s\n' "$1" "$a" "$b" "$(ratio "$a" "$b")"
+}
+
+echo
+echo "== regbench: ocireg vs reference registry ($MODE mode, $REPS repetition(s), mean; ${elapsed}s) =="
+nskip=$(ls "$tmp"/out/*.skip 2>/dev/null | wc -l)
+[ "$nskip" -gt 0 ] && echo "note: $nskip run(s) skipped: the ${BUDGET}s time budget was spent (busy machine?)"
+printf 'reference: %s\n' "${REF_ADDR:-unavailable: $REF_WHY}"
+printf 'ocireg:    %s\n' "${OCI_ADDR:-unavailable: $OCI_WHY}"
+echo
+printf '%-52s %12s %12s %7s\n' "figure" "reference" "ocireg" "ratio"
+printf '%-52s %12s %12s %7s\n' "------" "---------" "------" "-----"
+row "manifest GET by tag, 64 conns: req/s" mget .req_per_s
+row "manifest GET by tag, 64 conns: p99 ms" mget .latency_ms.p99
+row "manifest GET by tag: server CPU us/op" mget .server.cpu_us_per_op
+row "HEAD blob, 64 conns: req/s" head .req_per_s
+row "HEAD blob, 64 conns: p99 ms" head .latency_ms.p99
+row "HEAD blob: server CPU us/op" head .server.cpu_us_per_op
+row "tags list of a $TAGS-tag repo, 8 conns: req/s" tags .req_per_s
+row "tags list of a $TAGS-tag repo, 8 conns: p99 ms" tags .latency_ms.p99
+row "push $BIG monolithic: MB/s" pushbig .mb_per_s
+row "push $BIG monolithic: server CPU s/GB" pushbig .server.cpu_s_per_gb
+row "push $BIG chunked (8 MiB PATCHes): MB/s" pushchunk .mb_per_s
+row "push $BIG chunked: server CPU s/GB" pushchunk .server.cpu_s_per_gb
+row "pull $BIG single stream: MB/s" pullbig .mb_per_s
+row "pull $BIG single stream: server CPU s/GB" pullbig .server.cpu_s_per_gb
+row "16 concurrent $CONC pulls: MB/s (aggregate)" pullconc .mb_per_s
+row "16 concurrent $CONC pulls: p99 ms" pullconc .latency_ms.p99
+row "16 concurrent $CONC pulls: server CPU s/GB" pullconc .server.cpu_s_per_gb
+row "4 KiB blob push (POST+PUT), 16 clients: pushes/s" push4k .req_per_s
+row "4 KiB blob push, 16 clients: p99 ms" push4k .latency_ms.p99
+row "manifest PUT, 16 clients: req/s" mput .req_per_s
+row "manifest PUT, 16 clients: p99 ms" mput .latency_ms.p99
+row "$IDLE idle keep-alive conns: server RSS increase KiB" idle .idle.rss_delta_kib
+row "$IDLE idle conns: RSS bytes per connection" idle .idle.rss_bytes_per_conn
+row "$IDLE idle conns: closed by the server" idle .idle.closed_by_server
+row "meanwhile manifest GET, 16 conns: req/s" idle .req_per_s
+row "meanwhile manifest GET, 16 conns: p99 ms" idle .latency_ms.p99
+row "Range pull 256 KiB of 16 MiB, 8 conns: req/s" range .req_per_s
+row "Range pull 256 KiB, 8 conns: p99 ms" range .latency_ms.p99
+row "catalog (20+ repos), 8 conns: req/s" catalog .req_per_s
+tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_row() {
+    a=n/a b=n/a
+    [ -n "$REF_ADDR" ] && a=$(awk -v x="$REF_CPU0" -v y="$REF_CPU1" -v t="$tck" 'BEGIN{printf "%.1f", (y-x)/t}')
+    [ -n "$OCI_ADDR" ] && b=$(awk -v x="$OCI_CPU0" -v y="$OCI_CPU1" -v t="$tck" 'BEGIN{printf "%.1f", (y-x)/t}')
+    printf '%-52s %12s %12s %7s\n' "server CPU seconds over the whole bench" "$a" "$b" "$(ratio "$a" "$b")"
+}
+cpu_row
+a=${REF_HWM:-n/a} b=${OCI_HWM:-n/a}
+printf '%-52s %12s %12s %7s\n' "server peak RSS (VmHWM) MiB" "$a" "$b" "$(ratio "$a" "$b")"
+echo "(ratio = ocireg / reference: above 1 is better for req/s and MB/s, worse for ms, CPU and RSS)"
+
+# errors: every failed run, with its messages
+nerr=0
+for f in "$tmp"/out/*.json; do
+    [ -f "$f" ] || continue
+    base=${f%.json}
+    bad=$(jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$f" 2>/dev/null)
+    rc=$(cat "$base.rc" 2>/dev/null || echo 0)
+    if [ -n "$bad" ] || { [ "$rc" != 0 ] && [ "$rc" != 1 ]; } || ! jq -e . "$f" >/dev/null 2>&1; then
+        [ $nerr = 0 ] && { echo; echo "errors:"; }
+        nerr=$((nerr + 1))
+        echo "  $(basename "$base") (exit $rc):"
+        [ -n "$bad" ] && echo "$bad"
+        [ -s "$base.err" ] && sed 's/^/    /' "$base.err" | head -5
+    fi
+done
+
+# ---- machine ceilings ---------------------------------------------------------------
+echo
+echo "machine ceilings:"
+"$RB" --ceilings | sed 's/^/  /'
+if command -v openssl >/dev/null 2>&1; then
+    openssl speed -evp sha256 -seconds 1 -bytes 16384 2>/dev/null |
+        awk '/^sha256/ {printf "  openssl speed sha256 (16 KiB blocks): %.1f MB/s\n", $(NF) / 1000}'
+fi
+dd if=/dev/zero of="$tmp/dd.bin" bs=1M count=256 conv=fsync 2>"$tmp/dd.txt" >/dev/null
+awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,?$/) { printf "  fsync'"'"'d disk write (dd 256 MiB, conv=fsync): %.1f MB/s\n", 268.435456 / $(i - 1); exit } }' "$tmp/dd.txt" | sed 's/,//'
+rm -f "$tmp/dd.bin"
+[ -z "$OCI_ADDR" ] && echo "note: ocireg unavailable ($OCI_WHY): only the reference was measured"
+[ $nerr -gt 0 ] && exit 1
+exit 0

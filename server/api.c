@@ -1,0 +1,289 @@
+/* api.c - the registry application: per-worker context, dispatch of a routed
+ * request to its handler (server/api_*.c), and the helpers they share. */
+#include "server/api.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "server/api_internal.h"
+#include "server/reply.h"
+
+#include "common/banned.h"
+
+#define JBUF_START 4096
+#define JBUF_KEEP (1u << 20)
+
+struct api *
+api_new(struct storage *st, const struct api_opts *o, struct err *e)
+{
+    struct api *a = calloc(1, sizeof(*a));
+    if (!a) {
+        err_set(e, ERR_NOMEM, 0, "api: out of memory");
+        return NULL;
+    }
+    a->st = st;
+    if (o)
+        a->o = *o;
+    if (a->o.max_manifest == 0)
+        a->o.max_manifest = 4u << 20;
+    if (a->o.max_page <= 0)
+        a->o.max_page = 10000;
+    return a;
+}
+
+void
+api_free(struct api *a)
+{
+    free(a);
+}
+
+/* ---- JSON writer ---- */
+
+void
+jbuf_init(struct jbuf *j, struct api_worker *w)
+{
+    j->w = w;
+    j->len = 0;
+}
+
+static void
+jbuf_reserve(struct jbuf *j, size_t n)
+{
+    struct api_worker *w = j->w;
+    if (j->len + n <= w->cap)
+        return;
+    size_t cap = w->cap ? w->cap : JBUF_START;
+    while (cap < j->len + n)
+        cap *= 2;
+    char *p = realloc(w->buf, cap);
+    if (!p)
+        abort(); /* allocation failure: the one accepted abort (STYLE.md) */
+    w->buf = p;
+    w->cap = cap;
+}
+
+void
+jbuf_put(struct jbuf *j, const char *s, size_t n)
+{
+    jbuf_reserve(j, n);
+    memcpy(j->w->buf + j->len, s, n);
+    j->len += n;
+}
+
+void
+jbuf_str(struct jbuf *j, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = strlen(s);
+    jbuf_reserve(j, n * 6 + 2); /* worst case: every byte \u00XX */
+    char *o = j->w->buf + j->len;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    j->len = (size_t)(o - j->w->buf);
+}
+
+void
+jbuf_u64(struct jbuf *j, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+    jbuf_put(j, tmp, (size_t)n);
+}
+
+const char *
+jbuf_data(const struct jbuf *j)
+{
+    return j->w->buf ? j->w->buf : "";
+}
+
+void
+jbuf_done(struct jbuf *j)
+{
+    struct api_worker *w = j->w;
+    if (w->cap > JBUF_KEEP) {
+        free(w->buf);
+        w->buf = NULL;
+        w->cap = 0;
+    }
+    j->len = 0;
+}
+
+/* ---- replies ---- */
+
+void
+api_reply_err(struct http_req *r, const struct err *e)
+{
+    if (reply_status(e->code) >= 500)
+        log_error(API_MOD, http_req_id(r), "%s %s: %s", http_req_method_name(r), http_req_path(r),
+                  e->msg);
+    http_reply_error(r, e);
+}
+
+void
+api_reply_code(struct http_req *r, int status, enum err_code code, const char *msg)
+{
+    char body[512];
+    size_t n = reply_error_json(code, msg, body, sizeof(body));
+    http_reply(r, status, CT_JSON, body, n);
+}
+
+void
+api_reply_head(struct http_req *r, int status, const char *content_type, uint64_t size)
+{
+    /* http.h: http_reply sets Content-Length to n and sends no body on HEAD, so
+     * the body pointer is never read; the size comes from the metadata alone */
+    http_reply(r, status, content_type, NULL, (size_t)size);
+}
+
+void
+api_upload_headers(struct http_req *r, const char *name, const char *uuid, uint64_t offset)
+{
+    http_reply_header(r, "Location", "/v2/%s/blobs/uploads/%s", name, uuid);
+    /* the spec's inclusive "0-<last byte>"; a session without bytes says 0-0 as
+     * CNCF distribution does */
+    http_reply_header(r, "Range", "0-%" PRIu64, offset ? offset - 1 : 0);
+    http_reply_header(r, "Docker-Upload-UUID", "%s", uuid);
+}
+
+/* ---- the http_app ---- */
+
+static void *
+worker_init(void *arg, int worker_index, struct err *e)
+{
+    struct api *a = arg;
+    struct api_worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        err_set(e, ERR_NOMEM, 0, "api worker %d: out of memory", worker_index);
+        return NULL;
+    }
+    w->a = a;
+    w->h = storage_handle_open(a->st, e);
+    if (!w->h) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void
+worker_release(void *wctx)
+{
+    struct api_worker *w = wctx;
+    if (!w)
+        return;
+    storage_handle_close(w->h);
+    free(w->buf);
+    free(w);
+}
+
+static void
+api_base(struct http_req *r)
+{
+    /* end-1; Docker-Distribution-API-Version is added by the connection layer */
+    http_reply(r, 200, CT_JSON, "{}", 2);
+}
+
+static void
+dispatch(struct http_req *r, void *wctx)
+{
+    struct api_worker *w = wctx;
+    struct route *rt = http_req_alloc(r, sizeof(*rt));
+    struct err e;
+    enum http_method m = http_req_method(r);
+
+    if (router_match(m, http_req_path(r), rt, &e) < 0) {
+        switch (e.code) {
+        case ERR_NOT_FOUND:
+            /* no spec code means "no such endpoint": UNSUPPORTED is the closest
+             * ("the operation is unsupported"), with the 404 status */
+            api_reply_code(r, 404, ERR_UNSUPPORTED, "no such endpoint");
+            return;
+        case ERR_METHOD:
+            http_reply_header(r, "Allow", "%s", router_allow(rt->kind));
+            http_reply_error(r, &e);
+            return;
+        default:
+            http_reply_error(r, &e);
+            return;
+        }
+    }
+
+    switch (rt->kind) {
+    case ROUTE_BASE:
+        api_base(r);
+        return;
+    case ROUTE_CATALOG:
+        api_catalog(w, r, rt);
+        return;
+    case ROUTE_TAGS:
+        api_tags_list(w, r, rt);
+        return;
+    case ROUTE_REFERRERS:
+        api_referrers(w, r, rt);
+        return;
+    case ROUTE_MANIFEST:
+        if (m == HTTP_M_PUT)
+            api_manifest_put(w, r, rt);
+        else if (m == HTTP_M_DELETE)
+            api_manifest_delete(w, r, rt);
+        else
+            api_manifest_get(w, r, rt);
+        return;
+    case ROUTE_BLOB:
+        if (m == HTTP_M_DELETE)
+            api_blob_delete(w, r, rt);
+        else
+            api_blob_get(w, r, rt);
+        return;
+    case ROUTE_UPLOAD_START:
+        api_upload_start(w, r, rt);
+        return;
+    case ROUTE_UPLOAD:
+        switch (m) {
+        case HTTP_M_PATCH:
+            api_upload_patch(w, r, rt);
+            return;
+        case HTTP_M_PUT:
+            api_upload_put(w, r, rt);
+            return;
+        case HTTP_M_DELETE:
+            api_upload_cancel(w, r, rt);
+            return;
+        default:
+            api_upload_status(w, r, rt);
+            return;
+        }
+    case ROUTE_NONE:
+        break;
+    }
+    api_reply_code(r, 404, ERR_UNSUPPORTED, "no such endpoint");
+}
+
+void
+api_http_app(struct api *a, struct http_app *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->arg = a;
+    out->worker_init = worker_init;
+    out->worker_release = worker_release;
+    out->dispatch = dispatch;
+}

@@ -1,0 +1,62 @@
+/* api_blobs.c - end-2/end-3 (GET/HEAD blob, with Range) and end-10 (DELETE blob). */
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/api_internal.h"
+
+#include "common/banned.h"
+
+void
+api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    int fd = -1;
+    uint64_t size = 0;
+    int head = http_req_method(r) == HTTP_M_HEAD;
+
+    /* HEAD: size from the metadata alone, no file opened */
+    if (storage_blob_open(w->h, rt->name, &rt->digest, head ? NULL : &fd, &size, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    http_reply_header(r, "Docker-Content-Digest", "%s", rt->ref);
+    http_reply_header(r, "Accept-Ranges", "bytes");
+    /* blobs are immutable: the digest is a perfect strong validator */
+    http_reply_header(r, "ETag", "\"%s\"", rt->ref);
+
+    const char *range = head ? NULL : http_req_header(r, "Range");
+    if (range) {
+        uint64_t start = 0, end = 0;
+        int rc = range_parse_request(range, strlen(range), size, &start, &end, &e);
+        if (rc < 0) {
+            close(fd);
+            http_reply_header(r, "Content-Range", "bytes */%" PRIu64, size);
+            http_reply_error(r, &e);
+            return;
+        }
+        if (rc == 1) {
+            http_reply_header(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
+                              end, size);
+            http_reply_fd(r, 206, CT_OCTET, fd, start, end - start + 1);
+            return;
+        }
+        /* rc == 0: a form we do not serve partially (multi-range): whole body */
+    }
+    if (head) {
+        api_reply_head(r, 200, CT_OCTET, size);
+        return;
+    }
+    http_reply_fd(r, 200, CT_OCTET, fd, 0, size);
+}
+
+void
+api_blob_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    if (storage_blob_delete(w->h, rt->name, &rt->digest, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    http_reply(r, 202, NULL, NULL, 0);
+}

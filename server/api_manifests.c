@@ -1,0 +1,120 @@
+/* api_manifests.c - end-2/end-3 (GET/HEAD manifest), end-7 (PUT, with ?tag=),
+ * end-9 (DELETE manifest or tag). */
+#include <string.h>
+
+#include "server/api_internal.h"
+
+#include "common/banned.h"
+
+void
+api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    struct manifest_meta meta;
+    int fd = -1;
+    int head = http_req_method(r) == HTTP_M_HEAD;
+
+    /* No Accept negotiation: the stored media type is served whatever the client
+     * lists (there is one representation per digest; see docs/api.md). */
+    if (storage_manifest_get(w->h, rt->name, rt->ref, &meta, head ? NULL : &fd, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    char ds[DIGEST_STR_MAX];
+    digest_format(&meta.digest, ds);
+    http_reply_header(r, "Docker-Content-Digest", "%s", ds);
+    http_reply_header(r, "ETag", "\"%s\"", ds);
+    const char *ct = meta.media_type[0] ? meta.media_type : MT_OCI_MANIFEST;
+    if (head)
+        api_reply_head(r, 200, ct, meta.size);
+    else
+        http_reply_fd(r, 200, ct, fd, 0, meta.size);
+}
+
+struct putctx {
+    struct api_worker *w;
+    const struct route *rt;
+    const char **tags;
+    size_t ntags;
+};
+
+static void
+put_complete(struct http_req *r, void *state)
+{
+    struct putctx *c = state;
+    struct err e;
+    struct manifest_meta meta;
+    int has_subject = 0;
+    struct digest subject;
+    size_t len = 0;
+    const char *body = http_req_body(r, &len);
+    const char *ct = http_req_header(r, "Content-Type");
+
+    if (storage_manifest_put(c->w->h, c->rt->name, body ? body : "", len, ct,
+                             c->rt->ref_is_digest ? &c->rt->digest : NULL,
+                             (const char *const *)c->tags, c->ntags, &meta, &has_subject, &subject,
+                             &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    char ds[DIGEST_STR_MAX];
+    digest_format(&meta.digest, ds);
+    http_reply_header(r, "Location", "/v2/%s/manifests/%s", c->rt->name, ds);
+    http_reply_header(r, "Docker-Content-Digest", "%s", ds);
+    if (has_subject) {
+        char ss[DIGEST_STR_MAX];
+        http_reply_header(r, "OCI-Subject", "%s", digest_format(&subject, ss));
+    }
+    for (size_t i = 0; i < c->ntags; i++)
+        http_reply_header(r, "OCI-Tag", "%s", c->tags[i]);
+    http_reply(r, 201, NULL, NULL, 0);
+}
+
+void
+api_manifest_put(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    struct putctx *c = http_req_alloc(r, sizeof(*c));
+    const char *q[PUT_MAX_TAGS + 1];
+
+    c->w = w;
+    c->rt = rt;
+    c->ntags = 0;
+    c->tags = http_req_alloc(r, sizeof(*c->tags) * (PUT_MAX_TAGS + 1));
+
+    /* end-7 and, in the spec's main branch, several ?tag= at once: the tags of
+     * the query plus the path reference when it is a tag, each validated before
+     * the body is read */
+    if (!rt->ref_is_digest)
+        c->tags[c->ntags++] = rt->ref;
+    size_t nq = http_req_query_all(r, "tag", q, PUT_MAX_TAGS + 1);
+    for (size_t i = 0; i < nq; i++) {
+        if (tag_validate(q[i], strlen(q[i]), &e) < 0) {
+            api_reply_code(r, 400, ERR_MANIFEST_INVALID, "invalid tag in query");
+            return;
+        }
+        size_t k;
+        for (k = 0; k < c->ntags; k++)
+            if (strcmp(c->tags[k], q[i]) == 0)
+                break;
+        if (k < c->ntags)
+            continue;
+        if (c->ntags == PUT_MAX_TAGS) {
+            api_reply_code(r, 400, ERR_MANIFEST_INVALID, "too many tags");
+            return;
+        }
+        c->tags[c->ntags++] = q[i];
+    }
+    http_req_collect_body(r, (size_t)w->a->o.max_manifest, put_complete, c);
+}
+
+void
+api_manifest_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    if (storage_manifest_delete(w->h, rt->name, rt->ref, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    http_reply(r, 202, NULL, NULL, 0);
+}

@@ -1,0 +1,313 @@
+/* api_uploads.c - blob upload sessions over HTTP: end-4a/4b/4c (POST), end-11
+ * (mount), end-5 (PATCH), end-6 (PUT), end-13 (GET status), end-14 (DELETE).
+ *
+ * A request that writes to a session holds its lease (storage_upload_acquire)
+ * from dispatch to the end of the request:
+ *
+ *   dispatch --acquire--> LEASED --on_body*--> LEASED --on_complete--> released | committed
+ *                            |                     |
+ *                            |                     +--write error--> session destroyed by
+ *                            |                     |                 storage (u = NULL), 5xx
+ *                            |                     +--on_abort--> released (monolithic POST:
+ *                            |                                    session cancelled)
+ *                            +--bad Content-Range--> released, 416 (session stays valid)
+ *
+ * Invariants: ctx->u is NULL exactly when the lease is no longer ours (released,
+ * committed, or destroyed by a failed write/commit); every path that replies
+ * has given the lease back first, so a client may follow up at once. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "server/api_internal.h"
+
+#include "common/banned.h"
+
+struct upctx {
+    struct api_worker *w;
+    const struct route *rt;
+    struct upload *u;
+    const char *uuid;    /* request-arena copy */
+    int finish;          /* commit at the end (PUT, monolithic POST) */
+    int cancel_on_abort; /* monolithic POST: the client never saw the session */
+    struct digest want;
+    int64_t want_size;
+};
+
+static void
+reply_created(struct http_req *r, const char *name, const struct digest *d)
+{
+    char ds[DIGEST_STR_MAX];
+    digest_format(d, ds);
+    http_reply_header(r, "Location", "/v2/%s/blobs/%s", name, ds);
+    http_reply_header(r, "Docker-Content-Digest", "%s", ds);
+    http_reply(r, 201, NULL, NULL, 0);
+}
+
+static void
+up_complete(struct http_req *r, void *state)
+{
+    struct upctx *c = state;
+    struct err e;
+    struct upload *u = c->u;
+
+    c->u = NULL;
+    if (c->finish) {
+        /* spec end-6: the digest of the whole upload must match; u is gone after
+         * the call whatever the outcome */
+        if (upload_commit(u, &c->want, c->want_size, &e) < 0) {
+            api_reply_err(r, &e);
+            return;
+        }
+        reply_created(r, c->rt->name, &c->want);
+        return;
+    }
+    uint64_t off = upload_offset(u);
+    upload_release(u);
+    api_upload_headers(r, c->rt->name, c->uuid, off);
+    http_reply(r, 202, NULL, NULL, 0);
+}
+
+static int
+up_body(struct http_req *r, void *state, const void *data, size_t n)
+{
+    struct upctx *c = state;
+    struct err e;
+    if (upload_write(c->u, data, n, &e) < 0) {
+        c->u = NULL; /* storage destroyed the session and released it */
+        api_reply_err(r, &e);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+up_abort(struct http_req *r, void *state)
+{
+    struct upctx *c = state;
+    if (c->u) {
+        upload_release(c->u);
+        c->u = NULL;
+    }
+    if (c->cancel_on_abort)
+        storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
+}
+
+static void
+begin_body(struct http_req *r, struct upctx *c)
+{
+    if (http_req_has_body(r))
+        http_req_on_body(r, up_body, up_complete, up_abort, c);
+    else
+        up_complete(r, c);
+}
+
+static struct upctx *
+upctx_new(struct api_worker *w, struct http_req *r, const struct route *rt, const char *uuid)
+{
+    struct upctx *c = http_req_alloc(r, sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->w = w;
+    c->rt = rt;
+    c->uuid = http_req_strdup(r, uuid);
+    c->want_size = -1;
+    return c;
+}
+
+/* spec end-5: a chunk must start at the current offset and its Content-Range
+ * must agree with its length; otherwise 416 with the current Range, and the
+ * session stays usable. Returns 0 to go on, -1 after having replied (the lease
+ * is then released). */
+static int
+check_content_range(struct http_req *r, struct upctx *c)
+{
+    const char *cr = http_req_header(r, "Content-Range");
+    if (!cr)
+        return 0;
+    struct err e;
+    uint64_t start = 0, end = 0;
+    uint64_t off = upload_offset(c->u);
+    int64_t cl = http_req_content_length(r);
+
+    if (range_parse_content(cr, strlen(cr), &start, &end, &e) < 0) {
+        err_set(&e, ERR_RANGE_INVALID, 0, "invalid Content-Range");
+    } else if (start != off) {
+        err_set(&e, ERR_RANGE_INVALID, 0,
+                "out-of-order chunk: starts at %" PRIu64 ", expected %" PRIu64, start, off);
+    } else if (cl < 0) {
+        /* a chunked body cannot be checked against the range before its bytes
+         * are appended: refuse the combination up front */
+        upload_release(c->u);
+        c->u = NULL;
+        api_reply_code(r, 400, ERR_BLOB_UPLOAD_INVALID,
+                       "Content-Range needs a Content-Length, not a chunked body");
+        return -1;
+    } else if ((uint64_t)cl != end - start + 1) {
+        err_set(&e, ERR_RANGE_INVALID, 0, "Content-Length does not match Content-Range");
+    } else {
+        return 0;
+    }
+    upload_release(c->u);
+    c->u = NULL;
+    api_upload_headers(r, c->rt->name, c->uuid, off);
+    http_reply_error(r, &e);
+    return -1;
+}
+
+/* spec: an unsupported algorithm is the client's error (400), not a media type */
+static int
+parse_query_digest(const char *s, struct digest *d, struct err *e)
+{
+    if (digest_parse(s, strlen(s), d, e) == 0)
+        return 0;
+    err_set(e, ERR_DIGEST_INVALID, 0, "invalid digest parameter");
+    return -1;
+}
+
+static void
+start_session(struct api_worker *w, struct http_req *r, const struct route *rt,
+              enum digest_algo algo)
+{
+    struct err e;
+    char uuid[UPLOAD_ID_LEN + 1];
+    if (storage_upload_start(w->h, rt->name, algo, uuid, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    api_upload_headers(r, rt->name, uuid, 0);
+    http_reply(r, 202, NULL, NULL, 0);
+}
+
+void
+api_upload_start(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    const char *mount = http_req_query(r, "mount");
+    const char *dq = http_req_query(r, "digest");
+    const char *alg = http_req_query(r, "digest-algorithm");
+    enum digest_algo algo = DIGEST_SHA256;
+
+    if (mount) {
+        /* end-11; spec: a mount that cannot be done for invalid arguments falls
+         * back to a normal upload session (202) */
+        struct digest md;
+        const char *from = http_req_query(r, "from");
+        if (from && !*from)
+            from = NULL; /* no source: automatic mount from any repository */
+        if (digest_parse(mount, strlen(mount), &md, NULL) == 0 &&
+            (!from || name_validate(from, strlen(from), NULL) == 0)) {
+            int rc = storage_blob_mount(w->h, rt->name, from, &md, &e);
+            if (rc < 0) {
+                api_reply_err(r, &e);
+                return;
+            }
+            if (rc == 1) {
+                reply_created(r, rt->name, &md);
+                return;
+            }
+        }
+        if (!dq) {
+            start_session(w, r, rt, algo);
+            return;
+        }
+    }
+
+    if (dq) {
+        /* end-4b: monolithic single-request upload */
+        struct digest d;
+        char uuid[UPLOAD_ID_LEN + 1];
+        if (parse_query_digest(dq, &d, &e) < 0) {
+            http_reply_error(r, &e);
+            return;
+        }
+        if (storage_upload_start(w->h, rt->name, d.algo, uuid, &e) < 0) {
+            api_reply_err(r, &e);
+            return;
+        }
+        struct upctx *c = upctx_new(w, r, rt, uuid);
+        c->u = storage_upload_acquire(w->h, rt->name, uuid, &e);
+        if (!c->u) {
+            storage_upload_cancel(w->h, rt->name, uuid, NULL);
+            api_reply_err(r, &e);
+            return;
+        }
+        c->finish = 1;
+        c->cancel_on_abort = 1;
+        c->want = d;
+        c->want_size = http_req_content_length(r);
+        begin_body(r, c);
+        return;
+    }
+
+    if (alg && digest_algo_parse(alg, strlen(alg), &algo, &e) < 0) {
+        api_reply_code(r, 400, ERR_DIGEST_INVALID, "unsupported digest-algorithm");
+        return;
+    }
+    start_session(w, r, rt, algo);
+}
+
+void
+api_upload_patch(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    struct upctx *c = upctx_new(w, r, rt, rt->ref);
+    c->u = storage_upload_acquire(w->h, rt->name, rt->ref, &e);
+    if (!c->u) {
+        api_reply_err(r, &e);
+        return;
+    }
+    if (check_content_range(r, c) < 0)
+        return;
+    begin_body(r, c);
+}
+
+void
+api_upload_put(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    struct digest d;
+    const char *dq = http_req_query(r, "digest");
+
+    if (!dq) {
+        api_reply_code(r, 400, ERR_DIGEST_INVALID, "digest parameter missing");
+        return;
+    }
+    if (parse_query_digest(dq, &d, &e) < 0) {
+        http_reply_error(r, &e);
+        return;
+    }
+    struct upctx *c = upctx_new(w, r, rt, rt->ref);
+    c->u = storage_upload_acquire(w->h, rt->name, rt->ref, &e);
+    if (!c->u) {
+        api_reply_err(r, &e);
+        return;
+    }
+    if (http_req_has_body(r) && check_content_range(r, c) < 0)
+        return;
+    c->finish = 1;
+    c->want = d;
+    begin_body(r, c);
+}
+
+void
+api_upload_status(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    uint64_t off = 0;
+    if (storage_upload_status(w->h, rt->name, rt->ref, &off, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    api_upload_headers(r, rt->name, rt->ref, off);
+    http_reply(r, 204, NULL, NULL, 0);
+}
+
+void
+api_upload_cancel(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    struct err e;
+    if (storage_upload_cancel(w->h, rt->name, rt->ref, &e) < 0) {
+        api_reply_err(r, &e);
+        return;
+    }
+    http_reply(r, 204, NULL, NULL, 0);
+}

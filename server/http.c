@@ -1,0 +1,458 @@
+/* http.c - the server: listening sockets, worker threads, accept, stop.
+ *
+ * Every worker owns one event_base (no locks: nothing crosses threads but the
+ * connection counter and the stop eventfds) and one listening socket of a
+ * SO_REUSEPORT group bound in http_server_new, so the kernel spreads new
+ * connections over the workers and a port 0 resolves once.
+ *
+ * Stop (http_server_stop, async-signal-safe): a write to each worker's eventfd.
+ * The worker stops accepting, closes idle connections, lets requests in progress
+ * finish with Connection: close, and ends when it has no connection left (or after
+ * HTTP_DRAIN_MS, when the rest is cut). */
+#include "server/http.h"
+
+#include "server/http_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/reply.h"
+
+#include "common/banned.h"
+
+#define HTTP_DRAIN_MS 25000
+#define ACCEPT_BATCH 64
+
+static void
+opts_defaults(struct http_server_opts *o)
+{
+    if (!o->listen || !*o->listen)
+        o->listen = "127.0.0.1:5000";
+    if (o->workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->workers = n > 0 ? (int)n : 1;
+    }
+    if (o->workers > 256)
+        o->workers = 256;
+    if (o->header_max == 0)
+        o->header_max = 16384;
+    if (o->header_max < 256)
+        o->header_max = 256;
+    if (o->body_buffer == 0)
+        o->body_buffer = 262144;
+    if (o->body_buffer < 4096)
+        o->body_buffer = 4096;
+    if (o->header_timeout_ms <= 0)
+        o->header_timeout_ms = 10000;
+    if (o->idle_timeout_ms <= 0)
+        o->idle_timeout_ms = 60000;
+    if (o->body_timeout_ms <= 0)
+        o->body_timeout_ms = 60000;
+    if (o->max_connections <= 0)
+        o->max_connections = 10000;
+}
+
+/* split "host:port" / "[v6]:port" / ":port"; host "" means every interface */
+static int
+split_listen(const char *s, char *host, size_t hcap, char *port, size_t pcap, struct err *e)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (*s == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            return err_set(e, ERR_CONFIG, 0, "listen address '%s': expected [ipv6]:port", s);
+        h = s + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return err_set(e, ERR_CONFIG, 0, "listen address '%s': expected host:port", s);
+        hl = (size_t)(colon - s);
+    }
+    if (hl >= hcap || strlen(colon + 1) >= pcap || !colon[1])
+        return err_set(e, ERR_CONFIG, 0, "listen address '%s': invalid", s);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    snprintf(port, pcap, "%s", colon + 1);
+    for (const char *p = port; *p; p++)
+        if (*p < '0' || *p > '9')
+            return err_set(e, ERR_CONFIG, 0, "listen address '%s': invalid port", s);
+    return 0;
+}
+
+static int
+listen_socket(const struct sockaddr *sa, socklen_t salen, struct err *e)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_sys(e, ERR_IO, errno, "socket");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        err_sys(e, ERR_IO, errno, "setsockopt SO_REUSEPORT");
+        close(fd);
+        return -1;
+    }
+    /* inherited by accepted sockets on Linux: replies are single writes, never
+     * worth Nagle's delay */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bind(fd, sa, salen) < 0) {
+        err_sys(e, ERR_IO, errno, "bind");
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 4096) < 0) {
+        err_sys(e, ERR_IO, errno, "listen");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+struct http_server *
+http_server_new(const struct http_server_opts *opts, const struct http_app *app, struct err *e)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    struct addrinfo *ai = NULL;
+    if (!s) {
+        err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->o = *opts;
+    opts_defaults(&s->o);
+    s->listen = strdup(s->o.listen);
+    if (!s->listen)
+        abort();
+    s->o.listen = s->listen;
+    s->app = *app;
+    s->nworkers = s->o.workers;
+    atomic_init(&s->nconns, 0);
+    atomic_init(&s->stop, 0);
+    s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
+    if (!s->workers)
+        abort();
+    for (int i = 0; i < s->nworkers; i++) {
+        s->workers[i].listen_fd = -1;
+        s->workers[i].stop_fd = -1;
+    }
+
+    char host[256], port[16];
+    if (split_listen(s->listen, host, sizeof(host), port, sizeof(port), e) < 0)
+        goto fail;
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(*host ? host : NULL, port, &hints, &ai);
+    if (gai != 0) {
+        err_set(e, ERR_CONFIG, 0, "listen address '%s': %s", s->listen, gai_strerror(gai));
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen = (socklen_t)ai->ai_addrlen;
+    memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    for (int i = 0; i < s->nworkers; i++) {
+        int fd = listen_socket((struct sockaddr *)&ss, sslen, e);
+        if (fd < 0)
+            goto fail;
+        s->workers[i].listen_fd = fd;
+        if (i == 0) {
+            /* port 0: every other socket of the group binds the port just chosen */
+            socklen_t l = sizeof(ss);
+            if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0) {
+                err_sys(e, ERR_IO, errno, "getsockname");
+                goto fail;
+            }
+            sslen = l;
+        }
+    }
+    char ip[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a6->sin6_addr, ip, sizeof(ip));
+        snprintf(s->addr, sizeof(s->addr), "[%s]:%u", ip, ntohs(a6->sin6_port));
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a4->sin_addr, ip, sizeof(ip));
+        snprintf(s->addr, sizeof(s->addr), "%s:%u", ip, ntohs(a4->sin_port));
+    }
+    freeaddrinfo(ai);
+    ai = NULL;
+
+    for (int i = 0; i < s->nworkers; i++) {
+        struct http_worker *w = &s->workers[i];
+        w->srv = s;
+        w->index = i;
+        w->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->stop_fd < 0) {
+            err_sys(e, ERR_IO, errno, "eventfd");
+            goto fail;
+        }
+    }
+
+    /* the parser's own header limit must not be the smaller one (process-wide) */
+    if (s->o.header_max + 1024 > 80 * 1024)
+        http_parser_set_max_header_size((uint32_t)(s->o.header_max + 1024));
+
+    char body[256];
+    size_t bl = reply_error_json(ERR_TOOMANYREQUESTS, "too many connections", body, sizeof(body));
+    int n = snprintf(s->reject503, sizeof(s->reject503),
+                     "HTTP/1.1 503 %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
+                     "Docker-Distribution-API-Version: registry/2.0\r\nRetry-After: 1\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     reply_reason(503), bl, body);
+    s->reject503_len = n > 0 && (size_t)n < sizeof(s->reject503) ? (size_t)n : 0;
+
+    /* a peer that resets while we send must be an EPIPE, not a signal */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+    return s;
+
+fail:
+    if (ai)
+        freeaddrinfo(ai);
+    http_server_free(s);
+    return NULL;
+}
+
+const char *
+http_server_address(const struct http_server *s)
+{
+    return s->addr;
+}
+
+void
+http_server_stop(struct http_server *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->stop, 1);
+    uint64_t one = 1;
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].stop_fd >= 0) {
+            ssize_t rc = write(s->workers[i].stop_fd, &one, sizeof(one));
+            (void)rc;
+        }
+}
+
+void
+http_server_free(struct http_server *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; s->workers && i < s->nworkers; i++) {
+        if (s->workers[i].listen_fd >= 0)
+            close(s->workers[i].listen_fd);
+        if (s->workers[i].stop_fd >= 0)
+            close(s->workers[i].stop_fd);
+    }
+    free(s->workers);
+    free(s->listen);
+    free(s);
+}
+
+/* ---- workers ---- */
+
+const char *
+http_worker_date(struct http_worker *w)
+{
+    time_t now = time(NULL);
+    if (now != w->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        w->date_sec = now;
+    }
+    return w->date;
+}
+
+void
+http_worker_conn_gone(struct http_worker *w)
+{
+    if (w->stopping && w->nconns == 0)
+        event_base_loopbreak(w->base);
+}
+
+static void
+worker_on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    struct http_server *s = w->srv;
+    for (int i = 0; i < ACCEPT_BATCH && !w->stopping; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE)
+                log_warn("http", NULL, "accept: out of file descriptors");
+            else if (errno != EAGAIN)
+                log_warn("http", NULL, "accept: %s", strerror(errno));
+            return;
+        }
+        if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_connections) {
+            atomic_fetch_sub(&s->nconns, 1);
+            http_conn_reject(w, fd);
+            continue;
+        }
+        struct http_conn *c = http_conn_new(w, fd, 1);
+        http_conn_start(c);
+    }
+}
+
+static void
+worker_on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (w->nconns)
+        log_warn("http", NULL, "worker %d: closing %d connections still busy at shutdown",
+                 w->index, w->nconns);
+    while (w->conns)
+        http_conn_kill(w->conns);
+    event_base_loopbreak(w->base);
+}
+
+static void
+worker_on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof(v));
+    (void)rc;
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    event_del(w->stop_ev);
+    if (w->listen_ev)
+        event_del(w->listen_ev);
+    /* new connections are refused at once instead of waiting in a backlog nobody
+     * accepts from */
+    if (w->listen_fd >= 0) {
+        close(w->listen_fd);
+        w->listen_fd = -1;
+    }
+    struct http_conn *c = w->conns;
+    while (c) {
+        struct http_conn *next = c->next;
+        http_conn_shutdown(c);
+        c = next;
+    }
+    if (w->nconns == 0) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    struct timeval tv = {HTTP_DRAIN_MS / 1000, 0};
+    w->drain_ev = evtimer_new(w->base, worker_on_drain, w);
+    if (w->drain_ev)
+        evtimer_add(w->drain_ev, &tv);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct http_worker *w = arg;
+    struct http_server *s = w->srv;
+    struct event_config *cfg = event_config_new();
+    if (cfg) {
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+    }
+    w->scratch_cap = s->o.body_buffer;
+    w->scratch = malloc(w->scratch_cap);
+    if (!w->base || !w->scratch) {
+        err_set(&w->err, ERR_NOMEM, 0, "worker %d: cannot create its event loop", w->index);
+        w->failed = 1;
+        http_server_stop(s);
+        goto out;
+    }
+    w->stop_ev = event_new(w->base, w->stop_fd, EV_READ | EV_PERSIST, worker_on_stop, w);
+    w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
+    if (!w->stop_ev || !w->listen_ev) {
+        err_set(&w->err, ERR_NOMEM, 0, "worker %d: out of memory", w->index);
+        w->failed = 1;
+        http_server_stop(s);
+        goto out;
+    }
+    event_add(w->stop_ev, NULL);
+    if (s->app.worker_init) {
+        err_clear(&w->err);
+        w->wctx = s->app.worker_init(s->app.arg, w->index, &w->err);
+        if (!w->wctx && w->err.code != ERR_NONE) {
+            log_error("http", NULL, "worker %d: %s", w->index, w->err.msg);
+            w->failed = 1;
+            http_server_stop(s);
+            goto out;
+        }
+    }
+    if (!atomic_load(&s->stop))
+        event_add(w->listen_ev, NULL);
+    event_base_dispatch(w->base);
+    while (w->conns)
+        http_conn_kill(w->conns);
+    if (s->app.worker_release && w->wctx)
+        s->app.worker_release(w->wctx);
+    w->wctx = NULL;
+out:
+    if (w->listen_ev)
+        event_free(w->listen_ev);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->drain_ev)
+        event_free(w->drain_ev);
+    w->listen_ev = w->stop_ev = w->drain_ev = NULL;
+    if (w->base)
+        event_base_free(w->base);
+    w->base = NULL;
+    free(w->scratch);
+    w->scratch = NULL;
+    return NULL;
+}
+
+int
+http_server_run(struct http_server *s, struct err *e)
+{
+    int rc = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        struct http_worker *w = &s->workers[i];
+        w->failed = 0;
+        w->stopping = 0;
+        int pe = pthread_create(&w->thread, NULL, worker_main, w);
+        if (pe != 0) {
+            err_sys(e, ERR_IO, pe, "starting worker thread %d", i);
+            rc = -1;
+            http_server_stop(s);
+            break;
+        }
+        w->started = 1;
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        struct http_worker *w = &s->workers[i];
+        if (!w->started)
+            continue;
+        pthread_join(w->thread, NULL);
+        w->started = 0;
+        if (w->failed && rc == 0) {
+            if (e)
+                *e = w->err;
+            rc = -1;
+        }
+    }
+    return rc;
+}

@@ -1,0 +1,832 @@
+/* http_conn.c - one HTTP/1.1 connection: read, parse (libhttp-parser), dispatch,
+ * stream the body, write the reply, keep alive or close.
+ *
+ * States (c->req is the request in progress):
+ *   IDLE      req == NULL. Waiting for the first byte of a request: header_timeout
+ *             on a fresh connection, idle_timeout after a reply. Leading CR/LF skipped.
+ *   HEADERS   req, !headers_done. Bytes go to the parser until the header block ends;
+ *             more than header_max bytes -> 431, malformed -> 400 (both close). The
+ *             whole block must arrive within header_timeout of its first byte (408).
+ *   BODY      headers_done, !msg_done. app->dispatch ran; body bytes go to on_body /
+ *             the collect buffer / nowhere (after an early reply). No byte for
+ *             body_timeout: the connection dies (on_abort).
+ *   WRITING   replied, !reply_done. Reading is off; input already read stays in
+ *             c->pend. The write event drives http_conn_flush (body_timeout when the
+ *             client reads nothing).
+ *   LINGER    the last reply is out and the connection must close: the write side is
+ *             shut and input is read and dropped for at most HTTP_LINGER_MS, so that
+ *             a client still sending gets our reply instead of a reset.
+ * A request ends (access log, on_abort if owed, free) when its reply is written and
+ * either the message was read to its end or the connection closes.
+ *
+ * Invariants: at most one request per connection at a time (pipelined bytes wait in
+ * c->pend or the socket); the worker's scratch buffer holds input only during one
+ * callback; every request gets exactly one reply unless the connection dies; the
+ * connection is freed only from the event callbacks' tail (conn_settle). */
+#include "server/http_internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#include "common/banned.h"
+
+static int cb_message_begin(http_parser *p);
+static int cb_url(http_parser *p, const char *at, size_t n);
+static int cb_header_field(http_parser *p, const char *at, size_t n);
+static int cb_header_value(http_parser *p, const char *at, size_t n);
+static int cb_headers_complete(http_parser *p);
+static int cb_body(http_parser *p, const char *at, size_t n);
+static int cb_message_complete(http_parser *p);
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = cb_message_begin,
+    .on_url = cb_url,
+    .on_header_field = cb_header_field,
+    .on_header_value = cb_header_value,
+    .on_headers_complete = cb_headers_complete,
+    .on_body = cb_body,
+    .on_message_complete = cb_message_complete,
+};
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void conn_on_write(evutil_socket_t fd, short what, void *arg);
+static void conn_settle(struct http_conn *c);
+
+static void
+now_mono(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+static long
+ms_until(const struct timespec *deadline)
+{
+    struct timespec now;
+    now_mono(&now);
+    return (deadline->tv_sec - now.tv_sec) * 1000L + (deadline->tv_nsec - now.tv_nsec) / 1000000L;
+}
+
+static void
+deadline_in(struct timespec *d, long ms)
+{
+    now_mono(d);
+    d->tv_sec += ms / 1000;
+    d->tv_nsec += (ms % 1000) * 1000000L;
+    if (d->tv_nsec >= 1000000000L) {
+        d->tv_sec++;
+        d->tv_nsec -= 1000000000L;
+    }
+}
+
+/* ---- parser callbacks: they run inside http_parser_execute ---- */
+
+/* end the url / name / value being received with a NUL */
+static int
+hb_close_current(struct http_req *r)
+{
+    static const char nul[2] = {0, 0};
+    switch (r->last_cb) {
+    case 0:
+    case 1:
+        return http_req_hb_append(r, nul, 1);
+    case 2: /* a name without a value: empty value */
+        if (http_req_hb_append(r, nul, 1) < 0)
+            return -1;
+        r->hval[r->nh - 1] = (uint32_t)r->hb_len;
+        return http_req_hb_append(r, nul, 1);
+    default:
+        return http_req_hb_append(r, nul, 1);
+    }
+}
+
+static int
+cb_message_begin(http_parser *p)
+{
+    return 0;
+}
+
+static int
+cb_url(http_parser *p, const char *at, size_t n)
+{
+    struct http_req *r = ((struct http_conn *)p->data)->req;
+    r->last_cb = 1;
+    return http_req_hb_append(r, at, n);
+}
+
+static int
+cb_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct http_req *r = ((struct http_conn *)p->data)->req;
+    if (r->headers_done)
+        return 0; /* chunked trailers: ignored */
+    if (r->last_cb != 2) {
+        if (hb_close_current(r) < 0)
+            return -1;
+        if (r->nh == HTTP_MAX_HEADERS) {
+            r->too_many_headers = 1;
+            return -1;
+        }
+        r->hname[r->nh] = (uint32_t)r->hb_len;
+        r->hval[r->nh] = 0;
+        r->nh++;
+        r->last_cb = 2;
+    }
+    return http_req_hb_append(r, at, n);
+}
+
+static int
+cb_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct http_req *r = ((struct http_conn *)p->data)->req;
+    if (r->headers_done)
+        return 0;
+    if (r->last_cb != 3) {
+        static const char nul[1] = {0};
+        if (http_req_hb_append(r, nul, 1) < 0)
+            return -1;
+        r->hval[r->nh - 1] = (uint32_t)r->hb_len;
+        r->last_cb = 3;
+    }
+    return http_req_hb_append(r, at, n);
+}
+
+static int
+cb_headers_complete(http_parser *p)
+{
+    struct http_req *r = ((struct http_conn *)p->data)->req;
+    if (hb_close_current(r) < 0)
+        return -1;
+    r->headers_done = 1;
+    /* stop here: dispatch runs outside the parser */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int
+cb_body(http_parser *p, const char *at, size_t n)
+{
+    struct http_conn *c = p->data;
+    struct http_req *r = c->req;
+    r->body_seen += n;
+    if (r->replied)
+        return c->closing ? -1 : 0; /* after an early reply: dropped */
+    if (r->body_mode == BODY_STREAM) {
+        int rc = r->on_body(r, r->state, at, n);
+        if (rc != 0 && !r->replied) {
+            log_error("http", r->id, "on_body failed without a reply");
+            http_req_fail(r, ERR_INTERNAL, "request body handler failed");
+        }
+        if (r->replied)
+            return c->closing ? -1 : 0;
+    } else if (r->body_mode == BODY_COLLECT) {
+        if (http_req_collect_append(r, at, n) < 0) {
+            http_reply_errorf(r, ERR_TOO_LARGE, "body exceeds the limit of %zu bytes",
+                              r->cbody_max);
+            return c->closing ? -1 : 0;
+        }
+    }
+    return 0;
+}
+
+static int
+cb_message_complete(http_parser *p)
+{
+    struct http_req *r = ((struct http_conn *)p->data)->req;
+    r->msg_done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- request steps ---- */
+
+enum { TOK_MORE = 0, TOK_NATIVE = 1, TOK_OTHER = 2, TOK_BAD = -1 };
+
+static int
+is_tchar(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return 1;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+#define METHOD_TOKEN_MAX 32
+
+/* The method token decides the parse: libhttp-parser knows a fixed list and
+ * rejects the others, while the contract wants any token to reach dispatch as
+ * HTTP_M_OTHER (the API answers 405). Tokens outside our seven are fed to the
+ * parser as "GET" and keep their own name. */
+static int
+method_scan(const char *p, size_t len, size_t *toklen, enum http_method *m)
+{
+    static const struct {
+        const char *s;
+        enum http_method m;
+    } known[] = {{"GET", HTTP_M_GET},       {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
+                 {"PUT", HTTP_M_PUT},       {"PATCH", HTTP_M_PATCH},   {"DELETE", HTTP_M_DELETE},
+                 {"OPTIONS", HTTP_M_OPTIONS}};
+    size_t i = 0;
+    while (i < len && i < METHOD_TOKEN_MAX && is_tchar((unsigned char)p[i]))
+        i++;
+    if (i == len && i < METHOD_TOKEN_MAX)
+        return TOK_MORE;
+    if (i == 0 || i == METHOD_TOKEN_MAX || p[i] != ' ')
+        return TOK_BAD;
+    *toklen = i;
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+        if (strlen(known[k].s) == i && memcmp(known[k].s, p, i) == 0) {
+            *m = known[k].m;
+            return TOK_NATIVE;
+        }
+    }
+    *m = HTTP_M_OTHER;
+    return TOK_OTHER;
+}
+
+static void
+conn_headers_done(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    struct http_worker *w = c->w;
+    http_parser *p = &c->parser;
+
+    r->content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    if (r->chunked)
+        r->content_length = -1;
+    r->http10 = p->http_major == 1 && p->http_minor == 0;
+    r->keepalive = http_should_keep_alive(p) && !p->upgrade;
+    if (!r->keepalive || w->stopping)
+        c->closing = 1;
+    r->head = r->method == HTTP_M_HEAD;
+
+    if (p->http_major != 1) {
+        http_req_fail(r, ERR_BAD_REQUEST, "unsupported HTTP version");
+        return;
+    }
+    if (http_req_finish_headers(r) < 0) {
+        http_req_fail(r, ERR_BAD_REQUEST, "invalid request target");
+        return;
+    }
+    const char *exp = http_req_header(r, "Expect");
+    if (exp && strcasecmp(exp, "100-continue") == 0 && !r->http10)
+        r->expect_continue = 1;
+
+    r->in_dispatch = 1;
+    w->srv->app.dispatch(r, w->wctx);
+    r->in_dispatch = 0;
+    if (c->dead)
+        return;
+    if (!r->replied && r->body_mode == BODY_NONE) {
+        log_error("http", r->id, "dispatch returned without a reply for %s %s", r->method_name,
+                  r->raw_target);
+        http_req_fail(r, ERR_INTERNAL, "no reply");
+        return;
+    }
+    if (!r->replied && r->expect_continue && http_req_has_body(r)) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        ssize_t n = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+        if (n != (ssize_t)sizeof(cont) - 1) {
+            /* an empty socket buffer takes 25 bytes; anything else is a dead peer */
+            c->dead = 1;
+            return;
+        }
+        r->continue_sent = 1;
+    }
+}
+
+static void
+conn_message_done(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    if (r->replied)
+        return;
+    if (r->body_mode == BODY_STREAM || r->body_mode == BODY_COLLECT) {
+        r->completed = 1;
+        if (r->on_complete)
+            r->on_complete(r, r->state);
+        if (c->dead)
+            return;
+        if (!r->replied) {
+            log_error("http", r->id, "on_complete returned without a reply");
+            http_req_fail(r, ERR_INTERNAL, "no reply");
+        }
+        return;
+    }
+    http_req_fail(r, ERR_INTERNAL, "no reply");
+}
+
+/* the request is over: on_abort if owed, the access log line, free */
+static void
+conn_req_end(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    if (!r)
+        return;
+    c->req = NULL;
+    if (r->stream_accepted && !r->completed && r->on_abort)
+        r->on_abort(r, r->state);
+    if (r->scanned || r->replied) {
+        struct timespec now;
+        now_mono(&now);
+        double ms = (double)(now.tv_sec - r->t0.tv_sec) * 1e3 +
+                    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
+        if (r->reply_done)
+            log_info("http", r->id, "%s %s status=%d bytes=%llu in=%llu ms=%.3f",
+                     r->method_name, r->raw_target ? r->raw_target : "-", r->status,
+                     (unsigned long long)r->bytes_out, (unsigned long long)r->body_seen, ms);
+        else
+            log_info("http", r->id, "%s %s status=%d aborted in=%llu ms=%.3f", r->method_name,
+                     r->raw_target ? r->raw_target : "-", r->replied ? r->status : 0,
+                     (unsigned long long)r->body_seen, ms);
+    }
+    c->served = 1;
+    http_req_free(r);
+}
+
+static void
+conn_save_input(struct http_conn *c, const char *buf, size_t len)
+{
+    if (!len)
+        return;
+    char *p = malloc(len);
+    if (!p)
+        abort();
+    memcpy(p, buf, len);
+    free(c->pend);
+    c->pend = p;
+    c->pend_len = len;
+}
+
+/* Consume input. Returns when it is all used, when a reply waits for the socket
+ * (the rest is kept in c->pend), or when the connection must close. */
+static void
+conn_input(struct http_conn *c, const char *buf, size_t len)
+{
+    const struct http_server_opts *o = &c->w->srv->o;
+    for (;;) {
+        struct http_req *r = c->req;
+        if (c->dead)
+            return;
+        if (r) {
+            if (r->replied && !r->reply_done) {
+                conn_save_input(c, buf, len);
+                return;
+            }
+            if (r->reply_done && (r->msg_done || c->closing)) {
+                conn_req_end(c);
+                if (c->closing)
+                    return; /* whatever else came is dropped */
+                continue;
+            }
+        }
+        if (len == 0)
+            return;
+        if (!r) {
+            while (len && (*buf == '\r' || *buf == '\n')) {
+                buf++;
+                len--;
+            }
+            if (!len)
+                return;
+            r = c->req = http_req_new(c);
+            deadline_in(&c->deadline, o->header_timeout_ms);
+        }
+        if (!r->scanned) {
+            size_t tl = 0;
+            enum http_method m = HTTP_M_OTHER;
+            int k = method_scan(buf, len, &tl, &m);
+            if (k == TOK_MORE) {
+                conn_save_input(c, buf, len);
+                return;
+            }
+            if (k == TOK_BAD) {
+                r->scanned = 1;
+                http_req_fail(r, ERR_BAD_REQUEST, "malformed request line");
+                len = 0;
+                continue;
+            }
+            r->scanned = 1;
+            r->method = m;
+            http_parser_init(&c->parser, HTTP_REQUEST);
+            c->parser.data = c;
+            if (k == TOK_OTHER) {
+                char *name = http_req_alloc(r, tl + 1);
+                memcpy(name, buf, tl);
+                name[tl] = '\0';
+                r->method_name = name;
+                http_parser_execute(&c->parser, &parser_settings, "GET", 3);
+                buf += tl;
+                len -= tl;
+                r->hdr_bytes += tl;
+            } else {
+                r->method_name = http_method_str((enum http_parser_method)(
+                    m == HTTP_M_GET      ? HTTP_GET
+                    : m == HTTP_M_HEAD   ? HTTP_HEAD
+                    : m == HTTP_M_POST   ? HTTP_POST
+                    : m == HTTP_M_PUT    ? HTTP_PUT
+                    : m == HTTP_M_PATCH  ? HTTP_PATCH
+                    : m == HTTP_M_DELETE ? HTTP_DELETE
+                                         : HTTP_OPTIONS));
+            }
+        }
+        if (!r->headers_done) {
+            size_t room = o->header_max + 1 - r->hdr_bytes;
+            size_t feed = len < room ? len : room;
+            size_t n = http_parser_execute(&c->parser, &parser_settings, buf, feed);
+            enum http_errno he = HTTP_PARSER_ERRNO(&c->parser);
+            buf += n;
+            len -= n;
+            r->hdr_bytes += n;
+            if (r->headers_done) {
+                http_parser_pause(&c->parser, 0);
+                conn_headers_done(c);
+                continue;
+            }
+            if (he != HPE_OK) {
+                if (he == HPE_HEADER_OVERFLOW || r->too_many_headers || r->hb_overflow)
+                    http_req_fail(r, ERR_HEADERS_TOO_LARGE, "request header block too large");
+                else
+                    http_req_fail(r, ERR_BAD_REQUEST, http_errno_description(he));
+                len = 0;
+                continue;
+            }
+            if (r->hdr_bytes > o->header_max) {
+                http_req_fail(r, ERR_HEADERS_TOO_LARGE, "request header block too large");
+                len = 0;
+            }
+            continue;
+        }
+        if (!r->msg_done) {
+            size_t n = http_parser_execute(&c->parser, &parser_settings, buf, len);
+            enum http_errno he = HTTP_PARSER_ERRNO(&c->parser);
+            buf += n;
+            len -= n;
+            if (he == HPE_PAUSED)
+                http_parser_pause(&c->parser, 0);
+            if (c->dead)
+                return;
+            if (r->msg_done) {
+                conn_message_done(c);
+                continue;
+            }
+            if (he != HPE_OK && he != HPE_PAUSED) {
+                if (r->replied) {
+                    c->closing = 1;
+                } else {
+                    const char *why = he == HPE_INVALID_CHUNK_SIZE ? "invalid chunk size"
+                                                                   : http_errno_description(he);
+                    http_req_fail(r, ERR_BAD_REQUEST, why);
+                }
+                len = 0;
+            }
+            continue;
+        }
+        /* msg_done and replied: handled at the top; a reply is always there here */
+        return;
+    }
+}
+
+/* ---- events ---- */
+
+static void
+read_on(struct http_conn *c, long ms)
+{
+    if (ms < 1)
+        ms = 1;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(c->rev, &tv);
+    c->rd_on = 1;
+}
+
+static void
+read_off(struct http_conn *c)
+{
+    if (c->rd_on) {
+        event_del(c->rev);
+        c->rd_on = 0;
+    }
+}
+
+static void
+write_on(struct http_conn *c, long ms)
+{
+    /* EV_PERSIST: libevent re-arms the timeout after each activation */
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(c->wev, &tv);
+    c->wr_on = 1;
+}
+
+static void
+write_off(struct http_conn *c)
+{
+    if (c->wr_on) {
+        event_del(c->wev);
+        c->wr_on = 0;
+    }
+}
+
+/* decide what to wait for next; frees the connection when it is over */
+static void
+conn_settle(struct http_conn *c)
+{
+    const struct http_server_opts *o = &c->w->srv->o;
+    struct http_req *r = c->req;
+    if (c->dead) {
+        http_conn_free(c);
+        return;
+    }
+    if (r && r->replied && !r->reply_done) {
+        read_off(c);
+        if (!c->wr_on)
+            write_on(c, o->body_timeout_ms);
+        return;
+    }
+    write_off(c);
+    if (c->closing && !c->lingering && (!r || r->reply_done)) {
+        if (r)
+            conn_req_end(c);
+        if (c->peer_eof || shutdown(c->fd, SHUT_WR) < 0) {
+            http_conn_free(c);
+            return;
+        }
+        c->lingering = 1;
+        free(c->pend);
+        c->pend = NULL;
+        c->pend_len = 0;
+        deadline_in(&c->deadline, HTTP_LINGER_MS);
+    }
+    if (c->lingering) {
+        read_on(c, ms_until(&c->deadline));
+        return;
+    }
+    if (!r) {
+        if (c->pend_len || !c->served)
+            read_on(c, ms_until(&c->deadline));
+        else
+            read_on(c, o->idle_timeout_ms);
+    } else if (!r->headers_done) {
+        read_on(c, ms_until(&c->deadline));
+    } else {
+        read_on(c, o->body_timeout_ms);
+    }
+}
+
+static void
+conn_timeout(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    if (c->lingering || !r) {
+        if (!c->lingering && c->pend_len && ms_until(&c->deadline) > 0)
+            return;
+        c->dead = 1;
+        return;
+    }
+    if (!r->headers_done) {
+        if (ms_until(&c->deadline) > 0)
+            return;
+        /* slowloris: the header block did not arrive in time */
+        http_req_fail(r, ERR_TIMEOUT, "request header timeout");
+        if (!r->reply_done)
+            c->dead = 1;
+        return;
+    }
+    c->dead = 1; /* body_timeout, or a reply the client does not read */
+}
+
+static void
+conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    struct http_worker *w = c->w;
+    if (what & EV_TIMEOUT) {
+        conn_timeout(c);
+        conn_settle(c);
+        return;
+    }
+    size_t have = c->pend_len;
+    ssize_t n = recv(fd, w->scratch + have, w->scratch_cap - have, 0);
+    if (n > 0) {
+        if (c->lingering) {
+            if (ms_until(&c->deadline) <= 0)
+                c->dead = 1;
+        } else {
+            if (have) {
+                memcpy(w->scratch, c->pend, have);
+                free(c->pend);
+                c->pend = NULL;
+                c->pend_len = 0;
+            }
+            conn_input(c, w->scratch, have + (size_t)n);
+        }
+    } else if (n == 0) {
+        c->peer_eof = 1;
+        c->dead = 1;
+    } else if (errno != EAGAIN && errno != EINTR) {
+        c->dead = 1;
+    }
+    conn_settle(c);
+}
+
+static void
+conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    struct http_worker *w = c->w;
+    if (what & EV_TIMEOUT) {
+        c->dead = 1;
+        conn_settle(c);
+        return;
+    }
+    if (http_conn_flush(c) == 1) {
+        if (c->pend) {
+            size_t len = c->pend_len;
+            memcpy(w->scratch, c->pend, len);
+            free(c->pend);
+            c->pend = NULL;
+            c->pend_len = 0;
+            conn_input(c, w->scratch, len);
+        } else {
+            conn_input(c, NULL, 0);
+        }
+    }
+    conn_settle(c);
+}
+
+/* ---- output ---- */
+
+/* The one place that moves file bytes to the socket (sendfile today; io_uring
+ * splice later). 1 when done, 0 when the socket is full, -1 on error. */
+static int
+conn_send_file(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    while (r->file_left) {
+        size_t want = r->file_left > (1u << 30) ? (1u << 30) : (size_t)r->file_left;
+        ssize_t n = sendfile(c->fd, r->file_fd, &r->file_off, want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            c->dead = 1;
+            return -1;
+        }
+        if (n == 0) {
+            log_error("http", r->id, "file shorter than the announced length");
+            c->dead = 1;
+            return -1;
+        }
+        r->file_left -= (uint64_t)n;
+        if ((size_t)n < want && r->file_left)
+            return 0; /* the socket took what it could: wait for the write event */
+    }
+    close(r->file_fd);
+    r->file_fd = -1;
+    return 1;
+}
+
+int
+http_conn_flush(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    if (c->dead)
+        return -1;
+    while (r->out && r->out_pos < r->out_len) {
+        size_t left = r->out_len - r->out_pos;
+        int flags = MSG_NOSIGNAL | (r->file_left ? MSG_MORE : 0);
+        ssize_t n = send(c->fd, r->out + r->out_pos, left, flags);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            c->dead = 1;
+            return -1;
+        }
+        r->out_pos += (size_t)n;
+        if ((size_t)n < left)
+            return 0;
+    }
+    if (r->out) {
+        if (r->out_heap)
+            free(r->out);
+        r->out = NULL;
+        r->out_heap = 0;
+    }
+    if (r->file_left) {
+        int rc = conn_send_file(c);
+        if (rc <= 0)
+            return rc;
+    }
+    r->reply_done = 1;
+    return 1;
+}
+
+/* ---- lifecycle ---- */
+
+static size_t
+conn_alloc_size(size_t *ev_off)
+{
+    size_t base = (sizeof(struct http_conn) + 15) & ~(size_t)15;
+    *ev_off = base;
+    size_t evsz = (event_get_struct_event_size() + 15) & ~(size_t)15;
+    return base + 2 * evsz;
+}
+
+struct http_conn *
+http_conn_new(struct http_worker *w, int fd, int counted)
+{
+    size_t off;
+    size_t sz = conn_alloc_size(&off);
+    struct http_conn *c = calloc(1, sz);
+    if (!c)
+        abort();
+    size_t evsz = (event_get_struct_event_size() + 15) & ~(size_t)15;
+    c->rev = (struct event *)((char *)c + off);
+    c->wev = (struct event *)((char *)c + off + evsz);
+    c->w = w;
+    c->fd = fd;
+    c->counted = counted ? 1 : 0;
+    event_assign(c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
+    event_assign(c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    deadline_in(&c->deadline, w->srv->o.header_timeout_ms);
+    return c;
+}
+
+void
+http_conn_start(struct http_conn *c)
+{
+    conn_settle(c);
+}
+
+void
+http_conn_free(struct http_conn *c)
+{
+    struct http_worker *w = c->w;
+    if (c->req)
+        conn_req_end(c);
+    read_off(c);
+    write_off(c);
+    close(c->fd);
+    free(c->pend);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    if (c->counted)
+        atomic_fetch_sub(&w->srv->nconns, 1);
+    free(c);
+    http_worker_conn_gone(w);
+}
+
+void
+http_conn_reject(struct http_worker *w, int fd)
+{
+    struct http_server *s = w->srv;
+    ssize_t n = send(fd, s->reject503, s->reject503_len, MSG_NOSIGNAL);
+    if (n != (ssize_t)s->reject503_len || shutdown(fd, SHUT_WR) < 0) {
+        close(fd);
+        return;
+    }
+    struct http_conn *c = http_conn_new(w, fd, 0);
+    c->lingering = 1;
+    deadline_in(&c->deadline, HTTP_LINGER_MS);
+    conn_settle(c);
+}
+
+void
+http_conn_shutdown(struct http_conn *c)
+{
+    if (c->lingering)
+        return;
+    /* nothing dispatched yet: nothing is lost by closing now */
+    if (!c->req || (!c->req->headers_done && !c->req->replied)) {
+        http_conn_free(c);
+        return;
+    }
+    c->closing = 1;
+}
+
+void
+http_conn_kill(struct http_conn *c)
+{
+    c->dead = 1;
+    http_conn_free(c);
+}

@@ -1,0 +1,185 @@
+/* http_internal.h - the structures shared by the connection layer's files:
+ *   http.c       server, worker threads, listening sockets, accept, stop
+ *   http_conn.c  one connection: reading, parsing, body streaming, writing, timeouts
+ *   http_req.c   one request: accessors, percent-decoding, query, replies
+ * Nothing outside server/http*.c includes this header. */
+#ifndef OCIREG_HTTP_INTERNAL_H
+#define OCIREG_HTTP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* libhttp-parser names its method enum `enum http_method`, like our contract
+ * does: rename the parser's tag while its header is read. */
+#define http_method http_parser_method
+#include <http_parser.h>
+#undef http_method
+
+#include "server/http.h"
+
+struct event;
+struct event_base;
+
+#define HTTP_MAX_HEADERS 128      /* more header lines than this: 431 */
+#define HTTP_DISCARD_MAX 65536    /* an unread body up to this is read and dropped after
+                                     an early reply; larger ones close the connection */
+#define HTTP_LINGER_MS 2000       /* lingering close: read and drop for at most this */
+
+enum body_mode { BODY_NONE = 0, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
+
+struct arena_blk;
+
+struct http_worker {
+    struct http_server *srv;
+    int index;
+    pthread_t thread;
+    int started;
+    struct event_base *base;
+    int listen_fd;                /* owned by the server (closed by http_server_free) */
+    int stop_fd;                  /* eventfd written by http_server_stop */
+    struct event *listen_ev, *stop_ev, *drain_ev;
+    void *wctx;                   /* app->worker_init's context */
+    char *scratch;                /* receive buffer, body_buffer bytes, shared by the
+                                     worker's connections: input is consumed before the
+                                     callback returns (leftovers are copied out) */
+    size_t scratch_cap;
+    struct http_conn *conns;      /* doubly-linked list of open connections */
+    int nconns;
+    int stopping;
+    uint64_t req_counter;
+    time_t date_sec;
+    char date[40];                /* cached "Date: ...\r\n" for date_sec */
+    int failed;
+    struct err err;
+};
+
+struct http_server {
+    struct http_server_opts o;
+    char *listen;                 /* copy of o.listen */
+    struct http_app app;
+    int nworkers;
+    struct http_worker *workers;
+    char addr[80];
+    atomic_int nconns;            /* open connections, all workers */
+    atomic_int stop;
+    char reject503[512];          /* the whole 503 response for max_connections */
+    size_t reject503_len;
+};
+
+/* One TCP connection. Kept small: an idle keep-alive connection holds only this
+ * struct and its two events (allocated in the same block). */
+struct http_conn {
+    struct http_worker *w;
+    struct http_conn *prev, *next;
+    struct event *rev, *wev;      /* point into this allocation (event_assign) */
+    int fd;
+    unsigned counted : 1;         /* counts in srv->nconns */
+    unsigned rd_on : 1, wr_on : 1;
+    unsigned dead : 1;            /* close now (peer gone, error, timeout) */
+    unsigned closing : 1;         /* close after the current reply is written */
+    unsigned lingering : 1;       /* write side shut, reading and dropping */
+    unsigned served : 1;          /* at least one request answered */
+    unsigned peer_eof : 1;
+    struct timespec deadline;     /* header or linger deadline (CLOCK_MONOTONIC) */
+    char *pend;                   /* unprocessed input saved while a reply is written */
+    size_t pend_len;
+    http_parser parser;
+    struct http_req *req;         /* the request in progress, NULL when idle */
+};
+
+struct http_req {
+    struct http_conn *c;
+    struct arena_blk *arena;
+    enum http_method method;
+    const char *method_name;
+    char id[24];
+    struct timespec t0;
+
+    /* header block as received: url \0 name \0 value \0 name \0 value \0 ... */
+    char *hb;
+    size_t hb_len, hb_cap;
+    size_t hdr_bytes;             /* bytes of request line + headers fed to the parser */
+    int last_cb;                  /* 0 none, 1 url, 2 field, 3 value */
+    unsigned nh;
+    uint32_t hname[HTTP_MAX_HEADERS], hval[HTTP_MAX_HEADERS];
+    unsigned too_many_headers : 1;
+    unsigned hb_overflow : 1;
+    unsigned scanned : 1;         /* method token read, parser started */
+
+    const char *raw_target;
+    const char *path;
+    size_t nq;
+    const char **qk, **qv;
+
+    int64_t content_length;       /* -1 when not given */
+    unsigned chunked : 1;
+    unsigned expect_continue : 1;
+    unsigned continue_sent : 1;
+    unsigned http10 : 1;
+    unsigned keepalive : 1;       /* the client allows another request */
+    unsigned head : 1;
+
+    /* phases */
+    unsigned headers_done : 1;
+    unsigned msg_done : 1;        /* the parser saw the end of the message */
+    unsigned completed : 1;       /* on_complete was called */
+    unsigned replied : 1;         /* a reply was queued */
+    unsigned reply_done : 1;      /* ... and fully written */
+    unsigned in_dispatch : 1;
+
+    enum body_mode body_mode;
+    unsigned stream_accepted : 1; /* http_req_on_body was called: on_abort is owed */
+    http_body_fn on_body;
+    http_complete_fn on_complete;
+    http_abort_fn on_abort;
+    void *state;
+    char *cbody;                  /* collected body (NUL-terminated) */
+    size_t cbody_len, cbody_cap, cbody_max;
+    uint64_t body_seen;
+
+    /* reply */
+    char *rh;                     /* extra headers added by the app */
+    size_t rh_len, rh_cap;
+    int status;
+    uint64_t bytes_out;           /* body bytes of the reply */
+    char *out;                    /* unsent part of the header + memory body */
+    size_t out_len, out_pos;
+    unsigned out_heap : 1;        /* out is malloc'd (else a stack buffer of the replier) */
+    int file_fd;                  /* -1 when none */
+    off_t file_off;
+    uint64_t file_left;
+};
+
+/* http_req.c */
+struct http_req *http_req_new(struct http_conn *c);
+void http_req_free(struct http_req *r);
+/* after the header block: decode the path, parse the query. 0, or -1 (400). */
+int http_req_finish_headers(struct http_req *r);
+/* append header-block bytes; -1 when the block would exceed header_max */
+int http_req_hb_append(struct http_req *r, const char *p, size_t n);
+/* a reply generated by the layer itself (errors before or outside the app) */
+/* append to the collected body; -1 when it would grow over the limit */
+int http_req_collect_append(struct http_req *r, const char *p, size_t n);
+void http_req_fail(struct http_req *r, enum err_code code, const char *msg);
+
+/* http_conn.c */
+struct http_conn *http_conn_new(struct http_worker *w, int fd, int counted);
+/* arm the connection's events (after http_conn_new) */
+void http_conn_start(struct http_conn *c);
+void http_conn_free(struct http_conn *c);
+void http_conn_reject(struct http_worker *w, int fd);
+/* try to write the pending output of the current request; 1 when all written, 0 when
+ * the socket is full (the write event is then armed), -1 on error (conn marked dead). */
+int http_conn_flush(struct http_conn *c);
+/* the worker is stopping: close an idle connection, mark the others to close */
+void http_conn_shutdown(struct http_conn *c);
+void http_conn_kill(struct http_conn *c);
+
+/* http.c */
+void http_worker_conn_gone(struct http_worker *w);
+const char *http_worker_date(struct http_worker *w);
+
+#endif

@@ -1,0 +1,601 @@
+/* http_req.c - one HTTP request: its arena, the header block and accessors, the
+ * percent-decoded path and query, the body-acceptance calls, and the replies.
+ *
+ * A reply is built (status line, headers, a memory body) in one buffer and sent
+ * with one send(2); a file body follows with sendfile (http_conn.c). Every reply
+ * carries Content-Length (except 1xx/204/304) and
+ * Docker-Distribution-API-Version: registry/2.0. */
+#include "server/http_internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/reply.h"
+
+#include "common/banned.h"
+
+struct arena_blk {
+    struct arena_blk *next;
+    size_t used, cap;
+    _Alignas(16) char data[];
+};
+
+#define ARENA_BLOCK 4096
+
+static void *
+xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        abort(); /* allocation failure: the documented exception to "never abort" */
+    return p;
+}
+
+static void *
+xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        abort();
+    return q;
+}
+
+struct http_req *
+http_req_new(struct http_conn *c)
+{
+    struct http_req *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->c = c;
+    r->content_length = -1;
+    r->file_fd = -1;
+    r->method = HTTP_M_OTHER;
+    r->method_name = "-";
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    struct http_worker *w = c->w;
+    snprintf(r->id, sizeof(r->id), "%d-%llu", w->index, (unsigned long long)++w->req_counter);
+    return r;
+}
+
+void
+http_req_free(struct http_req *r)
+{
+    if (!r)
+        return;
+    struct arena_blk *b = r->arena;
+    while (b) {
+        struct arena_blk *n = b->next;
+        free(b);
+        b = n;
+    }
+    if (r->file_fd >= 0)
+        close(r->file_fd);
+    if (r->out_heap)
+        free(r->out);
+    free(r->hb);
+    free(r->rh);
+    free(r->cbody);
+    free(r);
+}
+
+void *
+http_req_alloc(struct http_req *r, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    struct arena_blk *b = r->arena;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        b = xmalloc(sizeof(*b) + cap);
+        b->cap = cap;
+        b->used = 0;
+        b->next = r->arena;
+        r->arena = b;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+char *
+http_req_strdup(struct http_req *r, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = http_req_alloc(r, n + 1);
+    memcpy(p, s, n + 1);
+    return p;
+}
+
+/* ---- header block ---- */
+
+int
+http_req_hb_append(struct http_req *r, const char *p, size_t n)
+{
+    size_t limit = r->c->w->srv->o.header_max + 2 * HTTP_MAX_HEADERS + 16;
+    if (r->hb_len + n + 1 > limit) {
+        r->hb_overflow = 1;
+        return -1;
+    }
+    if (r->hb_len + n + 1 > r->hb_cap) {
+        size_t cap = r->hb_cap ? r->hb_cap : 512;
+        while (cap < r->hb_len + n + 1)
+            cap *= 2;
+        r->hb = xrealloc(r->hb, cap);
+        r->hb_cap = cap;
+    }
+    memcpy(r->hb + r->hb_len, p, n);
+    r->hb_len += n;
+    return 0;
+}
+
+static int
+hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* percent-decode s[0..n) once into the arena; -1 on an invalid escape or %00.
+ * '+' stays '+': registry query values (media types) contain it and no registry
+ * parameter carries a space. */
+static char *
+pct_decode(struct http_req *r, const char *s, size_t n)
+{
+    char *out = http_req_alloc(r, n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int hi = i + 1 < n ? hexval((unsigned char)s[i + 1]) : -1;
+        int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            return NULL;
+        int v = hi * 16 + lo;
+        if (v == 0)
+            return NULL;
+        out[o++] = (char)v;
+        i += 2;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int
+parse_query(struct http_req *r, const char *q, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (q[i] == '&')
+            count++;
+    count++;
+    r->qk = http_req_alloc(r, count * sizeof(char *));
+    r->qv = http_req_alloc(r, count * sizeof(char *));
+    r->nq = 0;
+    size_t i = 0;
+    while (i <= n) {
+        size_t j = i;
+        while (j < n && q[j] != '&')
+            j++;
+        if (j > i) {
+            size_t eq = i;
+            while (eq < j && q[eq] != '=')
+                eq++;
+            const char *k = pct_decode(r, q + i, eq - i);
+            const char *v = eq < j ? pct_decode(r, q + eq + 1, j - eq - 1) : "";
+            if (!k || !v)
+                return -1;
+            r->qk[r->nq] = k;
+            r->qv[r->nq] = v;
+            r->nq++;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+int
+http_req_finish_headers(struct http_req *r)
+{
+    /* trim trailing whitespace of values (the parser drops the leading one) */
+    for (unsigned i = 0; i < r->nh; i++) {
+        char *v = r->hb + r->hval[i];
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            v[--n] = '\0';
+    }
+    const char *url = r->hb ? r->hb : "";
+    size_t ulen = strlen(url);
+    r->raw_target = url;
+    if (ulen == 1 && url[0] == '*') {
+        r->path = "*";
+        return 0;
+    }
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (ulen == 0 || http_parser_parse_url(url, ulen, 0, &u) != 0)
+        return -1;
+    if (u.field_set & (1 << UF_PATH)) {
+        r->path = pct_decode(r, url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+        if (!r->path)
+            return -1;
+    } else {
+        r->path = "/";
+    }
+    if (u.field_set & (1 << UF_QUERY)) {
+        if (parse_query(r, url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- accessors ---- */
+
+enum http_method
+http_req_method(const struct http_req *r)
+{
+    return r->method;
+}
+
+const char *
+http_req_method_name(const struct http_req *r)
+{
+    return r->method_name;
+}
+
+const char *
+http_req_path(const struct http_req *r)
+{
+    return r->path ? r->path : "";
+}
+
+const char *
+http_req_raw_target(const struct http_req *r)
+{
+    return r->raw_target ? r->raw_target : "";
+}
+
+const char *
+http_req_query(const struct http_req *r, const char *name)
+{
+    for (size_t i = 0; i < r->nq; i++)
+        if (strcmp(r->qk[i], name) == 0)
+            return r->qv[i];
+    return NULL;
+}
+
+size_t
+http_req_query_all(const struct http_req *r, const char *name, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nq && n < max; i++)
+        if (strcmp(r->qk[i], name) == 0)
+            out[n++] = r->qv[i];
+    return n;
+}
+
+const char *
+http_req_header(const struct http_req *r, const char *name)
+{
+    if (!r->headers_done)
+        return NULL;
+    for (unsigned i = 0; i < r->nh; i++)
+        if (strcasecmp(r->hb + r->hname[i], name) == 0)
+            return r->hb + r->hval[i];
+    return NULL;
+}
+
+int64_t
+http_req_content_length(const struct http_req *r)
+{
+    return r->content_length;
+}
+
+int
+http_req_has_body(const struct http_req *r)
+{
+    return r->chunked || r->content_length > 0;
+}
+
+const char *
+http_req_id(const struct http_req *r)
+{
+    return r->id;
+}
+
+/* ---- body acceptance ---- */
+
+void
+http_req_on_body(struct http_req *r, http_body_fn on_body, http_complete_fn on_complete,
+                 http_abort_fn on_abort, void *state)
+{
+    if (r->replied || r->body_mode != BODY_NONE) {
+        log_error("http", r->id, "http_req_on_body after a reply or a second time");
+        return;
+    }
+    r->body_mode = BODY_STREAM;
+    r->stream_accepted = 1;
+    r->on_body = on_body;
+    r->on_complete = on_complete;
+    r->on_abort = on_abort;
+    r->state = state;
+}
+
+void
+http_req_collect_body(struct http_req *r, size_t max, http_complete_fn on_complete, void *state)
+{
+    if (r->replied || r->body_mode != BODY_NONE) {
+        log_error("http", r->id, "http_req_collect_body after a reply or a second time");
+        return;
+    }
+    if (r->content_length >= 0 && (uint64_t)r->content_length > max) {
+        http_reply_errorf(r, ERR_TOO_LARGE, "body of %lld bytes exceeds the limit of %zu",
+                          (long long)r->content_length, max);
+        return;
+    }
+    r->body_mode = BODY_COLLECT;
+    r->cbody_max = max;
+    r->on_complete = on_complete;
+    r->state = state;
+    size_t want = r->content_length > 0 ? (size_t)r->content_length + 1 : 1024;
+    if (want > max + 1)
+        want = max + 1;
+    r->cbody = xmalloc(want);
+    r->cbody_cap = want;
+    r->cbody_len = 0;
+    r->cbody[0] = '\0';
+}
+
+int
+http_req_collect_append(struct http_req *r, const char *p, size_t n)
+{
+    if (n > r->cbody_max - r->cbody_len)
+        return -1;
+    if (r->cbody_len + n + 1 > r->cbody_cap) {
+        size_t cap = r->cbody_cap * 2;
+        while (cap < r->cbody_len + n + 1)
+            cap *= 2;
+        if (cap > r->cbody_max + 1)
+            cap = r->cbody_max + 1;
+        r->cbody = xrealloc(r->cbody, cap);
+        r->cbody_cap = cap;
+    }
+    memcpy(r->cbody + r->cbody_len, p, n);
+    r->cbody_len += n;
+    r->cbody[r->cbody_len] = '\0';
+    return 0;
+}
+
+const char *
+http_req_body(const struct http_req *r, size_t *len)
+{
+    if (len)
+        *len = r->cbody ? r->cbody_len : 0;
+    return r->cbody ? r->cbody : "";
+}
+
+/* ---- replies ---- */
+
+void
+http_reply_header(struct http_req *r, const char *name, const char *fmt, ...)
+{
+    if (r->replied)
+        return;
+    /* the layer owns framing and persistence */
+    if (strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0)
+        return;
+    char val[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(val, sizeof(val), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(val))
+        n = sizeof(val) - 1;
+    /* no header injection: CR, LF and NUL never reach the wire */
+    for (int i = 0; i < n; i++)
+        if (val[i] == '\r' || val[i] == '\n')
+            val[i] = ' ';
+    if (strcasecmp(name, "Connection") == 0) {
+        if (strcasestr(val, "close"))
+            r->c->closing = 1;
+        return;
+    }
+    size_t nl = strlen(name);
+    size_t need = r->rh_len + nl + 2 + (size_t)n + 2 + 1;
+    if (need > r->rh_cap) {
+        size_t cap = r->rh_cap ? r->rh_cap * 2 : 512;
+        while (cap < need)
+            cap *= 2;
+        r->rh = xrealloc(r->rh, cap);
+        r->rh_cap = cap;
+    }
+    memcpy(r->rh + r->rh_len, name, nl);
+    r->rh_len += nl;
+    memcpy(r->rh + r->rh_len, ": ", 2);
+    r->rh_len += 2;
+    memcpy(r->rh + r->rh_len, val, (size_t)n);
+    r->rh_len += (size_t)n;
+    memcpy(r->rh + r->rh_len, "\r\n", 2);
+    r->rh_len += 2;
+}
+
+void
+http_reply_close(struct http_req *r)
+{
+    r->c->closing = 1;
+}
+
+/* A reply before the whole request body was read: the rest is read and dropped
+ * when it is small and announced, else the connection closes after the reply
+ * (a client that waits for 100-continue will not send it; a chunked body's size
+ * is unknown). */
+static void
+early_reply_policy(struct http_req *r)
+{
+    if (!r->headers_done || r->msg_done || !http_req_has_body(r))
+        return;
+    if (r->expect_continue && !r->continue_sent)
+        r->c->closing = 1;
+    else if (r->chunked)
+        r->c->closing = 1;
+    else if ((uint64_t)r->content_length - r->body_seen > HTTP_DISCARD_MAX)
+        r->c->closing = 1;
+}
+
+static int
+status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+static void
+reply_send(struct http_req *r, int status, const char *ctype, const void *body, size_t n,
+           int fd, uint64_t off, uint64_t flen)
+{
+    struct http_conn *c = r->c;
+    if (r->replied) {
+        log_error("http", r->id, "second reply to one request ignored (status %d)", status);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    r->replied = 1;
+    r->status = status;
+    early_reply_policy(r);
+    if (!r->keepalive || c->w->stopping)
+        c->closing = 1;
+
+    int has_body = status_has_body(status);
+    uint64_t clen = fd >= 0 ? flen : n;
+    int send_body = has_body && !r->head;
+    if (!send_body) {
+        n = 0;
+        if (fd >= 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd >= 0 && flen == 0) {
+        close(fd);
+        fd = -1;
+    }
+
+    char stackbuf[8192];
+    size_t hcap = 512 + r->rh_len + (ctype ? strlen(ctype) : 0);
+    size_t total_cap = hcap + (fd >= 0 ? 0 : n);
+    char *buf = total_cap <= sizeof(stackbuf) ? stackbuf : xmalloc(total_cap);
+    size_t h = 0;
+    h += (size_t)snprintf(buf + h, hcap - h, "HTTP/1.1 %d %s\r\n", status, reply_reason(status));
+    if (has_body)
+        h += (size_t)snprintf(buf + h, hcap - h, "Content-Length: %llu\r\n",
+                              (unsigned long long)clen);
+    if (ctype && *ctype && has_body)
+        h += (size_t)snprintf(buf + h, hcap - h, "Content-Type: %s\r\n", ctype);
+    h += (size_t)snprintf(buf + h, hcap - h,
+                          "Docker-Distribution-API-Version: registry/2.0\r\n%s",
+                          http_worker_date(c->w));
+    if (c->closing)
+        h += (size_t)snprintf(buf + h, hcap - h, "Connection: close\r\n");
+    else if (r->http10)
+        h += (size_t)snprintf(buf + h, hcap - h, "Connection: keep-alive\r\n");
+    if (r->rh_len) {
+        memcpy(buf + h, r->rh, r->rh_len);
+        h += r->rh_len;
+    }
+    memcpy(buf + h, "\r\n", 2);
+    h += 2;
+    if (fd < 0 && n) {
+        memcpy(buf + h, body, n);
+        h += n;
+    }
+    r->bytes_out = send_body ? clen : 0;
+    r->out = buf;
+    r->out_len = h;
+    r->out_pos = 0;
+    r->out_heap = buf != stackbuf;
+    if (fd >= 0) {
+        r->file_fd = fd;
+        r->file_off = (off_t)off;
+        r->file_left = flen;
+    }
+    int rc = http_conn_flush(c);
+    if (rc == 0 && r->out && !r->out_heap) {
+        /* the socket is full: keep the unsent part */
+        size_t left = r->out_len - r->out_pos;
+        char *copy = xmalloc(left);
+        memcpy(copy, r->out + r->out_pos, left);
+        r->out = copy;
+        r->out_len = left;
+        r->out_pos = 0;
+        r->out_heap = 1;
+    } else if (rc != 0 && r->out && !r->out_heap) {
+        r->out = NULL;
+    }
+}
+
+void
+http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t n)
+{
+    reply_send(r, status, content_type, body, n, -1, 0, 0);
+}
+
+void
+http_reply_fd(struct http_req *r, int status, const char *content_type, int fd, uint64_t off,
+              uint64_t len)
+{
+    if (fd < 0) {
+        http_reply_errorf(r, ERR_IO, "reply body file unavailable");
+        return;
+    }
+    reply_send(r, status, content_type, NULL, 0, fd, off, len);
+}
+
+static void
+reply_error_code(struct http_req *r, int status, enum err_code code, const char *msg)
+{
+    char body[1024];
+    size_t n = reply_error_json(code, msg, body, sizeof(body));
+    reply_send(r, status, "application/json", body, n, -1, 0, 0);
+}
+
+void
+http_reply_error(struct http_req *r, const struct err *e)
+{
+    enum err_code code = e ? e->code : ERR_INTERNAL;
+    reply_error_code(r, reply_status(code), code, e ? e->msg : "internal error");
+}
+
+void
+http_reply_errorf(struct http_req *r, enum err_code code, const char *fmt, ...)
+{
+    struct err e;
+    e.code = code;
+    e.sys_errno = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+    va_end(ap);
+    http_reply_error(r, &e);
+}
+
+void
+http_req_fail(struct http_req *r, enum err_code code, const char *msg)
+{
+    r->c->closing = 1;
+    if (r->replied)
+        return;
+    reply_error_code(r, reply_status(code), code, msg);
+}

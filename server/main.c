@@ -1,0 +1,207 @@
+/* main.c - the ocireg command line: serve, version, help. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "server/api.h"
+#include "server/http.h"
+#include "storage/storage.h"
+
+#include "common/banned.h"
+
+#ifndef OCIREG_VERSION
+#define OCIREG_VERSION "0.1.0"
+#endif
+
+static const char usage_text[] =
+    "usage: ocireg <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  serve [-c FILE] [--ready-file PATH]   run the registry\n"
+    "      -c, --config FILE    read registry.conf-style settings from FILE\n"
+    "                           (default: built-in defaults; every key can be set\n"
+    "                           with OCIREG_<SECTION>_<KEY>, e.g. OCIREG_SERVER_LISTEN)\n"
+    "      --ready-file PATH    once listening, write \"ADDR:PORT\\n\" to PATH\n"
+    "  version                               print the version\n"
+    "  help                                  this text\n";
+
+static struct http_server *volatile running_server;
+
+static void
+on_signal(int sig)
+{
+    struct http_server *s = running_server;
+    if (s)
+        http_server_stop(s); /* async-signal-safe: writes to eventfds */
+}
+
+static void
+raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("main", NULL, "raising the open-file limit: %s", strerror(errno));
+    }
+}
+
+/* write text to path atomically: a temp file beside it, then rename */
+static int
+write_ready_file(const char *path, const char *text, struct err *e)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return err_sys(e, ERR_IO, errno, "ready file '%s'", tmp);
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    if (w != (ssize_t)n || close(fd) < 0) {
+        int se = w < 0 ? errno : EIO;
+        unlink(tmp);
+        return err_sys(e, ERR_IO, se, "ready file '%s'", tmp);
+    }
+    if (rename(tmp, path) < 0) {
+        int se = errno;
+        unlink(tmp);
+        return err_sys(e, ERR_IO, se, "ready file '%s'", path);
+    }
+    return 0;
+}
+
+static int
+cmd_serve(int argc, char **argv)
+{
+    const char *conf_path = NULL, *ready = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            conf_path = argv[++i];
+        } else if (strcmp(argv[i], "--ready-file") == 0 && i + 1 < argc) {
+            ready = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ocireg serve: unknown or incomplete option '%s'\n\n%s", argv[i],
+                    usage_text);
+            return 2;
+        }
+    }
+
+    struct err e = {0};
+    struct config cfg;
+    struct storage *st = NULL;
+    struct api *api = NULL;
+    struct http_server *srv = NULL;
+    int rc = 1;
+
+    if (config_load(&cfg, conf_path, &e) < 0) {
+        fprintf(stderr, "ocireg: %s\n", e.msg);
+        return 1;
+    }
+    log_setup((enum log_level)cfg.log.level, cfg.log.json, 2);
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+
+    struct storage_opts so = {
+        .root = cfg.storage.root,
+        .fsync = cfg.storage.fsync,
+        .max_manifest = cfg.server.max_manifest,
+        .upload_expiry_sec = cfg.storage.upload_expiry_sec,
+    };
+    st = storage_open(&so, &e);
+    if (!st) {
+        log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
+        goto out;
+    }
+    struct api_opts ao = {.max_manifest = cfg.server.max_manifest, .max_page = cfg.server.max_page};
+    api = api_new(st, &ao, &e);
+    if (!api) {
+        log_error("main", NULL, "api: %s", e.msg);
+        goto out;
+    }
+    struct http_app app;
+    memset(&app, 0, sizeof(app));
+    api_http_app(api, &app);
+    struct http_server_opts ho = {
+        .listen = cfg.server.listen,
+        .workers = cfg.server.workers,
+        .header_max = (size_t)cfg.server.header_max,
+        .body_buffer = (size_t)cfg.server.body_buffer,
+        .header_timeout_ms = cfg.server.header_timeout_ms,
+        .idle_timeout_ms = cfg.server.idle_timeout_ms,
+        .body_timeout_ms = cfg.server.body_timeout_ms,
+        .max_connections = cfg.server.max_connections,
+    };
+    srv = http_server_new(&ho, &app, &e);
+    if (!srv) {
+        log_error("main", NULL, "listen '%s': %s", cfg.server.listen, e.msg);
+        goto out;
+    }
+
+    running_server = srv;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    log_info("main", NULL, "listening on %s", http_server_address(srv));
+    if (ready) {
+        char text[128];
+        snprintf(text, sizeof(text), "%s\n", http_server_address(srv));
+        if (write_ready_file(ready, text, &e) < 0) {
+            log_error("main", NULL, "%s", e.msg);
+            goto out;
+        }
+    }
+    if (http_server_run(srv, &e) < 0) {
+        log_error("main", NULL, "server: %s", e.msg);
+        goto out;
+    }
+    log_info("main", NULL, "stopped");
+    rc = 0;
+out:
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    running_server = NULL;
+    http_server_free(srv);
+    api_free(api);
+    if (st)
+        storage_close(st);
+    libevent_global_shutdown();
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("ocireg %s\n", OCIREG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    fprintf(stderr, "ocireg: unknown command '%s'\n\n%s", cmd, usage_text);
+    return 2;
+}

@@ -1,0 +1,377 @@
+/* manifest.c - manifest_parse: validate a pushed manifest and extract what the
+ * registry records about it.
+ *
+ * Known types: OCI image manifest, OCI image index, Docker v2 schema 2 manifest,
+ * Docker manifest list. The type is the body's mediaType; if absent, the request's
+ * Content-Type; if neither is given, the structure decides (config+layers = image
+ * manifest, manifests = index), as older OCI clients omit both. When both are
+ * given they must agree (distribution-spec: the Content-Type must match the
+ * manifest's mediaType). A known type with an unknown *config* media type is an
+ * artifact and accepted (image-spec 1.1: artifactType / config.mediaType).
+ *
+ * References: config + layers are blobs (REF_BLOB) that must be in the repository,
+ * except non-distributable / `urls` layers (REF_FOREIGN, image-spec "Non-
+ * distributable layers": they need not exist); index entries are manifests
+ * (REF_MANIFEST). `subject` is not a reference: it may name a manifest that does
+ * not exist yet (distribution-spec "Pushing Manifests with Subject"). */
+#include "storage/storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/banned.h"
+
+enum mkind { MK_NONE, MK_IMAGE, MK_INDEX };
+
+static enum mkind
+kind_of(const char *mt, int *oci)
+{
+    if (!mt)
+        return MK_NONE;
+    if (strcmp(mt, MT_OCI_MANIFEST) == 0) {
+        *oci = 1;
+        return MK_IMAGE;
+    }
+    if (strcmp(mt, MT_OCI_INDEX) == 0) {
+        *oci = 1;
+        return MK_INDEX;
+    }
+    if (strcmp(mt, MT_DOCKER_MANIFEST) == 0) {
+        *oci = 0;
+        return MK_IMAGE;
+    }
+    if (strcmp(mt, MT_DOCKER_LIST) == 0) {
+        *oci = 0;
+        return MK_INDEX;
+    }
+    return MK_NONE;
+}
+
+/* normalise a Content-Type: drop parameters and surrounding blanks into buf.
+ * Returns NULL when empty. */
+static const char *
+ctype_norm(const char *ct, char *buf, size_t bufsz)
+{
+    if (!ct)
+        return NULL;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if (n == 0)
+        return NULL;
+    if (n >= bufsz)
+        n = bufsz - 1;
+    memcpy(buf, ct, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static int
+invalid(struct err *e, const char *what)
+{
+    return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s", what);
+}
+
+static int
+is_foreign_type(const char *mt)
+{
+    return strstr(mt, ".nondistributable.") != NULL ||
+           strcmp(mt, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip") == 0;
+}
+
+/* a media type per RFC 6838 in spirit: type "/" subtype, printable, no blanks */
+static int
+media_type_ok(const char *mt)
+{
+    size_t n = strlen(mt);
+    if (n == 0 || n > 255)
+        return 0;
+    const char *slash = strchr(mt, '/');
+    if (!slash || slash == mt || slash[1] == '\0')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)mt[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+string_map_ok(json_t *o)
+{
+    const char *k;
+    json_t *v;
+    if (!json_is_object(o))
+        return 0;
+    json_object_foreach(o, k, v)
+    {
+        if (!json_is_string(v))
+            return 0;
+    }
+    return 1;
+}
+
+/* check_descriptor - one descriptor (image-spec "Descriptors"). *foreign is set
+ * when it is a non-distributable layer or carries urls. */
+static int
+check_descriptor(json_t *d, const char *what, struct digest *dg, uint64_t *size, int *foreign,
+                 struct err *e)
+{
+    if (!json_is_object(d))
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s is not an object",
+                       what);
+    json_t *mt = json_object_get(d, "mediaType");
+    if (!json_is_string(mt) || !media_type_ok(json_string_value(mt)))
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s mediaType", what);
+    json_t *dj = json_object_get(d, "digest");
+    if (!json_is_string(dj))
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s digest missing",
+                       what);
+    struct err de;
+    if (digest_parse(json_string_value(dj), json_string_length(dj), dg, &de) < 0) {
+        if (de.code == ERR_UNSUPPORTED)
+            return err_set(e, ERR_MANIFEST_INVALID, 0,
+                           "invalid manifest: %s digest algorithm unsupported", what);
+        return err_set(e, ERR_DIGEST_INVALID, 0, "invalid manifest: %s digest", what);
+    }
+    json_t *sj = json_object_get(d, "size");
+    if (!json_is_integer(sj) || json_integer_value(sj) < 0)
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s size", what);
+    *size = (uint64_t)json_integer_value(sj);
+    json_t *urls = json_object_get(d, "urls");
+    int has_urls = 0;
+    if (urls) {
+        size_t i;
+        json_t *u;
+        if (!json_is_array(urls))
+            return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s urls", what);
+        json_array_foreach(urls, i, u)
+        {
+            if (!json_is_string(u))
+                return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s urls", what);
+        }
+        has_urls = json_array_size(urls) > 0;
+    }
+    json_t *ann = json_object_get(d, "annotations");
+    if (ann && !string_map_ok(ann))
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s annotations", what);
+    json_t *at = json_object_get(d, "artifactType");
+    if (at && !json_is_string(at))
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s artifactType", what);
+    if (foreign)
+        *foreign = has_urls || is_foreign_type(json_string_value(mt));
+    return 0;
+}
+
+static int
+add_ref(struct manifest_info *mi, size_t cap, const struct digest *d, enum ref_kind k,
+        uint64_t size)
+{
+    if (mi->nrefs >= cap)
+        return -1;
+    mi->refs[mi->nrefs].digest = *d;
+    mi->refs[mi->nrefs].kind = k;
+    mi->refs[mi->nrefs].size = size;
+    mi->nrefs++;
+    return 0;
+}
+
+static void
+copy_str(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= dstsz)
+        n = dstsz - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+void
+manifest_info_release(struct manifest_info *mi)
+{
+    if (!mi)
+        return;
+    free(mi->annotations_json);
+    free(mi->refs);
+    mi->annotations_json = NULL;
+    mi->refs = NULL;
+    mi->nrefs = 0;
+}
+
+int
+manifest_parse(const char *body, size_t len, const char *content_type,
+               struct manifest_info *out, struct err *e)
+{
+    struct manifest_info mi;
+    memset(&mi, 0, sizeof(mi));
+    json_error_t jerr;
+    int rc = -1;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: json: %s", jerr.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        invalid(e, "not a json object");
+        goto out;
+    }
+
+    char ctbuf[256];
+    const char *ct = ctype_norm(content_type, ctbuf, sizeof(ctbuf));
+    json_t *mtj = json_object_get(root, "mediaType");
+    if (mtj && !json_is_string(mtj)) {
+        invalid(e, "mediaType is not a string");
+        goto out;
+    }
+    const char *mt = mtj ? json_string_value(mtj) : NULL;
+    if (mt && ct && strcmp(mt, ct) != 0) {
+        err_set(e, ERR_MANIFEST_INVALID, 0,
+                "invalid manifest: mediaType does not match the content type");
+        goto out;
+    }
+    int oci = 0;
+    const char *eff = mt ? mt : ct;
+    enum mkind kind = kind_of(eff, &oci);
+    if (kind == MK_NONE) {
+        if (eff) {
+            err_set(e, ERR_UNSUPPORTED, 0, "unsupported manifest media type");
+            goto out;
+        }
+        /* no type given at all: decide by structure (OCI types only) */
+        oci = 1;
+        if (json_object_get(root, "manifests")) {
+            kind = MK_INDEX;
+            eff = MT_OCI_INDEX;
+        } else if (json_object_get(root, "config") || json_object_get(root, "layers")) {
+            kind = MK_IMAGE;
+            eff = MT_OCI_MANIFEST;
+        } else {
+            invalid(e, "no media type");
+            goto out;
+        }
+    }
+    copy_str(mi.media_type, sizeof(mi.media_type), eff);
+
+    json_t *sv = json_object_get(root, "schemaVersion");
+    if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
+        invalid(e, "schemaVersion must be 2");
+        goto out;
+    }
+
+    json_t *at = json_object_get(root, "artifactType");
+    if (at) {
+        if (!json_is_string(at) || !media_type_ok(json_string_value(at))) {
+            invalid(e, "artifactType");
+            goto out;
+        }
+    }
+    json_t *ann = json_object_get(root, "annotations");
+    if (ann) {
+        if (!string_map_ok(ann)) {
+            invalid(e, "annotations must map strings to strings");
+            goto out;
+        }
+        if (json_object_size(ann) > 0) {
+            mi.annotations_json = json_dumps(ann, JSON_COMPACT);
+            if (!mi.annotations_json) {
+                err_set(e, ERR_NOMEM, 0, "out of memory");
+                goto out;
+            }
+        }
+    }
+    json_t *subj = json_object_get(root, "subject");
+    if (subj && !json_is_null(subj)) {
+        uint64_t ssz;
+        if (check_descriptor(subj, "subject", &mi.subject, &ssz, NULL, e) < 0)
+            goto out;
+        mi.has_subject = 1;
+    }
+
+    if (kind == MK_IMAGE) {
+        json_t *cfg = json_object_get(root, "config");
+        json_t *layers = json_object_get(root, "layers");
+        if (!cfg) {
+            invalid(e, "config missing");
+            goto out;
+        }
+        if (!json_is_array(layers)) {
+            invalid(e, "layers missing");
+            goto out;
+        }
+        /* an image manifest carrying an index's field is ambiguous: refuse it */
+        if (json_object_get(root, "manifests")) {
+            invalid(e, "image manifest with manifests");
+            goto out;
+        }
+        size_t cap = 1 + json_array_size(layers);
+        mi.refs = calloc(cap, sizeof(*mi.refs));
+        if (!mi.refs) {
+            err_set(e, ERR_NOMEM, 0, "out of memory");
+            goto out;
+        }
+        struct digest d;
+        uint64_t sz;
+        if (check_descriptor(cfg, "config", &d, &sz, NULL, e) < 0)
+            goto out;
+        add_ref(&mi, cap, &d, REF_BLOB, sz);
+        const char *cfg_mt = json_string_value(json_object_get(cfg, "mediaType"));
+        size_t i;
+        json_t *l;
+        json_array_foreach(layers, i, l)
+        {
+            int foreign = 0;
+            if (check_descriptor(l, "layer", &d, &sz, &foreign, e) < 0)
+                goto out;
+            add_ref(&mi, cap, &d, foreign ? REF_FOREIGN : REF_BLOB, sz);
+        }
+        if (at)
+            copy_str(mi.artifact_type, sizeof(mi.artifact_type), json_string_value(at));
+        else if (oci)
+            copy_str(mi.artifact_type, sizeof(mi.artifact_type), cfg_mt);
+    } else {
+        json_t *mans = json_object_get(root, "manifests");
+        if (!json_is_array(mans)) {
+            invalid(e, "manifests missing");
+            goto out;
+        }
+        if (json_object_get(root, "config") || json_object_get(root, "layers")) {
+            invalid(e, "index with config or layers");
+            goto out;
+        }
+        size_t cap = json_array_size(mans);
+        mi.refs = calloc(cap ? cap : 1, sizeof(*mi.refs));
+        if (!mi.refs) {
+            err_set(e, ERR_NOMEM, 0, "out of memory");
+            goto out;
+        }
+        size_t i;
+        json_t *m;
+        json_array_foreach(mans, i, m)
+        {
+            struct digest d;
+            uint64_t sz;
+            if (check_descriptor(m, "manifests entry", &d, &sz, NULL, e) < 0)
+                goto out;
+            json_t *pl = json_object_get(m, "platform");
+            if (pl && !json_is_object(pl)) {
+                invalid(e, "platform is not an object");
+                goto out;
+            }
+            add_ref(&mi, cap, &d, REF_MANIFEST, sz);
+        }
+        if (at)
+            copy_str(mi.artifact_type, sizeof(mi.artifact_type), json_string_value(at));
+    }
+    *out = mi;
+    memset(&mi, 0, sizeof(mi));
+    rc = 0;
+out:
+    manifest_info_release(&mi);
+    json_decref(root);
+    return rc;
+}

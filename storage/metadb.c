@@ -1,0 +1,281 @@
+/* metadb.c - the sqlite3 metadata: schema, migrations, per-handle statements.
+ *
+ * One connection per storage_handle (so per worker thread), opened NOMUTEX: a
+ * handle is never shared. WAL lets readers run beside the single writer; writers
+ * take BEGIN IMMEDIATE so a busy database is waited for (busy_timeout) at the
+ * start of a transaction, never half-way. synchronous=FULL when the store fsyncs:
+ * a push acknowledged to a client survives power loss (NORMAL could lose the last
+ * transactions; the file-before-row order keeps either consistent).
+ *
+ * Schema version 1 (PRAGMA user_version). Digests are stored as their text
+ * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
+ * collation), which is the order the spec's tag list and catalog want. Every
+ * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
+ * OFFSET.
+ *
+ *   repos(name)                         a repository that ever had a link/manifest
+ *   blobs(digest, size, created)        a blob file that is installed under blobs/
+ *   blob_links(repo, digest, created)   blob visible in repo
+ *   manifests(repo, digest, media_type, size, subject, artifact_type, annotations,
+ *             created)
+ *   manifest_refs(repo, digest, ref, kind)   what a manifest references (gc marks)
+ *   tags(repo, tag, digest, updated)
+ *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
+ *                                        last use is kept in memory: a PATCH
+ *                                        writes no row */
+#include "storage/storage_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "common/banned.h"
+
+static const char *const schema_v1 =
+    "CREATE TABLE repos(name TEXT PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE blobs(digest TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE blob_links(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  created INTEGER NOT NULL, PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX blob_links_digest ON blob_links(digest);"
+    "CREATE TABLE manifests(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  media_type TEXT NOT NULL, size INTEGER NOT NULL, subject TEXT,"
+    "  artifact_type TEXT NOT NULL DEFAULT '', annotations TEXT,"
+    "  created INTEGER NOT NULL, PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX manifests_subject ON manifests(repo, subject, digest);"
+    "CREATE INDEX manifests_digest ON manifests(digest);"
+    "CREATE TABLE manifest_refs(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  ref TEXT NOT NULL, kind INTEGER NOT NULL,"
+    "  PRIMARY KEY(repo, digest, ref)) WITHOUT ROWID;"
+    "CREATE INDEX manifest_refs_ref ON manifest_refs(ref);"
+    "CREATE TABLE tags(repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  updated INTEGER NOT NULL, PRIMARY KEY(repo, tag)) WITHOUT ROWID;"
+    "CREATE INDEX tags_digest ON tags(repo, digest);"
+    "CREATE TABLE uploads(uuid TEXT PRIMARY KEY, repo TEXT NOT NULL,"
+    "  algo INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;";
+
+/* migrations[i] takes the schema from version i to i + 1 */
+static const char *const migrations[] = {schema_v1};
+
+static const char *const stmt_sql[Q__COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_BLOB_STAT] = "SELECT b.size FROM blob_links l JOIN blobs b ON b.digest = l.digest"
+                    " WHERE l.repo = ?1 AND l.digest = ?2",
+    [Q_BLOB_INSERT] = "INSERT OR IGNORE INTO blobs(digest, size, created) VALUES(?1, ?2, ?3)",
+    [Q_REPO_INSERT] = "INSERT OR IGNORE INTO repos(name) VALUES(?1)",
+    [Q_LINK_INSERT] =
+        "INSERT OR IGNORE INTO blob_links(repo, digest, created) VALUES(?1, ?2, ?3)",
+    [Q_LINK_DELETE] = "DELETE FROM blob_links WHERE repo = ?1 AND digest = ?2",
+    [Q_LINK_EXISTS] = "SELECT 1 FROM blob_links WHERE repo = ?1 AND digest = ?2",
+    [Q_LINK_ANY] = "SELECT 1 FROM blob_links WHERE digest = ?1 LIMIT 1",
+    [Q_UP_INSERT] = "INSERT INTO uploads(uuid, repo, algo, created) VALUES(?1, ?2, ?3, ?4)",
+    [Q_UP_GET] = "SELECT repo, algo FROM uploads WHERE uuid = ?1",
+    [Q_UP_DELETE] = "DELETE FROM uploads WHERE uuid = ?1",
+    [Q_UP_EXPIRED] = "SELECT uuid FROM uploads WHERE created < ?1",
+    [Q_MF_EXISTS] = "SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2",
+    [Q_MF_GET_DIGEST] =
+        "SELECT digest, media_type, size FROM manifests WHERE repo = ?1 AND digest = ?2",
+    [Q_MF_GET_TAG] = "SELECT m.digest, m.media_type, m.size FROM tags t JOIN manifests m"
+                     " ON m.repo = t.repo AND m.digest = t.digest"
+                     " WHERE t.repo = ?1 AND t.tag = ?2",
+    [Q_MF_INSERT] = "INSERT OR REPLACE INTO manifests(repo, digest, media_type, size, subject,"
+                    " artifact_type, annotations, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [Q_MF_DELETE] = "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+    [Q_REF_INSERT] =
+        "INSERT OR IGNORE INTO manifest_refs(repo, digest, ref, kind) VALUES(?1, ?2, ?3, ?4)",
+    [Q_REF_DELETE] = "DELETE FROM manifest_refs WHERE repo = ?1 AND digest = ?2",
+    [Q_TAG_UPSERT] = "INSERT INTO tags(repo, tag, digest, updated) VALUES(?1, ?2, ?3, ?4)"
+                     " ON CONFLICT(repo, tag) DO UPDATE SET digest = excluded.digest,"
+                     " updated = excluded.updated",
+    [Q_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
+    [Q_TAG_DELETE_DIGEST] = "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+    [Q_TAGS_LIST] = "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
+    [Q_REPO_HAS_MF] = "SELECT 1 FROM manifests WHERE repo = ?1 LIMIT 1",
+    [Q_CATALOG] = "SELECT name FROM repos r WHERE name > ?1 AND"
+                  " (EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.name) OR"
+                  "  EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.name))"
+                  " ORDER BY name LIMIT ?2",
+    [Q_REFERRERS] = "SELECT digest, media_type, size, artifact_type, annotations"
+                    " FROM manifests WHERE repo = ?1 AND subject = ?2 ORDER BY digest",
+    [Q_REFERRERS_AT] = "SELECT digest, media_type, size, artifact_type, annotations"
+                       " FROM manifests WHERE repo = ?1 AND subject = ?2"
+                       " AND artifact_type = ?3 ORDER BY digest",
+};
+
+int
+metadb_connect(const char *path, int fsync, struct sqlite3 **out, struct err *e)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        err_set(e, ERR_DB, 0, "open database: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
+             " PRAGMA temp_store=MEMORY;",
+             fsync ? "NORMAL" : "OFF");
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        err_set(e, ERR_DB, 0, "configure database: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+static int
+exec(sqlite3 *db, const char *sql, struct err *e)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        err_set(e, ERR_DB, 0, "database: %s", msg ? msg : "?");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int
+metadb_migrate(struct sqlite3 *db, struct err *e)
+{
+    if (exec(db, "BEGIN IMMEDIATE", e) < 0)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    if (version < 0) {
+        err_set(e, ERR_DB, 0, "read schema version: %s", sqlite3_errmsg(db));
+        goto fail;
+    }
+    if (version > METADB_SCHEMA_VERSION) {
+        err_set(e, ERR_CONFIG, 0, "database schema version %d is newer than this program (%d)",
+                version, METADB_SCHEMA_VERSION);
+        goto fail;
+    }
+    for (int v = version; v < METADB_SCHEMA_VERSION; v++) {
+        if (exec(db, migrations[v], e) < 0)
+            goto fail;
+    }
+    if (version != METADB_SCHEMA_VERSION) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", METADB_SCHEMA_VERSION);
+        if (exec(db, sql, e) < 0)
+            goto fail;
+    }
+    return exec(db, "COMMIT", e);
+fail:
+    exec(db, "ROLLBACK", NULL);
+    return -1;
+}
+
+int
+metadb_prepare(struct storage_handle *h, struct err *e)
+{
+    for (int i = 0; i < Q__COUNT; i++) {
+        if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->q[i],
+                               NULL) != SQLITE_OK)
+            return err_set(e, ERR_DB, 0, "prepare statement %d: %s", i, sqlite3_errmsg(h->db));
+    }
+    return 0;
+}
+
+void
+metadb_finalize(struct storage_handle *h)
+{
+    for (int i = 0; i < Q__COUNT; i++) {
+        sqlite3_finalize(h->q[i]);
+        h->q[i] = NULL;
+    }
+}
+
+struct sqlite3_stmt *
+metadb_q(struct storage_handle *h, enum stmt_id id)
+{
+    sqlite3_stmt *s = h->q[id];
+    sqlite3_reset(s);
+    return s;
+}
+
+int
+metadb_err(struct storage_handle *h, const char *what, struct err *e)
+{
+    int code = sqlite3_errcode(h->db);
+    if (code == SQLITE_FULL)
+        return err_set(e, ERR_NOSPACE, 0, "%s: %s", what, sqlite3_errmsg(h->db));
+    return err_set(e, ERR_DB, 0, "%s: %s", what, sqlite3_errmsg(h->db));
+}
+
+int
+metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e)
+{
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return metadb_err(h, "database write", e);
+    return 0;
+}
+
+int
+metadb_begin(struct storage_handle *h, struct err *e)
+{
+    if (metadb_run(h, metadb_q(h, Q_BEGIN), e) < 0)
+        return -1;
+    h->in_txn = 1;
+    return 0;
+}
+
+void
+metadb_rollback(struct storage_handle *h)
+{
+    if (!h->in_txn)
+        return;
+    sqlite3_stmt *s = metadb_q(h, Q_ROLLBACK);
+    sqlite3_step(s);
+    sqlite3_reset(s);
+    h->in_txn = 0;
+}
+
+int
+metadb_commit(struct storage_handle *h, struct err *e)
+{
+    if (fault_hit(h->st, FAULT_DB)) {
+        metadb_rollback(h);
+        return err_set(e, ERR_DB, 0, "commit: injected fault");
+    }
+    if (metadb_run(h, metadb_q(h, Q_COMMIT), e) < 0) {
+        metadb_rollback(h);
+        return -1;
+    }
+    h->in_txn = 0;
+    return 0;
+}
+
+void
+metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t)
+{
+    if (t)
+        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+void
+metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v)
+{
+    sqlite3_bind_int64(s, i, v);
+}

@@ -1,0 +1,863 @@
+/* storage.c - storage_open/close and recovery, handles, blobs, manifests, tags,
+ * catalog and referrers on top of blobstore.c (files) and metadb.c (rows).
+ *
+ * Every write follows the same order: files are written, fsync'd, renamed into
+ * blobs/ and the directory fsync'd BEFORE the transaction that adds a row naming
+ * them commits; inside that transaction the file's presence is checked again, so
+ * gc (which must unlink a blob file only inside its own BEGIN IMMEDIATE
+ * transaction, after deleting the row) can never leave a row without its file.
+ *
+ * Reads on the hot paths (blob HEAD/GET, manifest GET by tag or digest) are one
+ * indexed SELECT through a statement prepared when the handle was opened, with
+ * stack buffers only: no heap allocation per call. */
+#include "storage/storage_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+
+#include "common/banned.h"
+
+/* ---- open / close / recovery -------------------------------------------------- */
+
+static int
+mkdir_p(const char *path, struct err *e)
+{
+    size_t n = strlen(path);
+    char *p = malloc(n + 1);
+    if (!p)
+        return err_set(e, ERR_NOMEM, 0, "out of memory");
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+            err_sys(e, ERR_IO, errno, "create directory '%s'", p);
+            free(p);
+            return -1;
+        }
+        p[i] = c;
+    }
+    free(p);
+    return 0;
+}
+
+static int
+mkdir_at(int dirfd, const char *rel, struct err *e)
+{
+    if (mkdirat(dirfd, rel, 0755) < 0 && errno != EEXIST)
+        return err_sys(e, ERR_IO, errno, "create directory '%s'", rel);
+    return 0;
+}
+
+static int
+make_layout(struct storage *st, struct err *e)
+{
+    static const char *const algos[] = {"sha256", "sha512"};
+    if (mkdir_at(st->rootfd, "blobs", e) < 0 || mkdir_at(st->rootfd, "uploads", e) < 0)
+        return -1;
+    st->blobsfd = openat(st->rootfd, "blobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    st->uploadsfd = openat(st->rootfd, "uploads", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->blobsfd < 0 || st->uploadsfd < 0)
+        return err_sys(e, ERR_IO, errno, "open storage directories");
+    /* the 2 x 256 fan-out directories exist up front: a commit never has to
+     * create (and fsync) a directory */
+    for (int a = 0; a < 2; a++) {
+        char rel[16];
+        if (mkdir_at(st->blobsfd, algos[a], e) < 0)
+            return -1;
+        for (int i = 0; i < 256; i++) {
+            snprintf(rel, sizeof(rel), "%s/%02x", algos[a], i);
+            if (mkdir_at(st->blobsfd, rel, e) < 0)
+                return -1;
+        }
+        if (blobstore_fsync_dir(st, st->blobsfd, algos[a], e) < 0)
+            return -1;
+    }
+    if (blobstore_fsync_dir(st, st->rootfd, "blobs", e) < 0 ||
+        blobstore_fsync_dir(st, st->rootfd, ".", e) < 0)
+        return -1;
+    return 0;
+}
+
+/* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
+ * blob_put included), then rows whose file is missing. */
+static int
+recover(struct storage_handle *h, struct err *e)
+{
+    struct storage *st = h->st;
+    int dfd = dup(st->uploadsfd);
+    if (dfd < 0)
+        return err_sys(e, ERR_IO, errno, "open uploads");
+    DIR *dir = fdopendir(dfd);
+    if (!dir) {
+        close(dfd);
+        return err_sys(e, ERR_IO, errno, "open uploads");
+    }
+    rewinddir(dir);
+    int removed_files = 0, removed_rows = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int keep = 0;
+        if (uuid_valid(de->d_name)) {
+            sqlite3_stmt *s = metadb_q(h, Q_UP_GET);
+            metadb_bind_text(s, 1, de->d_name);
+            keep = sqlite3_step(s) == SQLITE_ROW;
+            sqlite3_reset(s);
+        }
+        if (!keep) {
+            if (unlinkat(st->uploadsfd, de->d_name, 0) == 0)
+                removed_files++;
+            else
+                log_warn("storage", NULL, "recovery: cannot remove uploads/%s errno=%d",
+                         de->d_name, errno);
+        }
+    }
+    closedir(dir);
+
+    sqlite3 *db = h->db;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT uuid FROM uploads", -1, &s, NULL) != SQLITE_OK)
+        return metadb_err(h, "recovery", e);
+    size_t n = 0, cap = 0;
+    char (*gone)[UPLOAD_ID_LEN + 1] = NULL;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        struct stat sb;
+        if (id && uuid_valid(id) && fstatat(st->uploadsfd, id, &sb, 0) == 0)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            void *p = realloc(gone, nc * sizeof(*gone));
+            if (!p)
+                break;
+            gone = p;
+            cap = nc;
+        }
+        snprintf(gone[n++], UPLOAD_ID_LEN + 1, "%s", id ? id : "");
+    }
+    sqlite3_finalize(s);
+    int rc = 0;
+    if (n) {
+        if (metadb_begin(h, e) < 0) {
+            rc = -1;
+        } else {
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                sqlite3_stmt *d = metadb_q(h, Q_UP_DELETE);
+                metadb_bind_text(d, 1, gone[i]);
+                rc = metadb_run(h, d, e);
+                removed_rows++;
+            }
+            if (rc == 0)
+                rc = metadb_commit(h, e);
+            else
+                metadb_rollback(h);
+        }
+    }
+    free(gone);
+    if (removed_files || removed_rows)
+        log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", removed_files,
+                 removed_rows);
+    return rc;
+}
+
+struct storage *
+storage_open(const struct storage_opts *opts, struct err *e)
+{
+    if (!opts || !opts->root || !opts->root[0]) {
+        err_set(e, ERR_CONFIG, 0, "storage root not set");
+        return NULL;
+    }
+    struct storage *st = calloc(1, sizeof(*st));
+    if (!st) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = -1;
+    st->fsync = opts->fsync ? 1 : 0;
+    st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
+    st->upload_expiry_sec = opts->upload_expiry_sec;
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->fault.mu, NULL);
+    size_t rl = strlen(opts->root);
+    st->root = malloc(rl + 1);
+    st->dbpath = malloc(rl + sizeof("/meta.db"));
+    if (!st->root || !st->dbpath) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    memcpy(st->root, opts->root, rl + 1);
+    snprintf(st->dbpath, rl + sizeof("/meta.db"), "%s/meta.db", opts->root);
+
+    if (mkdir_p(st->root, e) < 0)
+        goto fail;
+    st->rootfd = open(st->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->rootfd < 0) {
+        err_sys(e, ERR_IO, errno, "open storage root '%s'", st->root);
+        goto fail;
+    }
+    /* one process per root: recovery deletes files a second process may be
+     * writing */
+    st->lockfd = openat(st->rootfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (st->lockfd < 0) {
+        err_sys(e, ERR_IO, errno, "open '%s/lock'", st->root);
+        goto fail;
+    }
+    if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            err_set(e, ERR_CONFIG, 0, "storage root '%s' is in use by another instance",
+                    st->root);
+        else
+            err_sys(e, ERR_IO, errno, "lock '%s/lock'", st->root);
+        goto fail;
+    }
+    if (make_layout(st, e) < 0)
+        goto fail;
+
+    sqlite3 *db = NULL;
+    if (metadb_connect(st->dbpath, st->fsync, &db, e) < 0)
+        goto fail;
+    int mrc = metadb_migrate(db, e);
+    sqlite3_close(db);
+    if (mrc < 0)
+        goto fail;
+
+    struct storage_handle *h = storage_handle_open(st, e);
+    if (!h)
+        goto fail;
+    int rrc = recover(h, e);
+    storage_handle_close(h);
+    if (rrc < 0)
+        goto fail;
+    return st;
+fail:
+    storage_close(st);
+    return NULL;
+}
+
+void
+storage_close(struct storage *st)
+{
+    if (!st)
+        return;
+    upload_table_free(st);
+    if (st->blobsfd >= 0)
+        close(st->blobsfd);
+    if (st->uploadsfd >= 0)
+        close(st->uploadsfd);
+    if (st->lockfd >= 0)
+        close(st->lockfd); /* releases the flock */
+    if (st->rootfd >= 0)
+        close(st->rootfd);
+    pthread_mutex_destroy(&st->mu);
+    pthread_mutex_destroy(&st->fault.mu);
+    free(st->root);
+    free(st->dbpath);
+    free(st);
+}
+
+struct storage_handle *
+storage_handle_open(struct storage *st, struct err *e)
+{
+    struct storage_handle *h = calloc(1, sizeof(*h));
+    if (!h) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    h->st = st;
+    if (metadb_connect(st->dbpath, st->fsync, &h->db, e) < 0 || metadb_prepare(h, e) < 0) {
+        storage_handle_close(h);
+        return NULL;
+    }
+    return h;
+}
+
+void
+storage_handle_close(struct storage_handle *h)
+{
+    if (!h)
+        return;
+    metadb_rollback(h);
+    metadb_finalize(h);
+    sqlite3_close(h->db);
+    free(h);
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static int64_t
+now_sec(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static int
+repo_ok(const char *repo, struct err *e)
+{
+    if (!repo)
+        return err_set(e, ERR_NAME_INVALID, 0, "invalid repository name");
+    return name_validate(repo, strlen(repo), e);
+}
+
+/* exists1 - run a "SELECT 1 ..." with up to two text binds: 1 / 0 / -1 */
+static int
+exists1(struct storage_handle *h, enum stmt_id id, const char *a, const char *b, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, id);
+    metadb_bind_text(s, 1, a);
+    if (b)
+        metadb_bind_text(s, 2, b);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return metadb_err(h, "database read", e);
+}
+
+/* link_blob - inside a transaction: blobs row, repo row, link row */
+static int
+link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t size,
+          struct err *e)
+{
+    int64_t now = now_sec();
+    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
+    metadb_bind_text(s, 1, ds);
+    metadb_bind_int64(s, 2, (int64_t)size);
+    metadb_bind_int64(s, 3, now);
+    if (metadb_run(h, s, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_REPO_INSERT);
+    metadb_bind_text(s, 1, repo);
+    if (metadb_run(h, s, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_LINK_INSERT);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, ds);
+    metadb_bind_int64(s, 3, now);
+    return metadb_run(h, s, e);
+}
+
+/* ---- blobs ------------------------------------------------------------------- */
+
+int
+storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d, int *fd,
+                  uint64_t *size, struct err *e)
+{
+    char ds[DIGEST_STR_MAX];
+    digest_format(d, ds);
+    sqlite3_stmt *s = metadb_q(h, Q_BLOB_STAT);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, ds);
+    int rc = sqlite3_step(s);
+    uint64_t sz = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+    if (rc != SQLITE_ROW)
+        return metadb_err(h, "read blob", e);
+    if (fd) {
+        char rel[BLOB_RELPATH_MAX];
+        blob_relpath(d, rel);
+        int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+        if (f < 0) {
+            if (errno == ENOENT) {
+                log_error("storage", NULL, "blob row without file digest=%s", ds);
+                return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+            }
+            return err_sys(e, ERR_IO, errno, "open blob");
+        }
+        *fd = f;
+    }
+    if (size)
+        *size = sz;
+    return 0;
+}
+
+int
+storage_blob_delete(struct storage_handle *h, const char *repo, const struct digest *d,
+                    struct err *e)
+{
+    char ds[DIGEST_STR_MAX];
+    digest_format(d, ds);
+    if (metadb_begin(h, e) < 0)
+        return -1;
+    sqlite3_stmt *s = metadb_q(h, Q_LINK_DELETE);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, ds);
+    if (metadb_run(h, s, e) < 0)
+        goto fail;
+    if (sqlite3_changes(h->db) == 0) {
+        err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+        goto fail;
+    }
+    return metadb_commit(h, e);
+fail:
+    metadb_rollback(h);
+    return -1;
+}
+
+int
+storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
+                   const struct digest *d, struct err *e)
+{
+    if (repo_ok(repo, e) < 0)
+        return -1;
+    if (from && name_validate(from, strlen(from), NULL) < 0)
+        return 0;
+    char ds[DIGEST_STR_MAX];
+    digest_format(d, ds);
+    if (metadb_begin(h, e) < 0)
+        return -1;
+    int ex = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+    if (ex < 0)
+        goto fail;
+    if (ex == 1) {
+        metadb_rollback(h);
+        return 1;
+    }
+    ex = from ? exists1(h, Q_LINK_EXISTS, from, ds, e) : exists1(h, Q_LINK_ANY, ds, NULL, e);
+    if (ex < 0)
+        goto fail;
+    if (ex == 0) {
+        metadb_rollback(h);
+        return 0;
+    }
+    /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
+    if (link_blob(h, repo, ds, 0, e) < 0)
+        goto fail;
+    if (metadb_commit(h, e) < 0)
+        return -1;
+    return 1;
+fail:
+    metadb_rollback(h);
+    return -1;
+}
+
+/* install_rows - the blob file d (n bytes) is installed; commit blob + link rows */
+static int
+commit_blob_rows(struct storage_handle *h, const char *repo, const struct digest *d, uint64_t n,
+                 struct err *e)
+{
+    char ds[DIGEST_STR_MAX];
+    digest_format(d, ds);
+    if (metadb_begin(h, e) < 0)
+        return -1;
+    int ex = blobstore_exists(h->st, d, n, e);
+    if (ex <= 0) {
+        if (ex == 0)
+            err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
+        goto fail;
+    }
+    if (link_blob(h, repo, ds, n, e) < 0)
+        goto fail;
+    return metadb_commit(h, e);
+fail:
+    metadb_rollback(h);
+    return -1;
+}
+
+int
+storage_blob_put(struct storage_handle *h, const char *repo, const void *data, size_t n,
+                 enum digest_algo algo, struct digest *out, struct err *e)
+{
+    if (repo_ok(repo, e) < 0)
+        return -1;
+    struct digest d;
+    digest_of(algo, data, n, &d);
+    if (blobstore_put_buffer(h->st, &d, data, n, e) < 0)
+        return -1;
+    if (commit_blob_rows(h, repo, &d, n, e) < 0)
+        return -1;
+    if (out)
+        *out = d;
+    return 0;
+}
+
+/* ---- manifests ------------------------------------------------------------------ */
+
+static int
+check_refs(struct storage_handle *h, const char *repo, const struct manifest_info *mi,
+           struct err *e)
+{
+    for (size_t i = 0; i < mi->nrefs; i++) {
+        const struct manifest_ref *r = &mi->refs[i];
+        if (r->kind == REF_FOREIGN)
+            continue;
+        char ds[DIGEST_STR_MAX];
+        digest_format(&r->digest, ds);
+        int ex = exists1(h, r->kind == REF_MANIFEST ? Q_MF_EXISTS : Q_LINK_EXISTS, repo, ds, e);
+        if (ex < 0)
+            return -1;
+        if (ex == 0)
+            return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, 0, "manifest references unknown %s %s",
+                           r->kind == REF_MANIFEST ? "manifest" : "blob", ds);
+    }
+    return 0;
+}
+
+static void
+copy_str(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= dstsz)
+        n = dstsz - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+int
+storage_manifest_put(struct storage_handle *h, const char *repo, const char *body, size_t len,
+                     const char *content_type, const struct digest *ref_digest,
+                     const char *const *tags, size_t ntags, struct manifest_meta *meta,
+                     int *has_subject, struct digest *subject, struct err *e)
+{
+    struct storage *st = h->st;
+    struct manifest_info mi;
+    memset(&mi, 0, sizeof(mi));
+    int rc = -1;
+    if (repo_ok(repo, e) < 0)
+        return -1;
+    if (len > st->max_manifest)
+        return err_set(e, ERR_TOO_LARGE, 0, "manifest larger than %llu bytes",
+                       (unsigned long long)st->max_manifest);
+    if (ntags > PUT_MAX_TAGS)
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "too many tags (max %d)", PUT_MAX_TAGS);
+    for (size_t i = 0; i < ntags; i++)
+        if (!tags[i] || tag_validate(tags[i], strlen(tags[i]), e) < 0)
+            return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid tag");
+    if (manifest_parse(body, len, content_type, &mi, e) < 0)
+        return -1;
+
+    struct digest d;
+    digest_of(ref_digest ? ref_digest->algo : DIGEST_SHA256, body, len, &d);
+    if (ref_digest && !digest_equal(&d, ref_digest)) {
+        err_set(e, ERR_DIGEST_INVALID, 0, "manifest digest does not match the reference");
+        goto out;
+    }
+    /* fail fast before writing anything; checked again under the write lock */
+    if (check_refs(h, repo, &mi, e) < 0)
+        goto out;
+    if (blobstore_put_buffer(st, &d, body, len, e) < 0)
+        goto out;
+
+    char ds[DIGEST_STR_MAX], ss[DIGEST_STR_MAX];
+    digest_format(&d, ds);
+    if (mi.has_subject)
+        digest_format(&mi.subject, ss);
+    if (metadb_begin(h, e) < 0)
+        goto out;
+    int ex = blobstore_exists(st, &d, len, e);
+    if (ex <= 0) {
+        if (ex == 0)
+            err_set(e, ERR_IO, 0, "manifest file vanished during commit, retry");
+        goto fail_txn;
+    }
+    if (check_refs(h, repo, &mi, e) < 0)
+        goto fail_txn;
+    int64_t now = now_sec();
+    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
+    metadb_bind_text(s, 1, ds);
+    metadb_bind_int64(s, 2, (int64_t)len);
+    metadb_bind_int64(s, 3, now);
+    if (metadb_run(h, s, e) < 0)
+        goto fail_txn;
+    s = metadb_q(h, Q_REPO_INSERT);
+    metadb_bind_text(s, 1, repo);
+    if (metadb_run(h, s, e) < 0)
+        goto fail_txn;
+    s = metadb_q(h, Q_MF_INSERT);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, ds);
+    metadb_bind_text(s, 3, mi.media_type);
+    metadb_bind_int64(s, 4, (int64_t)len);
+    metadb_bind_text(s, 5, mi.has_subject ? ss : NULL);
+    metadb_bind_text(s, 6, mi.artifact_type);
+    metadb_bind_text(s, 7, mi.annotations_json);
+    metadb_bind_int64(s, 8, now);
+    if (metadb_run(h, s, e) < 0)
+        goto fail_txn;
+    for (size_t i = 0; i < mi.nrefs; i++) {
+        char rs[DIGEST_STR_MAX];
+        digest_format(&mi.refs[i].digest, rs);
+        s = metadb_q(h, Q_REF_INSERT);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ds);
+        metadb_bind_text(s, 3, rs);
+        sqlite3_bind_int(s, 4, (int)mi.refs[i].kind);
+        if (metadb_run(h, s, e) < 0)
+            goto fail_txn;
+    }
+    for (size_t i = 0; i < ntags; i++) {
+        s = metadb_q(h, Q_TAG_UPSERT);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, tags[i]);
+        metadb_bind_text(s, 3, ds);
+        metadb_bind_int64(s, 4, now);
+        if (metadb_run(h, s, e) < 0)
+            goto fail_txn;
+    }
+    if (metadb_commit(h, e) < 0)
+        goto out;
+    if (meta) {
+        meta->digest = d;
+        copy_str(meta->media_type, sizeof(meta->media_type), mi.media_type);
+        meta->size = len;
+    }
+    if (has_subject)
+        *has_subject = mi.has_subject;
+    if (subject && mi.has_subject)
+        *subject = mi.subject;
+    rc = 0;
+    goto out;
+fail_txn:
+    metadb_rollback(h);
+out:
+    manifest_info_release(&mi);
+    return rc;
+}
+
+int
+storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref,
+                     struct manifest_meta *meta, int *fd, struct err *e)
+{
+    if (!ref)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+    size_t rl = strlen(ref);
+    sqlite3_stmt *s;
+    char ds[DIGEST_STR_MAX];
+    if (memchr(ref, ':', rl)) {
+        struct digest rd;
+        if (digest_parse(ref, rl, &rd, e) < 0)
+            return -1;
+        digest_format(&rd, ds);
+        s = metadb_q(h, Q_MF_GET_DIGEST);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ds);
+    } else {
+        if (tag_validate(ref, rl, NULL) < 0)
+            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+        s = metadb_q(h, Q_MF_GET_TAG);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ref);
+    }
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+        return metadb_err(h, "read manifest", e);
+    }
+    struct manifest_meta m;
+    const char *dt = (const char *)sqlite3_column_text(s, 0);
+    int dl = sqlite3_column_bytes(s, 0);
+    if (!dt || digest_parse(dt, (size_t)dl, &m.digest, NULL) < 0) {
+        sqlite3_reset(s);
+        return err_set(e, ERR_DB, 0, "corrupt manifest row");
+    }
+    copy_str(m.media_type, sizeof(m.media_type), (const char *)sqlite3_column_text(s, 1));
+    m.size = (uint64_t)sqlite3_column_int64(s, 2);
+    sqlite3_reset(s);
+    if (fd) {
+        char rel[BLOB_RELPATH_MAX];
+        blob_relpath(&m.digest, rel);
+        int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+        if (f < 0) {
+            if (errno == ENOENT) {
+                log_error("storage", NULL, "manifest row without file digest=%s",
+                          digest_format(&m.digest, ds));
+                return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+            }
+            return err_sys(e, ERR_IO, errno, "open manifest");
+        }
+        *fd = f;
+    }
+    if (meta)
+        *meta = m;
+    return 0;
+}
+
+int
+storage_manifest_delete(struct storage_handle *h, const char *repo, const char *ref,
+                        struct err *e)
+{
+    if (!ref)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+    size_t rl = strlen(ref);
+    int is_digest = memchr(ref, ':', rl) != NULL;
+    char ds[DIGEST_STR_MAX];
+    if (is_digest) {
+        struct digest rd;
+        if (digest_parse(ref, rl, &rd, e) < 0)
+            return -1;
+        digest_format(&rd, ds);
+    } else if (tag_validate(ref, rl, NULL) < 0) {
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+    }
+    if (metadb_begin(h, e) < 0)
+        return -1;
+    sqlite3_stmt *s;
+    if (is_digest) {
+        s = metadb_q(h, Q_MF_DELETE);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ds);
+        if (metadb_run(h, s, e) < 0)
+            goto fail;
+        if (sqlite3_changes(h->db) == 0)
+            goto unknown;
+        s = metadb_q(h, Q_REF_DELETE);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ds);
+        if (metadb_run(h, s, e) < 0)
+            goto fail;
+        s = metadb_q(h, Q_TAG_DELETE_DIGEST);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ds);
+        if (metadb_run(h, s, e) < 0)
+            goto fail;
+    } else {
+        s = metadb_q(h, Q_TAG_DELETE);
+        metadb_bind_text(s, 1, repo);
+        metadb_bind_text(s, 2, ref);
+        if (metadb_run(h, s, e) < 0)
+            goto fail;
+        if (sqlite3_changes(h->db) == 0)
+            goto unknown;
+    }
+    return metadb_commit(h, e);
+unknown:
+    err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+fail:
+    metadb_rollback(h);
+    return -1;
+}
+
+/* ---- lists ------------------------------------------------------------------------ */
+
+/* limit_of - SQL LIMIT for a page of n: one more row tells whether more exist */
+static int64_t
+limit_of(long n)
+{
+    if (n < 0 || (int64_t)n >= INT64_MAX - 1)
+        return -1;
+    return (int64_t)n + 1;
+}
+
+/* page - step a keyset query whose LIMIT is n + 1, calling fn for the first n */
+static int
+page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void *arg,
+     int *more, long *count, struct err *e)
+{
+    long i = 0;
+    int rc, m = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n >= 0 && i >= n) {
+            m = 1;
+            break;
+        }
+        i++;
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        if (fn && fn(arg, name ? name : "") != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc == SQLITE_ROW && !m)
+        m = 1;
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return metadb_err(h, "list", e);
+    if (more)
+        *more = m;
+    *count = i;
+    return 0;
+}
+
+int
+storage_tags_list(struct storage_handle *h, const char *repo, const char *last, long n,
+                  storage_name_fn fn, void *arg, int *more, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_TAGS_LIST);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, last ? last : "");
+    metadb_bind_int64(s, 3, limit_of(n));
+    long count = 0;
+    int m = 0;
+    if (page(h, s, n, fn, arg, &m, &count, e) < 0)
+        return -1;
+    if (count == 0 && !m) {
+        int ex = exists1(h, Q_REPO_HAS_MF, repo, NULL, e);
+        if (ex < 0)
+            return -1;
+        if (ex == 0)
+            return err_set(e, ERR_NAME_UNKNOWN, 0, "repository name not known to registry");
+    }
+    if (more)
+        *more = m;
+    return 0;
+}
+
+int
+storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn,
+                void *arg, int *more, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_CATALOG);
+    metadb_bind_text(s, 1, last ? last : "");
+    metadb_bind_int64(s, 2, limit_of(n));
+    long count;
+    return page(h, s, n, fn, arg, more, &count, e);
+}
+
+int
+storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
+                  const char *artifact_type, storage_referrer_fn fn, void *arg, struct err *e)
+{
+    char ss[DIGEST_STR_MAX];
+    digest_format(subject, ss);
+    sqlite3_stmt *s = metadb_q(h, artifact_type ? Q_REFERRERS_AT : Q_REFERRERS);
+    metadb_bind_text(s, 1, repo);
+    metadb_bind_text(s, 2, ss);
+    if (artifact_type)
+        metadb_bind_text(s, 3, artifact_type);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct digest d;
+        const char *dt = (const char *)sqlite3_column_text(s, 0);
+        if (!dt || digest_parse(dt, (size_t)sqlite3_column_bytes(s, 0), &d, NULL) < 0)
+            continue;
+        const char *mt = (const char *)sqlite3_column_text(s, 1);
+        const char *at = (const char *)sqlite3_column_text(s, 3);
+        struct referrer r = {
+            .media_type = mt ? mt : "",
+            .digest = &d,
+            .size = (uint64_t)sqlite3_column_int64(s, 2),
+            .artifact_type = at ? at : "",
+            .annotations_json = (const char *)sqlite3_column_text(s, 4),
+        };
+        if (fn(arg, &r) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return metadb_err(h, "list referrers", e);
+    return 0;
+}

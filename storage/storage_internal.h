@@ -1,0 +1,174 @@
+/* storage_internal.h - what the storage .c files share and nobody else sees.
+ *
+ * Files:
+ *   grammar.c   name/tag matchers               digest.c   digest text, EVP hashing
+ *   range.c     Content-Range / Range parsing     manifest.c manifest_parse (jansson)
+ *   blobstore.c paths, data-file I/O, fsync, rename, fault injection
+ *   metadb.c    sqlite schema, migrations, per-handle prepared statements, transactions
+ *   upload.c    upload sessions (state machine documented there)
+ *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
+#ifndef OCIREG_STORAGE_INTERNAL_H
+#define OCIREG_STORAGE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "storage/storage.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+#define STORAGE_DEFAULT_MAX_MANIFEST (4u * 1024 * 1024)
+#define UPLOAD_BUCKETS 256
+/* "sha512/ab/" + 128 hex + NUL */
+#define BLOB_RELPATH_MAX (7 + 3 + 128 + 1)
+
+/* ---- blobstore.c ---- */
+
+struct fault {
+    pthread_mutex_t mu;
+    int armed;        /* read without the lock as a fast path (atomic) */
+    unsigned ops;
+    int err_no;
+    int count;
+};
+
+/* An in-memory upload session (see upload.c for the state machine). Lives in the
+ * table of struct storage; `leased` and table membership change under st->mu. */
+struct upload {
+    struct upload *next;        /* hash chain */
+    struct storage *st;
+    struct storage_handle *h;   /* lease holder's handle, NULL when not leased */
+    char uuid[UPLOAD_ID_LEN + 1];
+    char repo[NAME_MAX_LEN + 1];
+    enum digest_algo algo;
+    struct hasher *hash;        /* NULL while a placeholder is being rebuilt */
+    uint64_t offset;            /* atomically accessed: status reads it unleased */
+    int leased;
+    int fd;                     /* open while leased, else -1 */
+    int64_t last_used;          /* time of start/acquire/release (atomic) */
+};
+
+struct storage {
+    char *root;
+    int rootfd, blobsfd, uploadsfd, lockfd;
+    int fsync;
+    uint64_t max_manifest;
+    int upload_expiry_sec;
+    char *dbpath;
+    pthread_mutex_t mu;                 /* guards the upload table */
+    struct upload *uploads[UPLOAD_BUCKETS];
+    struct fault fault;
+};
+
+/* fault_hit - 1 when an injected fault for `op` fires now (errno set to the
+ * configured value), else 0. */
+int fault_hit(struct storage *st, unsigned op);
+
+/* blob_relpath - "sha256/ab/<hex>" relative to st->blobsfd into buf
+ * (BLOB_RELPATH_MAX). Only ever built from a parsed digest. */
+void blob_relpath(const struct digest *d, char *buf);
+/* blob_dirpath - "sha256/ab" */
+void blob_dirpath(const struct digest *d, char *buf, size_t bufsz);
+
+/* blobstore_write_all - the one write path for data files: pwrite n bytes at off
+ * (looping on short writes), subject to FAULT_WRITE. 0 or -1 with ERR_IO/NOSPACE. */
+int blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, uint64_t off,
+                        struct err *e);
+/* blobstore_fsync - fsync(fd) when st->fsync, subject to FAULT_FSYNC. */
+int blobstore_fsync(struct storage *st, int fd, struct err *e);
+/* blobstore_fsync_dir - open the directory relative to dirfd, fsync, close. */
+int blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *e);
+/* blobstore_install - rename (fromdir, from) to the blob's final path, then fsync
+ * the blob's directory. If the final file already exists with the same size it is
+ * kept (immutable, identical content) and `from` is unlinked instead. */
+int blobstore_install(struct storage *st, int fromdir, const char *from, const struct digest *d,
+                      uint64_t size, struct err *e);
+/* blobstore_exists - 1 when the blob file exists with `size` bytes (size
+ * UINT64_MAX: any size), 0 when not, -1 with ERR_IO on other errors. */
+int blobstore_exists(struct storage *st, const struct digest *d, uint64_t size, struct err *e);
+/* blobstore_put_buffer - write a buffer as blob d (tmp file under uploads/, fsync,
+ * install). No-op when it already exists. */
+int blobstore_put_buffer(struct storage *st, const struct digest *d, const void *data, size_t n,
+                         struct err *e);
+/* blobstore_hash_fd - hash the whole file; *size gets its length. */
+int blobstore_hash_fd(int fd, enum digest_algo algo, struct digest *out, uint64_t *size,
+                      struct hasher **keep, struct err *e);
+/* uuid_generate / uuid_valid - random (v4) lower-case uuid text. */
+int uuid_generate(char out[UPLOAD_ID_LEN + 1], struct err *e);
+int uuid_valid(const char *s);
+
+/* ---- metadb.c ---- */
+
+enum stmt_id {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_BLOB_STAT,
+    Q_BLOB_INSERT,
+    Q_REPO_INSERT,
+    Q_LINK_INSERT,
+    Q_LINK_DELETE,
+    Q_LINK_EXISTS,
+    Q_LINK_ANY,
+    Q_UP_INSERT,
+    Q_UP_GET,
+    Q_UP_DELETE,
+    Q_UP_EXPIRED,
+    Q_MF_EXISTS,
+    Q_MF_GET_DIGEST,
+    Q_MF_GET_TAG,
+    Q_MF_INSERT,
+    Q_MF_DELETE,
+    Q_REF_INSERT,
+    Q_REF_DELETE,
+    Q_TAG_UPSERT,
+    Q_TAG_DELETE,
+    Q_TAG_DELETE_DIGEST,
+    Q_TAGS_LIST,
+    Q_REPO_HAS_MF,
+    Q_CATALOG,
+    Q_REFERRERS,
+    Q_REFERRERS_AT,
+    Q__COUNT
+};
+
+struct storage_handle {
+    struct storage *st;
+    struct sqlite3 *db;
+    struct sqlite3_stmt *q[Q__COUNT];
+    int in_txn;
+};
+
+#define METADB_SCHEMA_VERSION 1
+
+/* metadb_connect - open a connection with the pragmas (WAL, synchronous,
+ * busy_timeout, foreign keys off). */
+int metadb_connect(const char *path, int fsync, struct sqlite3 **out, struct err *e);
+/* metadb_migrate - bring the schema to METADB_SCHEMA_VERSION (ERR_CONFIG when the
+ * database is newer than this program). */
+int metadb_migrate(struct sqlite3 *db, struct err *e);
+/* metadb_prepare - prepare every statement of the handle. */
+int metadb_prepare(struct storage_handle *h, struct err *e);
+void metadb_finalize(struct storage_handle *h);
+
+/* q - a reset, cleared statement ready for binding */
+struct sqlite3_stmt *metadb_q(struct storage_handle *h, enum stmt_id id);
+/* metadb_exec_done - step a non-SELECT statement to completion and reset. */
+int metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e);
+/* metadb_err - set ERR_DB from the connection's message. Returns -1. */
+int metadb_err(struct storage_handle *h, const char *what, struct err *e);
+int metadb_begin(struct storage_handle *h, struct err *e);
+/* metadb_commit - subject to FAULT_DB (then rolls back). */
+int metadb_commit(struct storage_handle *h, struct err *e);
+void metadb_rollback(struct storage_handle *h);
+/* bind helpers (SQLITE_STATIC: the caller keeps the text alive until reset) */
+void metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t);
+void metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v);
+
+/* ---- upload.c ---- */
+/* upload_table_free - free every in-memory session (storage_close). */
+void upload_table_free(struct storage *st);
+
+#endif

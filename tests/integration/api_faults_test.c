@@ -1,0 +1,183 @@
+/* api_faults_test.c - storage errors reach the client as the right 5xx with the
+ * spec JSON body, and leave no session or lease behind. The server runs in this
+ * process (storage + api + http layer on 127.0.0.1:0, one worker) so that
+ * storage_fault_inject can make the next write/fsync/db step fail. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+
+#include "tests/integration/api_test.h"
+
+#include "server/api.h"
+#include "server/http.h"
+#include "storage/storage.h"
+
+#include "common/banned.h"
+
+static struct storage *st;
+static struct api *api;
+static struct http_server *srv;
+static pthread_t thr;
+static char froot[128];
+
+static void *
+run(void *arg)
+{
+    struct err e;
+    (void)arg;
+    http_server_run(srv, &e);
+    return NULL;
+}
+
+static void
+faults_setup(void)
+{
+    struct err e = {0};
+    snprintf(froot, sizeof(froot), "/tmp/api-faults.XXXXXX");
+    cr_assert(mkdtemp(froot));
+    struct storage_opts so = {.root = froot, .fsync = 1, .max_manifest = 4u << 20};
+    st = storage_open(&so, &e);
+    cr_assert(st, "storage_open: %s", e.msg);
+    struct api_opts ao = {.max_manifest = 4u << 20, .max_page = 100};
+    api = api_new(st, &ao, &e);
+    cr_assert(api);
+    struct http_app app;
+    api_http_app(api, &app);
+    struct http_server_opts ho = {
+        .listen = "127.0.0.1:0",
+        .workers = 1,
+        .header_max = 16384,
+        .body_buffer = 64 * 1024,
+        .header_timeout_ms = 10000,
+        .idle_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .max_connections = 64,
+    };
+    srv = http_server_new(&ho, &app, &e);
+    cr_assert(srv, "http_server_new: %s", e.msg);
+    const char *addr = http_server_address(srv);
+    memset(&S, 0, sizeof(S));
+    S.pid = -1;
+    S.port = atoi(strrchr(addr, ':') + 1);
+    snprintf(S.url, sizeof(S.url), "http://127.0.0.1:%d", S.port);
+    cr_assert_eq(pthread_create(&thr, NULL, run, NULL), 0);
+}
+
+static int
+rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void
+faults_teardown(void)
+{
+    http_server_stop(srv);
+    pthread_join(thr, NULL);
+    http_server_free(srv);
+    api_free(api);
+    storage_close(st);
+    nftw(froot, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(api_faults, .init = faults_setup, .fini = faults_teardown, .timeout = 60);
+
+static int
+uploads_left(void)
+{
+    char p[200];
+    snprintf(p, sizeof(p), "%s/uploads", froot);
+    DIR *d = opendir(p);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void
+start(const char *repo, char *loc, size_t cap)
+{
+    char path[200];
+    struct tresp r;
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", repo);
+    req("POST", path, NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 202);
+    snprintf(loc, cap, "%s", H(&r, "Location"));
+    tresp_free(&r);
+}
+
+Test(api_faults, enospc_on_patch_is_507_and_frees_the_session)
+{
+    char loc[300];
+    struct tresp r;
+    start("full", loc, sizeof(loc));
+    storage_fault_inject(st, FAULT_WRITE, ENOSPC, 1000);
+    req("PATCH", loc, NULL, "some bytes", 10, &r);
+    storage_fault_inject(st, 0, 0, 0);
+    cr_assert_eq(r.status, 507, "%ld %s", r.status, r.body);
+    cr_assert(ecode(&r)[0], "no JSON error body: %s", r.body);
+    tresp_free(&r);
+    req("GET", loc, NULL, NULL, 0, &r);
+    assert_err(&r, 404, "BLOB_UPLOAD_UNKNOWN");
+    tresp_free(&r);
+    cr_assert_eq(uploads_left(), 0);
+
+    /* and the registry goes on */
+    char dg[80];
+    push_blob("full", "after the storm", dg);
+}
+
+Test(api_faults, enospc_on_monolithic_post_leaves_nothing)
+{
+    char dg[80], path[300];
+    struct tresp r;
+    snprintf(path, sizeof(path), "/v2/full/blobs/uploads/?digest=%s", tdigest("abc", 3, dg));
+    storage_fault_inject(st, FAULT_WRITE, ENOSPC, 1000);
+    req("POST", path, NULL, "abc", 3, &r);
+    storage_fault_inject(st, 0, 0, 0);
+    cr_assert_eq(r.status, 507, "%ld %s", r.status, r.body);
+    tresp_free(&r);
+    cr_assert_eq(uploads_left(), 0);
+    snprintf(path, sizeof(path), "/v2/full/blobs/%s", dg);
+    cr_assert_eq(status_of("HEAD", path), 404);
+}
+
+Test(api_faults, eio_on_commit_is_500)
+{
+    char loc[300], path[400], dg[80];
+    struct tresp r;
+    start("eio", loc, sizeof(loc));
+    req("PATCH", loc, NULL, "payload", 7, &r);
+    cr_assert_eq(r.status, 202);
+    tresp_free(&r);
+    snprintf(path, sizeof(path), "%s?digest=%s", loc, tdigest("payload", 7, dg));
+    storage_fault_inject(st, FAULT_FSYNC, EIO, 1000);
+    req("PUT", path, NULL, NULL, 0, &r);
+    storage_fault_inject(st, 0, 0, 0);
+    cr_assert_eq(r.status, 500, "%ld %s", r.status, r.body);
+    cr_assert(ecode(&r)[0], "no JSON error body: %s", r.body);
+    tresp_free(&r);
+    snprintf(path, sizeof(path), "/v2/eio/blobs/%s", dg);
+    cr_assert_eq(status_of("GET", path), 404);
+    cr_assert_eq(uploads_left(), 0);
+}
+
+Test(api_faults, db_error_on_manifest_put_is_5xx)
+{
+    char body[1024];
+    make_image("dbf", 0, "d", body, sizeof(body));
+    storage_fault_inject(st, FAULT_DB, EIO, 1000);
+    long code = put_manifest("dbf", "t", MT_OCI_MANIFEST, body, NULL);
+    storage_fault_inject(st, 0, 0, 0);
+    cr_assert(code >= 500 && code < 600, "status %ld", code);
+    cr_assert_eq(status_of("GET", "/v2/dbf/manifests/t"), 404);
+    cr_assert_eq(put_manifest("dbf", "t", MT_OCI_MANIFEST, body, NULL), 201);
+}

@@ -1,0 +1,151 @@
+/* api_tags_test.c - GET tags/list and /v2/_catalog: sorting, n/last paging with
+ * the Link header, n=0, clamping, bad n, unknown repository. */
+#include "tests/integration/api_test.h"
+
+#include "common/banned.h"
+
+TestSuite(api_tags, .init = api_setup, .fini = api_teardown, .timeout = 60);
+
+/* GET path; the JSON array `key` joined with ',' into out; returns status */
+static long
+list(const char *path, const char *key, char *out, size_t cap, char *link, size_t lcap)
+{
+    struct tresp r;
+    req("GET", path, NULL, NULL, 0, &r);
+    long st = r.status;
+    out[0] = '\0';
+    if (link)
+        snprintf(link, lcap, "%s", H(&r, "Link"));
+    if (st == 200) {
+        cr_assert(strstr(H(&r, "Content-Type"), "application/json"));
+        json_error_t je;
+        json_t *j = json_loadb(r.body, r.len, 0, &je);
+        cr_assert(j, "bad JSON %s", r.body);
+        json_t *a = json_object_get(j, key);
+        cr_assert(json_is_array(a), "%s", r.body);
+        size_t n = 0;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
+                                  json_string_value(json_array_get(a, i)));
+        json_decref(j);
+    } else {
+        snprintf(out, cap, "%s", ecode(&r));
+    }
+    tresp_free(&r);
+    return st;
+}
+
+Test(api_tags, list_sorted_and_paged)
+{
+    char dg[80], out[1024], link[512];
+    push_image("lib/app", "v2", "p", dg);
+    const char *more[] = {"v1", "latest", "A", "b", "v10"};
+    for (size_t i = 0; i < 5; i++) {
+        char body[1024];
+        make_image("lib/app", 0, "p", body, sizeof(body));
+        cr_assert_eq(put_manifest("lib/app", more[i], MT_OCI_MANIFEST, body, NULL), 201);
+    }
+
+    struct tresp r;
+    req("GET", "/v2/lib/app/tags/list", NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "\"name\":\"lib/app\""), "%s", r.body);
+    cr_assert_str_eq(H(&r, "Link"), "");
+    tresp_free(&r);
+
+    cr_assert_eq(list("/v2/lib/app/tags/list", "tags", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "A,b,latest,v1,v10,v2");
+    cr_assert_str_eq(link, "");
+
+    cr_assert_eq(list("/v2/lib/app/tags/list?n=2", "tags", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "A,b");
+    cr_assert_str_eq(link, "</v2/lib/app/tags/list?n=2&last=b>; rel=\"next\"");
+
+    cr_assert_eq(
+        list("/v2/lib/app/tags/list?n=2&last=b", "tags", out, sizeof(out), link, sizeof(link)),
+        200);
+    cr_assert_str_eq(out, "latest,v1");
+    cr_assert_str_eq(link, "</v2/lib/app/tags/list?n=2&last=v1>; rel=\"next\"");
+
+    cr_assert_eq(
+        list("/v2/lib/app/tags/list?n=2&last=v1", "tags", out, sizeof(out), link, sizeof(link)),
+        200);
+    cr_assert_str_eq(out, "v10,v2");
+    cr_assert_str_eq(link, "");
+
+    cr_assert_eq(
+        list("/v2/lib/app/tags/list?last=latest", "tags", out, sizeof(out), link, sizeof(link)),
+        200);
+    cr_assert_str_eq(out, "v1,v10,v2");
+
+    cr_assert_eq(list("/v2/lib/app/tags/list?n=0", "tags", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "");
+    cr_assert_str_eq(link, "");
+
+    cr_assert_eq(list("/v2/lib/app/tags/list?n=100", "tags", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "A,b,latest,v1,v10,v2");
+    cr_assert_str_eq(link, "");
+}
+
+Test(api_tags, bad_n_and_unknown_repo)
+{
+    char out[256];
+    push_image("x", "t", "q", NULL);
+    cr_assert_eq(list("/v2/x/tags/list?n=-1", "tags", out, sizeof(out), NULL, 0), 400);
+    cr_assert_str_eq(out, "UNSUPPORTED");
+    cr_assert_eq(list("/v2/x/tags/list?n=abc", "tags", out, sizeof(out), NULL, 0), 400);
+    cr_assert_eq(list("/v2/x/tags/list?n=", "tags", out, sizeof(out), NULL, 0), 400);
+    cr_assert_eq(list("/v2/nosuch/tags/list", "tags", out, sizeof(out), NULL, 0), 404);
+    cr_assert_str_eq(out, "NAME_UNKNOWN");
+    cr_assert_eq(list("/v2/nosuch/tags/list?n=0", "tags", out, sizeof(out), NULL, 0), 404);
+    cr_assert_eq(status_of("HEAD", "/v2/x/tags/list"), 200);
+}
+
+Test(api_tags, catalog_paged)
+{
+    char out[1024], link[512];
+    cr_assert_eq(list("/v2/_catalog", "repositories", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "");
+    const char *repos[] = {"zeta", "alpha/one", "alpha", "mid/x/y"};
+    for (size_t i = 0; i < 4; i++)
+        push_image(repos[i], "t", "c", NULL);
+
+    cr_assert_eq(list("/v2/_catalog", "repositories", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "alpha,alpha/one,mid/x/y,zeta");
+    cr_assert_str_eq(link, "");
+    cr_assert_eq(list("/v2/_catalog?n=3", "repositories", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "alpha,alpha/one,mid/x/y");
+    cr_assert_str_eq(link, "</v2/_catalog?n=3&last=mid/x/y>; rel=\"next\"");
+    cr_assert_eq(
+        list("/v2/_catalog?n=3&last=mid/x/y", "repositories", out, sizeof(out), link, sizeof(link)),
+        200);
+    cr_assert_str_eq(out, "zeta");
+    cr_assert_str_eq(link, "");
+    cr_assert_eq(list("/v2/_catalog?n=0", "repositories", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(list("/v2/_catalog?n=x", "repositories", out, sizeof(out), NULL, 0), 400);
+}
+
+Test(api_tags, n_over_max_page_is_clamped)
+{
+    /* restart with a small max_page through the environment */
+    testsrv_cleanup(&S);
+    const char *env[] = {"OCIREG_SERVER_MAX_PAGE=2", NULL};
+    cr_assert_eq(testsrv_start(&S, NULL, env), 0);
+    char dg[80], out[256], link[256], path[300];
+    push_image("c", "t1", "m", dg);
+    for (int i = 2; i <= 4; i++) {
+        snprintf(path, sizeof(path), "t%d", i);
+        char body[1024];
+        make_image("c", 0, "m", body, sizeof(body));
+        cr_assert_eq(put_manifest("c", path, MT_OCI_MANIFEST, body, NULL), 201);
+    }
+    cr_assert_eq(list("/v2/c/tags/list?n=1000", "tags", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "t1,t2");
+    cr_assert_str_eq(link, "</v2/c/tags/list?n=2&last=t2>; rel=\"next\"");
+}

@@ -1,0 +1,1048 @@
+/* http_layer_test.c - the connection layer (server/http.h) run in-process with a
+ * test app of its own, driven over raw loopback sockets.
+ *
+ * Routes of the test app:
+ *   /echo            stream the body into SHA-256, reply the hex digest
+ *                    (?fail_after=N: on_body fails with 500 after N bytes)
+ *   /collect?max=N   http_req_collect_body(N), reply the body back
+ *   /file?off=&len=  reply a range of a test file with http_reply_fd
+ *   /info...         reply method, decoded path, raw target, query values
+ *   /reject          reply 403 without accepting the body
+ *   /noreply         dispatch returns without replying (layer answers 500)
+ *   /close           reply with http_reply_close */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "server/http.h"
+
+#include "common/banned.h"
+
+/* ---- the test app ---- */
+
+static atomic_int n_abort, n_complete, n_worker_init, n_worker_release;
+static char file_path[256];
+static size_t file_size;
+
+static void *
+app_worker_init(void *arg, int idx, struct err *e)
+{
+    atomic_fetch_add(&n_worker_init, 1);
+    return (void *)(intptr_t)(idx + 1);
+}
+
+static void
+app_worker_release(void *wctx)
+{
+    atomic_fetch_add(&n_worker_release, 1);
+}
+
+struct echo_state {
+    EVP_MD_CTX *md;
+    uint64_t seen, fail_after;
+};
+
+static void
+hex(const unsigned char *d, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static int
+echo_body(struct http_req *r, void *state, const void *data, size_t n)
+{
+    struct echo_state *s = state;
+    s->seen += n;
+    if (s->fail_after && s->seen > s->fail_after) {
+        http_reply_errorf(r, ERR_IO, "failing after %llu bytes",
+                          (unsigned long long)s->fail_after);
+        return -1;
+    }
+    EVP_DigestUpdate(s->md, data, n);
+    return 0;
+}
+
+static void
+echo_complete(struct http_req *r, void *state)
+{
+    struct echo_state *s = state;
+    unsigned char d[32];
+    unsigned int dl = 0;
+    EVP_DigestFinal_ex(s->md, d, &dl);
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    char h[65];
+    hex(d, 32, h);
+    atomic_fetch_add(&n_complete, 1);
+    http_reply(r, 200, "text/plain", h, 64);
+}
+
+static void
+echo_abort(struct http_req *r, void *state)
+{
+    struct echo_state *s = state;
+    atomic_fetch_add(&n_abort, 1);
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+}
+
+static void
+collect_complete(struct http_req *r, void *state)
+{
+    size_t n;
+    const char *b = http_req_body(r, &n);
+    http_reply(r, 200, "application/octet-stream", b, n);
+}
+
+static void
+app_dispatch(struct http_req *r, void *wctx)
+{
+    const char *p = http_req_path(r);
+    if (strcmp(p, "/echo") == 0) {
+        struct echo_state *s = http_req_alloc(r, sizeof(*s));
+        memset(s, 0, sizeof(*s));
+        const char *fa = http_req_query(r, "fail_after");
+        s->fail_after = fa ? strtoull(fa, NULL, 10) : 0;
+        s->md = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
+        http_req_on_body(r, echo_body, echo_complete, echo_abort, s);
+    } else if (strcmp(p, "/collect") == 0) {
+        const char *m = http_req_query(r, "max");
+        http_req_collect_body(r, m ? strtoul(m, NULL, 10) : 1024, collect_complete, NULL);
+    } else if (strcmp(p, "/file") == 0) {
+        const char *o = http_req_query(r, "off"), *l = http_req_query(r, "len");
+        uint64_t off = o ? strtoull(o, NULL, 10) : 0;
+        uint64_t len = l ? strtoull(l, NULL, 10) : file_size - off;
+        int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+        http_reply_header(r, "X-Test", "file %d", 1);
+        http_reply_fd(r, 200, "application/octet-stream", fd, off, len);
+    } else if (strncmp(p, "/info", 5) == 0) {
+        char buf[4096];
+        const char *vals[8];
+        size_t nv = http_req_query_all(r, "a", vals, 8);
+        int n = snprintf(buf, sizeof(buf), "method=%s m=%d\npath=%s\nraw=%s\nid=%s\nwctx=%ld\n",
+                         http_req_method_name(r), (int)http_req_method(r), p,
+                         http_req_raw_target(r), http_req_id(r), (long)(intptr_t)wctx);
+        for (size_t i = 0; i < nv; i++)
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "a=%s\n", vals[i]);
+        const char *h = http_req_header(r, "x-hdr");
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "x-hdr=%s\n", h ? h : "(none)");
+        http_reply(r, 200, "text/plain", buf, (size_t)n);
+    } else if (strcmp(p, "/reject") == 0) {
+        http_reply_errorf(r, ERR_DENIED, "no");
+    } else if (strcmp(p, "/noreply") == 0) {
+        /* a bug the layer must survive */
+    } else if (strcmp(p, "/close") == 0) {
+        http_reply_close(r);
+        http_reply(r, 200, "text/plain", "bye", 3);
+    } else {
+        http_reply_errorf(r, ERR_NOT_FOUND, "no route");
+    }
+}
+
+/* ---- the server in a thread ---- */
+
+static struct http_server *srv;
+static pthread_t srv_thread;
+static int srv_port;
+
+static void *
+srv_main(void *arg)
+{
+    struct err e = {0};
+    if (http_server_run(srv, &e) < 0)
+        fprintf(stderr, "http_server_run: %s\n", e.msg);
+    return NULL;
+}
+
+static void
+make_file(size_t n)
+{
+    snprintf(file_path, sizeof(file_path), "/tmp/http_layer_test.XXXXXX");
+    int fd = mkstemp(file_path);
+    cr_assert(fd >= 0);
+    char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)(i * 7 + i / 251);
+    cr_assert_eq(write(fd, b, n), (ssize_t)n);
+    free(b);
+    close(fd);
+    file_size = n;
+}
+
+static void
+start_with(struct http_server_opts *o)
+{
+    signal(SIGPIPE, SIG_IGN);
+    log_setup(LOG_WARN, 0, 2);
+    if (!file_path[0])
+        make_file(3 * 1024 * 1024 + 17);
+    struct http_app app = {.arg = NULL,
+                           .worker_init = app_worker_init,
+                           .worker_release = app_worker_release,
+                           .dispatch = app_dispatch};
+    o->listen = "127.0.0.1:0";
+    if (!o->workers)
+        o->workers = 2;
+    struct err e = {0};
+    srv = http_server_new(o, &app, &e);
+    cr_assert_not_null(srv, "http_server_new: %s", e.msg);
+    const char *a = http_server_address(srv);
+    cr_assert_eq(strncmp(a, "127.0.0.1:", 10), 0, "address %s", a);
+    srv_port = atoi(a + 10);
+    cr_assert_gt(srv_port, 0);
+    cr_assert_eq(pthread_create(&srv_thread, NULL, srv_main, NULL), 0);
+}
+
+static void
+start_default(void)
+{
+    struct http_server_opts o = {0};
+    start_with(&o);
+}
+
+static void
+stop_server(void)
+{
+    if (!srv)
+        return;
+    http_server_stop(srv);
+    pthread_join(srv_thread, NULL);
+    http_server_free(srv);
+    srv = NULL;
+    if (file_path[0])
+        unlink(file_path);
+    file_path[0] = '\0';
+    libevent_global_shutdown();
+}
+
+/* ---- a raw client ---- */
+
+struct tc {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static int
+tc_open(struct tc *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(c->fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+                 strerror(errno));
+    c->cap = 1 << 16;
+    c->buf = malloc(c->cap);
+    return 0;
+}
+
+static void
+tc_close(struct tc *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->buf);
+    c->buf = NULL;
+}
+
+static void
+tc_send(struct tc *c, const void *p, size_t n)
+{
+    const char *s = p;
+    while (n) {
+        ssize_t w = send(c->fd, s, n, MSG_NOSIGNAL);
+        cr_assert(w > 0, "send: %s", strerror(errno));
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void
+tc_sends(struct tc *c, const char *s)
+{
+    tc_send(c, s, strlen(s));
+}
+
+/* read more bytes; 0 on EOF, -1 on timeout/error, else bytes read */
+static long
+tc_fill(struct tc *c, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int pr = poll(&pfd, 1, timeout_ms);
+    if (pr <= 0)
+        return -1;
+    if (c->len + 65536 > c->cap) {
+        c->cap = (c->len + 65536) * 2;
+        c->buf = realloc(c->buf, c->cap);
+    }
+    ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
+    if (n < 0)
+        return errno == ECONNRESET ? 0 : -1;
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    return n;
+}
+
+struct resp {
+    int status;
+    char head[8192];
+    char *body;
+    size_t blen;
+};
+
+static void
+resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* read one response; no_body for HEAD. Returns 0, or -1 if the connection closed
+ * or timed out before a whole response. */
+static int
+tc_read(struct tc *c, struct resp *r, int no_body, int timeout_ms)
+{
+    memset(r, 0, sizeof(*r));
+    for (;;) {
+        char *end = c->len ? strstr(c->buf, "\r\n\r\n") : NULL;
+        if (end) {
+            size_t hl = (size_t)(end - c->buf) + 4;
+            cr_assert_lt(hl, sizeof(r->head));
+            memcpy(r->head, c->buf, hl);
+            r->head[hl] = '\0';
+            r->status = atoi(r->head + 9);
+            size_t cl = 0;
+            char *p = strcasestr(r->head, "\r\nContent-Length:");
+            if (p)
+                cl = strtoul(p + 17, NULL, 10);
+            if (no_body || r->status < 200 || r->status == 204 || r->status == 304)
+                cl = 0;
+            while (c->len < hl + cl) {
+                if (tc_fill(c, timeout_ms) <= 0)
+                    return -1;
+            }
+            r->body = malloc(cl + 1);
+            memcpy(r->body, c->buf + hl, cl);
+            r->body[cl] = '\0';
+            r->blen = cl;
+            memmove(c->buf, c->buf + hl + cl, c->len - hl - cl);
+            c->len -= hl + cl;
+            c->buf[c->len] = '\0';
+            return 0;
+        }
+        if (tc_fill(c, timeout_ms) <= 0)
+            return -1;
+    }
+}
+
+/* 1 when the server closed the connection (EOF or reset) within timeout_ms */
+static int
+tc_closed(struct tc *c, int timeout_ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        long n = tc_fill(c, timeout_ms);
+        if (n == 0)
+            return 1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (n < 0 || el > timeout_ms)
+            return 0;
+    }
+}
+
+static void
+sha_hex(const void *p, size_t n, char *out)
+{
+    unsigned char d[32];
+    unsigned int dl;
+    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
+    hex(d, 32, out);
+}
+
+static void
+assert_common_headers(const struct resp *r)
+{
+    cr_assert_not_null(strstr(r->head, "\r\nDocker-Distribution-API-Version: registry/2.0\r\n"),
+                       "missing API version header in:\n%s", r->head);
+    cr_assert(strncmp(r->head, "HTTP/1.1 ", 9) == 0);
+}
+
+/* one request on a fresh connection */
+static void
+roundtrip(const char *req, struct resp *r)
+{
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, req);
+    cr_assert_eq(tc_read(&c, r, 0, 5000), 0, "no response to %s", req);
+    tc_close(&c);
+}
+
+/* ---- tests ---- */
+
+TestSuite(http_layer, .fini = stop_server);
+
+Test(http_layer, keepalive_serves_several_requests_on_one_connection)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    for (int i = 0; i < 5; i++) {
+        tc_sends(&c, "GET /info?a=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        struct resp r;
+        cr_assert_eq(tc_read(&c, &r, 0, 5000), 0, "request %d", i);
+        cr_assert_eq(r.status, 200);
+        assert_common_headers(&r);
+        cr_assert_null(strcasestr(r.head, "Connection: close"));
+        cr_assert_not_null(strstr(r.body, "method=GET m=0\npath=/info\n"), "%s", r.body);
+        resp_free(&r);
+    }
+    tc_close(&c);
+    cr_assert_eq(atomic_load(&n_worker_init), 2);
+}
+
+Test(http_layer, pipelined_requests_answered_in_order)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info?a=first HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET /file?off=0&len=1000000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /info?a=last HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=first\n"));
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    char want[65];
+    sha_hex("hello", 5, want);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.blen, 1000000);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=last\n"));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, content_length_body_streams_to_on_body)
+{
+    start_default();
+    size_t n = 3 * 1024 * 1024 + 5;
+    char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)(i % 253);
+    struct tc c;
+    tc_open(&c);
+    char h[256];
+    snprintf(h, sizeof(h), "PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
+    tc_sends(&c, h);
+    tc_send(&c, b, n);
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 10000), 0);
+    cr_assert_eq(r.status, 200);
+    char want[65];
+    sha_hex(b, n, want);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    tc_close(&c);
+    free(b);
+}
+
+Test(http_layer, chunked_body_with_extensions_and_trailers)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5;name=value\r\nhello\r\n"
+                 "1\r\n \r\n"
+                 "A\r\n0123456789\r\n"
+                 "0;last\r\nX-Trailer: t\r\nX-Other: o\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    char want[65];
+    sha_hex("hello 0123456789", 16, want);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    /* the connection is still usable */
+    tc_sends(&c, "GET /info HTTP/1.1\r\nHost: x\r\nX-Hdr:  spaced value  \r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "x-hdr=spaced value\n"), "%s", r.body);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, expect_100_continue_sent_when_body_accepted)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                 "Expect: 100-continue\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 1, 5000), 0);
+    cr_assert_eq(r.status, 100);
+    resp_free(&r);
+    tc_sends(&c, "abc");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    char want[65];
+    sha_hex("abc", 3, want);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, expect_100_continue_not_sent_when_app_rejects)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "PUT /reject HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n"
+                 "Expect: 100-continue\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 403);
+    assert_common_headers(&r);
+    cr_assert_not_null(strstr(r.body, "\"code\":\"DENIED\""), "%s", r.body);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"));
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, head_sends_length_without_body)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "HEAD /file HTTP/1.1\r\nHost: x\r\n\r\nGET /file?off=10&len=20 HTTP/1.1\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 1, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof(want), "Content-Length: %zu\r\n", file_size);
+    cr_assert_not_null(strstr(r.head, want), "%s", r.head);
+    cr_assert_not_null(strstr(r.head, "X-Test: file 1\r\n"));
+    resp_free(&r);
+    /* the next response starts right away: no body bytes were sent for HEAD */
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.blen, 20);
+    for (size_t i = 0; i < 20; i++)
+        cr_assert_eq((unsigned char)r.body[i], (unsigned char)((i + 10) * 7 + (i + 10) / 251));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, file_reply_streams_whole_file_to_slow_reader)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    int small = 32768;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(200000); /* let the server fill the socket and wait for the write event */
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 10000), 0);
+    cr_assert_eq(r.blen, file_size);
+    char *b = malloc(file_size);
+    for (size_t i = 0; i < file_size; i++)
+        b[i] = (char)(i * 7 + i / 251);
+    cr_assert_eq(memcmp(b, r.body, file_size), 0);
+    free(b);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, client_connection_close_is_honoured)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"));
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.0\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strcasestr(r.head, "Connection: keep-alive"));
+    resp_free(&r);
+    tc_sends(&c, "GET /close HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_str_eq(r.body, "bye");
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"));
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, header_block_over_limit_gets_431)
+{
+    struct http_server_opts o = {.header_max = 4096};
+    start_with(&o);
+    struct tc c;
+    tc_open(&c);
+    char big[6000];
+    memset(big, 'a', sizeof(big));
+    big[sizeof(big) - 1] = '\0';
+    tc_sends(&c, "GET /info HTTP/1.1\r\nX-Big: ");
+    tc_sends(&c, big);
+    tc_sends(&c, "\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 431);
+    assert_common_headers(&r);
+    cr_assert_not_null(strstr(r.body, "\"errors\""));
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+
+    /* just under the limit is fine */
+    tc_open(&c);
+    big[3000] = '\0';
+    tc_sends(&c, "GET /info HTTP/1.1\r\nX-Hdr: ");
+    tc_sends(&c, big);
+    tc_sends(&c, "\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, content_length_with_transfer_encoding_is_400)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 400);
+    assert_common_headers(&r);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, bad_chunk_size_is_400_and_aborts)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 400);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+    cr_assert_eq(atomic_load(&n_abort), 1);
+    cr_assert_eq(atomic_load(&n_complete), 0);
+}
+
+Test(http_layer, garbage_gets_400_and_server_keeps_serving)
+{
+    start_default();
+    static const char *const junk[] = {
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "GET\r\n\r\n",
+        "GET /info HTTP/9.9\r\n\r\n", "GET /in fo HTTP/1.1\r\n\r\n",
+        "GET /info HTTP/1.1\r\nBad Header\r\n\r\n", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA /\r\n"};
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        struct tc c;
+        tc_open(&c);
+        tc_sends(&c, junk[i]);
+        struct resp r;
+        cr_assert_eq(tc_read(&c, &r, 0, 5000), 0, "junk %zu", i);
+        cr_assert_eq(r.status, 400, "junk %zu: %d", i, r.status);
+        cr_assert(tc_closed(&c, 3000), "junk %zu", i);
+        resp_free(&r);
+        tc_close(&c);
+    }
+    struct resp r;
+    roundtrip("GET /info HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+}
+
+Test(http_layer, unknown_method_reaches_dispatch_as_other)
+{
+    start_default();
+    struct resp r;
+    roundtrip("BREW /info HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r);
+    cr_assert_eq(r.status, 200);
+    char want[32];
+    snprintf(want, sizeof(want), "method=BREW m=%d\n", (int)HTTP_M_OTHER);
+    cr_assert_not_null(strstr(r.body, want), "%s", r.body);
+    resp_free(&r);
+    roundtrip("PATCH /info HTTP/1.1\r\n\r\n", &r);
+    snprintf(want, sizeof(want), "method=PATCH m=%d\n", (int)HTTP_M_PATCH);
+    cr_assert_not_null(strstr(r.body, want), "%s", r.body);
+    resp_free(&r);
+    roundtrip("TRACE /info HTTP/1.1\r\n\r\n", &r);
+    snprintf(want, sizeof(want), "method=TRACE m=%d\n", (int)HTTP_M_OTHER);
+    cr_assert_not_null(strstr(r.body, want), "%s", r.body);
+    resp_free(&r);
+}
+
+Test(http_layer, collect_over_max_is_413_before_the_body)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    /* only the headers: the 413 must come without the body being sent */
+    tc_sends(&c, "PUT /collect?max=10 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 413);
+    cr_assert_not_null(strstr(r.body, "SIZE_INVALID"), "%s", r.body);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"));
+    resp_free(&r);
+    tc_close(&c);
+
+    /* within the limit */
+    roundtrip("PUT /collect?max=10 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "0123456789");
+    resp_free(&r);
+
+    /* chunked growing over the limit */
+    tc_open(&c);
+    tc_sends(&c, "PUT /collect?max=10 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 413);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+
+    /* small over-limit body that is sent anyway: read and dropped, connection kept */
+    tc_open(&c);
+    tc_sends(&c, "PUT /collect?max=4 HTTP/1.1\r\nContent-Length: 8\r\n\r\n01234567"
+                 "GET /info HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 413);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+Test(http_layer, on_body_failure_replies_and_aborts)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "PUT /echo?fail_after=4 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"
+                 "GET /info HTTP/1.1\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 500);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    tc_close(&c);
+    cr_assert_eq(atomic_load(&n_abort), 1);
+}
+
+Test(http_layer, dispatch_without_reply_gets_500)
+{
+    start_default();
+    struct resp r;
+    roundtrip("GET /noreply HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 500);
+    assert_common_headers(&r);
+    resp_free(&r);
+}
+
+Test(http_layer, slowloris_header_timeout_closes)
+{
+    struct http_server_opts o = {.header_timeout_ms = 300};
+    start_with(&o);
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\n");
+    for (int i = 0; i < 3; i++) {
+        usleep(100000);
+        tc_sends(&c, "X-A: b\r\n");
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert(tc_closed(&c, 3000));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 2);
+    /* a 408 may precede the close */
+    if (c.len)
+        cr_assert_eq(strncmp(c.buf, "HTTP/1.1 408 ", 13), 0, "%s", c.buf);
+    tc_close(&c);
+
+    /* a connection that sends nothing is closed too */
+    tc_open(&c);
+    cr_assert(tc_closed(&c, 3000));
+    cr_assert_eq(c.len, 0);
+    tc_close(&c);
+}
+
+Test(http_layer, idle_and_body_timeouts_close)
+{
+    struct http_server_opts o = {.idle_timeout_ms = 300, .body_timeout_ms = 300};
+    start_with(&o);
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    resp_free(&r);
+    cr_assert(tc_closed(&c, 3000));
+    tc_close(&c);
+
+    tc_open(&c);
+    tc_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n012");
+    cr_assert(tc_closed(&c, 3000));
+    tc_close(&c);
+    for (int i = 0; i < 50 && atomic_load(&n_abort) == 0; i++)
+        usleep(20000);
+    cr_assert_eq(atomic_load(&n_abort), 1);
+}
+
+Test(http_layer, max_connections_answers_503)
+{
+    struct http_server_opts o = {.max_connections = 2, .workers = 1};
+    start_with(&o);
+    struct tc a, b, c;
+    struct resp r;
+    tc_open(&a);
+    tc_sends(&a, "GET /info HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&a, &r, 0, 5000), 0);
+    resp_free(&r);
+    tc_open(&b);
+    tc_sends(&b, "GET /info HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&b, &r, 0, 5000), 0);
+    resp_free(&r);
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 503);
+    assert_common_headers(&r);
+    cr_assert_not_null(strstr(r.body, "\"code\":\"TOOMANYREQUESTS\""), "%s", r.body);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+    /* a freed slot is usable again */
+    tc_close(&a);
+    usleep(100000);
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+    tc_close(&c);
+    tc_close(&b);
+}
+
+Test(http_layer, path_is_percent_decoded_once_and_query_parsed)
+{
+    start_default();
+    struct resp r;
+    roundtrip("GET /info/%2e%2e/x%2Fy%252e?a=1&b=2&a=%41%2B+&a HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strstr(r.body, "path=/info/../x/y%2e\n"), "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "raw=/info/%2e%2e/x%2Fy%252e?a=1&b=2&a=%41%2B+&a\n"),
+                       "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "a=1\na=A++\na=\n"), "%s", r.body);
+    resp_free(&r);
+
+    roundtrip("GET /info/%00 HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    roundtrip("GET /info/%zz HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    roundtrip("GET /info/%4 HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    roundtrip("GET http://example.com/info?a=abs HTTP/1.1\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strstr(r.body, "path=/info\n"), "%s", r.body);
+    resp_free(&r);
+}
+
+Test(http_layer, request_ids_are_unique)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    char prev[64] = "";
+    for (int i = 0; i < 3; i++) {
+        tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
+        struct resp r;
+        cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+        char *id = strstr(r.body, "id=");
+        cr_assert_not_null(id);
+        char cur[64];
+        sscanf(id, "id=%63s", cur);
+        cr_assert(strcmp(cur, prev) != 0);
+        snprintf(prev, sizeof(prev), "%s", cur);
+        resp_free(&r);
+    }
+    tc_close(&c);
+}
+
+Test(http_layer, stop_with_open_connections_ends_run)
+{
+    start_default();
+    struct tc a, b;
+    tc_open(&a);
+    tc_open(&b);
+    tc_sends(&b, "GET /info HTTP/1.1\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&b, &r, 0, 5000), 0);
+    resp_free(&r);
+    stop_server(); /* joins the thread: must not hang on idle connections */
+    cr_assert(tc_closed(&a, 3000));
+    cr_assert(tc_closed(&b, 3000));
+    cr_assert_eq(atomic_load(&n_worker_release), 2);
+    tc_close(&a);
+    tc_close(&b);
+}
+
+Test(http_layer, stop_lets_a_request_in_progress_finish)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
+    usleep(100000);
+    http_server_stop(srv);
+    usleep(100000);
+    /* a new connection is refused or closed without a reply */
+    struct tc d;
+    memset(&d, 0, sizeof(d));
+    d.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(d.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        d.cap = 1 << 16;
+        d.buf = malloc(d.cap);
+        cr_assert(tc_closed(&d, 3000));
+        cr_assert_eq(d.len, 0);
+    }
+    tc_close(&d);
+    tc_sends(&c, "56789");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"));
+    char want[65];
+    sha_hex("0123456789", 10, want);
+    cr_assert_str_eq(r.body, want);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+    stop_server();
+    cr_assert_eq(atomic_load(&n_worker_release), 2);
+}
+
+static long
+vm_hwm_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            v = strtol(line + 6, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+Test(http_layer, big_streamed_body_keeps_memory_flat)
+{
+    start_default();
+    /* warm up: one small request so lazily allocated buffers exist */
+    struct resp r;
+    roundtrip("PUT /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", &r);
+    resp_free(&r);
+    size_t chunk = 1 << 16;
+    char *b = malloc(chunk);
+    for (size_t i = 0; i < chunk; i++)
+        b[i] = (char)(i * 31);
+    uint64_t total = 512ULL << 20;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    long before = vm_hwm_kib();
+    struct tc c;
+    tc_open(&c);
+    char h[256];
+    snprintf(h, sizeof(h), "PUT /echo HTTP/1.1\r\nContent-Length: %llu\r\n\r\n",
+             (unsigned long long)total);
+    tc_sends(&c, h);
+    for (uint64_t sent = 0; sent < total; sent += chunk) {
+        tc_send(&c, b, chunk);
+        EVP_DigestUpdate(md, b, chunk);
+    }
+    cr_assert_eq(tc_read(&c, &r, 0, 60000), 0);
+    long after = vm_hwm_kib();
+    cr_assert_eq(r.status, 200);
+    unsigned char d[32];
+    unsigned int dl;
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    char want[65];
+    hex(d, 32, want);
+    cr_assert_str_eq(r.body, want);
+    cr_assert_lt(after - before, 16 * 1024, "VmHWM rose by %ld KiB", after - before);
+    resp_free(&r);
+    tc_close(&c);
+    free(b);
+}

@@ -1,0 +1,793 @@
+/* storage_test.c - blobs across repositories, manifests, tags, catalog,
+ * referrers, recovery on open and the root lock. */
+#include <limits.h>
+#include <pthread.h>
+
+#include "storage_testutil.h"
+
+static struct tu_store T;
+
+static void
+setup(void)
+{
+    tu_open(&T, 0);
+}
+
+static void
+teardown(void)
+{
+    tu_close(&T);
+}
+
+TestSuite(storage, .init = setup, .fini = teardown);
+
+static struct digest
+put(const char *repo, const char *data)
+{
+    struct digest d;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(T.h, repo, data, strlen(data), DIGEST_SHA256, &d, &e), 0,
+                 "blob_put: %s", e.msg);
+    return d;
+}
+
+static char *
+image_manifest(const struct digest *cfg, size_t cfg_size, const struct digest *layer,
+               size_t layer_size, const char *extra)
+{
+    char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX];
+    char *out = NULL;
+    cr_assert(asprintf(&out,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\","
+                       "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                       "\"digest\":\"%s\",\"size\":%zu},"
+                       "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+                       "\"digest\":\"%s\",\"size\":%zu}]%s}",
+                       digest_format(cfg, c), cfg_size, digest_format(layer, l), layer_size,
+                       extra ? extra : "") > 0);
+    return out;
+}
+
+/* a pushed image (config + layer + manifest) in repo; returns the manifest digest */
+static struct digest
+push_image(const char *repo, const char *tag, const char *seed, const char *extra)
+{
+    char cfg[64], layer[64];
+    snprintf(cfg, sizeof(cfg), "{\"cfg\":\"%s\"}", seed);
+    snprintf(layer, sizeof(layer), "layer-%s", seed);
+    struct digest dc = put(repo, cfg), dl = put(repo, layer);
+    char *m = image_manifest(&dc, strlen(cfg), &dl, strlen(layer), extra);
+    struct manifest_meta meta;
+    struct err e = {0};
+    const char *tags[1] = {tag};
+    cr_assert_eq(storage_manifest_put(T.h, repo, m, strlen(m), MT_OCI_MANIFEST, NULL, tags,
+                                      tag ? 1 : 0, &meta, NULL, NULL, &e),
+                 0, "manifest_put: %s", e.msg);
+    cr_assert_eq(meta.size, strlen(m));
+    free(m);
+    return meta.digest;
+}
+
+/* ---- blobs ---- */
+
+Test(storage, blob_put_then_open_reads_back)
+{
+    struct digest d = put("a/b", "hello");
+    int fd = -1;
+    uint64_t size = 0;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_open(T.h, "a/b", &d, &fd, &size, &e), 0, "%s", e.msg);
+    cr_assert_eq(size, 5);
+    size_t n;
+    char *buf = tu_read_fd(fd, &n);
+    cr_assert_str_eq(buf, "hello");
+    free(buf);
+    close(fd);
+    cr_assert(tu_blob_file_exists(T.root, &d));
+    /* HEAD: fd NULL */
+    cr_assert_eq(storage_blob_open(T.h, "a/b", &d, NULL, &size, &e), 0);
+}
+
+Test(storage, blob_is_per_repository)
+{
+    struct digest d = put("repo-a", "shared");
+    struct err e = {0};
+    cr_assert_eq(storage_blob_open(T.h, "repo-b", &d, NULL, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
+    /* the same content pushed to B is stored once */
+    struct digest d2 = put("repo-b", "shared");
+    cr_assert(digest_equal(&d, &d2));
+    cr_assert_eq(storage_blob_open(T.h, "repo-b", &d, NULL, NULL, &e), 0);
+    cr_assert_eq(tu_count_files(T.root, "blobs"), 1);
+}
+
+Test(storage, blob_unknown_digest)
+{
+    struct digest d;
+    digest_of(DIGEST_SHA256, "nope", 4, &d);
+    struct err e = {0};
+    int fd = 1234;
+    cr_assert_eq(storage_blob_open(T.h, "r", &d, &fd, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
+    cr_assert_eq(fd, 1234, "fd untouched on error");
+}
+
+Test(storage, blob_delete_unlinks_only_that_repo)
+{
+    struct digest d = put("one", "data");
+    put("two", "data");
+    struct err e = {0};
+    cr_assert_eq(storage_blob_delete(T.h, "one", &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_blob_open(T.h, "one", &d, NULL, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
+    cr_assert_eq(storage_blob_open(T.h, "two", &d, NULL, NULL, &e), 0);
+    cr_assert_eq(storage_blob_delete(T.h, "one", &d, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
+    cr_assert(tu_blob_file_exists(T.root, &d), "the file stays for gc");
+}
+
+Test(storage, blob_mount_from_named_and_any_repo)
+{
+    struct digest d = put("src", "mountme");
+    struct err e = {0};
+    cr_assert_eq(storage_blob_mount(T.h, "dst", "other", &d, &e), 0, "not in 'other'");
+    cr_assert_eq(storage_blob_open(T.h, "dst", &d, NULL, NULL, &e), -1);
+    cr_assert_eq(storage_blob_mount(T.h, "dst", "src", &d, &e), 1, "%s", e.msg);
+    uint64_t size = 0;
+    cr_assert_eq(storage_blob_open(T.h, "dst", &d, NULL, &size, &e), 0);
+    cr_assert_eq(size, 7);
+    cr_assert_eq(storage_blob_mount(T.h, "dst", "src", &d, &e), 1, "already linked");
+    cr_assert_eq(storage_blob_mount(T.h, "dst2", NULL, &d, &e), 1, "automatic mount");
+    cr_assert_eq(storage_blob_open(T.h, "dst2", &d, NULL, NULL, &e), 0);
+    struct digest none;
+    digest_of(DIGEST_SHA256, "absent", 6, &none);
+    cr_assert_eq(storage_blob_mount(T.h, "dst", NULL, &none, &e), 0);
+    cr_assert_eq(storage_blob_mount(T.h, "dst", "Bad..Name", &d, &e), 0);
+    cr_assert_eq(storage_blob_mount(T.h, "Bad", "src", &d, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_INVALID);
+}
+
+Test(storage, blob_put_rejects_bad_repo)
+{
+    struct digest d;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(T.h, "../x", "a", 1, DIGEST_SHA256, &d, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_INVALID);
+    cr_assert_eq(tu_count_files(T.root, "blobs"), 0);
+}
+
+Test(storage, blob_put_sha512_layout)
+{
+    struct digest d;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(T.h, "r", "x", 1, DIGEST_SHA512, &d, &e), 0);
+    cr_assert_eq(d.algo, DIGEST_SHA512);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/blobs/sha512/%c%c/%s", T.root, d.hex[0], d.hex[1], d.hex);
+    cr_assert_eq(access(p, F_OK), 0);
+    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0);
+}
+
+/* ---- manifests ---- */
+
+Test(storage, manifest_put_get_by_tag_and_digest)
+{
+    struct digest md = push_image("app", "v1", "one", NULL);
+    struct manifest_meta meta;
+    int fd = -1;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_get(T.h, "app", "v1", &meta, &fd, &e), 0, "%s", e.msg);
+    cr_assert(digest_equal(&meta.digest, &md));
+    cr_assert_str_eq(meta.media_type, MT_OCI_MANIFEST);
+    size_t n;
+    char *body = tu_read_fd(fd, &n);
+    close(fd);
+    cr_assert_eq(n, meta.size);
+    struct digest check;
+    digest_of(DIGEST_SHA256, body, n, &check);
+    cr_assert(digest_equal(&check, &md));
+    free(body);
+    char ds[DIGEST_STR_MAX];
+    cr_assert_eq(storage_manifest_get(T.h, "app", digest_format(&md, ds), &meta, NULL, &e), 0);
+    cr_assert_eq(storage_manifest_get(T.h, "other", "v1", &meta, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+    cr_assert_eq(storage_manifest_get(T.h, "app", "v2", &meta, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+    cr_assert_eq(storage_manifest_get(T.h, "app", "sha256:zz", &meta, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_DIGEST_INVALID);
+    /* the manifest is not a blob of the repository */
+    cr_assert_eq(storage_blob_open(T.h, "app", &md, NULL, NULL, &e), -1);
+}
+
+Test(storage, manifest_put_missing_blob_is_manifest_blob_unknown)
+{
+    struct digest dc = put("r", "{}"), missing;
+    digest_of(DIGEST_SHA256, "missing", 7, &missing);
+    char *m = image_manifest(&dc, 2, &missing, 7, NULL);
+    struct err e = {0};
+    const char *tags[] = {"t"};
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
+                                      NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e), -1);
+    /* a blob in another repository does not count */
+    put("elsewhere", "missing");
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
+                                      NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    put("r", "missing");
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
+                                      NULL, &e),
+                 0, "%s", e.msg);
+    free(m);
+}
+
+Test(storage, manifest_put_checks_reference_digest)
+{
+    struct digest dc = put("r", "{}"), dl = put("r", "L");
+    char *m = image_manifest(&dc, 2, &dl, 1, NULL);
+    struct digest wrong;
+    digest_of(DIGEST_SHA256, "x", 1, &wrong);
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, &wrong, NULL, 0, NULL, NULL,
+                                      NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_DIGEST_INVALID);
+    struct digest right;
+    digest_of(DIGEST_SHA512, m, strlen(m), &right);
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, &right, NULL, 0, &meta, NULL,
+                                      NULL, &e),
+                 0, "sha512 reference: %s", e.msg);
+    cr_assert(digest_equal(&meta.digest, &right));
+    char ds[DIGEST_STR_MAX];
+    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&right, ds), &meta, NULL, &e), 0);
+    free(m);
+}
+
+Test(storage, manifest_put_too_large_and_bad_tags)
+{
+    struct err e = {0};
+    size_t big = 5 * 1024 * 1024;
+    char *body = calloc(1, big);
+    cr_assert_eq(storage_manifest_put(T.h, "r", body, big, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+                                      &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_TOO_LARGE);
+    free(body);
+    const char *tags[] = {"../../x"};
+    cr_assert_eq(storage_manifest_put(T.h, "r", "{}", 2, NULL, NULL, tags, 1, NULL, NULL, NULL,
+                                      &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
+    cr_assert_eq(storage_manifest_put(T.h, "r", "nope", 4, NULL, NULL, NULL, 0, NULL, NULL, NULL,
+                                      &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
+}
+
+Test(storage, manifest_tag_moves_and_delete_by_tag_keeps_manifest)
+{
+    struct digest m1 = push_image("r", "latest", "1", NULL);
+    struct digest m2 = push_image("r", "latest", "2", NULL);
+    struct manifest_meta meta;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_get(T.h, "r", "latest", &meta, NULL, &e), 0);
+    cr_assert(digest_equal(&meta.digest, &m2));
+    cr_assert_eq(storage_manifest_delete(T.h, "r", "latest", &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_manifest_get(T.h, "r", "latest", &meta, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+    char ds[DIGEST_STR_MAX];
+    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&m2, ds), &meta, NULL, &e), 0);
+    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&m1, ds), &meta, NULL, &e), 0);
+    cr_assert_eq(storage_manifest_delete(T.h, "r", "latest", &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+}
+
+Test(storage, manifest_delete_by_digest_removes_its_tags)
+{
+    struct digest m = push_image("r", "a", "1", NULL);
+    struct err e = {0};
+    char ds[DIGEST_STR_MAX];
+    digest_format(&m, ds);
+    /* a second tag for the same manifest */
+    struct manifest_meta meta;
+    int fd;
+    cr_assert_eq(storage_manifest_get(T.h, "r", ds, &meta, &fd, &e), 0);
+    size_t n;
+    char *body = tu_read_fd(fd, &n);
+    close(fd);
+    const char *tags[] = {"b", "c"};
+    cr_assert_eq(storage_manifest_put(T.h, "r", body, n, MT_OCI_MANIFEST, &m, tags, 2, NULL, NULL,
+                                      NULL, &e),
+                 0, "%s", e.msg);
+    free(body);
+    cr_assert_eq(storage_manifest_get(T.h, "r", "c", &meta, NULL, &e), 0);
+    cr_assert_eq(storage_manifest_delete(T.h, "r", ds, &e), 0, "%s", e.msg);
+    const char *all[] = {"a", "b", "c", ds};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(storage_manifest_get(T.h, "r", all[i], &meta, NULL, &e), -1, "%s", all[i]);
+        cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+    }
+    cr_assert_eq(storage_manifest_delete(T.h, "r", ds, &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
+    cr_assert_eq(storage_manifest_delete(T.h, "r", "sha256:bad", &e), -1);
+    cr_assert_eq(e.code, ERR_DIGEST_INVALID);
+}
+
+static char *
+index_of(const struct digest *const *children, size_t n, const char *mt, const char *child_mt)
+{
+    size_t cap = 256 + n * 300;
+    char *out = malloc(cap);
+    size_t off = (size_t)snprintf(out, cap, "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[",
+                                  mt);
+    for (size_t i = 0; i < n; i++) {
+        char ds[DIGEST_STR_MAX];
+        off += (size_t)snprintf(out + off, cap - off,
+                                "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":10,"
+                                "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}",
+                                i ? "," : "", child_mt, digest_format(children[i], ds));
+    }
+    snprintf(out + off, cap - off, "]}");
+    return out;
+}
+
+Test(storage, index_requires_child_manifests_in_repo)
+{
+    struct digest c1 = push_image("r", NULL, "1", NULL);
+    struct digest c2 = push_image("other", NULL, "2", NULL);
+    const struct digest *kids[] = {&c1, &c2};
+    char *idx = index_of(kids, 2, MT_OCI_INDEX, MT_OCI_MANIFEST);
+    struct err e = {0};
+    const char *tags[] = {"multi"};
+    cr_assert_eq(storage_manifest_put(T.h, "r", idx, strlen(idx), MT_OCI_INDEX, NULL, tags, 1,
+                                      NULL, NULL, NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
+    free(idx);
+    idx = index_of(kids, 1, MT_OCI_INDEX, MT_OCI_MANIFEST);
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_put(T.h, "r", idx, strlen(idx), MT_OCI_INDEX, NULL, tags, 1,
+                                      &meta, NULL, NULL, &e),
+                 0, "%s", e.msg);
+    cr_assert_str_eq(meta.media_type, MT_OCI_INDEX);
+    free(idx);
+    cr_assert_eq(storage_manifest_get(T.h, "r", "multi", &meta, NULL, &e), 0);
+    cr_assert_str_eq(meta.media_type, MT_OCI_INDEX);
+}
+
+Test(storage, docker_types_round_trip)
+{
+    struct digest dc = put("d", "{\"c\":1}"), dl = put("d", "layer");
+    char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX];
+    char *m = NULL;
+    cr_assert(asprintf(&m,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_MANIFEST "\","
+                       "\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\","
+                       "\"digest\":\"%s\",\"size\":7},\"layers\":[{\"mediaType\":"
+                       "\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"%s\","
+                       "\"size\":5}]}",
+                       digest_format(&dc, c), digest_format(&dl, l)) > 0);
+    struct manifest_meta meta;
+    struct err e = {0};
+    const char *tags[] = {"img"};
+    cr_assert_eq(storage_manifest_put(T.h, "d", m, strlen(m), MT_DOCKER_MANIFEST, NULL, tags, 1,
+                                      &meta, NULL, NULL, &e),
+                 0, "%s", e.msg);
+    free(m);
+    const struct digest *kids[] = {&meta.digest};
+    char *list = index_of(kids, 1, MT_DOCKER_LIST, MT_DOCKER_MANIFEST);
+    const char *ltags[] = {"list"};
+    cr_assert_eq(storage_manifest_put(T.h, "d", list, strlen(list), MT_DOCKER_LIST, NULL, ltags,
+                                      1, &meta, NULL, NULL, &e),
+                 0, "%s", e.msg);
+    free(list);
+    cr_assert_eq(storage_manifest_get(T.h, "d", "list", &meta, NULL, &e), 0);
+    cr_assert_str_eq(meta.media_type, MT_DOCKER_LIST);
+    cr_assert_eq(storage_manifest_get(T.h, "d", "img", &meta, NULL, &e), 0);
+    cr_assert_str_eq(meta.media_type, MT_DOCKER_MANIFEST);
+}
+
+Test(storage, foreign_layers_need_not_exist)
+{
+    struct digest dc = put("f", "{}"), missing;
+    digest_of(DIGEST_SHA256, "windows-base", 12, &missing);
+    char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX];
+    char *m = NULL;
+    cr_assert(asprintf(&m,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\","
+                       "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                       "\"digest\":\"%s\",\"size\":2},\"layers\":[{\"mediaType\":"
+                       "\"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip\","
+                       "\"digest\":\"%s\",\"size\":12,\"urls\":[\"https://example.com/l\"]}]}",
+                       digest_format(&dc, c), digest_format(&missing, l)) > 0);
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_put(T.h, "f", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
+                                      NULL, &e),
+                 0, "%s", e.msg);
+    free(m);
+}
+
+/* ---- tags and catalog paging ---- */
+
+struct names {
+    char v[64][64];
+    int n;
+    int stop_after;
+};
+
+static int
+collect(void *arg, const char *name)
+{
+    struct names *ns = arg;
+    snprintf(ns->v[ns->n++], 64, "%s", name);
+    return ns->stop_after && ns->n >= ns->stop_after;
+}
+
+Test(storage, tags_list_byte_order_and_paging)
+{
+    push_image("r", "b", "1", NULL);
+    const char *more_tags[] = {"a", "B", "_z", "a.1", "a-1", "c"};
+    struct manifest_meta meta;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_get(T.h, "r", "b", &meta, NULL, &e), 0);
+    int fd;
+    char ds[DIGEST_STR_MAX];
+    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&meta.digest, ds), NULL, &fd, &e), 0);
+    size_t n;
+    char *body = tu_read_fd(fd, &n);
+    close(fd);
+    cr_assert_eq(storage_manifest_put(T.h, "r", body, n, NULL, NULL, more_tags, 6, NULL, NULL,
+                                      NULL, &e),
+                 0, "%s", e.msg);
+    free(body);
+    /* byte order: 'B'(0x42) < '_'(0x5f) < 'a' ; "a-1" < "a.1" */
+    const char *want[] = {"B", "_z", "a", "a-1", "a.1", "b", "c"};
+    struct names ns = {0};
+    int more = -1;
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, -1, collect, &ns, &more, &e), 0, "%s", e.msg);
+    cr_assert_eq(ns.n, 7);
+    cr_assert_eq(more, 0);
+    for (int i = 0; i < 7; i++)
+        cr_assert_str_eq(ns.v[i], want[i]);
+    /* pages of 3 */
+    memset(&ns, 0, sizeof(ns));
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, 3, collect, &ns, &more, &e), 0);
+    cr_assert_eq(ns.n, 3);
+    cr_assert_eq(more, 1);
+    cr_assert_str_eq(ns.v[2], "a");
+    struct names ns2 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", "a", 3, collect, &ns2, &more, &e), 0);
+    cr_assert_eq(ns2.n, 3);
+    cr_assert_str_eq(ns2.v[0], "a-1");
+    cr_assert_eq(more, 1);
+    struct names ns3 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", "b", 3, collect, &ns3, &more, &e), 0);
+    cr_assert_eq(ns3.n, 1);
+    cr_assert_str_eq(ns3.v[0], "c");
+    cr_assert_eq(more, 0);
+    /* exactly at the end: no more */
+    struct names ns4 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", "a.1", 2, collect, &ns4, &more, &e), 0);
+    cr_assert_eq(ns4.n, 2);
+    cr_assert_eq(more, 0);
+    /* n = 0 */
+    struct names ns5 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, 0, collect, &ns5, &more, &e), 0);
+    cr_assert_eq(ns5.n, 0);
+    cr_assert_eq(more, 1);
+    /* past the end: empty, not an error */
+    struct names ns6 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", "zzz", 5, collect, &ns6, &more, &e), 0);
+    cr_assert_eq(ns6.n, 0);
+    /* a huge n is "all" */
+    struct names ns8 = {0};
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, LONG_MAX, collect, &ns8, &more, &e), 0);
+    cr_assert_eq(ns8.n, 7);
+    cr_assert_eq(more, 0);
+    /* the callback can stop early */
+    struct names ns7 = {.stop_after = 2};
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, -1, collect, &ns7, &more, &e), 0);
+    cr_assert_eq(ns7.n, 2);
+}
+
+Test(storage, tags_list_unknown_repo)
+{
+    struct names ns = {0};
+    int more;
+    struct err e = {0};
+    cr_assert_eq(storage_tags_list(T.h, "nope", NULL, -1, collect, &ns, &more, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
+    /* a repo with only blobs has no tags: NAME_UNKNOWN as well */
+    put("blobsonly", "x");
+    cr_assert_eq(storage_tags_list(T.h, "blobsonly", NULL, -1, collect, &ns, &more, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
+    /* a repo with an untagged manifest: empty list */
+    push_image("untagged", NULL, "1", NULL);
+    cr_assert_eq(storage_tags_list(T.h, "untagged", NULL, -1, collect, &ns, &more, &e), 0);
+    cr_assert_eq(ns.n, 0);
+}
+
+Test(storage, catalog_lists_repos_with_blobs_or_manifests)
+{
+    put("zeta", "1");
+    push_image("alpha/one", "t", "1", NULL);
+    put("beta", "2");
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct err e = {0};
+    struct digest bd;
+    cr_assert_eq(storage_blob_put(T.h, "Beta-not-valid", "3", 1, DIGEST_SHA256, &bd, &e), -1);
+    cr_assert_eq(storage_upload_start(T.h, "uploadonly", DIGEST_SHA256, uuid, &e), 0);
+    struct names ns = {0};
+    int more;
+    cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &ns, &more, &e), 0, "%s", e.msg);
+    cr_assert_eq(ns.n, 3);
+    cr_assert_str_eq(ns.v[0], "alpha/one");
+    cr_assert_str_eq(ns.v[1], "beta");
+    cr_assert_str_eq(ns.v[2], "zeta");
+    cr_assert_eq(more, 0);
+    struct names p1 = {0}, p2 = {0};
+    cr_assert_eq(storage_catalog(T.h, NULL, 2, collect, &p1, &more, &e), 0);
+    cr_assert_eq(p1.n, 2);
+    cr_assert_eq(more, 1);
+    cr_assert_eq(storage_catalog(T.h, p1.v[1], 2, collect, &p2, &more, &e), 0);
+    cr_assert_eq(p2.n, 1);
+    cr_assert_str_eq(p2.v[0], "zeta");
+    cr_assert_eq(more, 0);
+    /* a repo whose only blob was deleted disappears */
+    struct digest d;
+    digest_of(DIGEST_SHA256, "1", 1, &d);
+    cr_assert_eq(storage_blob_delete(T.h, "zeta", &d, &e), 0);
+    struct names ns2 = {0};
+    cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &ns2, &more, &e), 0);
+    cr_assert_eq(ns2.n, 2);
+}
+
+/* ---- referrers ---- */
+
+struct refs {
+    char digest[8][DIGEST_STR_MAX];
+    char at[8][128];
+    char ann[8][256];
+    int n;
+};
+
+static int
+collect_ref(void *arg, const struct referrer *r)
+{
+    struct refs *rs = arg;
+    digest_format(r->digest, rs->digest[rs->n]);
+    snprintf(rs->at[rs->n], 128, "%s", r->artifact_type);
+    snprintf(rs->ann[rs->n], 256, "%s", r->annotations_json ? r->annotations_json : "");
+    cr_assert_str_eq(r->media_type, MT_OCI_MANIFEST);
+    rs->n++;
+    return 0;
+}
+
+Test(storage, referrers_by_subject_with_artifact_type_filter)
+{
+    struct digest subj = push_image("r", "base", "base", NULL);
+    char sd[DIGEST_STR_MAX], extra[512];
+    digest_format(&subj, sd);
+    snprintf(extra, sizeof(extra),
+             ",\"artifactType\":\"application/vnd.example.sig\",\"subject\":{\"mediaType\":\""
+             MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1},\"annotations\":{\"k\":\"v\"}",
+             sd);
+    struct digest r1 = push_image("r", NULL, "sig", extra);
+    snprintf(extra, sizeof(extra),
+             ",\"artifactType\":\"application/vnd.example.sbom\",\"subject\":{\"mediaType\":\""
+             MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
+             sd);
+    struct digest r2 = push_image("r", NULL, "sbom", extra);
+    /* a referrer without artifactType gets config.mediaType */
+    snprintf(extra, sizeof(extra),
+             ",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
+             sd);
+    push_image("r", NULL, "plain", extra);
+    /* same subject in another repo is not listed */
+    push_image("other", NULL, "sig", extra);
+
+    struct refs rs = {0};
+    struct err e = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, NULL, collect_ref, &rs, &e), 0, "%s", e.msg);
+    cr_assert_eq(rs.n, 3);
+    for (int i = 1; i < rs.n; i++)
+        cr_assert(strcmp(rs.digest[i - 1], rs.digest[i]) < 0, "ordered by digest");
+    struct refs fs = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, "application/vnd.example.sig", collect_ref,
+                                   &fs, &e),
+                 0);
+    cr_assert_eq(fs.n, 1);
+    char d1[DIGEST_STR_MAX];
+    cr_assert_str_eq(fs.digest[0], digest_format(&r1, d1));
+    cr_assert_str_eq(fs.at[0], "application/vnd.example.sig");
+    cr_assert_str_eq(fs.ann[0], "{\"k\":\"v\"}");
+    struct refs cfg = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, "application/vnd.oci.image.config.v1+json",
+                                   collect_ref, &cfg, &e),
+                 0);
+    cr_assert_eq(cfg.n, 1);
+    (void)r2;
+    /* unknown subject: none, no error */
+    struct digest nobody;
+    digest_of(DIGEST_SHA256, "nobody", 6, &nobody);
+    struct refs none = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &nobody, NULL, collect_ref, &none, &e), 0);
+    cr_assert_eq(none.n, 0);
+}
+
+Test(storage, subject_may_not_exist_yet_and_is_reported)
+{
+    struct digest future;
+    digest_of(DIGEST_SHA256, "future", 6, &future);
+    char sd[DIGEST_STR_MAX], extra[512];
+    snprintf(extra, sizeof(extra),
+             ",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":3}",
+             digest_format(&future, sd));
+    struct digest dc = put("r", "{}"), dl = put("r", "L");
+    char *m = image_manifest(&dc, 2, &dl, 1, extra);
+    int has = 0;
+    struct digest subj;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), MT_OCI_MANIFEST, NULL, NULL, 0,
+                                      NULL, &has, &subj, &e),
+                 0, "%s", e.msg);
+    free(m);
+    cr_assert_eq(has, 1);
+    cr_assert(digest_equal(&subj, &future));
+    struct refs rs = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &future, NULL, collect_ref, &rs, &e), 0);
+    cr_assert_eq(rs.n, 1);
+}
+
+/* ---- open, recovery, lock ---- */
+
+Test(storage, recovery_removes_orphans_on_open)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct err e = {0};
+    cr_assert_eq(storage_upload_start(T.h, "r", DIGEST_SHA256, uuid, &e), 0);
+    char keep[UPLOAD_ID_LEN + 1];
+    cr_assert_eq(storage_upload_start(T.h, "r", DIGEST_SHA256, keep, &e), 0);
+    tu_close_only(&T);
+    char p[512];
+    /* an upload file without a row, a temp file, junk */
+    const char *orphans[] = {"0b5c2a4e-1111-4222-8333-444455556666", "x.tmp",
+                             "0b5c2a4e-1111-4222-8333-444455556666.tmp", "junk"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof(p), "%s/uploads/%s", T.root, orphans[i]);
+        int fd = open(p, O_CREAT | O_WRONLY, 0644);
+        cr_assert(fd >= 0);
+        close(fd);
+    }
+    /* a row whose file vanished */
+    snprintf(p, sizeof(p), "%s/uploads/%s", T.root, uuid);
+    cr_assert_eq(unlink(p), 0);
+    tu_open_at(&T, 0);
+    cr_assert_eq(tu_count_files(T.root, "uploads"), 1, "only the intact session remains");
+    snprintf(p, sizeof(p), "%s/uploads/%s", T.root, keep);
+    cr_assert_eq(access(p, F_OK), 0);
+    uint64_t off;
+    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    cr_assert_eq(storage_upload_status(T.h, "r", keep, &off, &e), 0, "%s", e.msg);
+    cr_assert_eq(off, 0);
+}
+
+Test(storage, second_open_of_same_root_is_refused)
+{
+    struct storage_opts o = {.root = T.root, .fsync = 0};
+    struct err e = {0};
+    struct storage *st2 = storage_open(&o, &e);
+    cr_assert_null(st2);
+    cr_assert_eq(e.code, ERR_CONFIG);
+}
+
+Test(storage, open_rejects_missing_root_and_creates_layout)
+{
+    struct storage_opts o = {.root = NULL};
+    struct err e = {0};
+    cr_assert_null(storage_open(&o, &e));
+    cr_assert_eq(e.code, ERR_CONFIG);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/blobs/sha256/ff", T.root);
+    cr_assert_eq(access(p, F_OK), 0);
+    snprintf(p, sizeof(p), "%s/blobs/sha512/00", T.root);
+    cr_assert_eq(access(p, F_OK), 0);
+    snprintf(p, sizeof(p), "%s/meta.db", T.root);
+    cr_assert_eq(access(p, F_OK), 0);
+    /* nested root created */
+    struct tu_store t2;
+    snprintf(t2.root, sizeof(t2.root), "%s/deep/er", T.root);
+    tu_open_at(&t2, 1);
+    tu_close_only(&t2);
+}
+
+Test(storage, data_survives_reopen)
+{
+    struct digest m = push_image("keep", "v", "1", NULL);
+    tu_close_only(&T);
+    tu_open_at(&T, 0);
+    struct manifest_meta meta;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_get(T.h, "keep", "v", &meta, NULL, &e), 0, "%s", e.msg);
+    cr_assert(digest_equal(&meta.digest, &m));
+}
+
+/* ---- concurrency: manifests and tags from several handles at once ---- */
+
+struct mworker {
+    struct storage *st;
+    int id;
+    int ok;
+};
+
+static void *
+manifest_worker(void *arg)
+{
+    struct mworker *w = arg;
+    struct err e = {0};
+    struct storage_handle *h = storage_handle_open(w->st, &e);
+    if (!h)
+        return NULL;
+    int ok = 0;
+    for (int i = 0; i < 15; i++) {
+        char cfg[64], layer[64], tag[32];
+        snprintf(cfg, sizeof(cfg), "{\"w\":%d,\"i\":%d}", w->id, i);
+        snprintf(layer, sizeof(layer), "shared-layer-%d", i % 3);
+        snprintf(tag, sizeof(tag), "w%d-%d", w->id, i);
+        struct digest dc, dl;
+        if (storage_blob_put(h, "shared", cfg, strlen(cfg), DIGEST_SHA256, &dc, &e) < 0 ||
+            storage_blob_put(h, "shared", layer, strlen(layer), DIGEST_SHA256, &dl, &e) < 0)
+            break;
+        char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX], body[1024];
+        snprintf(body, sizeof(body),
+                 "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
+                 "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
+                 "\"size\":%zu},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+                 "\"digest\":\"%s\",\"size\":%zu}]}",
+                 digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer));
+        const char *tags[] = {tag, "latest"};
+        struct manifest_meta meta, got;
+        if (storage_manifest_put(h, "shared", body, strlen(body), NULL, NULL, tags, 2, &meta,
+                                 NULL, NULL, &e) < 0)
+            break;
+        if (storage_manifest_get(h, "shared", tag, &got, NULL, &e) < 0 ||
+            !digest_equal(&got.digest, &meta.digest))
+            break;
+        int more;
+        if (storage_tags_list(h, "shared", NULL, 10, NULL, NULL, &more, &e) < 0)
+            break;
+        ok++;
+    }
+    storage_handle_close(h);
+    w->ok = ok;
+    return NULL;
+}
+
+Test(storage, concurrent_manifest_pushes_with_own_handles)
+{
+    enum { N = 5 };
+    pthread_t th[N];
+    struct mworker w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct mworker){.st = T.st, .id = i};
+        cr_assert_eq(pthread_create(&th[i], NULL, manifest_worker, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(w[i].ok, 15, "worker %d completed %d", i, w[i].ok);
+    }
+    struct names ns = {0};
+    int more;
+    struct err e = {0};
+    cr_assert_eq(storage_tags_list(T.h, "shared", NULL, 64, collect, &ns, &more, &e), 0);
+    cr_assert_eq(ns.n, 64);
+    cr_assert_eq(more, 1, "5 x 15 + latest = 76 tags");
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_get(T.h, "shared", "latest", &meta, NULL, &e), 0);
+}
