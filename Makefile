@@ -33,6 +33,8 @@ CFLAGS ?= $(OPT) -g
 CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) \
           -fno-strict-aliasing -pthread
 LDLIBS += $(PKG_LIBS) -lhttp_parser -lcap -pthread -lm
+# link only what each binary uses: fewer shared objects = faster exec (ocirun-lite run)
+LDFLAGS += -Wl,--as-needed
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

@@ -17,8 +17,8 @@ enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FO
 struct key {
     const char *section, *name;
     enum key_type type;
-    size_t off, cap;      /* cap: for K_STR */
-    int64_t min, max;     /* numeric range (for K_MS in ms, K_SEC in s) */
+    size_t off, cap;  /* cap: for K_STR */
+    int64_t min, max; /* numeric range (for K_MS in ms, K_SEC in s) */
 };
 
 #define OFF(f) offsetof(struct config, f)
@@ -174,8 +174,7 @@ config_set(struct config *c, const char *section, const char *name, const char *
     if (!known)
         return err_set(e, ERR_CONFIG, 0, "%s%sunknown section [%s]", pre, sep, section);
     if (!k)
-        return err_set(e, ERR_CONFIG, 0, "%s%sunknown key '%s' in [%s]", pre, sep, name,
-                       section);
+        return err_set(e, ERR_CONFIG, 0, "%s%sunknown key '%s' in [%s]", pre, sep, name, section);
     char *field = (char *)c + k->off;
     uint64_t u;
     int64_t ms;
@@ -192,11 +191,9 @@ config_set(struct config *c, const char *section, const char *name, const char *
     case K_INT:
     case K_LONG: {
         const char *rest;
-        if (parse_u64(value, &u, &rest) < 0 || *rest || (int64_t)u < k->min ||
-            (int64_t)u > k->max)
-            return err_set(e, ERR_CONFIG, 0,
-                           "%s%s%s.%s: '%s' is not an integer in [%lld, %lld]", pre, sep,
-                           section, name, value, (long long)k->min, (long long)k->max);
+        if (parse_u64(value, &u, &rest) < 0 || *rest || (int64_t)u < k->min || (int64_t)u > k->max)
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not an integer in [%lld, %lld]",
+                           pre, sep, section, name, value, (long long)k->min, (long long)k->max);
         if (k->type == K_INT)
             *(int *)field = (int)u;
         else
@@ -206,9 +203,8 @@ config_set(struct config *c, const char *section, const char *name, const char *
     case K_SIZE:
         if (config_parse_size(value, &u) < 0 || u < (uint64_t)k->min || u > (uint64_t)k->max)
             return err_set(e, ERR_CONFIG, 0,
-                           "%s%s%s.%s: '%s' is not a size in [%lld, %lld] bytes (e.g. 16KiB)",
-                           pre, sep, section, name, value, (long long)k->min,
-                           (long long)k->max);
+                           "%s%s%s.%s: '%s' is not a size in [%lld, %lld] bytes (e.g. 16KiB)", pre,
+                           sep, section, name, value, (long long)k->min, (long long)k->max);
         *(uint64_t *)field = u;
         return 0;
     case K_MS:
@@ -217,22 +213,22 @@ config_set(struct config *c, const char *section, const char *name, const char *
         int64_t hi = k->type == K_SEC ? k->max * 1000 : k->max;
         if (config_parse_duration_ms(value, &ms) < 0 || ms < lo || ms > hi)
             return err_set(e, ERR_CONFIG, 0,
-                           "%s%s%s.%s: '%s' is not a duration (e.g. 10s, 500ms, 2m, 1h)", pre,
-                           sep, section, name, value);
+                           "%s%s%s.%s: '%s' is not a duration (e.g. 10s, 500ms, 2m, 1h)", pre, sep,
+                           section, name, value);
         *(int *)field = (int)(k->type == K_SEC ? ms / 1000 : ms);
         return 0;
     }
     case K_BOOL:
         if (config_parse_bool(value, &b) < 0)
-            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not a boolean (true/false)",
-                           pre, sep, section, name, value);
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not a boolean (true/false)", pre,
+                           sep, section, name, value);
         *(int *)field = b;
         return 0;
     case K_LEVEL: {
         int lv = log_level_parse(value);
         if (lv < 0)
-            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not error|warn|info|debug",
-                           pre, sep, section, name, value);
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not error|warn|info|debug", pre,
+                           sep, section, name, value);
         *(int *)field = lv;
         return 0;
     }
@@ -242,8 +238,8 @@ config_set(struct config *c, const char *section, const char *name, const char *
         else if (strcmp(value, "json") == 0)
             *(int *)field = 1;
         else
-            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not text|json", pre, sep,
-                           section, name, value);
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not text|json", pre, sep, section,
+                           name, value);
         return 0;
     }
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
@@ -289,8 +285,7 @@ load_file(struct config *c, const char *path, struct err *e)
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return err_sys(e, errno == ENOENT ? ERR_CONFIG : ERR_IO, errno, "config file '%s'",
-                       path);
+        return err_sys(e, errno == ENOENT ? ERR_CONFIG : ERR_IO, errno, "config file '%s'", path);
     char line[8192], section[64] = "";
     char where[600];
     int lineno = 0, rc = 0;

@@ -20,16 +20,16 @@
 
 struct config {
     struct {
-        char listen[256];          /* "127.0.0.1:5000" */
-        int workers;               /* 0 = number of cores */
-        int max_connections;       /* 10000 */
-        uint64_t header_max;       /* 16384 bytes */
-        int header_timeout_ms;     /* 10 s */
-        int idle_timeout_ms;       /* 60 s */
-        int body_timeout_ms;       /* 60 s */
-        uint64_t body_buffer;      /* 262144 bytes */
-        uint64_t max_manifest;     /* 4194304 bytes */
-        long max_page;             /* 10000 */
+        char listen[256];      /* "127.0.0.1:5000" */
+        int workers;           /* 0 = number of cores */
+        int max_connections;   /* 10000 */
+        uint64_t header_max;   /* 16384 bytes */
+        int header_timeout_ms; /* 10 s */
+        int idle_timeout_ms;   /* 60 s */
+        int body_timeout_ms;   /* 60 s */
+        uint64_t body_buffer;  /* 262144 bytes */
+        uint64_t max_manifest; /* 4194304 bytes */
+        long max_page;         /* 10000 */
     } server;
     struct {
         char root[CONFIG_STR_MAX]; /* "./data" */
@@ -37,8 +37,8 @@ struct config {
         int upload_expiry_sec;     /* 86400 */
     } storage;
     struct {
-        int level;                 /* enum log_level, LOG_INFO */
-        int json;                  /* format = json */
+        int level; /* enum log_level, LOG_INFO */
+        int json;  /* format = json */
     } log;
 };
 

@@ -73,12 +73,15 @@ err_code_name(enum err_code code)
     case ERR_RANGE_INVALID: return "BLOB_UPLOAD_INVALID";
     case ERR_RANGE_NOT_SATISFIABLE: return "BLOB_UNKNOWN";
     case ERR_TOO_LARGE: return "SIZE_INVALID";
-    case ERR_METHOD: return "UNSUPPORTED";
-    case ERR_NOT_FOUND: return "NOT_FOUND";
-    case ERR_BAD_REQUEST: return "BAD_REQUEST";
-    case ERR_HEADERS_TOO_LARGE: return "HEADERS_TOO_LARGE";
-    case ERR_TIMEOUT: return "TIMEOUT";
-    case ERR_BUSY: return "BUSY";
+    /* spec: a 4xx JSON body's code MUST be one of the spec's codes, so the
+     * protocol-level 4xx conditions borrow the closest one */
+    case ERR_METHOD:
+    case ERR_NOT_FOUND:
+    case ERR_BAD_REQUEST:
+    case ERR_TIMEOUT: return "UNSUPPORTED";
+    case ERR_HEADERS_TOO_LARGE: return "SIZE_INVALID";
+    case ERR_BUSY: return "BLOB_UPLOAD_INVALID";
+    /* 5xx bodies are not constrained by the spec: name the cause */
     case ERR_NOSPACE: return "NOSPACE";
     case ERR_IO: return "IO_ERROR";
     case ERR_DB: return "DB_ERROR";

@@ -4,6 +4,9 @@
 # `ocirun-lite bundle` writes for the same image, and a bare
 # `unshare --fork --pid --mount --uts --ipc --net chroot ROOTFS /bin/true`
 # (the floor: namespaces + exec, no mounts, cgroups or capability work).
+# A "rt_run driver" row times the runtime alone: a 20-line C program linked
+# against $BUILD/lib/libocirun.a that calls rt_run once (overlay of the bundle's
+# rootfs, --rm), i.e. without the CLI's start-up and image-store work.
 #
 #   BUILD=build N=30 scripts/bench-ocirun.sh
 #
@@ -111,6 +114,40 @@ if [ "$have_ocirun" = 0 ]; then
 fi
 rootfs="$work/bundle/rootfs"
 
+# ---- a driver for rt_run alone ---------------------------------------------------
+driver=""
+if [ -f "$top/$BUILD/lib/libocirun.a" ] && [ -f "$top/$BUILD/lib/libocireg.a" ]; then
+    cat >"$work/drv.c" <<'EOF'
+#include "tools/ocirun-lite/runtime.h"
+#include <stdio.h>
+int main(int argc, char **argv) {
+    const char *lower[1] = {argv[1]};
+    const char *av[] = {"true", NULL};
+    struct rt_rootfs r = {.lower = lower, .nlower = 1};
+    struct rt_opts o = {.argv = av, .rm = 1};
+    struct err e;
+    int code = 1;
+    if (argc < 3 || rt_run(argv[2], "{\"config\":{}}", &r, &o, &code, &e) < 0) {
+        fprintf(stderr, "rt_run: %s\n", argc < 3 ? "usage" : e.msg);
+        return 125;
+    }
+    return code;
+}
+EOF
+    # shellcheck disable=SC2046
+    if cc -O2 -D_GNU_SOURCE -I"$top" -o "$work/drv" "$work/drv.c" "$top/$BUILD/lib/libocirun.a" \
+        "$top/$BUILD/lib/libocireg.a" -Wl,--as-needed \
+        $(pkg-config --libs jansson libcurl libarchive openssl sqlite3 2>/dev/null) -lcap \
+        >"$work/drv.log" 2>&1; then
+        driver="$work/drv"
+    else
+        tail -5 "$work/drv.log"
+        missing+=("rt_run driver (does not build against $BUILD/lib)")
+    fi
+else
+    missing+=("rt_run driver ($BUILD/lib/libocirun.a not built)")
+fi
+
 # ---- the contenders --------------------------------------------------------------
 hybrid=0
 # hybrid: a v1 tmpfs at /sys/fs/cgroup with systemd's v2 tree mounted beside
@@ -122,6 +159,7 @@ cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
 [ "$have_ocirun" = 1 ] &&
     add "ocirun-lite run" "\"$OCIRUN\" --root \"$store\" run --rm --pull never \"$ref\" true"
+[ -n "$driver" ] && add "rt_run driver (runtime only)" "\"$driver\" \"$rootfs\" \"$work/drvstate\""
 if command -v runc >/dev/null; then
     add "runc run" "runc --root \"$work/runc\" run -b \"$work/bundle\" bench-runc-\$i"
 else

@@ -19,6 +19,8 @@ set -u
 MODE=${1:-quick}
 BUILD=${BUILD:-build}
 case "$MODE" in quick|full) ;; *) echo "usage: $0 [quick|full]" >&2; exit 2 ;; esac
+T_START=$(date +%s)
+say() { echo "bench: [$(($(date +%s) - T_START))s] $*" >&2; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top" || exit 2
 RB=$top/$BUILD/regbench
@@ -34,16 +36,27 @@ command -v curl >/dev/null 2>&1 || { echo "bench: curl not installed (scripts/in
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ocireg-bench.XXXXXX") || exit 2
 REF_PID="" OCI_PID=""
 cleanup() {
+    # TERM, up to 3 s to exit, then KILL: both by the PIDs started here
     for p in $REF_PID $OCI_PID; do
         kill "$p" 2>/dev/null
     done
     for p in $REF_PID $OCI_PID; do
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 30 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        kill -0 "$p" 2>/dev/null && { say "pid $p still running 3 s after TERM: KILL"; kill -9 "$p" 2>/dev/null; }
         wait "$p" 2>/dev/null
     done
+    say "servers stopped"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
         echo "bench: results kept in $tmp"
     else
-        rm -rf "$tmp"
+        # the root fs here is ext4 mounted with discard: deleting a few hundred MB
+        # of blobs takes ~10 s of synchronous TRIM, which is no part of the bench,
+        # so the removal finishes in the background after this script has ended
+        (nice rm -rf "$tmp" >/dev/null 2>&1 &)
     fi
 }
 trap cleanup EXIT
@@ -132,6 +145,7 @@ start_ocireg() {
 
 start_ref
 start_ocireg
+say "servers started: reference ${REF_ADDR:-unavailable}, ocireg ${OCI_ADDR:-unavailable}"
 
 if [ -z "$REF_ADDR" ] && [ -z "$OCI_ADDR" ]; then
     echo "bench: no server to measure: reference $REF_WHY; ocireg $OCI_WHY" >&2
@@ -141,9 +155,9 @@ fi
 # ---- scenarios ---------------------------------------------------------------------
 # One line each: ID | regbench arguments. Figures below refer to IDs.
 if [ "$MODE" = full ]; then
-    REPS=2 D=3 TAGS=1000 BIG=256M BIGN=2 CONC=64M IDLE=5000 BUDGET=250 SLACK=20
+    REPS=2 D=3 TAGS=1000 BIG=256M BIGN=2 CONC=64M IDLE=5000 BUDGET=235 SLACK=20
 else
-    REPS=1 D=1.5 TAGS=300 BIG=32M BIGN=3 CONC=16M IDLE=500 BUDGET=38 SLACK=8
+    REPS=1 D=1.5 TAGS=300 BIG=32M BIGN=3 CONC=16M IDLE=500 BUDGET=34 SLACK=8
 fi
 SCEN="mget|-s manifest-get -c 64 -d $D
 head|-s head-blob -c 64 -S 4K -d $D
@@ -192,7 +206,16 @@ while [ $rep -le $REPS ]; do
     rep=$((rep + 1))
 done
 elapsed=$(($(date +%s) - start))
+say "runs done"
 
+# a server that died during the bench: say so (its later runs show ERROR)
+REF_DIED="" OCI_DIED=""
+if [ -n "$REF_PID" ] && ! kill -0 "$REF_PID" 2>/dev/null; then
+    REF_DIED="reference registry exited during the bench: $(tail -3 "$tmp/ref.log" | tr '\n' ' ')"
+fi
+if [ -n "$OCI_PID" ] && ! kill -0 "$OCI_PID" 2>/dev/null; then
+    OCI_DIED="ocireg exited during the bench: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
+fi
 REF_CPU1=$(cpu_of "$REF_PID")
 OCI_CPU1=$(cpu_of "$OCI_PID")
 hwm_of() {   # PID -> VmHWM in MiB
@@ -202,106 +225,140 @@ hwm_of() {   # PID -> VmHWM in MiB
 REF_HWM=$(hwm_of "$REF_PID")
 OCI_HWM=$(hwm_of "$OCI_PID")
 
-# value ID SRV JQ -> mean over repetitions, ERROR if any repetition failed, n/a
-# when the server did not run
-value() {
-    id=$1 srv=$2 expr=$3
-    if [ $srv = ref ]; then [ -n "$REF_ADDR" ] || { echo n/a; return; }; fi
-    if [ $srv = oci ]; then [ -n "$OCI_ADDR" ] || { echo n/a; return; }; fi
-    vals="" r=1
-    while [ $r -le $REPS ]; do
-        f=$tmp/out/$id.$srv.$r.json
-        if [ -f "$tmp/out/$id.$srv.$r.skip" ]; then
-            r=$((r + 1))
-            continue
-        fi
-        v=$(jq -r ".results[0] | if .ok then ($expr // \"n/a\") else \"ERROR\" end" "$f" 2>/dev/null)
-        [ -n "$v" ] || v=ERROR
-        [ "$v" = ERROR ] && { echo ERROR; return; }
-        vals="$vals $v"
-        r=$((r + 1))
-    done
-    [ -n "$vals" ] || { echo skipped; return; }
-    echo "$vals" | awk '{n = 0; s = 0; for (i = 1; i <= NF; i++) { if ($i == "n/a") { print "n/a"; exit } s += $i; n++ } m = s / n; if (m >= 1000 || m <= -1000) printf "%.0f\n", m; else printf "%.4g\n", m }'
-}
+# ---- report ----------------------------------------------------------------------
+# One jq over every result file writes "ID.SRV.REP KEY VALUE" facts (or "ERROR"),
+# one awk turns them into the table: process start-ups are slow on this machine.
+facts=$tmp/facts.txt
+: >"$facts"
+JQ_FACTS='input_filename as $f | ($f | split("/") | last | rtrimstr(".json")) as $n |
+  .results[0] as $r |
+  if ($r.ok // false) then
+    (["req_per_s", $r.req_per_s], ["mb_per_s", $r.mb_per_s], ["p99", $r.latency_ms.p99],
+     ["cpu_us_per_op", $r.server.cpu_us_per_op], ["cpu_s_per_gb", $r.server.cpu_s_per_gb],
+     ["rss_delta_kib", $r.idle.rss_delta_kib], ["rss_per_conn", $r.idle.rss_bytes_per_conn],
+     ["idle_closed", $r.idle.closed_by_server])
+    | select(.[1] != null) | "\($n) \(.[0]) \(.[1])"
+  else "\($n) ERROR -" end'
+files=""
+for f in "$tmp"/out/*.json; do
+    [ -f "$f" ] || continue
+    n=${f##*/}
+    n=${n%.json}
+    if [ -s "$f" ]; then files="$files $f"; else echo "$n ERROR -" >>"$facts"; fi
+done
+for f in "$tmp"/out/*.skip; do
+    [ -f "$f" ] || continue
+    n=${f##*/}
+    echo "${n%.skip} SKIP -" >>"$facts"
+done
+if [ -n "$files" ]; then
+    # shellcheck disable=SC2086
+    if ! jq -r "$JQ_FACTS" $files >"$facts.all" 2>/dev/null; then
+        : >"$facts.all"   # a broken file: go file by file, a broken one is an error
+        for f in $files; do
+            n=${f##*/}
+            jq -r "$JQ_FACTS" "$f" >>"$facts.all" 2>/dev/null || echo "${n%.json} ERROR -" >>"$facts.all"
+        done
+    fi
+    cat "$facts.all" >>"$facts"
+fi
 
-ratio() {
-    case "$1$2" in *n/a*|*ERROR*|*skipped*) echo "-"; return ;; esac
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 == 0) print "-"; else printf "%.2f\n", b / a }'
-}
-
-row() {   # LABEL ID JQ
-    a=$(value "$2" ref "$3")
-    b=$(value "$2" oci "$3")
-    printf '%-52s %12s %12s %7s\n' "$1" "$a" "$b" "$(ratio "$a" "$b")"
-}
+tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+REF_CPU=n/a OCI_CPU=n/a
+[ -n "$REF_ADDR" ] && [ -z "$REF_DIED" ] && REF_CPU=$(((REF_CPU1 - REF_CPU0) * 10 / tck))
+[ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ] && OCI_CPU=$(((OCI_CPU1 - OCI_CPU0) * 10 / tck))
+case "$REF_CPU" in n/a) ;; *) REF_CPU=$((REF_CPU / 10)).$((REF_CPU % 10)) ;; esac
+case "$OCI_CPU" in n/a) ;; *) OCI_CPU=$((OCI_CPU / 10)).$((OCI_CPU % 10)) ;; esac
 
 echo
 echo "== regbench: ocireg vs reference registry ($MODE mode, $REPS repetition(s), mean; ${elapsed}s) =="
-nskip=$(ls "$tmp"/out/*.skip 2>/dev/null | wc -l)
+nskip=0
+for f in "$tmp"/out/*.skip; do [ -f "$f" ] && nskip=$((nskip + 1)); done
 [ "$nskip" -gt 0 ] && echo "note: $nskip run(s) skipped: the ${BUDGET}s time budget was spent (busy machine?)"
 printf 'reference: %s\n' "${REF_ADDR:-unavailable: $REF_WHY}"
 printf 'ocireg:    %s\n' "${OCI_ADDR:-unavailable: $OCI_WHY}"
 echo
-printf '%-52s %12s %12s %7s\n' "figure" "reference" "ocireg" "ratio"
-printf '%-52s %12s %12s %7s\n' "------" "---------" "------" "-----"
-row "manifest GET by tag, 64 conns: req/s" mget .req_per_s
-row "manifest GET by tag, 64 conns: p99 ms" mget .latency_ms.p99
-row "manifest GET by tag: server CPU us/op" mget .server.cpu_us_per_op
-row "HEAD blob, 64 conns: req/s" head .req_per_s
-row "HEAD blob, 64 conns: p99 ms" head .latency_ms.p99
-row "HEAD blob: server CPU us/op" head .server.cpu_us_per_op
-row "tags list of a $TAGS-tag repo, 8 conns: req/s" tags .req_per_s
-row "tags list of a $TAGS-tag repo, 8 conns: p99 ms" tags .latency_ms.p99
-row "push $BIG monolithic: MB/s" pushbig .mb_per_s
-row "push $BIG monolithic: server CPU s/GB" pushbig .server.cpu_s_per_gb
-row "push $BIG chunked (8 MiB PATCHes): MB/s" pushchunk .mb_per_s
-row "push $BIG chunked: server CPU s/GB" pushchunk .server.cpu_s_per_gb
-row "pull $BIG single stream: MB/s" pullbig .mb_per_s
-row "pull $BIG single stream: server CPU s/GB" pullbig .server.cpu_s_per_gb
-row "16 concurrent $CONC pulls: MB/s (aggregate)" pullconc .mb_per_s
-row "16 concurrent $CONC pulls: p99 ms" pullconc .latency_ms.p99
-row "16 concurrent $CONC pulls: server CPU s/GB" pullconc .server.cpu_s_per_gb
-row "4 KiB blob push (POST+PUT), 16 clients: pushes/s" push4k .req_per_s
-row "4 KiB blob push, 16 clients: p99 ms" push4k .latency_ms.p99
-row "manifest PUT, 16 clients: req/s" mput .req_per_s
-row "manifest PUT, 16 clients: p99 ms" mput .latency_ms.p99
-row "$IDLE idle keep-alive conns: server RSS increase KiB" idle .idle.rss_delta_kib
-row "$IDLE idle conns: RSS bytes per connection" idle .idle.rss_bytes_per_conn
-row "$IDLE idle conns: closed by the server" idle .idle.closed_by_server
-row "meanwhile manifest GET, 16 conns: req/s" idle .req_per_s
-row "meanwhile manifest GET, 16 conns: p99 ms" idle .latency_ms.p99
-row "Range pull 256 KiB of 16 MiB, 8 conns: req/s" range .req_per_s
-row "Range pull 256 KiB, 8 conns: p99 ms" range .latency_ms.p99
-row "catalog (20+ repos), 8 conns: req/s" catalog .req_per_s
-tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
-cpu_row() {
-    a=n/a b=n/a
-    [ -n "$REF_ADDR" ] && a=$(awk -v x="$REF_CPU0" -v y="$REF_CPU1" -v t="$tck" 'BEGIN{printf "%.1f", (y-x)/t}')
-    [ -n "$OCI_ADDR" ] && b=$(awk -v x="$OCI_CPU0" -v y="$OCI_CPU1" -v t="$tck" 'BEGIN{printf "%.1f", (y-x)/t}')
-    printf '%-52s %12s %12s %7s\n' "server CPU seconds over the whole bench" "$a" "$b" "$(ratio "$a" "$b")"
+# rows: LABEL|ID|KEY; a KEY "=A,B" gives the two values as they are
+awk -v refok="${REF_ADDR:+1}" -v ociok="${OCI_ADDR:+1}" '
+function fmt(m) { if (m >= 1000 || m <= -1000) return sprintf("%.0f", m); return sprintf("%.4g", m) }
+function val(id, srv, key, ok,   k) {
+    if (!ok) return "n/a"
+    if ((id SUBSEP srv) in err) return "ERROR"
+    k = id SUBSEP srv SUBSEP key
+    if (k in cnt) return fmt(sum[k] / cnt[k])
+    return ((id SUBSEP srv) in ran) ? "n/a" : "skipped"
 }
-cpu_row
-a=${REF_HWM:-n/a} b=${OCI_HWM:-n/a}
-printf '%-52s %12s %12s %7s\n' "server peak RSS (VmHWM) MiB" "$a" "$b" "$(ratio "$a" "$b")"
+function ratio(a, b) {
+    if (a !~ /^-?[0-9.e+]+$/ || b !~ /^-?[0-9.e+]+$/ || a + 0 == 0) return "-"
+    return sprintf("%.2f", b / a)
+}
+FNR == NR {
+    split($1, p, "."); id = p[1]; srv = p[2]
+    if ($2 == "SKIP") next
+    ran[id SUBSEP srv] = 1
+    if ($2 == "ERROR") { err[id SUBSEP srv] = 1; next }
+    sum[id SUBSEP srv SUBSEP $2] += $3; cnt[id SUBSEP srv SUBSEP $2]++
+    next
+}
+FNR == 1 { printf "%-52s %12s %12s %7s\n%-52s %12s %12s %7s\n", "figure", "reference", "ocireg", "ratio", "------", "---------", "------", "-----" }
+{
+    split($0, r, "|")
+    if (r[3] ~ /^=/) { split(substr(r[3], 2), v, ","); a = v[1]; b = v[2] }
+    else { a = val(r[2], "ref", r[3], refok); b = val(r[2], "oci", r[3], ociok) }
+    printf "%-52s %12s %12s %7s\n", r[1], a, b, ratio(a, b)
+}' "$facts" - <<EOF
+manifest GET by tag, 64 conns: req/s|mget|req_per_s
+manifest GET by tag, 64 conns: p99 ms|mget|p99
+manifest GET by tag: server CPU us/op|mget|cpu_us_per_op
+HEAD blob, 64 conns: req/s|head|req_per_s
+HEAD blob, 64 conns: p99 ms|head|p99
+HEAD blob: server CPU us/op|head|cpu_us_per_op
+tags list of a $TAGS-tag repo, 8 conns: req/s|tags|req_per_s
+tags list of a $TAGS-tag repo, 8 conns: p99 ms|tags|p99
+tags list: server CPU us/op|tags|cpu_us_per_op
+push $BIG monolithic: MB/s|pushbig|mb_per_s
+push $BIG monolithic: server CPU s/GB|pushbig|cpu_s_per_gb
+push $BIG chunked (8 MiB PATCHes): MB/s|pushchunk|mb_per_s
+push $BIG chunked: server CPU s/GB|pushchunk|cpu_s_per_gb
+pull $BIG single stream: MB/s|pullbig|mb_per_s
+pull $BIG single stream: server CPU s/GB|pullbig|cpu_s_per_gb
+16 concurrent $CONC pulls: MB/s (aggregate)|pullconc|mb_per_s
+16 concurrent $CONC pulls: p99 ms|pullconc|p99
+16 concurrent $CONC pulls: server CPU s/GB|pullconc|cpu_s_per_gb
+4 KiB blob push (POST+PUT), 16 clients: pushes/s|push4k|req_per_s
+4 KiB blob push, 16 clients: p99 ms|push4k|p99
+manifest PUT, 16 clients: req/s|mput|req_per_s
+manifest PUT, 16 clients: p99 ms|mput|p99
+$IDLE idle keep-alive conns: server RSS increase KiB|idle|rss_delta_kib
+$IDLE idle conns: RSS bytes per connection|idle|rss_per_conn
+$IDLE idle conns: closed by the server|idle|idle_closed
+meanwhile manifest GET, 16 conns: req/s|idle|req_per_s
+meanwhile manifest GET, 16 conns: p99 ms|idle|p99
+Range pull 256 KiB of 16 MiB, 8 conns: req/s|range|req_per_s
+Range pull 256 KiB, 8 conns: p99 ms|range|p99
+catalog (20+ repos), 8 conns: req/s|catalog|req_per_s
+server CPU seconds over the whole bench||=$REF_CPU,$OCI_CPU
+server peak RSS (VmHWM) MiB||=${REF_HWM:-n/a},${OCI_HWM:-n/a}
+EOF
 echo "(ratio = ocireg / reference: above 1 is better for req/s and MB/s, worse for ms, CPU and RSS)"
 
-# errors: every failed run, with its messages
+# errors: every failed run, with its messages (regbench's own, else its exit and stderr)
 nerr=0
-for f in "$tmp"/out/*.json; do
+for f in "$tmp"/out/*.rc; do
     [ -f "$f" ] || continue
-    base=${f%.json}
-    bad=$(jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$f" 2>/dev/null)
-    rc=$(cat "$base.rc" 2>/dev/null || echo 0)
-    if [ -n "$bad" ] || { [ "$rc" != 0 ] && [ "$rc" != 1 ]; } || ! jq -e . "$f" >/dev/null 2>&1; then
-        [ $nerr = 0 ] && { echo; echo "errors:"; }
-        nerr=$((nerr + 1))
-        echo "  $(basename "$base") (exit $rc):"
-        [ -n "$bad" ] && echo "$bad"
-        [ -s "$base.err" ] && sed 's/^/    /' "$base.err" | head -5
+    base=${f%.rc}
+    read -r rc <"$f"
+    [ "$rc" = 0 ] && continue
+    [ $nerr = 0 ] && { echo; echo "errors:"; }
+    nerr=$((nerr + 1))
+    echo "  ${base##*/} (exit $rc):"
+    if [ -s "$base.json" ]; then
+        jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$base.json" 2>/dev/null
     fi
+    [ -s "$base.err" ] && sed 's/^/    /' "$base.err" | head -5
 done
 
+say "report done"
 # ---- machine ceilings ---------------------------------------------------------------
 echo
 echo "machine ceilings:"
@@ -313,6 +370,9 @@ fi
 dd if=/dev/zero of="$tmp/dd.bin" bs=1M count=256 conv=fsync 2>"$tmp/dd.txt" >/dev/null
 awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,?$/) { printf "  fsync'"'"'d disk write (dd 256 MiB, conv=fsync): %.1f MB/s\n", 268.435456 / $(i - 1); exit } }' "$tmp/dd.txt" | sed 's/,//'
 rm -f "$tmp/dd.bin"
+say "ceilings done"
 [ -z "$OCI_ADDR" ] && echo "note: ocireg unavailable ($OCI_WHY): only the reference was measured"
+[ -n "$REF_DIED" ] && echo "note: $REF_DIED"
+[ -n "$OCI_DIED" ] && { echo "note: $OCI_DIED"; nerr=$((nerr + 1)); }
 [ $nerr -gt 0 ] && exit 1
 exit 0

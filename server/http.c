@@ -124,6 +124,25 @@ listen_socket(const struct sockaddr *sa, socklen_t salen, struct err *e)
     return fd;
 }
 
+/* SO_REUSEPORT would let us share a port with another process of the same user
+ * (a second ocireg, silently taking half the connections): bind once without it
+ * first, so a port in use is an error. */
+static int
+probe_in_use(const struct sockaddr *sa, socklen_t salen, struct err *e)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_sys(e, ERR_IO, errno, "socket");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = bind(fd, sa, salen);
+    int se = errno;
+    close(fd);
+    if (rc < 0)
+        return err_sys(e, ERR_IO, se, "bind");
+    return 0;
+}
+
 struct http_server *
 http_server_new(const struct http_server_opts *opts, const struct http_app *app, struct err *e)
 {
@@ -166,6 +185,8 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     struct sockaddr_storage ss;
     socklen_t sslen = (socklen_t)ai->ai_addrlen;
     memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+    if (strcmp(port, "0") != 0 && probe_in_use((struct sockaddr *)&ss, sslen, e) < 0)
+        goto fail;
     for (int i = 0; i < s->nworkers; i++) {
         int fd = listen_socket((struct sockaddr *)&ss, sslen, e);
         if (fd < 0)
@@ -209,14 +230,14 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     if (s->o.header_max + 1024 > 80 * 1024)
         http_parser_set_max_header_size((uint32_t)(s->o.header_max + 1024));
 
-    char body[256];
+    char body[200];
     size_t bl = reply_error_json(ERR_TOOMANYREQUESTS, "too many connections", body, sizeof(body));
-    int n = snprintf(s->reject503, sizeof(s->reject503),
-                     "HTTP/1.1 503 %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
-                     "Docker-Distribution-API-Version: registry/2.0\r\nRetry-After: 1\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     reply_reason(503), bl, body);
-    s->reject503_len = n > 0 && (size_t)n < sizeof(s->reject503) ? (size_t)n : 0;
+    snprintf(s->reject_head, sizeof(s->reject_head),
+             "HTTP/1.1 503 %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
+             "Docker-Distribution-API-Version: registry/2.0\r\nRetry-After: 1\r\n"
+             "Connection: close\r\n",
+             reply_reason(503), bl);
+    snprintf(s->reject_tail, sizeof(s->reject_tail), "\r\n%s", body);
 
     /* a peer that resets while we send must be an EPIPE, not a signal */
     struct sigaction sa;
@@ -320,8 +341,8 @@ worker_on_drain(evutil_socket_t fd, short what, void *arg)
 {
     struct http_worker *w = arg;
     if (w->nconns)
-        log_warn("http", NULL, "worker %d: closing %d connections still busy at shutdown",
-                 w->index, w->nconns);
+        log_warn("http", NULL, "worker %d: closing %d connections still busy at shutdown", w->index,
+                 w->nconns);
     while (w->conns)
         http_conn_kill(w->conns);
     event_base_loopbreak(w->base);

@@ -128,6 +128,12 @@ cb_header_field(http_parser *p, const char *at, size_t n)
     struct http_req *r = ((struct http_conn *)p->data)->req;
     if (r->headers_done)
         return 0; /* chunked trailers: ignored */
+    /* RFC 9112 5.1: no whitespace between name and colon; a server must reject it
+     * (else "Content-Length : 5" would smuggle a body past us) */
+    if (memchr(at, ' ', n) || memchr(at, '\t', n)) {
+        r->bad_header_name = 1;
+        return -1;
+    }
     if (r->last_cb != 2) {
         if (hb_close_current(r) < 0)
             return -1;
@@ -230,8 +236,8 @@ method_scan(const char *p, size_t len, size_t *toklen, enum http_method *m)
     static const struct {
         const char *s;
         enum http_method m;
-    } known[] = {{"GET", HTTP_M_GET},       {"HEAD", HTTP_M_HEAD},     {"POST", HTTP_M_POST},
-                 {"PUT", HTTP_M_PUT},       {"PATCH", HTTP_M_PATCH},   {"DELETE", HTTP_M_DELETE},
+    } known[] = {{"GET", HTTP_M_GET},        {"HEAD", HTTP_M_HEAD},   {"POST", HTTP_M_POST},
+                 {"PUT", HTTP_M_PUT},        {"PATCH", HTTP_M_PATCH}, {"DELETE", HTTP_M_DELETE},
                  {"OPTIONS", HTTP_M_OPTIONS}};
     size_t i = 0;
     while (i < len && i < METHOD_TOKEN_MAX && is_tchar((unsigned char)p[i]))
@@ -337,11 +343,11 @@ conn_req_end(struct http_conn *c)
     if (r->scanned || r->replied) {
         struct timespec now;
         now_mono(&now);
-        double ms = (double)(now.tv_sec - r->t0.tv_sec) * 1e3 +
-                    (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
+        double ms =
+            (double)(now.tv_sec - r->t0.tv_sec) * 1e3 + (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
         if (r->reply_done)
-            log_info("http", r->id, "%s %s status=%d bytes=%llu in=%llu ms=%.3f",
-                     r->method_name, r->raw_target ? r->raw_target : "-", r->status,
+            log_info("http", r->id, "%s %s status=%d bytes=%llu in=%llu ms=%.3f", r->method_name,
+                     r->raw_target ? r->raw_target : "-", r->status,
                      (unsigned long long)r->bytes_out, (unsigned long long)r->body_seen, ms);
         else
             log_info("http", r->id, "%s %s status=%d aborted in=%llu ms=%.3f", r->method_name,
@@ -428,14 +434,14 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
                 len -= tl;
                 r->hdr_bytes += tl;
             } else {
-                r->method_name = http_method_str((enum http_parser_method)(
-                    m == HTTP_M_GET      ? HTTP_GET
-                    : m == HTTP_M_HEAD   ? HTTP_HEAD
-                    : m == HTTP_M_POST   ? HTTP_POST
-                    : m == HTTP_M_PUT    ? HTTP_PUT
-                    : m == HTTP_M_PATCH  ? HTTP_PATCH
-                    : m == HTTP_M_DELETE ? HTTP_DELETE
-                                         : HTTP_OPTIONS));
+                r->method_name =
+                    http_method_str((enum http_parser_method)(m == HTTP_M_GET      ? HTTP_GET
+                                                              : m == HTTP_M_HEAD   ? HTTP_HEAD
+                                                              : m == HTTP_M_POST   ? HTTP_POST
+                                                              : m == HTTP_M_PUT    ? HTTP_PUT
+                                                              : m == HTTP_M_PATCH  ? HTTP_PATCH
+                                                              : m == HTTP_M_DELETE ? HTTP_DELETE
+                                                                                   : HTTP_OPTIONS));
             }
         }
         if (!r->headers_done) {
@@ -455,7 +461,9 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
                 if (he == HPE_HEADER_OVERFLOW || r->too_many_headers || r->hb_overflow)
                     http_req_fail(r, ERR_HEADERS_TOO_LARGE, "request header block too large");
                 else
-                    http_req_fail(r, ERR_BAD_REQUEST, http_errno_description(he));
+                    http_req_fail(r, ERR_BAD_REQUEST,
+                                  r->bad_header_name ? "whitespace in a header name"
+                                                     : http_errno_description(he));
                 len = 0;
                 continue;
             }
@@ -613,6 +621,13 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     size_t have = c->pend_len;
+    if (have >= w->scratch_cap) {
+        /* cannot happen: reading is off while more than a method token is kept */
+        log_error("http", NULL, "connection input buffer overrun");
+        c->dead = 1;
+        conn_settle(c);
+        return;
+    }
     ssize_t n = recv(fd, w->scratch + have, w->scratch_cap - have, 0);
     if (n > 0) {
         if (c->lingering) {
@@ -800,8 +815,11 @@ void
 http_conn_reject(struct http_worker *w, int fd)
 {
     struct http_server *s = w->srv;
-    ssize_t n = send(fd, s->reject503, s->reject503_len, MSG_NOSIGNAL);
-    if (n != (ssize_t)s->reject503_len || shutdown(fd, SHUT_WR) < 0) {
+    char buf[sizeof(s->reject_head) + sizeof(s->reject_tail) + 64];
+    int len =
+        snprintf(buf, sizeof(buf), "%s%s%s", s->reject_head, http_worker_date(w), s->reject_tail);
+    ssize_t n = len > 0 ? send(fd, buf, (size_t)len, MSG_NOSIGNAL) : -1;
+    if (n != (ssize_t)len || shutdown(fd, SHUT_WR) < 0) {
         close(fd);
         return;
     }

@@ -23,10 +23,13 @@
 struct event;
 struct event_base;
 
-#define HTTP_MAX_HEADERS 128      /* more header lines than this: 431 */
-#define HTTP_DISCARD_MAX 65536    /* an unread body up to this is read and dropped after
-                                     an early reply; larger ones close the connection */
-#define HTTP_LINGER_MS 2000       /* lingering close: read and drop for at most this */
+/* more header lines than this: 431 */
+#define HTTP_MAX_HEADERS 128
+/* an unread body up to this is read and dropped after an early reply; a larger one
+ * closes the connection */
+#define HTTP_DISCARD_MAX 65536
+/* lingering close: read and drop for at most this */
+#define HTTP_LINGER_MS 2000
 
 enum body_mode { BODY_NONE = 0, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
 
@@ -38,35 +41,35 @@ struct http_worker {
     pthread_t thread;
     int started;
     struct event_base *base;
-    int listen_fd;                /* owned by the server (closed by http_server_free) */
-    int stop_fd;                  /* eventfd written by http_server_stop */
+    int listen_fd; /* owned by the server (closed by http_server_free) */
+    int stop_fd;   /* eventfd written by http_server_stop */
     struct event *listen_ev, *stop_ev, *drain_ev;
-    void *wctx;                   /* app->worker_init's context */
-    char *scratch;                /* receive buffer, body_buffer bytes, shared by the
-                                     worker's connections: input is consumed before the
-                                     callback returns (leftovers are copied out) */
+    void *wctx;    /* app->worker_init's context */
+    char *scratch; /* receive buffer, body_buffer bytes, shared by the
+                      worker's connections: input is consumed before the
+                      callback returns (leftovers are copied out) */
     size_t scratch_cap;
-    struct http_conn *conns;      /* doubly-linked list of open connections */
+    struct http_conn *conns; /* doubly-linked list of open connections */
     int nconns;
     int stopping;
     uint64_t req_counter;
     time_t date_sec;
-    char date[40];                /* cached "Date: ...\r\n" for date_sec */
+    char date[40]; /* cached "Date: ...\r\n" for date_sec */
     int failed;
     struct err err;
 };
 
 struct http_server {
     struct http_server_opts o;
-    char *listen;                 /* copy of o.listen */
+    char *listen; /* copy of o.listen */
     struct http_app app;
     int nworkers;
     struct http_worker *workers;
     char addr[80];
-    atomic_int nconns;            /* open connections, all workers */
+    atomic_int nconns; /* open connections, all workers */
     atomic_int stop;
-    char reject503[512];          /* the whole 503 response for max_connections */
-    size_t reject503_len;
+    /* the 503 response for max_connections, around its Date line */
+    char reject_head[384], reject_tail[256];
 };
 
 /* One TCP connection. Kept small: an idle keep-alive connection holds only this
@@ -74,20 +77,20 @@ struct http_server {
 struct http_conn {
     struct http_worker *w;
     struct http_conn *prev, *next;
-    struct event *rev, *wev;      /* point into this allocation (event_assign) */
+    struct event *rev, *wev; /* point into this allocation (event_assign) */
     int fd;
-    unsigned counted : 1;         /* counts in srv->nconns */
+    unsigned counted : 1; /* counts in srv->nconns */
     unsigned rd_on : 1, wr_on : 1;
-    unsigned dead : 1;            /* close now (peer gone, error, timeout) */
-    unsigned closing : 1;         /* close after the current reply is written */
-    unsigned lingering : 1;       /* write side shut, reading and dropping */
-    unsigned served : 1;          /* at least one request answered */
+    unsigned dead : 1;      /* close now (peer gone, error, timeout) */
+    unsigned closing : 1;   /* close after the current reply is written */
+    unsigned lingering : 1; /* write side shut, reading and dropping */
+    unsigned served : 1;    /* at least one request answered */
     unsigned peer_eof : 1;
-    struct timespec deadline;     /* header or linger deadline (CLOCK_MONOTONIC) */
-    char *pend;                   /* unprocessed input saved while a reply is written */
+    struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
+    char *pend;               /* unprocessed input saved while a reply is written */
     size_t pend_len;
     http_parser parser;
-    struct http_req *req;         /* the request in progress, NULL when idle */
+    struct http_req *req; /* the request in progress, NULL when idle */
 };
 
 struct http_req {
@@ -101,33 +104,34 @@ struct http_req {
     /* header block as received: url \0 name \0 value \0 name \0 value \0 ... */
     char *hb;
     size_t hb_len, hb_cap;
-    size_t hdr_bytes;             /* bytes of request line + headers fed to the parser */
-    int last_cb;                  /* 0 none, 1 url, 2 field, 3 value */
+    size_t hdr_bytes; /* bytes of request line + headers fed to the parser */
+    int last_cb;      /* 0 none, 1 url, 2 field, 3 value */
     unsigned nh;
     uint32_t hname[HTTP_MAX_HEADERS], hval[HTTP_MAX_HEADERS];
     unsigned too_many_headers : 1;
     unsigned hb_overflow : 1;
-    unsigned scanned : 1;         /* method token read, parser started */
+    unsigned bad_header_name : 1;
+    unsigned scanned : 1; /* method token read, parser started */
 
     const char *raw_target;
     const char *path;
     size_t nq;
     const char **qk, **qv;
 
-    int64_t content_length;       /* -1 when not given */
+    int64_t content_length; /* -1 when not given */
     unsigned chunked : 1;
     unsigned expect_continue : 1;
     unsigned continue_sent : 1;
     unsigned http10 : 1;
-    unsigned keepalive : 1;       /* the client allows another request */
+    unsigned keepalive : 1; /* the client allows another request */
     unsigned head : 1;
 
     /* phases */
     unsigned headers_done : 1;
-    unsigned msg_done : 1;        /* the parser saw the end of the message */
-    unsigned completed : 1;       /* on_complete was called */
-    unsigned replied : 1;         /* a reply was queued */
-    unsigned reply_done : 1;      /* ... and fully written */
+    unsigned msg_done : 1;   /* the parser saw the end of the message */
+    unsigned completed : 1;  /* on_complete was called */
+    unsigned replied : 1;    /* a reply was queued */
+    unsigned reply_done : 1; /* ... and fully written */
     unsigned in_dispatch : 1;
 
     enum body_mode body_mode;
@@ -136,19 +140,19 @@ struct http_req {
     http_complete_fn on_complete;
     http_abort_fn on_abort;
     void *state;
-    char *cbody;                  /* collected body (NUL-terminated) */
+    char *cbody; /* collected body (NUL-terminated) */
     size_t cbody_len, cbody_cap, cbody_max;
     uint64_t body_seen;
 
     /* reply */
-    char *rh;                     /* extra headers added by the app */
+    char *rh; /* extra headers added by the app */
     size_t rh_len, rh_cap;
     int status;
-    uint64_t bytes_out;           /* body bytes of the reply */
-    char *out;                    /* unsent part of the header + memory body */
+    uint64_t bytes_out; /* body bytes of the reply */
+    char *out;          /* unsent part of the header + memory body */
     size_t out_len, out_pos;
-    unsigned out_heap : 1;        /* out is malloc'd (else a stack buffer of the replier) */
-    int file_fd;                  /* -1 when none */
+    unsigned out_heap : 1; /* out is malloc'd (else a stack buffer of the replier) */
+    int file_fd;           /* -1 when none */
     off_t file_off;
     uint64_t file_left;
 };

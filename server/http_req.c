@@ -462,8 +462,8 @@ status_has_body(int status)
 }
 
 static void
-reply_send(struct http_req *r, int status, const char *ctype, const void *body, size_t n,
-           int fd, uint64_t off, uint64_t flen)
+reply_send(struct http_req *r, int status, const char *ctype, const void *body, size_t n, int fd,
+           uint64_t off, uint64_t flen)
 {
     struct http_conn *c = r->c;
     if (r->replied) {
@@ -504,8 +504,7 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
                               (unsigned long long)clen);
     if (ctype && *ctype && has_body)
         h += (size_t)snprintf(buf + h, hcap - h, "Content-Type: %s\r\n", ctype);
-    h += (size_t)snprintf(buf + h, hcap - h,
-                          "Docker-Distribution-API-Version: registry/2.0\r\n%s",
+    h += (size_t)snprintf(buf + h, hcap - h, "Docker-Distribution-API-Version: registry/2.0\r\n%s",
                           http_worker_date(c->w));
     if (c->closing)
         h += (size_t)snprintf(buf + h, hcap - h, "Connection: close\r\n");

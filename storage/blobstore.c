@@ -57,8 +57,7 @@ algo_dir(enum digest_algo a)
 void
 blob_relpath(const struct digest *d, char *buf)
 {
-    snprintf(buf, BLOB_RELPATH_MAX, "%s/%c%c/%s", algo_dir(d->algo), d->hex[0], d->hex[1],
-             d->hex);
+    snprintf(buf, BLOB_RELPATH_MAX, "%s/%c%c/%s", algo_dir(d->algo), d->hex[0], d->hex[1], d->hex);
 }
 
 void

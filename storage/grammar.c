@@ -55,8 +55,7 @@ bad:
 static int
 is_tag_first(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */

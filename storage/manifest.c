@@ -123,15 +123,13 @@ check_descriptor(json_t *d, const char *what, struct digest *dg, uint64_t *size,
                  struct err *e)
 {
     if (!json_is_object(d))
-        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s is not an object",
-                       what);
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s is not an object", what);
     json_t *mt = json_object_get(d, "mediaType");
     if (!json_is_string(mt) || !media_type_ok(json_string_value(mt)))
         return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s mediaType", what);
     json_t *dj = json_object_get(d, "digest");
     if (!json_is_string(dj))
-        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s digest missing",
-                       what);
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s digest missing", what);
     struct err de;
     if (digest_parse(json_string_value(dj), json_string_length(dj), dg, &de) < 0) {
         if (de.code == ERR_UNSUPPORTED)
@@ -204,8 +202,8 @@ manifest_info_release(struct manifest_info *mi)
 }
 
 int
-manifest_parse(const char *body, size_t len, const char *content_type,
-               struct manifest_info *out, struct err *e)
+manifest_parse(const char *body, size_t len, const char *content_type, struct manifest_info *out,
+               struct err *e)
 {
     struct manifest_info mi;
     memset(&mi, 0, sizeof(mi));

@@ -124,8 +124,8 @@ recover(struct storage_handle *h, struct err *e)
             if (unlinkat(st->uploadsfd, de->d_name, 0) == 0)
                 removed_files++;
             else
-                log_warn("storage", NULL, "recovery: cannot remove uploads/%s errno=%d",
-                         de->d_name, errno);
+                log_warn("storage", NULL, "recovery: cannot remove uploads/%s errno=%d", de->d_name,
+                         errno);
         }
     }
     closedir(dir);
@@ -135,7 +135,7 @@ recover(struct storage_handle *h, struct err *e)
     if (sqlite3_prepare_v2(db, "SELECT uuid FROM uploads", -1, &s, NULL) != SQLITE_OK)
         return metadb_err(h, "recovery", e);
     size_t n = 0, cap = 0;
-    char (*gone)[UPLOAD_ID_LEN + 1] = NULL;
+    char(*gone)[UPLOAD_ID_LEN + 1] = NULL;
     while (sqlite3_step(s) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(s, 0);
         struct stat sb;
@@ -220,8 +220,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
     }
     if (flock(st->lockfd, LOCK_EX | LOCK_NB) < 0) {
         if (errno == EWOULDBLOCK)
-            err_set(e, ERR_CONFIG, 0, "storage root '%s' is in use by another instance",
-                    st->root);
+            err_set(e, ERR_CONFIG, 0, "storage root '%s' is in use by another instance", st->root);
         else
             err_sys(e, ERR_IO, errno, "lock '%s/lock'", st->root);
         goto fail;
@@ -333,8 +332,7 @@ exists1(struct storage_handle *h, enum stmt_id id, const char *a, const char *b,
 
 /* link_blob - inside a transaction: blobs row, repo row, link row */
 static int
-link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t size,
-          struct err *e)
+link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t size, struct err *e)
 {
     int64_t now = now_sec();
     sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
@@ -695,8 +693,7 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
 }
 
 int
-storage_manifest_delete(struct storage_handle *h, const char *repo, const char *ref,
-                        struct err *e)
+storage_manifest_delete(struct storage_handle *h, const char *repo, const char *ref, struct err *e)
 {
     if (!ref)
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
@@ -762,8 +759,8 @@ limit_of(long n)
 
 /* page - step a keyset query whose LIMIT is n + 1, calling fn for the first n */
 static int
-page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void *arg,
-     int *more, long *count, struct err *e)
+page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void *arg, int *more,
+     long *count, struct err *e)
 {
     long i = 0;
     int rc, m = 0;
@@ -779,8 +776,6 @@ page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void
             break;
         }
     }
-    if (rc == SQLITE_ROW && !m)
-        m = 1;
     sqlite3_reset(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         return metadb_err(h, "list", e);
@@ -815,8 +810,8 @@ storage_tags_list(struct storage_handle *h, const char *repo, const char *last, 
 }
 
 int
-storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn,
-                void *arg, int *more, struct err *e)
+storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn, void *arg,
+                int *more, struct err *e)
 {
     sqlite3_stmt *s = metadb_q(h, Q_CATALOG);
     metadb_bind_text(s, 1, last ? last : "");

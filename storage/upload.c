@@ -247,6 +247,8 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     struct storage *st = h->st;
     if (!repo || name_validate(repo, strlen(repo), e) < 0)
         return -1;
+    if (algo != DIGEST_SHA256 && algo != DIGEST_SHA512)
+        return err_set(e, ERR_UNSUPPORTED, 0, "unsupported digest algorithm");
     char uuid[UPLOAD_ID_LEN + 1];
     if (uuid_generate(uuid, e) < 0)
         return -1;
@@ -293,8 +295,7 @@ fail:
 }
 
 struct upload *
-storage_upload_acquire(struct storage_handle *h, const char *repo, const char *uuid,
-                       struct err *e)
+storage_upload_acquire(struct storage_handle *h, const char *repo, const char *uuid, struct err *e)
 {
     struct storage *st = h->st;
     if (!repo || !uuid_valid(uuid)) {
@@ -389,8 +390,7 @@ upload_release(struct upload *u)
 }
 
 int
-upload_commit(struct upload *u, const struct digest *expected, int64_t expected_size,
-              struct err *e)
+upload_commit(struct upload *u, const struct digest *expected, int64_t expected_size, struct err *e)
 {
     struct storage *st = u->st;
     struct storage_handle *h = u->h;
@@ -530,8 +530,7 @@ remove_claimed(struct storage_handle *h, struct upload *u, int fresh, const char
 }
 
 int
-storage_upload_cancel(struct storage_handle *h, const char *repo, const char *uuid,
-                      struct err *e)
+storage_upload_cancel(struct storage_handle *h, const char *repo, const char *uuid, struct err *e)
 {
     if (!repo || !uuid_valid(uuid))
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
@@ -549,7 +548,7 @@ storage_expire_uploads(struct storage_handle *h, struct err *e)
     if (st->upload_expiry_sec <= 0)
         return 0;
     size_t n = 0, cap = 0;
-    char (*ids)[UPLOAD_ID_LEN + 1] = NULL;
+    char(*ids)[UPLOAD_ID_LEN + 1] = NULL;
     sqlite3_stmt *s = metadb_q(h, Q_UP_EXPIRED);
     metadb_bind_int64(s, 1, now_sec() - st->upload_expiry_sec);
     int rc;

@@ -183,6 +183,14 @@ Test(api_blobs, range_requests)
     cr_assert_str_eq(r.body, "6789");
     tresp_free(&r);
 
+    /* an end past the size is clamped to it */
+    const char *h6[] = {"Range: bytes=5-100", NULL};
+    req("GET", path, h6, NULL, 0, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert_str_eq(r.body, "56789");
+    cr_assert_str_eq(H(&r, "Content-Range"), "bytes 5-9/10");
+    tresp_free(&r);
+
     const char *h4[] = {"Range: bytes=10-20", NULL};
     req("GET", path, h4, NULL, 0, &r);
     cr_assert_eq(r.status, 416);

@@ -117,6 +117,10 @@ Test(api_manifests, several_tags_at_once)
     const char *h[] = {"Content-Type: " MT_OCI_MANIFEST, NULL};
     req("PUT", path, h, body, strlen(body), &r);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    /* spec (main): one OCI-Tag response header per accepted tag */
+    cr_assert(strcasestr(r.headers, "\r\nOCI-Tag: v1\r\n"), "%s", r.headers);
+    cr_assert(strcasestr(r.headers, "\r\nOCI-Tag: v1.0\r\n"), "%s", r.headers);
+    cr_assert(strcasestr(r.headers, "\r\nOCI-Tag: stable\r\n"), "%s", r.headers);
     tresp_free(&r);
     expect_manifest("tags", "v1", MT_OCI_MANIFEST, body, dg);
     expect_manifest("tags", "v1.0", MT_OCI_MANIFEST, body, dg);
@@ -125,9 +129,21 @@ Test(api_manifests, several_tags_at_once)
     /* the path tag plus query tags */
     req("PUT", "/v2/tags/manifests/latest?tag=extra&tag=latest", h, body, strlen(body), &r);
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
+    cr_assert(strcasestr(r.headers, "\r\nOCI-Tag: latest\r\n"), "%s", r.headers);
+    cr_assert(strcasestr(r.headers, "\r\nOCI-Tag: extra\r\n"), "%s", r.headers);
     tresp_free(&r);
     expect_manifest("tags", "latest", MT_OCI_MANIFEST, body, dg);
     expect_manifest("tags", "extra", MT_OCI_MANIFEST, body, dg);
+
+    /* at most PUT_MAX_TAGS (32) tags in one push */
+    char many[2048];
+    int n = snprintf(many, sizeof(many), "/v2/tags/manifests/%s?", dg);
+    for (int i = 0; i < 33; i++)
+        n += snprintf(many + n, sizeof(many) - (size_t)n, "%stag=m%d", i ? "&" : "", i);
+    req("PUT", many, h, body, strlen(body), &r);
+    assert_err(&r, 400, "MANIFEST_INVALID");
+    tresp_free(&r);
+    cr_assert_eq(status_of("GET", "/v2/tags/manifests/m0"), 404);
 
     /* one bad tag refuses the whole push */
     req("PUT", "/v2/tags/manifests/ok?tag=-bad", h, body, strlen(body), &r);
@@ -146,6 +162,18 @@ Test(api_manifests, put_errors)
     assert_err(&r, 400, "MANIFEST_INVALID");
     tresp_free(&r);
     req("PUT", "/v2/err/manifests/x", h, "{\"schemaVersion\":1}", 19, &r);
+    assert_err(&r, 400, "MANIFEST_INVALID");
+    tresp_free(&r);
+
+    /* an unknown media type: 415 UNSUPPORTED; a body whose mediaType disagrees
+     * with Content-Type: 400 MANIFEST_INVALID */
+    const char *hx[] = {"Content-Type: application/x-unknown", NULL};
+    const char *unk = "{\"schemaVersion\":2,\"layers\":[]}";
+    req("PUT", "/v2/err/manifests/x", hx, unk, strlen(unk), &r);
+    assert_err(&r, 415, "UNSUPPORTED");
+    tresp_free(&r);
+    const char *idx = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[]}";
+    req("PUT", "/v2/err/manifests/x", h, idx, strlen(idx), &r);
     assert_err(&r, 400, "MANIFEST_INVALID");
     tresp_free(&r);
 

@@ -137,7 +137,7 @@ check_memory(long base_kb, long cpu0, const char *what, uint64_t size, int64_t m
                  HWM_LIMIT_KB);
 }
 
-Test(bigupload, monolithic_put_streamed, .init = setup, .fini = teardown, .timeout = 240)
+Test(bigupload, monolithic_put_streamed, .init = setup, .fini = teardown)
 {
     uint64_t size = pick_size(), seed = 0xb16b16;
     warm_up();
@@ -170,7 +170,7 @@ Test(bigupload, monolithic_put_streamed, .init = setup, .fini = teardown, .timeo
     finish();
 }
 
-Test(bigupload, chunked_patch_512mib, .init = setup, .fini = teardown, .timeout = 240)
+Test(bigupload, chunked_patch_512mib, .init = setup, .fini = teardown)
 {
     uint64_t size = pick_size(), seed = 0xc4c4c4;
     uint64_t chunk = 512 * MIB < size ? 512 * MIB : size / 2;

@@ -562,7 +562,7 @@ teardown(void)
     curl_global_cleanup();
 }
 
-Test(crash, kill9_during_concurrent_pushes, .timeout = 180, .fini = teardown)
+Test(crash, kill9_during_concurrent_pushes, .fini = teardown)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     G.recs = calloc(MAXREC, sizeof(*G.recs));

@@ -73,8 +73,7 @@ echo_body(struct http_req *r, void *state, const void *data, size_t n)
     struct echo_state *s = state;
     s->seen += n;
     if (s->fail_after && s->seen > s->fail_after) {
-        http_reply_errorf(r, ERR_IO, "failing after %llu bytes",
-                          (unsigned long long)s->fail_after);
+        http_reply_errorf(r, ERR_IO, "failing after %llu bytes", (unsigned long long)s->fail_after);
         return -1;
     }
     EVP_DigestUpdate(s->md, data, n);
@@ -390,6 +389,7 @@ assert_common_headers(const struct resp *r)
     cr_assert_not_null(strstr(r->head, "\r\nDocker-Distribution-API-Version: registry/2.0\r\n"),
                        "missing API version header in:\n%s", r->head);
     cr_assert(strncmp(r->head, "HTTP/1.1 ", 9) == 0);
+    cr_assert_not_null(strstr(r->head, "\r\nDate: "), "missing Date in:\n%s", r->head);
 }
 
 /* one request on a fresh connection */
@@ -655,6 +655,23 @@ Test(http_layer, header_block_over_limit_gets_431)
     tc_close(&c);
 }
 
+Test(http_layer, too_many_header_lines_get_431)
+{
+    start_default();
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\n");
+    for (int i = 0; i < 200; i++)
+        tc_sends(&c, "X: y\r\n");
+    tc_sends(&c, "\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 431);
+    cr_assert(tc_closed(&c, 3000));
+    resp_free(&r);
+    tc_close(&c);
+}
+
 Test(http_layer, content_length_with_transfer_encoding_is_400)
 {
     start_default();
@@ -691,10 +708,14 @@ Test(http_layer, bad_chunk_size_is_400_and_aborts)
 Test(http_layer, garbage_gets_400_and_server_keeps_serving)
 {
     start_default();
-    static const char *const junk[] = {
-        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "GET\r\n\r\n",
-        "GET /info HTTP/9.9\r\n\r\n", "GET /in fo HTTP/1.1\r\n\r\n",
-        "GET /info HTTP/1.1\r\nBad Header\r\n\r\n", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA /\r\n"};
+    static const char *const junk[] = {"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+                                       "GET\r\n\r\n",
+                                       "GET /info HTTP/9.9\r\n\r\n",
+                                       "GET /in fo HTTP/1.1\r\n\r\n",
+                                       "GET /info HTTP/1.1\r\nBad Header\r\n\r\n",
+                                       "POST /echo HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello",
+                                       "POST /echo HTTP/1.1\r\nContent-Length\t: 5\r\n\r\nhello",
+                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA /\r\n"};
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
         struct tc c;
         tc_open(&c);
@@ -896,8 +917,8 @@ Test(http_layer, path_is_percent_decoded_once_and_query_parsed)
     roundtrip("GET /info/%2e%2e/x%2Fy%252e?a=1&b=2&a=%41%2B+&a HTTP/1.1\r\n\r\n", &r);
     cr_assert_eq(r.status, 200);
     cr_assert_not_null(strstr(r.body, "path=/info/../x/y%2e\n"), "%s", r.body);
-    cr_assert_not_null(strstr(r.body, "raw=/info/%2e%2e/x%2Fy%252e?a=1&b=2&a=%41%2B+&a\n"),
-                       "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "raw=/info/%2e%2e/x%2Fy%252e?a=1&b=2&a=%41%2B+&a\n"), "%s",
+                       r.body);
     cr_assert_not_null(strstr(r.body, "a=1\na=A++\na=\n"), "%s", r.body);
     resp_free(&r);
 

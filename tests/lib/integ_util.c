@@ -134,9 +134,14 @@ reference_start(struct testsrv *s, const char *root)
 int
 integ_srv_start(struct testsrv *s, const char *root, const char *const *extra_env)
 {
-    if (integ_reference())
-        return reference_start(s, root);
-    return testsrv_start(s, root, extra_env);
+    int rc = integ_reference() ? reference_start(s, root) : testsrv_start(s, root, extra_env);
+    if (rc < 0 && !root && s->root[0]) {
+        /* a folder made for a server that never came up: remove it (and its log) */
+        integ_rm_rf(s->root);
+        unlink(s->log);
+        s->own_root = 0;
+    }
+    return rc;
 }
 
 int

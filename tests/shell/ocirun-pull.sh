@@ -5,7 +5,8 @@
 # on a free 127.0.0.1 port, pushes the fixture images into it with skopeo, and
 # checks with $OCIRUN_BIN: pull by tag and by digest, a second image on the
 # same base fetches only its new blobs, an index resolves to linux/amd64 (and
-# --platform picks arm64), whiteouts in the unpacked layers, images / rmi and
+# --platform picks arm64), Docker schema 2 manifests and manifest lists (skopeo
+# --format v2s2), concurrent pulls into one store, whiteouts, images / rmi and
 # the content sharing between images, HTTP Basic auth (--creds and
 # $REGISTRY_AUTH_FILE), plain HTTP only with --insecure or
 # $OCIRUN_INSECURE_REGISTRIES, and a corrupted layer (one byte flipped in the
@@ -245,6 +246,47 @@ start_reference ref || fail_early "the reference registry did not start"
 R=127.0.0.1:$REGPORT
 push_fixtures "$R" || { cat "$work/skopeo.log"; fail_early "skopeo push failed"; }
 pull_suite reference "$R"
+
+# Docker schema 2 media types (manifest, manifest list, config, layers):
+# skopeo --format v2s2 converts the fixtures; the config blob stays the same
+root=$work/root-v2s2
+if skopeo copy --quiet --format v2s2 --dest-tls-verify=false "oci:$fx/oci:cfgtest" \
+    "docker://$R/ocirun/cfgtest-v2s2:latest" >>"$work/skopeo.log" 2>&1 &&
+    skopeo copy --quiet --all --format v2s2 --dest-tls-verify=false "oci:$fx/oci:multiarch" \
+        "docker://$R/ocirun/multiarch-v2s2:latest" >>"$work/skopeo.log" 2>&1; then
+    ct=$(curl -s -o /dev/null -w '%{content_type}' \
+        -H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+        "http://$R/v2/ocirun/multiarch-v2s2/manifests/latest")
+    check "v2s2: registry serves a Docker manifest list" \
+        [ "$ct" = "application/vnd.docker.distribution.manifest.list.v2+json" ]
+    $ocirun --root "$root" pull --insecure -q "$R/ocirun/cfgtest-v2s2" >/dev/null 2>"$work/err"
+    check "v2s2: Docker schema 2 manifest pulled" [ $? -eq 0 ]
+    $ocirun --root "$root" pull --insecure -q "$R/ocirun/multiarch-v2s2" >/dev/null 2>"$work/err"
+    check "v2s2: Docker manifest list resolved" [ $? -eq 0 ]
+    $ocirun --root "$root" images >"$work/out"
+    check "v2s2: same config (image id) as the OCI cfgtest" \
+        grep -q "cfgtest-v2s2:latest  *$(hex "$(cfg_digest cfgtest)" | cut -c1-12)" "$work/out"
+    check "v2s2: manifest list picked linux/amd64" \
+        grep -q "multiarch-v2s2:latest  *$(hex "$CFG_AMD" | cut -c1-12) *linux/amd64" "$work/out"
+else
+    bad "v2s2: skopeo could not push Docker-format images"
+fi
+rm -rf "$root"
+
+# two pulls of the same image into one store at the same time
+root=$work/root-race
+$ocirun --root "$root" pull --insecure -q "$R/ocirun/whiteout" >/dev/null 2>"$work/err1" &
+p1=$!
+$ocirun --root "$root" pull --insecure -q "$R/ocirun/whiteout" >/dev/null 2>"$work/err2" &
+p2=$!
+wait $p1
+r1=$?
+wait $p2
+r2=$?
+check "concurrent pulls of one image both succeed" [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
+check "concurrent pulls: one copy of each layer, tmp empty" \
+    [ "$(count_files "$root/layers")" -eq 2 ] && [ "$(count_files "$root/tmp")" -eq 0 ]
+rm -rf "$root"
 
 # plain HTTP needs --insecure or OCIRUN_INSECURE_REGISTRIES
 root=$work/root-http

@@ -118,6 +118,7 @@ expect "--entrypoint drops the image Cmd" 0 "x" -- --rm --entrypoint /bin/echo "
 expect "cfgtest user can read its home" 0 "$(printf 'hello\n')" -- --rm "$CFG" \
     'head -c 5 hello.txt; echo'
 expect "whiteout image check script" 0 "WHITEOUT-OK" -- --rm "$WH"
+expect "whiteout image in a user namespace" 0 "WHITEOUT-OK" -- --rm --userns "$WH"
 expect "--hostname" 0 "box7" -- --rm --hostname box7 "$BB" hostname
 expect "--net none: only lo, up" 0 "lo${nl}up" -- --rm "$BB" sh -c \
     "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; ip link show lo | grep -q LOOPBACK,UP && echo up"

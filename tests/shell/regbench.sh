@@ -21,7 +21,7 @@ finish() {
     exit $?
 }
 
-for b in "$RB" ; do [ -x "$b" ] || { no "regbench binary $b exists"; finish; }; done
+[ -x "$RB" ] || { no "regbench binary $RB exists"; finish; }
 for c in docker-registry jq curl sha256sum; do
     command -v $c >/dev/null 2>&1 || { no "$c is installed (scripts/install-deps.sh)"; finish; }
 done

@@ -119,9 +119,9 @@ manifest_put_with_fault(unsigned op)
     char *m = manifest_body(&dc, &dl);
     const char *tags[] = {"t"};
     storage_fault_inject(T.st, op, EIO, 1);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL, NULL, &e),
+        -1);
     struct manifest_meta meta;
     struct err e2 = {0};
     cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e2), -1);
@@ -131,9 +131,9 @@ manifest_put_with_fault(unsigned op)
     char ds[DIGEST_STR_MAX];
     cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&md, ds), &meta, NULL, &e2), -1);
     cr_assert_eq(tu_count_files(T.root, "uploads"), 0);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, &meta, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, &meta, NULL, NULL, &e), 0,
+        "%s", e.msg);
     cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e2), 0);
     free(m);
 }

@@ -16,13 +16,21 @@ static char path[64];
 static void
 clear_env(void)
 {
-    static const char *const vars[] = {
-        "OCIREG_SERVER_LISTEN",        "OCIREG_SERVER_WORKERS",     "OCIREG_SERVER_MAX_CONNECTIONS",
-        "OCIREG_SERVER_HEADER_MAX",    "OCIREG_SERVER_HEADER_TIMEOUT",
-        "OCIREG_SERVER_IDLE_TIMEOUT",  "OCIREG_SERVER_BODY_TIMEOUT",
-        "OCIREG_SERVER_BODY_BUFFER",   "OCIREG_SERVER_MAX_MANIFEST", "OCIREG_SERVER_MAX_PAGE",
-        "OCIREG_STORAGE_ROOT",         "OCIREG_STORAGE_FSYNC",      "OCIREG_STORAGE_UPLOAD_EXPIRY",
-        "OCIREG_LOG_LEVEL",            "OCIREG_LOG_FORMAT"};
+    static const char *const vars[] = {"OCIREG_SERVER_LISTEN",
+                                       "OCIREG_SERVER_WORKERS",
+                                       "OCIREG_SERVER_MAX_CONNECTIONS",
+                                       "OCIREG_SERVER_HEADER_MAX",
+                                       "OCIREG_SERVER_HEADER_TIMEOUT",
+                                       "OCIREG_SERVER_IDLE_TIMEOUT",
+                                       "OCIREG_SERVER_BODY_TIMEOUT",
+                                       "OCIREG_SERVER_BODY_BUFFER",
+                                       "OCIREG_SERVER_MAX_MANIFEST",
+                                       "OCIREG_SERVER_MAX_PAGE",
+                                       "OCIREG_STORAGE_ROOT",
+                                       "OCIREG_STORAGE_FSYNC",
+                                       "OCIREG_STORAGE_UPLOAD_EXPIRY",
+                                       "OCIREG_LOG_LEVEL",
+                                       "OCIREG_LOG_FORMAT"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
 }
@@ -173,17 +181,17 @@ Test(config, unknown_section_is_an_error_with_file_and_line)
 Test(config, malformed_lines_and_values_are_errors)
 {
     static const char *const bad[] = {
-        "listen = 1.2.3.4:5\n",              /* outside a section */
-        "[server]\njust words\n",            /* no '=' */
-        "[server\n",                         /* broken header */
-        "[server]\nworkers = -1\n",          /* negative */
-        "[server]\nworkers = 3x\n",          /* junk after number */
+        "listen = 1.2.3.4:5\n",                /* outside a section */
+        "[server]\njust words\n",              /* no '=' */
+        "[server\n",                           /* broken header */
+        "[server]\nworkers = -1\n",            /* negative */
+        "[server]\nworkers = 3x\n",            /* junk after number */
         "[server]\nheader_max = 12 parsecs\n", /* unknown unit */
-        "[server]\nheader_timeout = soon\n", /* not a duration */
-        "[storage]\nfsync = maybe\n",        /* not a boolean */
-        "[log]\nlevel = loud\n",             /* unknown level */
-        "[log]\nformat = xml\n",             /* unknown format */
-        "[storage]\nroot =\n",               /* empty */
+        "[server]\nheader_timeout = soon\n",   /* not a duration */
+        "[storage]\nfsync = maybe\n",          /* not a boolean */
+        "[log]\nlevel = loud\n",               /* unknown level */
+        "[log]\nformat = xml\n",               /* unknown format */
+        "[storage]\nroot =\n",                 /* empty */
         "[storage]\nroot = \"unterminated\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -192,8 +200,7 @@ Test(config, malformed_lines_and_values_are_errors)
         struct err e = {0};
         cr_assert_eq(config_load(&c, p, &e), -1, "accepted case %zu: %s", i, bad[i]);
         cr_assert_eq(e.code, ERR_CONFIG, "case %zu", i);
-        cr_assert_not_null(strstr(e.msg, p), "case %zu: message without the file: %s", i,
-                           e.msg);
+        cr_assert_not_null(strstr(e.msg, p), "case %zu: message without the file: %s", i, e.msg);
         cleanup();
     }
 }

@@ -8,8 +8,8 @@
 
 #define SHA256_EMPTY "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define SHA256_ABC "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-#define SHA512_ABC                                                                               \
-    "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a83" \
+#define SHA512_ABC                                                                                 \
+    "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a83"     \
     "6ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
 
 static int
@@ -69,7 +69,8 @@ Test(digest, rejects_malformed_as_digest_invalid)
 
 Test(digest, unknown_algorithm_of_valid_form_is_unsupported)
 {
-    const char *unsup[] = {"blake3:abcdef", "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
+    const char *unsup[] = {"blake3:abcdef",
+                           "sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564",
                            "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
                            "sha384:abc", "md5:d41d8cd98f00b204e9800998ecf8427e"};
     for (size_t i = 0; i < sizeof(unsup) / sizeof(*unsup); i++) {

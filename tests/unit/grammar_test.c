@@ -27,20 +27,21 @@ tag_ok(const char *s)
 
 Test(grammar, name_accepts_spec_examples)
 {
-    const char *good[] = {"a", "0", "library/ubuntu", "a.b", "a_b", "a__b", "a-b", "a---b",
-                          "foo/bar/baz", "a0.b1_c2__d3-e4/f5", "x/y-z.w", "123/456"};
+    const char *good[] = {
+        "a",     "0",           "library/ubuntu",     "a.b",     "a_b",    "a__b", "a-b",
+        "a---b", "foo/bar/baz", "a0.b1_c2__d3-e4/f5", "x/y-z.w", "123/456"};
     for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
         cr_assert(name_ok(good[i]), "'%s' should be valid", good[i]);
 }
 
 Test(grammar, name_rejects_bad_forms_and_traversal)
 {
-    const char *bad[] = {"",      "A",       "Library/ubuntu", "a//b",   "/a",    "a/",
-                         "a..b",  "..",      "../etc",         "a/../b", "a/./b", ".",
-                         "a___b", "a_.b",    "a._b",           "a-",     "-a",    "a_",
-                         "_a",    "a%2fb",   "%2e%2e",         "a b",    "a:b",   ".a",
-                         "a.",    "a/.b",    "a/-b",           "a\\b",   "a?b",   "a#b",
-                         "a-.b",  "a.-b",    "a/_b",           "é",      "a\tb",  "a\nb"};
+    const char *bad[] = {"",      "A",     "Library/ubuntu", "a//b",   "/a",    "a/",
+                         "a..b",  "..",    "../etc",         "a/../b", "a/./b", ".",
+                         "a___b", "a_.b",  "a._b",           "a-",     "-a",    "a_",
+                         "_a",    "a%2fb", "%2e%2e",         "a b",    "a:b",   ".a",
+                         "a.",    "a/.b",  "a/-b",           "a\\b",   "a?b",   "a#b",
+                         "a-.b",  "a.-b",  "a/_b",           "é",      "a\tb",  "a\nb"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         cr_assert(!name_ok(bad[i]), "'%s' should be invalid", bad[i]);
 }
@@ -78,8 +79,8 @@ Test(grammar, tag_accepts_grammar)
 
 Test(grammar, tag_rejects_bad_forms)
 {
-    const char *bad[] = {"", ".x", "-x", "a/b", "..", "../x", "a:b", "a b", "a%20", "ä",
-                         "a@b", "sha256:abc", "a\n", "/"};
+    const char *bad[] = {"",    ".x",   "-x", "a/b", "..",         "../x", "a:b",
+                         "a b", "a%20", "ä",  "a@b", "sha256:abc", "a\n",  "/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
         cr_assert(!tag_ok(bad[i]), "'%s' should be invalid", bad[i]);
 }

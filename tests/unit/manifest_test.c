@@ -16,9 +16,10 @@
 #define DESC(mt, d, sz) "{\"mediaType\":\"" mt "\",\"digest\":\"" d "\",\"size\":" #sz "}"
 
 static const char oci_manifest[] =
-    "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":" DESC(CFG_OCI, D1, 10)
-    ",\"layers\":[" DESC(LAYER_OCI, D2, 20) "," DESC(LAYER_OCI, D3, 30)
-    "],\"annotations\":{\"org.opencontainers.image.created\":\"2024-01-01\"}}";
+    "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST
+    "\",\"config\":" DESC(CFG_OCI, D1, 10) ",\"layers\":[" DESC(LAYER_OCI, D2, 20) "," DESC(
+        LAYER_OCI, D3,
+        30) "],\"annotations\":{\"org.opencontainers.image.created\":\"2024-01-01\"}}";
 
 static int
 parse(const char *body, const char *ct, struct manifest_info *mi, enum err_code *code)
@@ -107,11 +108,10 @@ Test(manifest, unknown_media_types_are_unsupported)
 
 Test(manifest, oci_index_refs_are_manifests)
 {
-    const char *body =
-        "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":["
-        "{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"" D1 "\",\"size\":5,"
-        "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}},"
-        DESC(MT_OCI_MANIFEST, D2, 6) "],\"artifactType\":\"application/vnd.x\"}";
+    const char *body = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":["
+                       "{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"" D1 "\",\"size\":5,"
+                       "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}}," DESC(
+                           MT_OCI_MANIFEST, D2, 6) "],\"artifactType\":\"application/vnd.x\"}";
     struct manifest_info mi;
     enum err_code c;
     cr_assert_eq(parse(body, MT_OCI_INDEX, &mi, &c), 0, "code %d", c);
@@ -126,10 +126,11 @@ Test(manifest, oci_index_refs_are_manifests)
 
 Test(manifest, docker_schema2_and_list)
 {
-    const char *m = "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_MANIFEST
-                    "\",\"config\":" DESC("application/vnd.docker.container.image.v1+json", D1, 7)
-                    ",\"layers\":[" DESC("application/vnd.docker.image.rootfs.diff.tar.gzip", D2,
-                                         9) "]}";
+    const char *m =
+        "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_MANIFEST "\",\"config\":" DESC(
+            "application/vnd.docker.container.image.v1+json", D1,
+            7) ",\"layers\":[" DESC("application/vnd.docker.image.rootfs.diff.tar.gzip", D2,
+                                    9) "]}";
     struct manifest_info mi;
     enum err_code c;
     cr_assert_eq(parse(m, MT_DOCKER_MANIFEST, &mi, &c), 0, "code %d", c);
@@ -137,8 +138,8 @@ Test(manifest, docker_schema2_and_list)
     cr_assert_str_eq(mi.artifact_type, "", "docker types have no artifactType");
     cr_assert_eq(mi.nrefs, 2);
     manifest_info_release(&mi);
-    const char *l = "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_LIST "\",\"manifests\":["
-                    DESC(MT_DOCKER_MANIFEST, D1, 5) "]}";
+    const char *l = "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_LIST
+                    "\",\"manifests\":[" DESC(MT_DOCKER_MANIFEST, D1, 5) "]}";
     cr_assert_eq(parse(l, NULL, &mi, &c), 0, "code %d", c);
     cr_assert_str_eq(mi.media_type, MT_DOCKER_LIST);
     cr_assert_eq(mi.nrefs, 1);
@@ -151,10 +152,12 @@ Test(manifest, artifact_with_unknown_config_type_and_subject)
     const char *body =
         "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\","
         "\"artifactType\":\"application/vnd.example.sbom\","
-        "\"config\":" DESC("application/vnd.oci.empty.v1+json",
-                           "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", 2)
-        ",\"layers\":[" DESC("application/vnd.example.sbom.v1+json", D2, 100) "],"
-        "\"subject\":" DESC(MT_OCI_MANIFEST, D3, 500) "}";
+        "\"config\":" DESC(
+            "application/vnd.oci.empty.v1+json",
+            "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            2) ",\"layers\":[" DESC("application/vnd.example.sbom.v1+json", D2,
+                                    100) "],"
+                                         "\"subject\":" DESC(MT_OCI_MANIFEST, D3, 500) "}";
     struct manifest_info mi;
     enum err_code c;
     cr_assert_eq(parse(body, MT_OCI_MANIFEST, &mi, &c), 0, "code %d", c);
@@ -166,8 +169,9 @@ Test(manifest, artifact_with_unknown_config_type_and_subject)
     manifest_info_release(&mi);
 
     /* no artifactType: config.mediaType stands in */
-    const char *b2 = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":"
-                     DESC("application/vnd.example.config+json", D1, 2) ",\"layers\":[]}";
+    const char *b2 =
+        "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST
+        "\",\"config\":" DESC("application/vnd.example.config+json", D1, 2) ",\"layers\":[]}";
     cr_assert_eq(parse(b2, NULL, &mi, &c), 0, "code %d", c);
     cr_assert_str_eq(mi.artifact_type, "application/vnd.example.config+json");
     manifest_info_release(&mi);
@@ -175,13 +179,14 @@ Test(manifest, artifact_with_unknown_config_type_and_subject)
 
 Test(manifest, foreign_layers_are_marked)
 {
-    const char *body =
-        "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":" DESC(CFG_OCI, D1, 1)
-        ",\"layers\":["
-        DESC("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", D2, 2) ","
-        "{\"mediaType\":\"" LAYER_OCI "\",\"digest\":\"" D3 "\",\"size\":3,\"urls\":[\"https://x/y\"]},"
-        DESC("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", D1, 4) ","
-        DESC(LAYER_OCI, D2, 5) "]}";
+    const char *body = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST
+                       "\",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[" DESC(
+                           "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", D2,
+                           2) ","
+                              "{\"mediaType\":\"" LAYER_OCI "\",\"digest\":\"" D3
+                              "\",\"size\":3,\"urls\":[\"https://x/y\"]}," DESC(
+                                  "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", D1,
+                                  4) "," DESC(LAYER_OCI, D2, 5) "]}";
     struct manifest_info mi;
     enum err_code c;
     cr_assert_eq(parse(body, NULL, &mi, &c), 0, "code %d", c);
@@ -203,40 +208,43 @@ Test(manifest, rejects_structurally_invalid)
         "[]",
         "\"str\"",
         "{\"schemaVersion\":2,",
-        M(",\"config\":" DESC(CFG_OCI, D1, 1)),                      /* no layers */
-        M(",\"layers\":[]"),                                          /* no config */
-        M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":{}"),     /* layers not array */
-        M(",\"config\":\"x\",\"layers\":[]"),                         /* config not object */
-        M(",\"config\":" DESC(CFG_OCI, D1, -1) ",\"layers\":[]"),    /* negative size */
-        M(",\"config\":" DESC(CFG_OCI, D1, 1.5) ",\"layers\":[]"),   /* real size */
+        M(",\"config\":" DESC(CFG_OCI, D1, 1)),                    /* no layers */
+        M(",\"layers\":[]"),                                       /* no config */
+        M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":{}"),   /* layers not array */
+        M(",\"config\":\"x\",\"layers\":[]"),                      /* config not object */
+        M(",\"config\":" DESC(CFG_OCI, D1, -1) ",\"layers\":[]"),  /* negative size */
+        M(",\"config\":" DESC(CFG_OCI, D1, 1.5) ",\"layers\":[]"), /* real size */
         M(",\"config\":{\"mediaType\":\"" CFG_OCI "\",\"digest\":\"" D1 "\",\"size\":\"1\"},"
-          "\"layers\":[]"),                                            /* string size */
+          "\"layers\":[]"), /* string size */
         M(",\"config\":{\"mediaType\":\"" CFG_OCI "\",\"digest\":\"" D1 "\"},\"layers\":[]"),
-        M(",\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":[]"),      /* no mediaType */
+        M(",\"config\":{\"digest\":\"" D1 "\",\"size\":1},\"layers\":[]"), /* no mediaType */
         M(",\"config\":" DESC("noslash", D1, 1) ",\"layers\":[]"),
         M(",\"config\":{\"mediaType\":\"" CFG_OCI "\",\"size\":1},\"layers\":[]"), /* no digest */
-        M(",\"config\":" DESC(CFG_OCI, "blake3:abc", 1) ",\"layers\":[]"),  /* unknown algo */
+        M(",\"config\":" DESC(CFG_OCI, "blake3:abc", 1) ",\"layers\":[]"), /* unknown algo */
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[1]"),
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"manifests\":[]"),
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"annotations\":{\"a\":1}"),
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"annotations\":[]"),
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"subject\":\"x\""),
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"artifactType\":5"),
-        M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[" "{\"mediaType\":\"" LAYER_OCI
-          "\",\"digest\":\"" D2 "\",\"size\":1,\"urls\":\"x\"}" "]"),
+        M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":["
+                                              "{\"mediaType\":\"" LAYER_OCI "\",\"digest\":\"" D2
+                                              "\",\"size\":1,\"urls\":\"x\"}"
+                                              "]"),
         /* duplicate keys are ambiguous */
         M(",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[],\"layers\":[]"),
-        "{\"schemaVersion\":1,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":" DESC(CFG_OCI, D1, 1)
-        ",\"layers\":[]}",
-        "{\"schemaVersion\":\"2\",\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":" DESC(CFG_OCI, D1, 1)
-        ",\"layers\":[]}",
+        "{\"schemaVersion\":1,\"mediaType\":\"" MT_OCI_MANIFEST
+        "\",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[]}",
+        "{\"schemaVersion\":\"2\",\"mediaType\":\"" MT_OCI_MANIFEST
+        "\",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[]}",
         "{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[]}",
         "{\"schemaVersion\":2,\"mediaType\":5,\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[]}",
         "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\"}",
         "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":{}}",
         "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[],\"layers\":[]}",
-        "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[{\"mediaType\":\""
-        MT_OCI_MANIFEST "\",\"digest\":\"" D1 "\",\"size\":1,\"platform\":\"linux\"}]}",
+        "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX
+        "\",\"manifests\":[{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"" D1
+        "\",\"size\":1,\"platform\":\"linux\"}]}",
         "{\"schemaVersion\":2}",
     };
 #undef M
@@ -246,11 +254,11 @@ Test(manifest, rejects_structurally_invalid)
 
 Test(manifest, bad_descriptor_digest_is_digest_invalid)
 {
-    expect_fail("{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":"
-                DESC(CFG_OCI, "sha256:XYZ", 1) ",\"layers\":[]}",
+    expect_fail("{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST
+                "\",\"config\":" DESC(CFG_OCI, "sha256:XYZ", 1) ",\"layers\":[]}",
                 NULL, ERR_DIGEST_INVALID);
-    expect_fail("{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":["
-                DESC(MT_OCI_MANIFEST, "sha256:../../etc", 1) "]}",
+    expect_fail("{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX
+                "\",\"manifests\":[" DESC(MT_OCI_MANIFEST, "sha256:../../etc", 1) "]}",
                 NULL, ERR_DIGEST_INVALID);
 }
 
@@ -271,8 +279,8 @@ Test(manifest, many_layers)
 {
     size_t cap = 200 + 1000 * 200;
     char *b = malloc(cap);
-    size_t off = (size_t)snprintf(b, cap, "{\"schemaVersion\":2,\"config\":" DESC(CFG_OCI, D1, 1)
-                                  ",\"layers\":[");
+    size_t off = (size_t)snprintf(
+        b, cap, "{\"schemaVersion\":2,\"config\":" DESC(CFG_OCI, D1, 1) ",\"layers\":[");
     for (int i = 0; i < 1000; i++)
         off += (size_t)snprintf(b + off, cap - off, "%s" DESC(LAYER_OCI, D2, 1), i ? "," : "");
     snprintf(b + off, cap - off, "]}");

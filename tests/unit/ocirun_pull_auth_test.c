@@ -22,9 +22,9 @@ chal_ok(const char *h)
 
 Test(regauth, bearer_challenge_of_docker_hub)
 {
-    struct regauth_challenge c = chal_ok(
-        "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
-        "scope=\"repository:library/busybox:pull\"");
+    struct regauth_challenge c =
+        chal_ok("Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
+                "scope=\"repository:library/busybox:pull\"");
     cr_assert_eq(c.scheme, REGAUTH_BEARER);
     cr_assert_str_eq(c.realm, "https://auth.docker.io/token");
     cr_assert_str_eq(c.service, "registry.docker.io");
@@ -43,9 +43,9 @@ Test(regauth, bearer_params_any_order_spaces_and_case)
 
 Test(regauth, quoted_values_with_commas_and_escapes)
 {
-    struct regauth_challenge c = chal_ok(
-        "Bearer realm=\"https://a/t\",scope=\"repository:a/b:pull,push repository:c:pull\","
-        "service=\"we\\\"ird\"");
+    struct regauth_challenge c =
+        chal_ok("Bearer realm=\"https://a/t\",scope=\"repository:a/b:pull,push repository:c:pull\","
+                "service=\"we\\\"ird\"");
     cr_assert_str_eq(c.scope, "repository:a/b:pull,push repository:c:pull");
     cr_assert_str_eq(c.service, "we\"ird");
 }

@@ -13,19 +13,28 @@
 #define DC "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 #define DD "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
 
-#define ENTRY(d, sz, pf)                                                                          \
-    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" d "\","     \
+#define ENTRY(d, sz, pf)                                                                           \
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" d "\","          \
     "\"size\":" #sz ",\"platform\":" pf "}"
 
 static const char index_json[] =
     "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
-    "\"manifests\":[" ENTRY(DA, 11, "{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}")
-    "," ENTRY(DB, 22, "{\"architecture\":\"amd64\",\"os\":\"linux\"}")
-    "," ENTRY(DC, 33, "{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v6\"}")
-    "," ENTRY(DD, 44, "{\"architecture\":\"arm\",\"os\":\"linux\",\"variant\":\"v7\"}")
-    ",{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA
-    "\",\"size\":5,\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}}"
-    "]}";
+    "\"manifests\":[" ENTRY(DA, 11, "{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}") "," ENTRY(
+        DB, 22,
+        "{\"architecture\":\"amd64\",\"os\":\"linux\"}") "," ENTRY(DC, 33,
+                                                                   "{\"architecture\":\"arm\","
+                                                                   "\"os\":\"linux\",\"variant\":"
+                                                                   "\"v6\"}") "," ENTRY(DD, 44,
+                                                                                        "{\"archite"
+                                                                                        "cture\":"
+                                                                                        "\"arm\","
+                                                                                        "\"os\":"
+                                                                                        "\"linux\","
+                                                                                        "\"variant"
+                                                                                        "\":"
+                                                                                        "\"v7\"}") ",{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"" DA
+                                                                                                   "\",\"size\":5,\"annotations\":{\"vnd.docker.reference.type\":\"attestation-manifest\"}}"
+                                                                                                   "]}";
 
 static void
 pick(const char *json, const char *want, const char *digest, int64_t size)
@@ -112,7 +121,7 @@ Test(platform, refuses_bad_index)
     cr_assert_eq(pull_select_platform("not json", &p, d, &sz, mt, sizeof(mt), &e), -1);
     cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
     cr_assert_eq(pull_select_platform("{\"manifests\":[{\"digest\":\"sha256:x\",\"size\":1,"
-                                      "\"platform\":{\"os\":\"linux\",\"architecture\":\"" 
+                                      "\"platform\":{\"os\":\"linux\",\"architecture\":\""
                                       "amd64\"}}]}",
                                       &p, d, &sz, mt, sizeof(mt), &e),
                  -1);

@@ -158,7 +158,8 @@ Test(imgref, refuses_bad_digests)
 {
     parse_bad("a@sha256:abc", ERR_DIGEST_INVALID);
     parse_bad("a@md5:" D64, ERR_DIGEST_INVALID);
-    parse_bad("a@sha256:" "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+    parse_bad("a@sha256:"
+              "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
               ERR_DIGEST_INVALID);
     parse_bad("a@" D64, ERR_DIGEST_INVALID);
 }

@@ -133,9 +133,11 @@ Test(cstore, corrupted_stored_blob_detected_on_read, .init = setup, .fini = tear
     size_t len;
     cr_assert_eq(cstore_blob_read(g_cs, d, 100, &data, &len, &e), -1);
     cr_assert_eq(e.code, ERR_DIGEST_INVALID);
-    cr_assert_eq(cstore_blob_put(g_cs, "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-                                 "x", 1, NULL, &e),
-                 -1);
+    cr_assert_eq(
+        cstore_blob_put(g_cs,
+                        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                        "x", 1, NULL, &e),
+        -1);
     cr_assert_eq(cstore_blob_path(g_cs, "sha256:../../etc", path, sizeof(path), &e), -1);
 }
 

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +128,19 @@ make_rootfs(const char *dir_arg)
 
 /* ---- running a container in a forked helper, output captured -------- */
 
+/* 1: the helper starts an idle thread before rt_run, as a caller with
+ * threads of its own would have (signals may then land on that thread) */
+static int helper_thread;
+
+static void *
+idle_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
 struct run_result {
     int rc;
     int exit_code;
@@ -136,8 +151,8 @@ struct run_result {
 /* fork; the child redirects stdout/stderr to <tmp>/out-<tag> and calls
  * rt_run; returns the helper's pid (the "ocirun process") */
 static pid_t
-start_run(const char *tag, const char *config, const struct rt_rootfs *rfs,
-          const struct rt_opts *o, int *resfd)
+start_run(const char *tag, const char *config, const struct rt_rootfs *rfs, const struct rt_opts *o,
+          int *resfd)
 {
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -155,6 +170,9 @@ start_run(const char *tag, const char *config, const struct rt_rootfs *rfs,
         dup2(nul, 0);
         dup2(fd, 1);
         dup2(fd, 2);
+        pthread_t th;
+        if (helper_thread && pthread_create(&th, NULL, idle_thread, NULL) != 0)
+            _exit(97);
         struct err e = {0};
         int code = -1;
         int rc = rt_run(path_join(tmp, "state"), config, rfs, o, &code, &e);
@@ -234,7 +252,8 @@ has_str(json_t *arr, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
             return 1;
     }
@@ -246,7 +265,8 @@ has_ns(json_t *spec, const char *type)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(json_object_get(spec, "linux"), "namespaces"), i, v) {
+    json_array_foreach(json_object_get(json_object_get(spec, "linux"), "namespaces"), i, v)
+    {
         if (strcmp(json_string_value(json_object_get(v, "type")), type) == 0)
             return 1;
     }
@@ -283,7 +303,8 @@ Test(ocirun_rt, spec_from_image_config, .init = setup_tmp, .fini = teardown_tmp)
     cr_assert(has_str(json_object_get(caps, "bounding"), "CAP_NET_BIND_SERVICE"));
     cr_assert_not(has_str(json_object_get(caps, "bounding"), "CAP_SYS_ADMIN"));
     cr_assert_str_eq(json_string_value(json_object_get(s, "hostname")), "abcdef012345");
-    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(s, "root"), "path")), "rootfs");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(s, "root"), "path")),
+                     "rootfs");
     json_t *lx = json_object_get(s, "linux");
     cr_assert(has_ns(s, "pid") && has_ns(s, "mount") && has_ns(s, "uts") && has_ns(s, "ipc") &&
               has_ns(s, "network"));
@@ -295,7 +316,8 @@ Test(ocirun_rt, spec_from_image_config, .init = setup_tmp, .fini = teardown_tmp)
     int seen = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(mounts, i, m) {
+    json_array_foreach(mounts, i, m)
+    {
         const char *d = json_string_value(json_object_get(m, "destination"));
         if (strcmp(d, "/proc") == 0 || strcmp(d, "/dev") == 0 || strcmp(d, "/dev/pts") == 0 ||
             strcmp(d, "/dev/shm") == 0 || strcmp(d, "/sys") == 0)
@@ -314,9 +336,18 @@ Test(ocirun_rt, spec_options_override_image, .init = setup_tmp, .fini = teardown
     make_rootfs(path_join(tmp, "r"));
     const char *env[] = {"GREETING=override", "EXTRA=1", NULL};
     const char *argv[] = {"echo", "x", NULL};
-    struct rt_opts o = {.name = "c1", .env = env, .argv = argv, .workdir = "/tmp",
-                        .user = "app:wheel", .hostname = "box", .memory = 64 << 20,
-                        .cpus = 1.5, .pids = 33, .net = RT_NET_HOST, .userns = 1, .tty = 1};
+    struct rt_opts o = {.name = "c1",
+                        .env = env,
+                        .argv = argv,
+                        .workdir = "/tmp",
+                        .user = "app:wheel",
+                        .hostname = "box",
+                        .memory = 64 << 20,
+                        .cpus = 1.5,
+                        .pids = 33,
+                        .net = RT_NET_HOST,
+                        .userns = 1,
+                        .tty = 1};
     json_t *s = build_spec(cfgtest_json, &o, path_join(tmp, "r"));
     json_t *p = json_object_get(s, "process");
     json_t *args = json_object_get(p, "args");
@@ -343,7 +374,8 @@ Test(ocirun_rt, spec_options_override_image, .init = setup_tmp, .fini = teardown
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "memory"), "limit")),
                  64 << 20);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "cpu"), "quota")), 150000);
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "cpu"), "period")), 100000);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "cpu"), "period")),
+                 100000);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(res, "pids"), "limit")), 33);
     json_decref(s);
 
@@ -366,7 +398,8 @@ Test(ocirun_rt, spec_options_override_image, .init = setup_tmp, .fini = teardown
     json_decref(s);
 }
 
-Test(ocirun_rt, spec_rejects_empty_command_and_unknown_user, .init = setup_tmp, .fini = teardown_tmp)
+Test(ocirun_rt, spec_rejects_empty_command_and_unknown_user, .init = setup_tmp,
+     .fini = teardown_tmp)
 {
     make_rootfs(path_join(tmp, "r"));
     struct err e = {0};
@@ -450,7 +483,8 @@ Test(ocirun_rt, run_echo_hi, .init = setup_tmp, .fini = teardown_tmp)
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert_str_eq(r.out, "hi\n");
     cr_assert_eq(r.exit_code, 0);
-    cr_assert_neq(access(path_join(tmp, "state/containers/echohi"), F_OK), 0, "--rm removes the dir");
+    cr_assert_neq(access(path_join(tmp, "state/containers/echohi"), F_OK), 0,
+                  "--rm removes the dir");
 }
 
 Test(ocirun_rt, run_cfgtest_semantics, .init = setup_tmp, .fini = teardown_tmp)
@@ -476,16 +510,17 @@ Test(ocirun_rt, run_security_defaults, .init = setup_tmp, .fini = teardown_tmp)
     struct stat rst;
     cr_assert_eq(stat("/", &rst), 0);
     char script[2048];
-    snprintf(script, sizeof(script),
-             "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
-             "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-rw; "
-             "echo keys=$(wc -c < /proc/keys); "
-             "ls /dev | tr '\\n' ' '; echo; "
-             "echo pid=$$; echo ok > /dev/null && echo devnull; "
-             "grep -c ' /sys sysfs ro' /proc/mounts; "
-             "mknod /tmp/disk b %u %u && { head -c 1 /tmp/disk >/dev/null 2>&1 && echo disk-readable "
-             "|| echo disk-denied; }",
-             major(rst.st_dev), minor(rst.st_dev));
+    snprintf(
+        script, sizeof(script),
+        "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
+        "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-rw; "
+        "echo keys=$(wc -c < /proc/keys); "
+        "ls /dev | tr '\\n' ' '; echo; "
+        "echo pid=$$; echo ok > /dev/null && echo devnull; "
+        "grep -c ' /sys sysfs ro' /proc/mounts; "
+        "mknod /tmp/disk b %u %u && { head -c 1 /tmp/disk >/dev/null 2>&1 && echo disk-readable "
+        "|| echo disk-denied; }",
+        major(rst.st_dev), minor(rst.st_dev));
     struct rt_opts o = {.name = "secdef", .rm = 1, .argv = argv_sh(script)};
     struct run_result r;
     run("sec", busybox_json, &rfs, &o, &r);
@@ -498,8 +533,8 @@ Test(ocirun_rt, run_security_defaults, .init = setup_tmp, .fini = teardown_tmp)
     /* /proc/keys lists the keyrings on the host; masked it reads empty */
     if (access("/proc/keys", F_OK) == 0)
         cr_assert(strstr(r.out, "keys=0"), "/proc/keys must be masked: %s", r.out);
-    static const char *const devs[] = {"null", "zero", "full", "random", "urandom", "tty",
-                                       "pts", "shm", "ptmx", "mqueue"};
+    static const char *const devs[] = {"null", "zero", "full", "random", "urandom",
+                                       "tty",  "pts",  "shm",  "ptmx",   "mqueue"};
     for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
         char w[32];
         snprintf(w, sizeof(w), " %s ", devs[i]);
@@ -520,7 +555,9 @@ Test(ocirun_rt, run_memory_limit_oom_kills_137, .init = setup_tmp, .fini = teard
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
     /* the shell doubles a string until it is far past the 32 MiB limit */
-    struct rt_opts o = {.name = "oomtest", .rm = 1, .memory = 32 << 20,
+    struct rt_opts o = {.name = "oomtest",
+                        .rm = 1,
+                        .memory = 32 << 20,
                         .argv = argv_sh("x=0123456789abcdef; i=0; while [ $i -lt 30 ]; do "
                                         "x=$x$x; i=$((i+1)); done; echo survived")};
     struct run_result r;
@@ -541,7 +578,8 @@ read_cg_file(const char *cg, const char *ctl, const char *file, char *out, size_
     char p[1024];
     if (l) {
         const char *path = l + strlen(want);
-        snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%.*s/%s", ctl, (int)strcspn(path, "\n"), path, file);
+        snprintf(p, sizeof(p), "/sys/fs/cgroup/%s%.*s/%s", ctl, (int)strcspn(path, "\n"), path,
+                 file);
     } else if ((l = strstr(cg, "0::"))) {
         const char *path = l + 3;
         snprintf(p, sizeof(p), "/sys/fs/cgroup%.*s/%s", (int)strcspn(path, "\n"), path, file);
@@ -562,14 +600,18 @@ Test(ocirun_rt, run_limits_written_to_cgroups, .init = setup_tmp, .fini = teardo
     need_root();
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "limits", .rm = 1, .memory = 48 << 20, .cpus = 0.5, .pids = 17,
+    struct rt_opts o = {.name = "limits",
+                        .rm = 1,
+                        .memory = 48 << 20,
+                        .cpus = 0.5,
+                        .pids = 17,
                         .argv = argv_sh("cat /proc/self/cgroup; echo ready; "
                                         "while [ ! -e /tmp/go ]; do sleep 0.05; done")};
     int resfd;
     pid_t pid = start_run("lim", busybox_json, &rfs, &o, &resfd);
     char outp[512], cg[4096] = "";
     snprintf(outp, sizeof(outp), "%s/out-lim", tmp);
-    for (int i = 0; i < 200 && !strstr(cg, "ready"); i++) {
+    for (int i = 0; i < 600 && !strstr(cg, "ready"); i++) {
         FILE *f = fopen(outp, "r");
         if (f) {
             size_t n = fread(cg, 1, sizeof(cg) - 1, f);
@@ -583,7 +625,8 @@ Test(ocirun_rt, run_limits_written_to_cgroups, .init = setup_tmp, .fini = teardo
     char v[256], v2[256];
     int v1 = access("/sys/fs/cgroup/memory/memory.limit_in_bytes", F_OK) == 0;
     if (v1 || read_cg_file(cg, "memory", "memory.limit_in_bytes", v, sizeof(v)) == 0) {
-        cr_assert_eq(read_cg_file(cg, "memory", "memory.limit_in_bytes", v, sizeof(v)), 0, "%s", cg);
+        cr_assert_eq(read_cg_file(cg, "memory", "memory.limit_in_bytes", v, sizeof(v)), 0, "%s",
+                     cg);
         cr_assert_eq(atoll(v), 48 << 20);
         cr_assert_eq(read_cg_file(cg, "cpu", "cpu.cfs_quota_us", v, sizeof(v)), 0, "%s", cg);
         cr_assert_eq(read_cg_file(cg, "cpu", "cpu.cfs_period_us", v2, sizeof(v2)), 0);
@@ -633,12 +676,14 @@ Test(ocirun_rt, run_pids_limit_bounds_forks, .init = setup_tmp, .fini = teardown
     cr_assert_neq(r.exit_code, 0);
 }
 
-Test(ocirun_rt, run_sigterm_reaches_pid1, .init = setup_tmp, .fini = teardown_tmp)
+static void
+sigterm_case(const char *name)
 {
     need_root();
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "sigterm", .rm = 1,
+    struct rt_opts o = {.name = name,
+                        .rm = 1,
                         .argv = argv_sh("trap 'echo got-term; exit 3' TERM; echo ready; "
                                         "while :; do sleep 0.1; done")};
     int resfd;
@@ -646,7 +691,7 @@ Test(ocirun_rt, run_sigterm_reaches_pid1, .init = setup_tmp, .fini = teardown_tm
     char outp[512];
     snprintf(outp, sizeof(outp), "%s/out-sig", tmp);
     int ready = 0;
-    for (int i = 0; i < 200 && !ready; i++) {
+    for (int i = 0; i < 600 && !ready; i++) {
         char buf[256] = "";
         FILE *f = fopen(outp, "r");
         if (f) {
@@ -658,13 +703,41 @@ Test(ocirun_rt, run_sigterm_reaches_pid1, .init = setup_tmp, .fini = teardown_tm
         if (!ready)
             usleep(50 * 1000);
     }
-    cr_assert(ready, "container did not start");
+    if (!ready) {
+        int st = 0;
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        char buf[300] = "";
+        fcntl(resfd, F_SETFL, O_NONBLOCK);
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd),
+                 "ps -o pid,ppid,stat,wchan:32,args -g %d >&2; cat /proc/%d/stack >&2",
+                 (int)getpgrp(), (int)pid);
+        if (system(cmd)) {
+        }
+        ssize_t n = read(resfd, buf, sizeof(buf) - 1);
+        if (n > 0)
+            buf[n] = '\0';
+        cr_assert(ready, "container did not start (helper %s, status 0x%x, result '%s')",
+                  w == pid ? "gone" : "running", st, buf);
+    }
     cr_assert_eq(kill(pid, SIGTERM), 0);
     struct run_result r;
     finish_run("sig", pid, resfd, &r);
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert(strstr(r.out, "got-term"), "%s", r.out);
     cr_assert_eq(r.exit_code, 3);
+}
+
+Test(ocirun_rt, run_sigterm_reaches_pid1, .init = setup_tmp, .fini = teardown_tmp)
+{
+    sigterm_case("sigterm");
+}
+
+Test(ocirun_rt, run_sigterm_reaches_pid1_with_caller_threads, .init = setup_tmp,
+     .fini = teardown_tmp)
+{
+    helper_thread = 1;
+    sigterm_case("sigterm-threads");
 }
 
 Test(ocirun_rt, run_signal_exit_code_is_128_plus_sig, .init = setup_tmp, .fini = teardown_tmp)
@@ -680,8 +753,8 @@ Test(ocirun_rt, run_signal_exit_code_is_128_plus_sig, .init = setup_tmp, .fini =
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert_eq(r.exit_code, 0);
     /* a child of PID 1 killed by a signal: sh reports 128+sig */
-    struct rt_opts o2 = {.name = "childkill", .rm = 1,
-                         .argv = argv_sh("sh -c 'kill -TERM $$'; exit $?")};
+    struct rt_opts o2 = {
+        .name = "childkill", .rm = 1, .argv = argv_sh("sh -c 'kill -TERM $$'; exit $?")};
     run("term", busybox_json, &rfs, &o2, &r);
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert_eq(r.exit_code, 143);
@@ -701,7 +774,8 @@ Test(ocirun_rt, run_net_none_has_only_lo_up, .init = setup_tmp, .fini = teardown
     need_root();
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "netnone", .rm = 1,
+    struct rt_opts o = {.name = "netnone",
+                        .rm = 1,
                         .argv = argv_sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; "
                                         "ip link show lo")};
     struct run_result r;
@@ -717,8 +791,8 @@ Test(ocirun_rt, run_net_none_has_only_lo_up, .init = setup_tmp, .fini = teardown
     size_t n = fread(host, 1, sizeof(host) - 1, f);
     host[n] = '\0';
     fclose(f);
-    struct rt_opts o2 = {.name = "nethost", .rm = 1, .net = RT_NET_HOST,
-                         .argv = argv_sh("cat /proc/net/dev")};
+    struct rt_opts o2 = {
+        .name = "nethost", .rm = 1, .net = RT_NET_HOST, .argv = argv_sh("cat /proc/net/dev")};
     run("nethost", busybox_json, &rfs, &o2, &r);
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert_eq(count_ifaces(r.out), count_ifaces(host), "%s", r.out);
@@ -729,8 +803,8 @@ Test(ocirun_rt, run_hostname_set, .init = setup_tmp, .fini = teardown_tmp)
     need_root();
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "hn", .rm = 1, .hostname = "box-one",
-                        .argv = argv_sh("hostname; echo $HOSTNAME")};
+    struct rt_opts o = {
+        .name = "hn", .rm = 1, .hostname = "box-one", .argv = argv_sh("hostname; echo $HOSTNAME")};
     struct run_result r;
     run("hn", busybox_json, &rfs, &o, &r);
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
@@ -770,7 +844,8 @@ Test(ocirun_rt, run_overlay_two_layers_whiteout, .init = setup_tmp, .fini = tear
     const char *lower[2];
     make_layers(lower);
     struct rt_rootfs rfs = {.lower = lower, .nlower = 2};
-    struct rt_opts o = {.name = "ovl", .rm = 0,
+    struct rt_opts o = {.name = "ovl",
+                        .rm = 0,
                         .argv = argv_sh("cat /etc/keep /etc/newfile; "
                                         "cat /etc/hideme 2>/dev/null || echo hidden; "
                                         "echo written > /etc/added; rm /etc/keep")};
@@ -791,6 +866,40 @@ Test(ocirun_rt, run_overlay_two_layers_whiteout, .init = setup_tmp, .fini = tear
     cr_assert(strstr(r.err, "already exists"), "%s", r.err);
     free((void *)lower[0]);
     free((void *)lower[1]);
+}
+
+Test(ocirun_rt, run_overlay_opaque_dir_with_and_without_userns, .init = setup_tmp,
+     .fini = teardown_tmp)
+{
+    need_root();
+    char bot[512], top[512];
+    snprintf(bot, sizeof(bot), "%s/bottom", tmp);
+    snprintf(top, sizeof(top), "%s/top", tmp);
+    make_rootfs(bot);
+    rt_mkdir_p(path_join(bot, "opq"), 0755, NULL);
+    put_file(path_join(bot, "opq/old"), "old\n", 0644);
+    rt_mkdir_p(path_join(top, "opq"), 0755, NULL);
+    put_file(path_join(top, "opq/new"), "new\n", 0644);
+    /* the pull side marks opaque directories the overlayfs way */
+    cr_assert_eq(setxattr(path_join(top, "opq"), "trusted.overlay.opaque", "y", 1, 0), 0,
+                 "setxattr: %s", strerror(errno));
+    const char *lower[2] = {top, bot};
+    struct rt_rootfs rfs = {.lower = lower, .nlower = 2};
+    struct rt_opts o = {.name = "opq", .rm = 1, .argv = argv_sh("ls /opq")};
+    struct run_result r;
+    run("opq", busybox_json, &rfs, &o, &r);
+    cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
+    cr_assert_str_eq(r.out, "new\n");
+    /* in a user ns the overlay is still made in the initial ns (trusted.*
+     * xattrs are only honoured there) */
+    struct rt_opts o2 = {.name = "opq-userns",
+                         .rm = 1,
+                         .userns = 1,
+                         .argv = argv_sh("ls /opq; echo x > /opq/w && echo wrote")};
+    run("opq2", busybox_json, &rfs, &o2, &r);
+    cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
+    cr_assert_str_eq(r.out, "new\nwrote\n");
+    cr_assert_neq(access(path_join(top, "opq/w"), F_OK), 0, "layers stay untouched");
 }
 
 Test(ocirun_rt, run_start_failure_cleans_up, .init = setup_tmp, .fini = teardown_tmp)
@@ -833,7 +942,10 @@ Test(ocirun_rt, run_tty_relays_output, .init = setup_tmp, .fini = teardown_tmp)
     need_root();
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "tty", .rm = 1, .tty = 1, .user = "app",
+    struct rt_opts o = {.name = "tty",
+                        .rm = 1,
+                        .tty = 1,
+                        .user = "app",
                         .argv = argv_sh("tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM; "
                                         "echo owner=$(stat -c %u $(tty)); exit 4")};
     struct run_result r;
@@ -853,13 +965,39 @@ Test(ocirun_rt, run_userns_maps_root, .init = setup_tmp, .fini = teardown_tmp)
         cr_skip_test("kernel without user namespaces");
     make_rootfs(path_join(tmp, "r"));
     struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
-    struct rt_opts o = {.name = "userns", .rm = 1, .userns = 1, .user = "app",
+    struct rt_opts o = {.name = "userns",
+                        .rm = 1,
+                        .userns = 1,
+                        .user = "app",
                         .argv = argv_sh("cat /proc/self/uid_map | tr -s ' '; id -u; "
                                         "cat /dev/null && echo devok; ls /dev/pts")};
     struct run_result r;
     run("userns", busybox_json, &rfs, &o, &r);
     cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
     cr_assert(strstr(r.out, " 0 0 65536\n1000\ndevok\n"), "%s", r.out);
+}
+
+Test(ocirun_rt, run_userns_host_net_keeps_sys_read_only, .init = setup_tmp, .fini = teardown_tmp)
+{
+    need_root();
+    if (access("/proc/self/ns/user", F_OK) != 0)
+        cr_skip_test("kernel without user namespaces");
+    make_rootfs(path_join(tmp, "r"));
+    struct rt_rootfs rfs = {.dir = path_join(tmp, "r")};
+    /* sysfs cannot be mounted for the host's network ns from a user ns: the
+     * host's /sys is bound instead, and every mount under it must be read-only */
+    struct rt_opts o = {.name = "usernshost",
+                        .rm = 1,
+                        .userns = 1,
+                        .net = RT_NET_HOST,
+                        .argv = argv_sh("grep -c ' /sys[^ ]* [^ ]* rw' /proc/mounts; "
+                                        "grep -c ' /sys' /proc/mounts; "
+                                        "ls /sys/class/net | grep -qx lo && echo has-lo")};
+    struct run_result r;
+    run("usernshost", busybox_json, &rfs, &o, &r);
+    cr_assert_eq(r.rc, 0, "rt_run: %s", r.err);
+    cr_assert(strncmp(r.out, "0\n", 2) == 0, "a writable mount under /sys: %s", r.out);
+    cr_assert(strstr(r.out, "has-lo"), "%s", r.out);
 }
 
 /* ---- bundle --------------------------------------------------------------- */
@@ -903,7 +1041,10 @@ Test(ocirun_rt, bundle_runs_under_runc_like_rt_run, .init = setup_tmp, .fini = t
     const char *lower[2];
     make_layers(lower);
     struct rt_rootfs rfs = {.lower = lower, .nlower = 2};
-    struct rt_opts o = {.name = "same", .rm = 1, .hostname = "samebox", .user = "app",
+    struct rt_opts o = {.name = "same",
+                        .rm = 1,
+                        .hostname = "samebox",
+                        .user = "app",
                         .argv = argv_sh(layers_script)};
     struct run_result r;
     run("rt", busybox_json, &rfs, &o, &r);

@@ -53,9 +53,21 @@ Test(range, content_range_bytes_form)
 
 Test(range, content_range_rejects_garbage)
 {
-    const char *bad[] = {"", "-", "5-", "-5", "9-5", "a-b", "0-1x", "0 - 1", "+0-1", "0-+1",
-                         "18446744073709551616-18446744073709551617", "0-1,2-3", "bytes=0-1",
-                         "bytes 0-1/", "bytes 0-1/x"};
+    const char *bad[] = {"",
+                         "-",
+                         "5-",
+                         "-5",
+                         "9-5",
+                         "a-b",
+                         "0-1x",
+                         "0 - 1",
+                         "+0-1",
+                         "0-+1",
+                         "18446744073709551616-18446744073709551617",
+                         "0-1,2-3",
+                         "bytes=0-1",
+                         "bytes 0-1/",
+                         "bytes 0-1/x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         uint64_t a = 77, b = 77;
         cr_assert_eq(cr_parse(bad[i], &a, &b), -1, "'%s' should be invalid", bad[i]);

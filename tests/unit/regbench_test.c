@@ -4,12 +4,14 @@
 #include <criterion/criterion.h>
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
 #include "tools/regbench/rb_gen.h"
 #include "tools/regbench/rb_hist.h"
+#include "tools/regbench/rb_json.h"
 #include "tools/regbench/rb_util.h"
 #include "common/banned.h"
 
@@ -79,8 +81,7 @@ Test(regbench, gen_fill_is_seekable_at_any_offset)
         size_t len = N - offs[i];
         memset(part, 0, N);
         rb_gen_fill(42, offs[i], part, len);
-        cr_assert(memcmp(part, whole + offs[i], len) == 0, "offset %lu",
-                  (unsigned long)offs[i]);
+        cr_assert(memcmp(part, whole + offs[i], len) == 0, "offset %lu", (unsigned long)offs[i]);
     }
     rb_gen_fill(43, 0, part, N);
     cr_assert(memcmp(part, whole, N) != 0, "another seed gives other content");
@@ -93,7 +94,8 @@ Test(regbench, blob_digest_matches_sha256_of_its_content)
     static const unsigned char abc[] = "abc";
     struct rb_blob m = {.mem = abc, .size = 3};
     cr_assert_eq(rb_blob_digest(&m), 0);
-    cr_assert_str_eq(m.digest, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cr_assert_str_eq(m.digest,
+                     "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
     /* a PRNG blob larger than the digest's internal step: same as hashing it whole */
     enum { N = 300 * 1024 + 5 };
@@ -151,9 +153,9 @@ Test(regbench, parse_url_splits_and_refuses_paths)
     cr_assert_eq(rb_parse_url("http://h:1/v2/", base, sizeof(base), host, sizeof(host), port,
                               sizeof(port), &e),
                  -1);
-    cr_assert_eq(rb_parse_url("ftp://h:1", base, sizeof(base), host, sizeof(host), port,
-                              sizeof(port), &e),
-                 -1);
+    cr_assert_eq(
+        rb_parse_url("ftp://h:1", base, sizeof(base), host, sizeof(host), port, sizeof(port), &e),
+        -1);
     cr_assert_eq(rb_parse_url("http://u@h:1", base, sizeof(base), host, sizeof(host), port,
                               sizeof(port), &e),
                  -1);
@@ -172,4 +174,62 @@ Test(regbench, loopback_hosts_only)
     cr_assert(!rb_host_is_loopback("192.168.1.1"));
     cr_assert(!rb_host_is_loopback("example.com"));
     cr_assert(!rb_host_is_loopback("::2"));
+}
+
+static int
+tags_of(const char *body, size_t *n, char *name, size_t namecap)
+{
+    const char *nm;
+    size_t nl;
+    int esc;
+    char why[128];
+    int rc = rb_json_tags(body, strlen(body), &nm, &nl, &esc, n, why, sizeof(why));
+    if (rc == 0)
+        snprintf(name, namecap, "%.*s", (int)nl, nm);
+    return rc;
+}
+
+Test(regbench, json_tags_counts_valid_lists)
+{
+    size_t n = 99;
+    char name[64];
+    cr_assert_eq(
+        tags_of("{\"name\":\"a/b\",\"tags\":[\"t1\",\"t2\",\"x\\\"y\"]}", &n, name, sizeof(name)),
+        0);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(name, "a/b");
+    cr_assert_eq(tags_of(" { \"tags\" : [ ] , \"name\" : \"r\" } \n", &n, name, sizeof(name)), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(tags_of("{\"name\":\"r\",\"tags\":null}", &n, name, sizeof(name)), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(tags_of("{\"x\":{\"y\":[1,-2.5e3,true,false,null,{}]},\"name\":\"r\","
+                         "\"tags\":[\"\\u00e9\"]}",
+                         &n, name, sizeof(name)),
+                 0);
+    cr_assert_eq(n, 1);
+}
+
+Test(regbench, json_tags_rejects_malformed_bodies)
+{
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{\"name\":\"r\"}",                         /* no tags */
+        "{\"tags\":[]}",                            /* no name */
+        "{\"name\":\"r\",\"tags\":[\"a\",]}",       /* trailing comma */
+        "{\"name\":\"r\",\"tags\":[\"a\",1]}",      /* non-string tag */
+        "{\"name\":\"r\",\"tags\":[\"a\"]} x",      /* bytes after */
+        "{\"name\":\"r\",\"tags\":[\"a\\q\"]}",     /* bad escape */
+        "{\"name\":\"r\",\"tags\":[\"a\"}",         /* unterminated array */
+        "{\"name\":1,\"tags\":[]}",                 /* name not a string */
+        "{\"name\":\"r\",\"tags\":[],\"tags\":[]}", /* duplicate */
+        "{\"name\":\"r\",\"tags\":[],\"x\":01}",    /* bad number */
+        "{\"name\":\"r\",\"tags\":[],\"x\":tru}",   /* bad literal */
+        "{\"name\":\"r\" \"tags\":[]}",             /* missing comma */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n;
+        char name[64];
+        cr_assert_eq(tags_of(bad[i], &n, name, sizeof(name)), -1, "accepted: %s", bad[i]);
+    }
 }

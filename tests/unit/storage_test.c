@@ -206,22 +206,22 @@ Test(storage, manifest_put_missing_blob_is_manifest_blob_unknown)
     char *m = image_manifest(&dc, 2, &missing, 7, NULL);
     struct err e = {0};
     const char *tags[] = {"t"};
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL, NULL, &e),
+        -1);
     cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
     struct manifest_meta meta;
     cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e), -1);
     /* a blob in another repository does not count */
     put("elsewhere", "missing");
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL, NULL, &e),
+        -1);
     cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
     put("r", "missing");
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL, NULL, &e), 0,
+        "%s", e.msg);
     free(m);
 }
 
@@ -232,16 +232,16 @@ Test(storage, manifest_put_checks_reference_digest)
     struct digest wrong;
     digest_of(DIGEST_SHA256, "x", 1, &wrong);
     struct err e = {0};
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, &wrong, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, &wrong, NULL, 0, NULL, NULL, NULL, &e),
+        -1);
     cr_assert_eq(e.code, ERR_DIGEST_INVALID);
     struct digest right;
     digest_of(DIGEST_SHA512, m, strlen(m), &right);
     struct manifest_meta meta;
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, &right, NULL, 0, &meta, NULL,
-                                      NULL, &e),
-                 0, "sha512 reference: %s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, &right, NULL, 0, &meta, NULL, NULL, &e),
+        0, "sha512 reference: %s", e.msg);
     cr_assert(digest_equal(&meta.digest, &right));
     char ds[DIGEST_STR_MAX];
     cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&right, ds), &meta, NULL, &e), 0);
@@ -253,19 +253,16 @@ Test(storage, manifest_put_too_large_and_bad_tags)
     struct err e = {0};
     size_t big = 5 * 1024 * 1024;
     char *body = calloc(1, big);
-    cr_assert_eq(storage_manifest_put(T.h, "r", body, big, NULL, NULL, NULL, 0, NULL, NULL, NULL,
-                                      &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", body, big, NULL, NULL, NULL, 0, NULL, NULL, NULL, &e), -1);
     cr_assert_eq(e.code, ERR_TOO_LARGE);
     free(body);
     const char *tags[] = {"../../x"};
-    cr_assert_eq(storage_manifest_put(T.h, "r", "{}", 2, NULL, NULL, tags, 1, NULL, NULL, NULL,
-                                      &e),
+    cr_assert_eq(storage_manifest_put(T.h, "r", "{}", 2, NULL, NULL, tags, 1, NULL, NULL, NULL, &e),
                  -1);
     cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
-    cr_assert_eq(storage_manifest_put(T.h, "r", "nope", 4, NULL, NULL, NULL, 0, NULL, NULL, NULL,
-                                      &e),
-                 -1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", "nope", 4, NULL, NULL, NULL, 0, NULL, NULL, NULL, &e), -1);
     cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
 }
 
@@ -301,9 +298,9 @@ Test(storage, manifest_delete_by_digest_removes_its_tags)
     char *body = tu_read_fd(fd, &n);
     close(fd);
     const char *tags[] = {"b", "c"};
-    cr_assert_eq(storage_manifest_put(T.h, "r", body, n, MT_OCI_MANIFEST, &m, tags, 2, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", body, n, MT_OCI_MANIFEST, &m, tags, 2, NULL, NULL, NULL, &e),
+        0, "%s", e.msg);
     free(body);
     cr_assert_eq(storage_manifest_get(T.h, "r", "c", &meta, NULL, &e), 0);
     cr_assert_eq(storage_manifest_delete(T.h, "r", ds, &e), 0, "%s", e.msg);
@@ -323,8 +320,8 @@ index_of(const struct digest *const *children, size_t n, const char *mt, const c
 {
     size_t cap = 256 + n * 300;
     char *out = malloc(cap);
-    size_t off = (size_t)snprintf(out, cap, "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[",
-                                  mt);
+    size_t off =
+        (size_t)snprintf(out, cap, "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[", mt);
     for (size_t i = 0; i < n; i++) {
         char ds[DIGEST_STR_MAX];
         off += (size_t)snprintf(out + off, cap - off,
@@ -344,8 +341,8 @@ Test(storage, index_requires_child_manifests_in_repo)
     char *idx = index_of(kids, 2, MT_OCI_INDEX, MT_OCI_MANIFEST);
     struct err e = {0};
     const char *tags[] = {"multi"};
-    cr_assert_eq(storage_manifest_put(T.h, "r", idx, strlen(idx), MT_OCI_INDEX, NULL, tags, 1,
-                                      NULL, NULL, NULL, &e),
+    cr_assert_eq(storage_manifest_put(T.h, "r", idx, strlen(idx), MT_OCI_INDEX, NULL, tags, 1, NULL,
+                                      NULL, NULL, &e),
                  -1);
     cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN);
     free(idx);
@@ -365,13 +362,14 @@ Test(storage, docker_types_round_trip)
     struct digest dc = put("d", "{\"c\":1}"), dl = put("d", "layer");
     char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX];
     char *m = NULL;
-    cr_assert(asprintf(&m,
-                       "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_MANIFEST "\","
-                       "\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\","
-                       "\"digest\":\"%s\",\"size\":7},\"layers\":[{\"mediaType\":"
-                       "\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"%s\","
-                       "\"size\":5}]}",
-                       digest_format(&dc, c), digest_format(&dl, l)) > 0);
+    cr_assert(
+        asprintf(&m,
+                 "{\"schemaVersion\":2,\"mediaType\":\"" MT_DOCKER_MANIFEST "\","
+                 "\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\","
+                 "\"digest\":\"%s\",\"size\":7},\"layers\":[{\"mediaType\":"
+                 "\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"%s\","
+                 "\"size\":5}]}",
+                 digest_format(&dc, c), digest_format(&dl, l)) > 0);
     struct manifest_meta meta;
     struct err e = {0};
     const char *tags[] = {"img"};
@@ -382,8 +380,8 @@ Test(storage, docker_types_round_trip)
     const struct digest *kids[] = {&meta.digest};
     char *list = index_of(kids, 1, MT_DOCKER_LIST, MT_DOCKER_MANIFEST);
     const char *ltags[] = {"list"};
-    cr_assert_eq(storage_manifest_put(T.h, "d", list, strlen(list), MT_DOCKER_LIST, NULL, ltags,
-                                      1, &meta, NULL, NULL, &e),
+    cr_assert_eq(storage_manifest_put(T.h, "d", list, strlen(list), MT_DOCKER_LIST, NULL, ltags, 1,
+                                      &meta, NULL, NULL, &e),
                  0, "%s", e.msg);
     free(list);
     cr_assert_eq(storage_manifest_get(T.h, "d", "list", &meta, NULL, &e), 0);
@@ -406,9 +404,9 @@ Test(storage, foreign_layers_need_not_exist)
                        "\"digest\":\"%s\",\"size\":12,\"urls\":[\"https://example.com/l\"]}]}",
                        digest_format(&dc, c), digest_format(&missing, l)) > 0);
     struct err e = {0};
-    cr_assert_eq(storage_manifest_put(T.h, "f", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "f", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL, NULL, &e), 0,
+        "%s", e.msg);
     free(m);
 }
 
@@ -441,9 +439,9 @@ Test(storage, tags_list_byte_order_and_paging)
     size_t n;
     char *body = tu_read_fd(fd, &n);
     close(fd);
-    cr_assert_eq(storage_manifest_put(T.h, "r", body, n, NULL, NULL, more_tags, 6, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", body, n, NULL, NULL, more_tags, 6, NULL, NULL, NULL, &e), 0,
+        "%s", e.msg);
     free(body);
     /* byte order: 'B'(0x42) < '_'(0x5f) < 'a' ; "a-1" < "a.1" */
     const char *want[] = {"B", "_z", "a", "a-1", "a.1", "b", "c"};
@@ -574,13 +572,15 @@ Test(storage, referrers_by_subject_with_artifact_type_filter)
     char sd[DIGEST_STR_MAX], extra[512];
     digest_format(&subj, sd);
     snprintf(extra, sizeof(extra),
-             ",\"artifactType\":\"application/vnd.example.sig\",\"subject\":{\"mediaType\":\""
-             MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1},\"annotations\":{\"k\":\"v\"}",
+             ",\"artifactType\":\"application/"
+             "vnd.example.sig\",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
+             "\",\"digest\":\"%s\",\"size\":1},\"annotations\":{\"k\":\"v\"}",
              sd);
     struct digest r1 = push_image("r", NULL, "sig", extra);
     snprintf(extra, sizeof(extra),
-             ",\"artifactType\":\"application/vnd.example.sbom\",\"subject\":{\"mediaType\":\""
-             MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
+             ",\"artifactType\":\"application/"
+             "vnd.example.sbom\",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
+             "\",\"digest\":\"%s\",\"size\":1}",
              sd);
     struct digest r2 = push_image("r", NULL, "sbom", extra);
     /* a referrer without artifactType gets config.mediaType */
@@ -598,9 +598,8 @@ Test(storage, referrers_by_subject_with_artifact_type_filter)
     for (int i = 1; i < rs.n; i++)
         cr_assert(strcmp(rs.digest[i - 1], rs.digest[i]) < 0, "ordered by digest");
     struct refs fs = {0};
-    cr_assert_eq(storage_referrers(T.h, "r", &subj, "application/vnd.example.sig", collect_ref,
-                                   &fs, &e),
-                 0);
+    cr_assert_eq(
+        storage_referrers(T.h, "r", &subj, "application/vnd.example.sig", collect_ref, &fs, &e), 0);
     cr_assert_eq(fs.n, 1);
     char d1[DIGEST_STR_MAX];
     cr_assert_str_eq(fs.digest[0], digest_format(&r1, d1));
@@ -633,8 +632,8 @@ Test(storage, subject_may_not_exist_yet_and_is_reported)
     int has = 0;
     struct digest subj;
     struct err e = {0};
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), MT_OCI_MANIFEST, NULL, NULL, 0,
-                                      NULL, &has, &subj, &e),
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), MT_OCI_MANIFEST, NULL, NULL, 0, NULL,
+                                      &has, &subj, &e),
                  0, "%s", e.msg);
     free(m);
     cr_assert_eq(has, 1);
@@ -745,16 +744,17 @@ manifest_worker(void *arg)
             storage_blob_put(h, "shared", layer, strlen(layer), DIGEST_SHA256, &dl, &e) < 0)
             break;
         char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX], body[1024];
-        snprintf(body, sizeof(body),
-                 "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
-                 "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
-                 "\"size\":%zu},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
-                 "\"digest\":\"%s\",\"size\":%zu}]}",
-                 digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer));
+        snprintf(
+            body, sizeof(body),
+            "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
+            "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
+            "\"size\":%zu},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+            "\"digest\":\"%s\",\"size\":%zu}]}",
+            digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer));
         const char *tags[] = {tag, "latest"};
         struct manifest_meta meta, got;
-        if (storage_manifest_put(h, "shared", body, strlen(body), NULL, NULL, tags, 2, &meta,
-                                 NULL, NULL, &e) < 0)
+        if (storage_manifest_put(h, "shared", body, strlen(body), NULL, NULL, tags, 2, &meta, NULL,
+                                 NULL, &e) < 0)
             break;
         if (storage_manifest_get(h, "shared", tag, &got, NULL, &e) < 0 ||
             !digest_equal(&got.digest, &meta.digest))
@@ -790,4 +790,62 @@ Test(storage, concurrent_manifest_pushes_with_own_handles)
     cr_assert_eq(more, 1, "5 x 15 + latest = 76 tags");
     struct manifest_meta meta;
     cr_assert_eq(storage_manifest_get(T.h, "shared", "latest", &meta, NULL, &e), 0);
+}
+
+Test(storage, writes_are_visible_at_once_on_other_handles)
+{
+    struct err e = {0};
+    struct storage_handle *h2 = storage_handle_open(T.st, &e);
+    cr_assert_not_null(h2);
+    struct digest d;
+    digest_of(DIGEST_SHA256, "fresh", 5, &d);
+    /* warm h2's read path first so a stale snapshot would show */
+    cr_assert_eq(storage_blob_open(h2, "r", &d, NULL, NULL, &e), -1);
+    cr_assert_eq(storage_blob_put(T.h, "r", "fresh", 5, DIGEST_SHA256, &d, &e), 0);
+    cr_assert_eq(storage_blob_open(h2, "r", &d, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_blob_delete(h2, "r", &d, &e), 0);
+    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), -1);
+    struct digest m = push_image("r", "t", "x", NULL);
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_get(h2, "r", "t", &meta, NULL, &e), 0);
+    cr_assert(digest_equal(&meta.digest, &m));
+    cr_assert_eq(storage_manifest_delete(h2, "r", "t", &e), 0);
+    cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e), -1);
+    storage_handle_close(h2);
+}
+
+Test(storage, manifest_put_tag_limit)
+{
+    const char *tags[PUT_MAX_TAGS + 1];
+    char buf[PUT_MAX_TAGS + 1][8];
+    for (int i = 0; i <= PUT_MAX_TAGS; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "t%d", i);
+        tags[i] = buf[i];
+    }
+    struct digest dc = put("r", "{}"), dl = put("r", "L");
+    char *m = image_manifest(&dc, 2, &dl, 1, NULL);
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, PUT_MAX_TAGS + 1,
+                                      NULL, NULL, NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
+    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, PUT_MAX_TAGS, NULL,
+                                      NULL, NULL, &e),
+                 0, "%s", e.msg);
+    free(m);
+    struct names ns = {0};
+    int more;
+    cr_assert_eq(storage_tags_list(T.h, "r", NULL, -1, collect, &ns, &more, &e), 0);
+    cr_assert_eq(ns.n, PUT_MAX_TAGS);
+}
+
+Test(storage, unsupported_media_type_stores_nothing)
+{
+    struct err e = {0};
+    const char *body = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.x+json\"}";
+    cr_assert_eq(storage_manifest_put(T.h, "r", body, strlen(body), NULL, NULL, NULL, 0, NULL, NULL,
+                                      NULL, &e),
+                 -1);
+    cr_assert_eq(e.code, ERR_UNSUPPORTED);
+    cr_assert_eq(tu_count_files(T.root, "blobs"), 0);
 }

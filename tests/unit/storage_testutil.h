@@ -41,8 +41,8 @@ struct tu_store {
 static inline void
 tu_open_at(struct tu_store *t, int fsync)
 {
-    struct storage_opts o = {.root = t->root, .fsync = fsync, .max_manifest = 0,
-                             .upload_expiry_sec = 0};
+    struct storage_opts o = {
+        .root = t->root, .fsync = fsync, .max_manifest = 0, .upload_expiry_sec = 0};
     struct err e = {0};
     t->st = storage_open(&o, &e);
     cr_assert_not_null(t->st, "storage_open: %s", e.msg);

@@ -39,7 +39,7 @@ struct tent {
     const char *xattr; /* name of an xattr to attach (value "y") */
 };
 
-static char g_top[256];  /* per-test scratch: TOP/a/b/target is the unpack dir */
+static char g_top[256]; /* per-test scratch: TOP/a/b/target is the unpack dir */
 
 static void
 setup_dirs(void)
@@ -336,8 +336,10 @@ Test(unpack, whiteouts_overlay_form_then_flatten, .init = setup_dirs, .fini = te
     char l1[512], l2[512], r[512], p[600];
     struct stat st;
     struct err e;
-    if (layerfs_default_mode(g_top) != LAYERFS_OVERLAY)
+    if (layerfs_default_mode(g_top) != LAYERFS_OVERLAY) {
+        teardown_dirs(); /* .fini does not run for a skipped test */
         cr_skip_test("needs root (mknod 0/0 and trusted.* xattrs)");
+    }
     unpack_two(LAYERFS_OVERLAY, l1, l2, sizeof(l1));
     /* converted: 0/0 char devices and the opaque xattr, no .wh. files */
     snprintf(p, sizeof(p), "%s/data/remove-me.txt", l2);
@@ -364,8 +366,10 @@ Test(unpack, whiteouts_overlay_form_then_flatten, .init = setup_dirs, .fini = te
 Test(unpack, overlay_mount_of_overlay_form_layers, .init = setup_dirs, .fini = teardown_dirs)
 {
     char l1[512], l2[512];
-    if (!layerfs_overlay_works(g_top))
+    if (!layerfs_overlay_works(g_top)) {
+        teardown_dirs(); /* .fini does not run for a skipped test */
         cr_skip_test("overlayfs with whiteout layers not available here");
+    }
     unpack_two(LAYERFS_OVERLAY, l1, l2, sizeof(l1));
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -383,10 +387,10 @@ Test(unpack, overlay_mount_of_overlay_form_layers, .init = setup_dirs, .fini = t
         struct stat st;
         char p[700];
         int bad = 0;
-        const char *present[] = {"data/keep.txt", "data/added.txt", "opq/new.txt",
-                                 "opq/-early.txt", "bin/cat"};
-        const char *absent[] = {"data/remove-me.txt", "gone", "opq/old1.txt", "opq/sub",
-                                "bin/ls", "opq/.wh..wh..opq"};
+        const char *present[] = {"data/keep.txt", "data/added.txt", "opq/new.txt", "opq/-early.txt",
+                                 "bin/cat"};
+        const char *absent[] = {"data/remove-me.txt", "gone", "opq/old1.txt", "opq/sub", "bin/ls",
+                                "opq/.wh..wh..opq"};
         for (size_t i = 0; i < N(present); i++) {
             snprintf(p, sizeof(p), "%s/%s", mnt, present[i]);
             bad |= lstat(p, &st) != 0;
@@ -401,8 +405,7 @@ Test(unpack, overlay_mount_of_overlay_form_layers, .init = setup_dirs, .fini = t
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status));
-    cr_assert_eq(WEXITSTATUS(status), 0, "overlay view wrong (child exit %d)",
-                 WEXITSTATUS(status));
+    cr_assert_eq(WEXITSTATUS(status), 0, "overlay view wrong (child exit %d)", WEXITSTATUS(status));
 }
 
 Test(unpack, flatten_keeps_hardlinks_and_symlinks, .init = setup_dirs, .fini = teardown_dirs)
@@ -436,8 +439,9 @@ Test(unpack, diff_id_mismatch_is_refused, .init = setup_dirs, .fini = teardown_d
     path_of(d, sizeof(d), "a/b/target");
     make_tar(t, layer1, N(layer1), 1);
     err_clear(&e);
-    cr_assert_eq(layerfs_unpack(t, "sha256:0000000000000000000000000000000000000000000000000000"
-                                   "000000000000",
+    cr_assert_eq(layerfs_unpack(t,
+                                "sha256:0000000000000000000000000000000000000000000000000000"
+                                "000000000000",
                                 d, LAYERFS_OCI, NULL, &e),
                  -1);
     cr_assert_eq(e.code, ERR_DIGEST_INVALID);
@@ -472,8 +476,10 @@ Test(unpack, ownership_modes_devices_kept_as_root, .init = setup_dirs, .fini = t
     char d[512], p[600];
     struct stat st;
     struct err e;
-    if (geteuid() != 0)
+    if (geteuid() != 0) {
+        teardown_dirs(); /* .fini does not run for a skipped test */
         cr_skip_test("needs root");
+    }
     cr_assert_eq(unpack_entries(t, N(t), LAYERFS_OCI, &e), 0, "%s", e.msg);
     path_of(d, sizeof(d), "a/b/target");
     snprintf(p, sizeof(p), "%s/home/app", d);
@@ -553,8 +559,7 @@ Test(unpack, hostile_absolute_name_lands_inside, .init = setup_dirs, .fini = tea
     cr_assert(exists_in(d, abs + 1), "absolute name not placed below the target");
 }
 
-Test(unpack, hostile_relative_symlink_cannot_lead_out, .init = setup_dirs,
-     .fini = teardown_dirs)
+Test(unpack, hostile_relative_symlink_cannot_lead_out, .init = setup_dirs, .fini = teardown_dirs)
 {
     static const struct tent t[] = {
         {'l', "up", "../../..", 0, 0, NULL},
@@ -573,8 +578,7 @@ Test(unpack, hostile_relative_symlink_cannot_lead_out, .init = setup_dirs,
     cr_assert(exists_in(d, "escape-nested.txt"));
 }
 
-Test(unpack, hostile_absolute_symlink_cannot_lead_out, .init = setup_dirs,
-     .fini = teardown_dirs)
+Test(unpack, hostile_absolute_symlink_cannot_lead_out, .init = setup_dirs, .fini = teardown_dirs)
 {
     char outside[600], dir[600];
     path_of(outside, sizeof(outside), "");
@@ -632,8 +636,7 @@ Test(unpack, hostile_hardlink_out_of_tree_refused, .init = setup_dirs, .fini = t
     assert_nothing_escaped();
 }
 
-Test(unpack, hostile_hardlink_absolute_resolves_inside, .init = setup_dirs,
-     .fini = teardown_dirs)
+Test(unpack, hostile_hardlink_absolute_resolves_inside, .init = setup_dirs, .fini = teardown_dirs)
 {
     char victim[600];
     path_of(victim, sizeof(victim), "victim.txt");
@@ -651,8 +654,7 @@ Test(unpack, hostile_hardlink_absolute_resolves_inside, .init = setup_dirs,
     cr_assert(!exists(p));
 }
 
-Test(unpack, hostile_hardlink_through_symlink_parent, .init = setup_dirs,
-     .fini = teardown_dirs)
+Test(unpack, hostile_hardlink_through_symlink_parent, .init = setup_dirs, .fini = teardown_dirs)
 {
     /* the link target's parent is a symlink pointing out: resolved in root */
     static const struct tent t[] = {
@@ -664,8 +666,7 @@ Test(unpack, hostile_hardlink_through_symlink_parent, .init = setup_dirs,
     assert_nothing_escaped();
 }
 
-Test(unpack, hostile_whiteout_cannot_delete_outside, .init = setup_dirs,
-     .fini = teardown_dirs)
+Test(unpack, hostile_whiteout_cannot_delete_outside, .init = setup_dirs, .fini = teardown_dirs)
 {
     static const struct tent t[] = {
         {'l', "up", "../../..", 0, 0, NULL},
@@ -684,8 +685,10 @@ run_fixture_tar(const char *name, int expect_ok)
     const char *fx = getenv("OCIREG_FIXTURES");
     char src[1024], tar[512], dest[512];
     struct err e;
-    if (!fx || !*fx)
+    if (!fx || !*fx) {
+        teardown_dirs(); /* .fini does not run for a skipped test */
         cr_skip_test("OCIREG_FIXTURES not set (tests/run-all.sh sets it)");
+    }
     snprintf(src, sizeof(src), "%s/hostile/%s", fx, name);
     cr_assert(exists(src), "fixture %s missing: run tests/fixtures/build.sh", src);
     path_of(tar, sizeof(tar), "layer.tar");
@@ -719,4 +722,61 @@ Test(unpack, fixture_hostile_symlink, .init = setup_dirs, .fini = teardown_dirs)
 Test(unpack, fixture_hostile_hardlink, .init = setup_dirs, .fini = teardown_dirs)
 {
     run_fixture_tar("hardlink.tar", 0);
+}
+
+Test(unpack, hostile_dot_whiteouts_refused_in_both_forms, .init = setup_dirs, .fini = teardown_dirs)
+{
+    static const struct tent t1[] = {{'f', ".wh...", "", 0644, 0, NULL}};
+    static const struct tent t2[] = {{'d', "d", NULL, 0755, 0, NULL},
+                                     {'f', "d/.wh..", "", 0644, 0, NULL}};
+    char d[512];
+    struct err e;
+    path_of(d, sizeof(d), "a/b/target");
+    cr_assert_eq(unpack_entries(t1, N(t1), LAYERFS_OCI, &e), -1);
+    cr_assert(strstr(e.msg, "bad whiteout") != NULL, "%s", e.msg);
+    fsutil_rm_rf_at(AT_FDCWD, d, NULL);
+    cr_assert_eq(unpack_entries(t2, N(t2), LAYERFS_OCI, &e), -1);
+    fsutil_rm_rf_at(AT_FDCWD, d, NULL);
+    if (layerfs_default_mode(g_top) == LAYERFS_OVERLAY) {
+        cr_assert_eq(unpack_entries(t1, N(t1), LAYERFS_OVERLAY, &e), -1);
+        fsutil_rm_rf_at(AT_FDCWD, d, NULL);
+    }
+    assert_nothing_escaped();
+}
+
+/* a layer directory that holds ".wh..." / ".wh.." (made by hand, as a
+ * hostile cache could): flattening must not remove the target or its parent */
+Test(unpack, flatten_ignores_whiteouts_of_dot_and_dotdot, .init = setup_dirs, .fini = teardown_dirs)
+{
+    char layer[512], dest[512], p[700];
+    struct err e;
+    path_of(layer, sizeof(layer), "a/b/layer");
+    path_of(dest, sizeof(dest), "a/b/target");
+    cr_assert_eq(mkdir(layer, 0755), 0);
+    cr_assert_eq(mkdir(dest, 0755), 0);
+    snprintf(p, sizeof(p), "%s/keep", dest);
+    FILE *f = fopen(p, "w");
+    cr_assert(f != NULL);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/.wh...", layer);
+    f = fopen(p, "w");
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/.wh..", layer);
+    f = fopen(p, "w");
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/sub", layer);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sub/.wh...", layer);
+    f = fopen(p, "w");
+    fclose(f);
+    const char *layers[] = {layer};
+    err_clear(&e);
+    cr_assert_eq(layerfs_flatten(layers, 1, dest, &e), 0, "%s", e.msg);
+    cr_assert(exists_in(dest, "keep"), "flatten removed the target's own content");
+    cr_assert(exists_in(dest, "sub"));
+    path_of(p, sizeof(p), "a/b/layer/sub");
+    cr_assert(exists(p), "flatten removed the layer (the target's sibling)");
+    cr_assert(!exists_in(dest, ".wh..."));
+    path_of(p, sizeof(p), "victim.txt");
+    cr_assert(exists(p));
 }

@@ -216,9 +216,12 @@ Test(upload, lease_is_exclusive)
 Test(upload, unknown_and_malformed_ids)
 {
     struct err e = {0};
-    const char *bad[] = {"", "../../meta.db", "0b5c2a4e-1111-4222-8333-44445555666",
+    const char *bad[] = {"",
+                         "../../meta.db",
+                         "0b5c2a4e-1111-4222-8333-44445555666",
                          "0B5C2A4E-1111-4222-8333-444455556666",
-                         "0b5c2a4e-1111-4222-8333-4444555566667", "0b5c2a4e11114222833344445555666677",
+                         "0b5c2a4e-1111-4222-8333-4444555566667",
+                         "0b5c2a4e11114222833344445555666677",
                          "0b5c2a4e-1111-4222-8333-444455556666/../x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         cr_assert_null(storage_upload_acquire(T.h, "r", bad[i], &e), "%s", bad[i]);
@@ -494,4 +497,55 @@ Test(upload, concurrent_pushes_with_own_handles)
     cr_assert_eq(upload_files(), 0);
     /* 6 workers x 7 distinct payloads x 2 algorithms */
     cr_assert_eq(tu_count_files(T.root, "blobs"), N * 7 * 2);
+}
+
+Test(upload, db_fault_on_start_leaves_no_file_and_no_row)
+{
+    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    char uuid[UPLOAD_ID_LEN + 1] = "";
+    struct err e = {0};
+    cr_assert_eq(storage_upload_start(T.h, "r", DIGEST_SHA256, uuid, &e), -1);
+    cr_assert_eq(e.code, ERR_DB);
+    cr_assert_eq(upload_files(), 0);
+    cr_assert_eq(uuid[0], '\0', "no id handed out");
+    start("r", DIGEST_SHA256, uuid);
+}
+
+Test(upload, expiry_disabled_by_zero)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid);
+    struct err e = {0};
+    cr_assert_eq(storage_expire_uploads(T.h, &e), 0);
+    cr_assert_eq(upload_files(), 1);
+}
+
+Test(upload, expiry_after_restart_removes_old_rows)
+{
+    tu_close_only(&T);
+    struct storage_opts o = {.root = T.root, .fsync = 0, .upload_expiry_sec = 1};
+    struct err e = {0};
+    T.st = storage_open(&o, &e);
+    T.h = storage_handle_open(T.st, &e);
+    char uuid[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid);
+    /* restart: the session is only a row and a file now */
+    tu_close_only(&T);
+    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
+    nanosleep(&ts, NULL);
+    T.st = storage_open(&o, &e);
+    T.h = storage_handle_open(T.st, &e);
+    cr_assert_eq(storage_expire_uploads(T.h, &e), 1, "%s", e.msg);
+    cr_assert_eq(upload_files(), 0);
+    uint64_t off;
+    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), -1);
+}
+
+Test(upload, unsupported_algorithm_on_start)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct err e = {0};
+    cr_assert_eq(storage_upload_start(T.h, "r", (enum digest_algo)7, uuid, &e), -1);
+    cr_assert_eq(e.code, ERR_UNSUPPORTED);
+    cr_assert_eq(upload_files(), 0);
 }

@@ -32,8 +32,8 @@ static const char *const cg_names[CG__N] = {"memory", "cpu", "pids", "devices"};
 /* the devices a container may use (runc's AllowedDevices): creating any node
  * is fine (CAP_MKNOD is in the default set), opening only these */
 static const char *const allowed_devices[] = {
-    "c *:* m",    "b *:* m",   "c 1:3 rwm", "c 1:5 rwm",   "c 1:7 rwm",   "c 1:8 rwm",
-    "c 1:9 rwm",  "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm",   "c 136:* rwm", "c 10:200 rwm",
+    "c *:* m",   "b *:* m",   "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",   "c 1:8 rwm",
+    "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
 };
 
 struct rt_cgroup {
@@ -382,7 +382,8 @@ rt_cgroup_oom_killed(struct rt_cgroup *cg)
     if (!cg || !cg->mem_dir)
         return 0;
     char p[PATH_MAX], buf[1024];
-    snprintf(p, sizeof(p), "%s/%s", cg->mem_dir, cg->mem_v2 ? "memory.events" : "memory.oom_control");
+    snprintf(p, sizeof(p), "%s/%s", cg->mem_dir,
+             cg->mem_v2 ? "memory.events" : "memory.oom_control");
     if (read_str(p, buf, sizeof(buf)) < 0)
         return 0;
     const char *k = strstr(buf, "oom_kill ");

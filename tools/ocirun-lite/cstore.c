@@ -128,8 +128,7 @@ cstore_root(const struct cstore *cs)
 }
 
 int
-cstore_blob_path(const struct cstore *cs, const char *digest, char *buf, size_t len,
-                 struct err *e)
+cstore_blob_path(const struct cstore *cs, const char *digest, char *buf, size_t len, struct err *e)
 {
     const char *hex = cstore_digest_hex(digest);
     if (!hex)
@@ -490,11 +489,11 @@ record_load(const char *path, struct cstore_image *img, struct err *e)
         return err_set(e, ERR_IO, 0, "cannot read image record %s: %s", path, jerr.text);
     }
     memset(&r, 0, sizeof(r));
-#define GETS(field)                                                                              \
-    snprintf(r.field, sizeof(r.field), "%s",                                                     \
-             json_string_value(json_object_get(o, #field)) ? json_string_value(json_object_get(  \
-                                                                 o, #field))                     \
-                                                           : "")
+#define GETS(field)                                                                                \
+    snprintf(r.field, sizeof(r.field), "%s",                                                       \
+             json_string_value(json_object_get(o, #field))                                         \
+                 ? json_string_value(json_object_get(o, #field))                                   \
+                 : "")
     GETS(ref);
     GETS(digest);
     GETS(manifest);

@@ -27,11 +27,11 @@ struct cstore_image {
     char digest[CSTORE_DIGEST_LEN];   /* what the reference resolved to (index or manifest) */
     char manifest[CSTORE_DIGEST_LEN]; /* the platform manifest */
     char config[CSTORE_DIGEST_LEN];
-    char platform[64];                /* "linux/amd64" */
-    int64_t size;                     /* config + compressed layers, bytes */
-    int64_t created;                  /* unix time of the pull */
-    char **blobs;                     /* every blob digest it uses, NULL-terminated */
-    char **layers;                    /* diff_ids, bottom first, NULL-terminated */
+    char platform[64]; /* "linux/amd64" */
+    int64_t size;      /* config + compressed layers, bytes */
+    int64_t created;   /* unix time of the pull */
+    char **blobs;      /* every blob digest it uses, NULL-terminated */
+    char **layers;     /* diff_ids, bottom first, NULL-terminated */
 };
 
 /* cstore_open - open (creating the folders) the store at root and take the

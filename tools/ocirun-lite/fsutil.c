@@ -37,6 +37,9 @@ rm_children(int fd, struct err *e)
 int
 fsutil_rm_rf_at(int dfd, const char *name, struct err *e)
 {
+    /* "." / ".." / "" would remove the directory itself or its parent */
+    if (!name[0] || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return err_set(e, ERR_IO, EINVAL, "refusing to remove \"%s\"", name);
     if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
         return 0;
     if (errno != EISDIR && errno != EPERM)

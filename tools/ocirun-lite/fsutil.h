@@ -8,7 +8,7 @@
 
 /* fsutil_rm_rf_at - remove name (relative to dirfd, or absolute) and, for a
  * directory, everything below it; never follows symlinks. A missing name is
- * not an error. Returns 0 or -1 with ERR_IO. */
+ * not an error; "", "." and ".." are refused. Returns 0 or -1 with ERR_IO. */
 int fsutil_rm_rf_at(int dirfd, const char *name, struct err *e);
 
 /* fsutil_mkdir_p - create path and its parents (mode 0755 for new ones).

@@ -65,8 +65,7 @@ domain_ok(const char *s, size_t n)
         size_t start = i;
         while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '-'))
             i++;
-        if (i == start || s[start] == '.' || s[start] == '-' || s[i - 1] == '.' ||
-            s[i - 1] == '-')
+        if (i == start || s[start] == '.' || s[start] == '-' || s[i - 1] == '.' || s[i - 1] == '-')
             return 0;
     }
     if (i == n)
@@ -105,8 +104,8 @@ digest_ok(const char *s, struct err *e)
         return err_set(e, ERR_DIGEST_INVALID, 0, "invalid digest \"%s\": need 64 hex digits", s);
     for (const char *p = colon + 1; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return err_set(e, ERR_DIGEST_INVALID, 0,
-                           "invalid digest \"%s\": not lower-case hex", s);
+            return err_set(e, ERR_DIGEST_INVALID, 0, "invalid digest \"%s\": not lower-case hex",
+                           s);
     return 0;
 }
 

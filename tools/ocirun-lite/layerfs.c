@@ -210,6 +210,12 @@ struct unpacker {
     struct dirmeta *dirs;
     size_t ndirs, capdirs;
     struct layerfs_stats st;
+    mode_t umask_bits; /* the process umask, to know when fchmod is needed */
+    /* parent directory of the previous entry: consecutive entries of one
+     * directory skip the openat2 walk. Dropped whenever an entry removes
+     * or replaces anything (which could replace that directory). */
+    int pcache_fd;
+    char pcache_path[PATH_MAX];
     /* the decompressing reader and the diff_id hash */
     struct archive *raw;
     EVP_MD_CTX *md;
@@ -275,15 +281,22 @@ apply_meta_fd(struct unpacker *u, int fd, struct archive_entry *ae)
     const void *val;
     size_t sz;
 
+    mode_t perm = archive_entry_perm(ae) & 07777;
+    /* always as root: a setgid parent directory may have given the file
+     * another group than the tar says */
     if (u->is_root)
         (void)!fchown(fd, (uid_t)archive_entry_uid(ae), (gid_t)archive_entry_gid(ae));
-    archive_entry_xattr_reset(ae);
-    while (archive_entry_xattr_next(ae, &name, &val, &sz) == ARCHIVE_OK) {
-        if (xattr_allowed(name))
-            (void)!fsetxattr(fd, name, val, sz, 0);
+    if (archive_entry_xattr_count(ae) > 0) {
+        archive_entry_xattr_reset(ae);
+        while (archive_entry_xattr_next(ae, &name, &val, &sz) == ARCHIVE_OK) {
+            if (xattr_allowed(name))
+                (void)!fsetxattr(fd, name, val, sz, 0);
+        }
     }
-    /* after chown: chown clears set-id bits */
-    (void)!fchmod(fd, archive_entry_perm(ae) & 07777);
+    /* after chown (it clears set-id bits); not needed when the file was
+     * created with exactly these bits */
+    if ((perm & 07000) || (perm & u->umask_bits))
+        (void)!fchmod(fd, perm);
     struct timespec ts[2] = {{archive_entry_atime(ae), archive_entry_atime_nsec(ae)},
                              {archive_entry_mtime(ae), archive_entry_mtime_nsec(ae)}};
     if (!archive_entry_atime_is_set(ae))
@@ -299,7 +312,8 @@ clear_entry(int pfd, const char *base, struct err *e)
 }
 
 static int
-write_file_data(struct unpacker *u, struct archive *a, int fd, struct err *e, const char *name)
+write_file_data(struct unpacker *u, struct archive *a, int fd, struct err *e, const char *name,
+                int64_t *end)
 {
     const void *buf;
     size_t len;
@@ -326,8 +340,34 @@ write_file_data(struct unpacker *u, struct archive *a, int fd, struct err *e, co
             len -= (size_t)w;
             u->st.bytes += (uint64_t)w;
         }
+        if (off > *end)
+            *end = off;
     }
     return 0;
+}
+
+static void
+pcache_drop(struct unpacker *u)
+{
+    if (u->pcache_fd >= 0)
+        close(u->pcache_fd);
+    u->pcache_fd = -1;
+    u->pcache_path[0] = '\0';
+}
+
+/* the O_PATH fd of directory `parent` in the layer (borrowed: owned by the cache) */
+static int
+get_parent(struct unpacker *u, const char *parent)
+{
+    if (u->pcache_fd >= 0 && strcmp(u->pcache_path, parent) == 0)
+        return u->pcache_fd;
+    pcache_drop(u);
+    int fd = open_parent(u->rootfd, parent);
+    if (fd >= 0) {
+        u->pcache_fd = fd;
+        snprintf(u->pcache_path, sizeof(u->pcache_path), "%s", parent);
+    }
+    return fd;
 }
 
 static int
@@ -338,7 +378,7 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
     const char *hl = archive_entry_hardlink(ae);
     mode_t type = archive_entry_filetype(ae);
     char *base;
-    int pfd = -1, fd = -1, rc = -1;
+    int pfd = -1, fd = -1, rc = -1, own_pfd = 0;
     struct stat st;
 
     if (!raw || clean_name(raw, path, sizeof(path)) < 0)
@@ -360,10 +400,9 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
     snprintf(basebuf, sizeof(basebuf), "%s", base);
     base = basebuf;
 
-    pfd = open_parent(u->rootfd, parent);
+    pfd = get_parent(u, parent);
     if (pfd < 0) {
-        err_sys(e, ERR_MANIFEST_INVALID, errno, "layer entry \"%s\": cannot open its parent",
-                raw);
+        err_sys(e, ERR_MANIFEST_INVALID, errno, "layer entry \"%s\": cannot open its parent", raw);
         goto out;
     }
 
@@ -383,12 +422,18 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
         } else if (strncmp(base, ".wh..wh.", 8) == 0) {
             rc = 0; /* other aufs metadata (.wh..wh.plnk, ...): not part of the image */
             goto out;
+        } else if (!base[4] || strcmp(base + 4, ".") == 0 || strcmp(base + 4, "..") == 0) {
+            err_set(e, ERR_MANIFEST_INVALID, 0, "layer entry \"%s\": bad whiteout", raw);
+            goto out;
         } else if (u->mode == LAYERFS_OVERLAY) {
             const char *victim = base + 4;
-            if (!*victim || strcmp(victim, ".") == 0 || strcmp(victim, "..") == 0) {
-                err_set(e, ERR_MANIFEST_INVALID, 0, "layer entry \"%s\": bad whiteout", raw);
+            pcache_drop(u); /* pfd stays valid: we still hold it below */
+            pfd = open_parent(u->rootfd, parent);
+            if (pfd < 0) {
+                err_sys(e, ERR_IO, errno, "layer entry \"%s\": cannot open its parent", raw);
                 goto out;
             }
+            own_pfd = 1;
             if (clear_entry(pfd, victim, e) < 0)
                 goto out;
             if (mknodat(pfd, victim, S_IFCHR | 0, makedev(0, 0)) < 0) {
@@ -404,8 +449,15 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
     }
 
     /* an existing entry is replaced unless both are directories */
-    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (!(type == AE_IFDIR && !hl && S_ISDIR(st.st_mode)) && clear_entry(pfd, base, e) < 0)
+    if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !(type == AE_IFDIR && !hl && S_ISDIR(st.st_mode))) {
+        /* the removed entry may be the cached directory or one of its parents */
+        if (pfd == u->pcache_fd) {
+            u->pcache_fd = -1;
+            u->pcache_path[0] = '\0';
+            own_pfd = 1;
+        }
+        if (clear_entry(pfd, base, e) < 0)
             goto out;
     }
 
@@ -451,20 +503,25 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
             goto out;
         }
         break;
-    case AE_IFREG:
-        fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    case AE_IFREG: {
+        int64_t end = 0;
+        fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    archive_entry_perm(ae) & 0777);
         if (fd < 0) {
             err_sys(e, ERR_IO, errno, "cannot create \"%s\"", path);
             goto out;
         }
-        if (write_file_data(u, a, fd, e, path) < 0)
+        if (write_file_data(u, a, fd, e, path, &end) < 0)
             goto out;
-        if (archive_entry_size_is_set(ae) && ftruncate(fd, archive_entry_size(ae)) < 0) {
+        /* a sparse file may end in a hole */
+        if (archive_entry_size_is_set(ae) && archive_entry_size(ae) > end &&
+            ftruncate(fd, archive_entry_size(ae)) < 0) {
             err_sys(e, ERR_IO, errno, "cannot size \"%s\"", path);
             goto out;
         }
         apply_meta_fd(u, fd, ae);
         break;
+    }
     case AE_IFLNK: {
         const char *target = archive_entry_symlink(ae);
         if (!target || symlinkat(target, pfd, base) < 0) {
@@ -482,8 +539,9 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
     case AE_IFCHR:
     case AE_IFBLK:
     case AE_IFIFO: {
-        dev_t dev = type == AE_IFIFO ? 0 : makedev(archive_entry_rdevmajor(ae),
-                                                   archive_entry_rdevminor(ae));
+        dev_t dev = type == AE_IFIFO
+                        ? 0
+                        : makedev(archive_entry_rdevmajor(ae), archive_entry_rdevminor(ae));
         if (mknodat(pfd, base, type | 0600, dev) < 0) {
             if (errno == EPERM && !u->is_root) {
                 u->st.skipped++;
@@ -516,9 +574,25 @@ unpack_entry(struct unpacker *u, struct archive *a, struct archive_entry *ae, st
 out:
     if (fd >= 0)
         close(fd);
-    if (pfd >= 0)
+    if (own_pfd && pfd >= 0)
         close(pfd);
     return rc;
+}
+
+/* the umask without changing it (umask(2) would race with other threads) */
+static mode_t
+current_umask(void)
+{
+    char line[128];
+    unsigned int m = 022;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0777; /* unknown: always fchmod */
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "Umask: %o", &m) == 1)
+            break;
+    fclose(f);
+    return (mode_t)m;
 }
 
 static int
@@ -555,8 +629,8 @@ apply_dir_meta(struct unpacker *u)
 }
 
 int
-layerfs_unpack(const char *blob_path, const char *diff_id, const char *dest,
-               enum layerfs_mode mode, struct layerfs_stats *stats, struct err *e)
+layerfs_unpack(const char *blob_path, const char *diff_id, const char *dest, enum layerfs_mode mode,
+               struct layerfs_stats *stats, struct err *e)
 {
     struct unpacker *u;
     struct archive *tar = NULL;
@@ -569,6 +643,8 @@ layerfs_unpack(const char *blob_path, const char *diff_id, const char *dest,
     u->rootfd = -1;
     u->mode = mode;
     u->is_root = geteuid() == 0;
+    u->pcache_fd = -1;
+    u->umask_bits = current_umask();
     if (mkdir(dest, 0755) < 0) {
         err_sys(e, ERR_IO, errno, "cannot create \"%s\"", dest);
         goto out;
@@ -648,6 +724,7 @@ out:
     if (u->raw)
         archive_read_free(u->raw);
     EVP_MD_CTX_free(u->md);
+    pcache_drop(u);
     for (size_t i = 0; i < u->ndirs; i++)
         free(u->dirs[i].path);
     free(u->dirs);
@@ -785,11 +862,15 @@ flatten_entry(struct flattener *f, int sdir, int ddir, const char *name, const c
     if (fstatat(sdir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return err_sys(e, ERR_IO, errno, "cannot stat layer entry \"%s\"", path);
 
-    /* whiteouts: OCI file form and overlay device form */
+    /* whiteouts: OCI file form and overlay device form. A whiteout names an
+     * entry of this very directory: ".wh..", ".wh..." would name the
+     * directory itself or its parent and are ignored */
     if (strncmp(name, WH_PREFIX, 4) == 0) {
-        if (strncmp(name, ".wh..wh.", 8) != 0 && name[4])
-            return fsutil_rm_rf_at(ddir, name + 4, e);
-        return 0;
+        const char *victim = name + 4;
+        if (strncmp(name, ".wh..wh.", 8) == 0 || !*victim || strcmp(victim, ".") == 0 ||
+            strcmp(victim, "..") == 0)
+            return 0;
+        return fsutil_rm_rf_at(ddir, victim, e);
     }
     if (is_whiteout_dev(&st))
         return fsutil_rm_rf_at(ddir, name, e);

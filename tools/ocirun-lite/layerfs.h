@@ -26,9 +26,9 @@
 enum layerfs_mode { LAYERFS_OCI = 1, LAYERFS_OVERLAY = 2 };
 
 struct layerfs_stats {
-    uint64_t entries;   /* tar entries applied */
-    uint64_t bytes;     /* file data written */
-    uint64_t skipped;   /* entries that cannot be created here (devices as non-root) */
+    uint64_t entries; /* tar entries applied */
+    uint64_t bytes;   /* file data written */
+    uint64_t skipped; /* entries that cannot be created here (devices as non-root) */
 };
 
 /* layerfs_unpack - unpack the layer blob at blob_path (tar, optionally gzip/

@@ -454,8 +454,8 @@ cmd_images(int argc, char **argv)
         gmtime_r(&t, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         const char *id = cstore_digest_hex(imgs[i].config);
-        printf("%-50s %-12.12s %-14s %-10s %s%s%s\n", imgs[i].ref, id ? id : "?",
-               imgs[i].platform, sz, when, digests ? "  " : "", digests ? imgs[i].digest : "");
+        printf("%-50s %-12.12s %-14s %-10s %s%s%s\n", imgs[i].ref, id ? id : "?", imgs[i].platform,
+               sz, when, digests ? "  " : "", digests ? imgs[i].digest : "");
     }
     cstore_image_list_free(imgs, n);
     cstore_close(cs);
@@ -572,8 +572,9 @@ prepare_image(struct cstore *cs, struct cli *c, const struct imgref *r, int for_
     }
     if (!have) {
         if (c->pull_policy == 2)
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "image %s is not in the local store "
-                                                       "(--pull=never)",
+            return err_set(e, ERR_MANIFEST_UNKNOWN, 0,
+                           "image %s is not in the local store "
+                           "(--pull=never)",
                            refs);
         if (client_for(c, r, e) < 0 || pull_image(cs, r, &c->pull, &p->img, e) < 0)
             return -1;
@@ -637,7 +638,7 @@ cmd_run(int argc, char **argv)
 
     memset(&p, 0, sizeof(p));
     err_clear(&e);
-    int i = parse_cmd_opts(argc, argv, "run", 1,  &c,
+    int i = parse_cmd_opts(argc, argv, "run", 1, &c,
                            "usage: ocirun-lite run [OPTIONS] REF [CMD ARGS...]\n\n"
                            "Run REF in a new container (pulled first if it is not in the\n"
                            "store). CMD ARGS replace the image's Cmd. The exit status is the\n"

@@ -109,8 +109,8 @@ norm_variant(const char *arch, const char *v)
 
 int
 pull_select_platform(const char *index_json, const struct platform *want,
-                     char digest[CSTORE_DIGEST_LEN], int64_t *size, char *mediatype,
-                     size_t mtlen, struct err *e)
+                     char digest[CSTORE_DIGEST_LEN], int64_t *size, char *mediatype, size_t mtlen,
+                     struct err *e)
 {
     json_t *o = json_loads(index_json, 0, NULL), *mans, *d, *best = NULL;
     int best_score = -1;
@@ -123,7 +123,8 @@ pull_select_platform(const char *index_json, const struct platform *want,
         json_decref(o);
         return err_set(e, ERR_MANIFEST_INVALID, 0, "image index has no \"manifests\" array");
     }
-    json_array_foreach(mans, i, d) {
+    json_array_foreach(mans, i, d)
+    {
         json_t *pf = json_object_get(d, "platform");
         const char *os = json_string_value(json_object_get(pf, "os"));
         const char *arch = json_string_value(json_object_get(pf, "architecture"));
@@ -184,6 +185,26 @@ is_manifest_type(const char *mt)
            strcmp(mt, REGCLIENT_MT_DOCKER_MANIFEST) == 0;
 }
 
+/* When neither Content-Type nor the body names a known type (the OCI
+ * mediaType field is optional), decide by shape, as the image-spec suggests:
+ * "manifests" -> index, "config" + "layers" -> image manifest. */
+static void
+sniff_media_type(const char *body, char *mt, size_t mtlen)
+{
+    if (is_index_type(mt) || is_manifest_type(mt))
+        return;
+    json_t *o = json_loads(body, 0, NULL);
+    if (json_integer_value(json_object_get(o, "schemaVersion")) == 2 &&
+        !json_object_get(o, "mediaType")) {
+        if (json_is_array(json_object_get(o, "manifests")))
+            snprintf(mt, mtlen, "%s", REGCLIENT_MT_OCI_INDEX);
+        else if (json_is_object(json_object_get(o, "config")) &&
+                 json_is_array(json_object_get(o, "layers")))
+            snprintf(mt, mtlen, "%s", REGCLIENT_MT_OCI_MANIFEST);
+    }
+    json_decref(o);
+}
+
 static int
 layer_type_ok(const char *mt)
 {
@@ -229,7 +250,8 @@ parse_manifest(const char *body, struct parsed_manifest *pm, struct err *e)
     cfg = json_object_get(o, "config");
     const char *cd = json_string_value(json_object_get(cfg, "digest"));
     const char *cmt = json_string_value(json_object_get(cfg, "mediaType"));
-    if (!cd || !cstore_digest_hex(cd) || !json_is_integer(json_object_get(cfg, "size"))) {
+    if (!cd || !cstore_digest_hex(cd) || !json_is_integer(json_object_get(cfg, "size")) ||
+        json_integer_value(json_object_get(cfg, "size")) < 0) {
         err_set(e, ERR_MANIFEST_INVALID, 0, "manifest has no valid config descriptor");
         goto out;
     }
@@ -251,7 +273,8 @@ parse_manifest(const char *body, struct parsed_manifest *pm, struct err *e)
         goto out;
     }
     pm->nlayers = 0;
-    json_array_foreach(layers, i, d) {
+    json_array_foreach(layers, i, d)
+    {
         const char *dg = json_string_value(json_object_get(d, "digest"));
         const char *mt = json_string_value(json_object_get(d, "mediaType"));
         json_t *sz = json_object_get(d, "size");
@@ -287,11 +310,12 @@ parse_config_diffids(const char *cfg, size_t nlayers, char (*diff)[CSTORE_DIGEST
         return err_set(e, ERR_MANIFEST_INVALID, 0, "image config is not JSON");
     ids = json_object_get(json_object_get(o, "rootfs"), "diff_ids");
     if (!json_is_array(ids) || json_array_size(ids) != nlayers) {
-        err_set(e, ERR_MANIFEST_INVALID, 0,
-                "image config lists %zu diff_ids for %zu layers", json_array_size(ids), nlayers);
+        err_set(e, ERR_MANIFEST_INVALID, 0, "image config lists %zu diff_ids for %zu layers",
+                json_array_size(ids), nlayers);
         goto out;
     }
-    json_array_foreach(ids, i, d) {
+    json_array_foreach(ids, i, d)
+    {
         const char *s = json_string_value(d);
         if (!s || !cstore_digest_hex(s)) {
             err_set(e, ERR_MANIFEST_INVALID, 0, "image config: diff_id %zu is not a sha256 digest",
@@ -379,8 +403,9 @@ ensure_layer(struct cstore *cs, const char *digest, const char *diff_id, struct 
     }
     snprintf(info, sizeof(info), "%s/info", tmp);
     f = fopen(info, "w");
-    if (!f || fprintf(f, "whiteouts=%s\ndigest=%s\n", mode == LAYERFS_OVERLAY ? "overlay" : "oci",
-                      digest) < 0 ||
+    if (!f ||
+        fprintf(f, "whiteouts=%s\ndigest=%s\n", mode == LAYERFS_OVERLAY ? "overlay" : "oci",
+                digest) < 0 ||
         fflush(f) != 0 || fsync(fileno(f)) < 0) {
         err_sys(e, ERR_IO, errno, "cannot write %s", info);
         if (f)
@@ -417,14 +442,24 @@ fail:
     return -1;
 }
 
+/* A pool of unpack threads fed with layer indexes as their blobs become
+ * available (already stored, or just downloaded and verified), so unpacking
+ * overlaps the downloads of the other layers. */
 struct unpack_job {
     struct cstore *cs;
     char (*digest)[CSTORE_DIGEST_LEN];
     char (*diff)[CSTORE_DIGEST_LEN];
-    size_t n, next;
-    pthread_mutex_t mu;
-    int failed;
+    size_t n;
+    size_t *queue; /* capacity n: every index is pushed at most once */
+    size_t head, tail;
+    int closed; /* no more pushes */
+    int cancel; /* stop early (the download failed) */
+    int failed; /* an unpack failed: err holds why */
     struct err err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th[4];
+    size_t nthreads;
 };
 
 static void *
@@ -436,16 +471,21 @@ unpack_worker(void *arg)
         size_t i;
         err_clear(&le);
         pthread_mutex_lock(&j->mu);
-        i = j->failed ? j->n : j->next++;
-        pthread_mutex_unlock(&j->mu);
-        if (i >= j->n)
+        while (j->head == j->tail && !j->closed && !j->cancel && !j->failed)
+            pthread_cond_wait(&j->cv, &j->mu);
+        if (j->cancel || j->failed || j->head == j->tail) {
+            pthread_mutex_unlock(&j->mu);
             break;
+        }
+        i = j->queue[j->head++];
+        pthread_mutex_unlock(&j->mu);
         if (ensure_layer(j->cs, j->digest[i], j->diff[i], &le) < 0) {
             pthread_mutex_lock(&j->mu);
             if (!j->failed) {
                 j->failed = 1;
                 j->err = le;
             }
+            pthread_cond_broadcast(&j->cv);
             pthread_mutex_unlock(&j->mu);
         }
     }
@@ -453,33 +493,85 @@ unpack_worker(void *arg)
 }
 
 static int
+job_start(struct unpack_job *j, struct cstore *cs, char (*digest)[CSTORE_DIGEST_LEN],
+          char (*diff)[CSTORE_DIGEST_LEN], size_t n, struct err *e)
+{
+    memset(j, 0, sizeof(*j));
+    j->cs = cs;
+    j->digest = digest;
+    j->diff = diff;
+    j->n = n;
+    j->queue = calloc(n ? n : 1, sizeof(*j->queue));
+    if (!j->queue)
+        return err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_cond_init(&j->cv, NULL);
+    size_t want = n < 4 ? n : 4;
+    for (size_t i = 0; i < want; i++) {
+        if (pthread_create(&j->th[j->nthreads], NULL, unpack_worker, j) != 0)
+            break;
+        j->nthreads++;
+    }
+    if (n && !j->nthreads) {
+        free(j->queue);
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+        return err_set(e, ERR_INTERNAL, 0, "cannot start unpack threads");
+    }
+    return 0;
+}
+
+static void
+job_push(struct unpack_job *j, size_t i)
+{
+    pthread_mutex_lock(&j->mu);
+    if (j->tail < j->n)
+        j->queue[j->tail++] = i;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* close (cancel = 0: finish the queue; 1: stop now), join, and report */
+static int
+job_finish(struct unpack_job *j, int cancel, struct err *e)
+{
+    int rc = 0;
+    pthread_mutex_lock(&j->mu);
+    j->closed = 1;
+    j->cancel |= cancel;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    for (size_t i = 0; i < j->nthreads; i++)
+        pthread_join(j->th[i], NULL);
+    if (!cancel && j->failed) {
+        *e = j->err;
+        rc = -1;
+    } else if (!cancel && j->head != j->n) {
+        rc = err_set(e, ERR_INTERNAL, 0, "not every layer was unpacked");
+    }
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+    free(j->queue);
+    return rc;
+}
+
+static int
 unpack_all(struct cstore *cs, char (*digest)[CSTORE_DIGEST_LEN], char (*diff)[CSTORE_DIGEST_LEN],
            size_t n, struct err *e)
 {
     struct unpack_job j;
-    pthread_t th[4];
-    size_t nt = n < 4 ? n : 4, started = 0;
-
-    memset(&j, 0, sizeof(j));
-    j.cs = cs;
-    j.digest = digest;
-    j.diff = diff;
-    j.n = n;
-    pthread_mutex_init(&j.mu, NULL);
-    for (size_t i = 1; i < nt; i++) {
-        if (pthread_create(&th[started], NULL, unpack_worker, &j) != 0)
-            break;
-        started++;
-    }
-    unpack_worker(&j); /* this thread works too */
-    for (size_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&j.mu);
-    if (j.failed) {
-        *e = j.err;
+    if (job_start(&j, cs, digest, diff, n, e) < 0)
         return -1;
-    }
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        job_push(&j, i);
+    return job_finish(&j, 0, e);
+}
+
+/* regclient callback: blob `index` of the layer list is stored */
+static void
+layer_ready(void *ctx, size_t index)
+{
+    job_push(ctx, index);
 }
 
 static char **
@@ -496,7 +588,7 @@ pull_ensure_layers(struct cstore *cs, const struct cstore_image *img, int quiet,
     char *body = NULL;
     size_t len, n = 0;
     int rc = -1;
-    char (*diff)[CSTORE_DIGEST_LEN] = NULL;
+    char(*diff)[CSTORE_DIGEST_LEN] = NULL;
 
     for (n = 0; img->layers[n]; n++)
         if (!layer_mode_of(cs, img->layers[n]))
@@ -548,7 +640,7 @@ pull_image(struct cstore *cs, const struct imgref *ref, const struct pull_opts *
     size_t len, cfglen;
     char mt[256], digest[CSTORE_DIGEST_LEN], top[CSTORE_DIGEST_LEN], idx[CSTORE_DIGEST_LEN] = "";
     char refs[600], labels[MAX_LAYERS][32];
-    char (*diff)[CSTORE_DIGEST_LEN] = NULL;
+    char(*diff)[CSTORE_DIGEST_LEN] = NULL;
     int ret = -1;
 
     memset(&rec, 0, sizeof(rec));
@@ -567,6 +659,7 @@ pull_image(struct cstore *cs, const struct imgref *ref, const struct pull_opts *
         goto out;
     snprintf(digest, sizeof(digest), "%s", top);
     /* index -> manifest for our platform (an index may nest another index) */
+    sniff_media_type(body, mt, sizeof(mt));
     for (int depth = 0; is_index_type(mt); depth++) {
         int64_t sz;
         char want_mt[256];
@@ -578,19 +671,19 @@ pull_image(struct cstore *cs, const struct imgref *ref, const struct pull_opts *
             goto out;
         if (!idx[0])
             snprintf(idx, sizeof(idx), "%s", digest);
-        if (pull_select_platform(body, &o->platform, digest, &sz, want_mt, sizeof(want_mt), e) <
-            0)
+        if (pull_select_platform(body, &o->platform, digest, &sz, want_mt, sizeof(want_mt), e) < 0)
             goto out;
         free(body);
         body = NULL;
         if (regclient_get_manifest(rc, digest, &body, &len, mt, sizeof(mt), digest, e) < 0)
             goto out;
         if ((int64_t)len != sz) {
-            err_set(e, ERR_SIZE_INVALID, 0, "manifest %s is %zu bytes, the index says %lld",
-                    digest, len, (long long)sz);
+            err_set(e, ERR_SIZE_INVALID, 0, "manifest %s is %zu bytes, the index says %lld", digest,
+                    len, (long long)sz);
             goto out;
         }
     }
+    sniff_media_type(body, mt, sizeof(mt));
     if (!is_manifest_type(mt)) {
         if (strstr(mt, "prettyjws") || strstr(mt, "manifest.v1"))
             err_set(e, ERR_UNSUPPORTED, 0, "%s: schema 1 manifests are not supported", refs);
@@ -603,36 +696,51 @@ pull_image(struct cstore *cs, const struct imgref *ref, const struct pull_opts *
     if (cstore_blob_put(cs, digest, body, len, NULL, e) < 0)
         goto out;
 
-    /* config + layers, in parallel */
+    /* the config first (small): its diff_ids name the layer directories;
+     * then the layers in parallel, each unpacked as soon as it is verified */
+    struct regclient_blob cfgblob = {pm->config, pm->config_size, "config"};
+    struct regclient_stats st2;
+    if (regclient_fetch_blobs(rc, cs, &cfgblob, 1, NULL, NULL, &st, e) < 0)
+        goto out;
+    if (cstore_blob_read(cs, pm->config, CONFIG_MAX, &cfg, &cfglen, e) < 0)
+        goto out;
+    if (parse_config_diffids(cfg, pm->nlayers, diff, rec.platform, sizeof(rec.platform), e) < 0)
+        goto out;
+    {
+        char want[128];
+        size_t wl = (size_t)snprintf(want, sizeof(want), "%s/%s", o->platform.os, o->platform.arch);
+        if (!o->quiet && (strncmp(rec.platform, want, wl) != 0 ||
+                          (rec.platform[wl] != '\0' && rec.platform[wl] != '/')))
+            fprintf(stderr, "warning: image platform %s does not match the requested %s\n",
+                    rec.platform, want);
+    }
     blobs = calloc(pm->nlayers + 1, sizeof(*blobs));
     if (!blobs) {
         err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
-    blobs[0].digest = pm->config;
-    blobs[0].size = pm->config_size;
-    blobs[0].label = "config";
     for (size_t i = 0; i < pm->nlayers; i++) {
         snprintf(labels[i], sizeof(labels[i]), "layer %zu/%zu", i + 1, pm->nlayers);
-        blobs[i + 1].digest = pm->layer[i];
-        blobs[i + 1].size = pm->layer_size[i];
-        blobs[i + 1].label = labels[i];
+        blobs[i].digest = pm->layer[i];
+        blobs[i].size = pm->layer_size[i];
+        blobs[i].label = labels[i];
     }
-    if (regclient_fetch_blobs(rc, cs, blobs, pm->nlayers + 1, &st, e) < 0)
+    struct unpack_job job;
+    if (job_start(&job, cs, pm->layer, diff, pm->nlayers, e) < 0)
+        goto out;
+    if (regclient_fetch_blobs(rc, cs, blobs, pm->nlayers, layer_ready, &job, &st2, e) < 0) {
+        job_finish(&job, 1, NULL);
+        goto out;
+    }
+    if (job_finish(&job, 0, e) < 0)
         goto out;
     if (!o->quiet)
-        fprintf(stderr, "Fetched %llu blob(s), %llu bytes; %llu already present\n",
-                (unsigned long long)st.fetched, (unsigned long long)st.bytes,
-                (unsigned long long)st.skipped);
-
-    if (cstore_blob_read(cs, pm->config, CONFIG_MAX, &cfg, &cfglen, e) < 0)
-        goto out;
-    if (parse_config_diffids(cfg, pm->nlayers, diff, rec.platform, sizeof(rec.platform), e) < 0)
-        goto out;
-    if (!o->quiet && pm->nlayers)
-        fprintf(stderr, "Unpacking %zu layer(s)\n", pm->nlayers);
-    if (unpack_all(cs, pm->layer, diff, pm->nlayers, e) < 0)
-        goto out;
+        fprintf(stderr,
+                "Fetched %llu blob(s), %llu bytes; %llu already present; %zu layer(s) "
+                "unpacked\n",
+                (unsigned long long)(st.fetched + st2.fetched),
+                (unsigned long long)(st.bytes + st2.bytes),
+                (unsigned long long)(st.skipped + st2.skipped), pm->nlayers);
 
     /* the record */
     snprintf(rec.ref, sizeof(rec.ref), "%s", refs);

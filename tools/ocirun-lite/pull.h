@@ -54,8 +54,7 @@ int pull_image(struct cstore *cs, const struct imgref *ref, const struct pull_op
 
 /* pull_ensure_layers - make sure every layer of img is unpacked in the layer
  * cache (after a crash or a gc race). Returns 0 or -1. */
-int pull_ensure_layers(struct cstore *cs, const struct cstore_image *img, int quiet,
-                       struct err *e);
+int pull_ensure_layers(struct cstore *cs, const struct cstore_image *img, int quiet, struct err *e);
 
 /* pull_layer_dir - "ROOT/layers/<hex>/fs" for diff_id into buf. */
 void pull_layer_dir(const struct cstore *cs, const char *diff_id, char *buf, size_t len);

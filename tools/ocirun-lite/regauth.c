@@ -13,8 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "tools/ocirun-lite/imgref.h"
-
 #include "common/banned.h"
 
 static const char *
@@ -83,14 +81,14 @@ regauth_parse_challenge(const char *hdr, struct regauth_challenge *out, struct e
     if (!hdr)
         return err_set(e, ERR_UNAUTHORIZED, 0, "registry sent no WWW-Authenticate challenge");
 
-#define FINISH_CUR()                                                                             \
-    do {                                                                                         \
-        if (have_cur && cur.scheme == REGAUTH_BEARER && best.scheme != REGAUTH_BEARER)            \
-            best = cur;                                                                          \
-        else if (have_cur && cur.scheme == REGAUTH_BASIC && best.scheme == REGAUTH_NONE)          \
-            best = cur;                                                                          \
-        memset(&cur, 0, sizeof(cur));                                                            \
-        have_cur = 0;                                                                            \
+#define FINISH_CUR()                                                                               \
+    do {                                                                                           \
+        if (have_cur && cur.scheme == REGAUTH_BEARER && best.scheme != REGAUTH_BEARER)             \
+            best = cur;                                                                            \
+        else if (have_cur && cur.scheme == REGAUTH_BASIC && best.scheme == REGAUTH_NONE)           \
+            best = cur;                                                                            \
+        memset(&cur, 0, sizeof(cur));                                                              \
+        have_cur = 0;                                                                              \
     } while (0)
 
     for (;;) {
@@ -255,7 +253,8 @@ regauth_lookup_file(const char *path, const char *host, struct regauth_creds *c,
     auths = json_object_get(root, "auths");
     if (!json_is_object(auths))
         goto out;
-    json_object_foreach(auths, key, val) {
+    json_object_foreach(auths, key, val)
+    {
         char kh[512];
         key_host(key, kh, sizeof(kh));
         if (!(strcmp(kh, host) == 0 || (is_docker_hub(kh) && is_docker_hub(host))))

@@ -38,8 +38,7 @@ int regauth_parse_challenge(const char *hdr, struct regauth_challenge *c, struct
  * https://index.docker.io/v1/) in the auth file `path`. Returns 1 and fills *c
  * when found, 0 when absent (also when the file does not exist), -1 with
  * ERR_CONFIG if the file is unreadable or malformed. */
-int regauth_lookup_file(const char *path, const char *host, struct regauth_creds *c,
-                        struct err *e);
+int regauth_lookup_file(const char *path, const char *host, struct regauth_creds *c, struct err *e);
 
 /* regauth_lookup - regauth_lookup_file over the standard files, in order. */
 int regauth_lookup(const char *host, struct regauth_creds *c, struct err *e);

@@ -31,8 +31,8 @@ struct regclient {
     struct regclient_opts o;
     struct regauth_creds creds;
     int have_creds;
-    char base[600];    /* scheme://host */
-    char authz[8192];  /* Authorization header value, "" = anonymous */
+    char base[600];   /* scheme://host */
+    char authz[8192]; /* Authorization header value, "" = anonymous */
     char useragent[64];
 };
 
@@ -378,8 +378,9 @@ int
 regclient_get_manifest(struct regclient *rc, const char *reference, char **body, size_t *len,
                        char *mediatype, size_t mtlen, char digest[72], struct err *e)
 {
-    static const char accept[] = REGCLIENT_MT_OCI_INDEX ", " REGCLIENT_MT_OCI_MANIFEST
-                                 ", " REGCLIENT_MT_DOCKER_LIST ", " REGCLIENT_MT_DOCKER_MANIFEST;
+    static const char accept[] =
+        REGCLIENT_MT_OCI_INDEX ", " REGCLIENT_MT_OCI_MANIFEST ", " REGCLIENT_MT_DOCKER_LIST
+                               ", " REGCLIENT_MT_DOCKER_MANIFEST;
     char url[1200], what[800], got[CSTORE_DIGEST_LEN];
     struct resp r;
     long code;
@@ -416,8 +417,8 @@ regclient_get_manifest(struct regclient *rc, const char *reference, char **body,
     }
     if (strncmp(r.dcd, "sha256:", 7) == 0 && strcmp(r.dcd, got) != 0) {
         err_set(e, ERR_DIGEST_INVALID, 0,
-                "%s: registry says Docker-Content-Digest %s but the body hashes to %s", what,
-                r.dcd, got);
+                "%s: registry says Docker-Content-Digest %s but the body hashes to %s", what, r.dcd,
+                got);
         resp_release(&r);
         return -1;
     }
@@ -446,9 +447,9 @@ struct xfer {
     CURL *c;
     struct curl_slist *h;
     struct cstore_writer *w;
-    struct err err;   /* a write-side failure (size / io) */
-    int failed;       /* err is set */
-    long status;      /* HTTP status of the final response */
+    struct err err;    /* a write-side failure (size / io) */
+    int failed;        /* err is set */
+    long status;       /* HTTP status of the final response */
     struct resp ebody; /* body of a non-200 answer */
     int attempts;
     int done;
@@ -555,7 +556,8 @@ draw_progress(struct xfer *xs, size_t n, int *drawn)
 
 int
 regclient_fetch_blobs(struct regclient *rc, struct cstore *cs, const struct regclient_blob *blobs,
-                      size_t n, struct regclient_stats *stats, struct err *e)
+                      size_t n, regclient_done_fn *done, void *done_ctx,
+                      struct regclient_stats *stats, struct err *e)
 {
     struct regclient_stats st = {0};
     struct xfer *xs = NULL;
@@ -572,9 +574,11 @@ regclient_fetch_blobs(struct regclient *rc, struct cstore *cs, const struct regc
         for (size_t j = 0; j < nx; j++)
             dup |= strcmp(xs[j].blob->digest, blobs[i].digest) == 0;
         if (dup)
-            continue;
+            continue; /* reported with its first occurrence */
         if (cstore_blob_has(cs, blobs[i].digest, blobs[i].size)) {
             st.skipped++;
+            if (done)
+                done(done_ctx, i);
             continue;
         }
         xs[nx].blob = &blobs[i];
@@ -636,6 +640,10 @@ regclient_fetch_blobs(struct regclient *rc, struct cstore *cs, const struct regc
                 x->done = 1;
                 st.fetched++;
                 st.bytes += (uint64_t)got;
+                /* every index carrying this digest (a manifest may repeat one) */
+                for (size_t k = 0; done && k < n; k++)
+                    if (strcmp(blobs[k].digest, x->blob->digest) == 0)
+                        done(done_ctx, k);
                 continue;
             }
             if (res == CURLE_OK && code == 401 && !reauthed) {
@@ -671,8 +679,7 @@ regclient_fetch_blobs(struct regclient *rc, struct cstore *cs, const struct regc
         if (rc->o.progress) {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >
-                150) {
+            if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 > 150) {
                 draw_progress(xs, nx, &drawn);
                 last = now;
             }

@@ -40,9 +40,9 @@ struct regclient_blob {
 };
 
 struct regclient_stats {
-    uint64_t fetched;   /* blobs downloaded */
-    uint64_t skipped;   /* blobs already in the store */
-    uint64_t bytes;     /* bytes downloaded */
+    uint64_t fetched; /* blobs downloaded */
+    uint64_t skipped; /* blobs already in the store */
+    uint64_t bytes;   /* bytes downloaded */
 };
 
 /* regclient_new - a client for the repository of ref. Returns a client owned
@@ -60,13 +60,18 @@ void regclient_free(struct regclient *rc);
 int regclient_get_manifest(struct regclient *rc, const char *reference, char **body, size_t *len,
                            char *mediatype, size_t mtlen, char digest[72], struct err *e);
 
+/* called once per blob index when that blob is in the store (already there,
+ * or downloaded and verified), from the calling thread */
+typedef void regclient_done_fn(void *ctx, size_t index);
+
 /* regclient_fetch_blobs - download every blob not yet in cs, in parallel, into
- * the store (verified; see cstore_writer_commit). Stops at the first failure:
- * nothing of a failed blob is stored. stats may be NULL. Returns 0, or -1 with
+ * the store (verified; see cstore_writer_commit). done (may be NULL) is called
+ * for each blob as soon as it is stored. Stops at the first failure: nothing
+ * of a failed blob is stored. stats may be NULL. Returns 0, or -1 with
  * ERR_DIGEST_INVALID / ERR_SIZE_INVALID (the message names the digest),
  * ERR_BLOB_UNKNOWN, ERR_UNAUTHORIZED, ERR_IO. */
 int regclient_fetch_blobs(struct regclient *rc, struct cstore *cs,
-                          const struct regclient_blob *blobs, size_t n,
-                          struct regclient_stats *stats, struct err *e);
+                          const struct regclient_blob *blobs, size_t n, regclient_done_fn *done,
+                          void *done_ctx, struct regclient_stats *stats, struct err *e);
 
 #endif

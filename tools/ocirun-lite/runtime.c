@@ -4,16 +4,21 @@
  * Sequence (P = ocirun, C = the cloned child that becomes the container's PID 1):
  *
  *   P  build + write config.json, parse it back, create cgroups (cgroup.c),
- *      block the forwarded signals and SIGCHLD (read later through a signalfd)
- *   P  clone(NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET][|NEWUSER])
+ *      install handlers for the forwarded signals and SIGCHLD that write the
+ *      signal number into a self-pipe (process-wide: whichever thread takes
+ *      the signal, it reaches the loop), and unblock them in this thread
+ *   P  with a user ns: creates the overlay as a detached mount (fsmount), so
+ *      that it belongs to the initial ns and honours trusted.overlay.* marks
+ *   P  clone(NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET][|NEWUSER]) - a fork-like raw
+ *      clone: the child must stay away from malloc and glibc's set*id
+ *      wrappers (threads of a multi-threaded caller are not copied)
  *   C  waits on the sync pipe
  *   P  writes uid_map/gid_map (user ns), puts C in the cgroups, releases C
- *   C  makes / rprivate, mounts the rootfs (overlay of the layers, or a bind of
- *      the rootfs dir) at <cdir>/rootfs, mounts the spec's mounts inside it
- *      (every target resolved with openat2(RESOLVE_IN_ROOT), so an image
- *      symlink cannot redirect a mount to the host), fills /dev, opens the
- *      pty (-t) and passes its master to P over a socketpair, sets the
- *      hostname, brings lo up, pivot_root, masks/read-only paths, drops the
+ *   C  makes / rprivate, mounts the rootfs (overlay of the layers, the
+ *      parent's detached overlay, or a bind of the rootfs dir) at <cdir>/rootfs, mounts the spec's
+ * mounts inside it (every target resolved with openat2(RESOLVE_IN_ROOT), so an image symlink cannot
+ * redirect a mount to the host), fills /dev, opens the pty (-t) and passes its master to P over a
+ * socketpair, sets the hostname, brings lo up, pivot_root, masks/read-only paths, drops the
  *      bounding set, setgroups/setgid/setuid, sets capabilities, chdir,
  *      no_new_privs, resets signals, execve
  *   C  any failure before execve: message down the CLOEXEC error pipe, exit;
@@ -23,9 +28,8 @@
  *      --rm (or when the start failed), the container dir. Mounts live in C's
  *      mount namespace and vanish with it.
  *
- * The caller's signal mask and SIGCHLD disposition are restored on return.
- * Call it from a single-threaded process (or with the forwarded signals blocked
- * in every thread), as runc and crun expect too. */
+ * The caller's signal mask and dispositions are restored on return. One
+ * rt_run at a time per process (the self-pipe is process-wide). */
 #include "tools/ocirun-lite/runtime.h"
 
 #include <errno.h>
@@ -42,11 +46,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -67,8 +71,8 @@
 
 struct rt_mnt {
     const char *dest, *type, *src;
-    unsigned long flags;   /* MS_* for the mount itself */
-    unsigned long pflags;  /* propagation (MS_PRIVATE, ...) */
+    unsigned long flags;  /* MS_* for the mount itself */
+    unsigned long pflags; /* propagation (MS_PRIVATE, ...) */
     int bind;
     char data[512];
 };
@@ -90,14 +94,30 @@ struct rt_exec {
     const char **masked, **ropaths;
     size_t nmasked, nropaths;
     int nsflags;
-    int userns_root;   /* user ns with a full (identity) map: setgroups allowed */
+    int userns_root; /* user ns with a full (identity) map: setgroups allowed */
     char uidmap[256], gidmap[256];
     struct rt_limits lim;
 };
 
 enum { CAPS_BOUNDING, CAPS_EFFECTIVE, CAPS_PERMITTED, CAPS_INHERITABLE, CAPS_AMBIENT };
 
-static const int fwd_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+static const int fwd_signals[] = {SIGTERM, SIGINT,  SIGHUP,   SIGQUIT,
+                                  SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+#define NFWD (sizeof(fwd_signals) / sizeof(fwd_signals[0]))
+
+/* write end of the self-pipe while rt_run runs */
+static volatile int sig_pipe_w = -1;
+
+static void
+on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(sig_pipe_w, &b, 1) < 0) {
+        /* pipe full: the loop is already awake */
+    }
+    errno = saved;
+}
 
 /* ---- config.json -> struct rt_exec ------------------------------------- */
 
@@ -124,7 +144,8 @@ caps_mask(json_t *a, uint64_t *mask, struct err *e)
     *mask = 0;
     size_t i;
     json_t *v;
-    json_array_foreach(a, i, v) {
+    json_array_foreach(a, i, v)
+    {
         cap_value_t c;
         const char *s = json_string_value(v);
         if (!s || cap_from_name(s, &c) < 0 || c < 0 || c > 63)
@@ -142,16 +163,26 @@ parse_mount_options(json_t *opts, struct rt_mnt *m)
         int clear;
         unsigned long flag;
     } tab[] = {
-        {"ro", 0, MS_RDONLY},          {"rw", 1, MS_RDONLY},
-        {"nosuid", 0, MS_NOSUID},      {"suid", 1, MS_NOSUID},
-        {"nodev", 0, MS_NODEV},        {"dev", 1, MS_NODEV},
-        {"noexec", 0, MS_NOEXEC},      {"exec", 1, MS_NOEXEC},
-        {"sync", 0, MS_SYNCHRONOUS},   {"async", 1, MS_SYNCHRONOUS},
-        {"noatime", 0, MS_NOATIME},    {"atime", 1, MS_NOATIME},
-        {"nodiratime", 0, MS_NODIRATIME}, {"diratime", 1, MS_NODIRATIME},
-        {"relatime", 0, MS_RELATIME},  {"norelatime", 1, MS_RELATIME},
-        {"strictatime", 0, MS_STRICTATIME}, {"nostrictatime", 1, MS_STRICTATIME},
-        {"remount", 0, MS_REMOUNT},    {"bind", 0, MS_BIND},
+        {"ro", 0, MS_RDONLY},
+        {"rw", 1, MS_RDONLY},
+        {"nosuid", 0, MS_NOSUID},
+        {"suid", 1, MS_NOSUID},
+        {"nodev", 0, MS_NODEV},
+        {"dev", 1, MS_NODEV},
+        {"noexec", 0, MS_NOEXEC},
+        {"exec", 1, MS_NOEXEC},
+        {"sync", 0, MS_SYNCHRONOUS},
+        {"async", 1, MS_SYNCHRONOUS},
+        {"noatime", 0, MS_NOATIME},
+        {"atime", 1, MS_NOATIME},
+        {"nodiratime", 0, MS_NODIRATIME},
+        {"diratime", 1, MS_NODIRATIME},
+        {"relatime", 0, MS_RELATIME},
+        {"norelatime", 1, MS_RELATIME},
+        {"strictatime", 0, MS_STRICTATIME},
+        {"nostrictatime", 1, MS_STRICTATIME},
+        {"remount", 0, MS_REMOUNT},
+        {"bind", 0, MS_BIND},
         {"rbind", 0, MS_BIND | MS_REC},
     };
     static const struct {
@@ -165,7 +196,8 @@ parse_mount_options(json_t *opts, struct rt_mnt *m)
     };
     size_t i;
     json_t *v;
-    json_array_foreach(opts, i, v) {
+    json_array_foreach(opts, i, v)
+    {
         const char *o = json_string_value(v);
         if (!o)
             continue;
@@ -197,7 +229,8 @@ map_text(json_t *maps, char *out, size_t len)
     size_t i, n = 0;
     json_t *v;
     out[0] = '\0';
-    json_array_foreach(maps, i, v) {
+    json_array_foreach(maps, i, v)
+    {
         n += (size_t)snprintf(out + n, len > n ? len - n : 0, "%lld %lld %lld\n",
                               (long long)json_integer_value(json_object_get(v, "containerID")),
                               (long long)json_integer_value(json_object_get(v, "hostID")),
@@ -240,7 +273,8 @@ exec_parse(const char *text, struct rt_exec *x, struct err *e)
     x->gid = (gid_t)json_integer_value(json_object_get(user, "gid"));
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(user, "additionalGids"), i, v) {
+    json_array_foreach(json_object_get(user, "additionalGids"), i, v)
+    {
         if (x->ngroups < RT_MAX_GROUPS)
             x->groups[x->ngroups++] = (gid_t)json_integer_value(v);
     }
@@ -257,7 +291,8 @@ exec_parse(const char *text, struct rt_exec *x, struct err *e)
     x->mounts = calloc(json_array_size(mounts) + 1, sizeof(*x->mounts));
     if (!x->mounts)
         return err_set(e, ERR_NOMEM, ENOMEM, "config.json: out of memory");
-    json_array_foreach(mounts, i, v) {
+    json_array_foreach(mounts, i, v)
+    {
         struct rt_mnt *m = &x->mounts[x->nmounts];
         m->dest = json_string_value(json_object_get(v, "destination"));
         m->type = json_string_value(json_object_get(v, "type"));
@@ -275,10 +310,12 @@ exec_parse(const char *text, struct rt_exec *x, struct err *e)
         return err_set(e, ERR_NOMEM, ENOMEM, "config.json: out of memory");
 
     x->nsflags = 0;
-    json_array_foreach(json_object_get(lx, "namespaces"), i, v) {
+    json_array_foreach(json_object_get(lx, "namespaces"), i, v)
+    {
         const char *t = json_string_value(json_object_get(v, "type"));
         if (json_object_get(v, "path"))
-            return err_set(e, ERR_UNSUPPORTED, 0, "config.json: joining a namespace by path is not supported");
+            return err_set(e, ERR_UNSUPPORTED, 0,
+                           "config.json: joining a namespace by path is not supported");
         if (!t)
             continue;
         if (strcmp(t, "pid") == 0)
@@ -325,10 +362,11 @@ exec_parse(const char *text, struct rt_exec *x, struct err *e)
 
 struct child_ctx {
     struct rt_exec *x;
-    int sync_fd;   /* read end: one byte = go */
-    int err_fd;    /* write end, CLOEXEC */
-    int sock_fd;   /* -t: where the pty master goes, else -1 */
+    int sync_fd;           /* read end: one byte = go */
+    int err_fd;            /* write end, CLOEXEC */
+    int sock_fd;           /* -t: where the pty master goes, else -1 */
     const char *lowerdata; /* overlay mount data, or NULL */
+    int tree_fd;           /* overlay prepared by the parent (fsmount), or -1 */
     const char *bind_dir;  /* plain rootfs dir, or NULL */
 };
 
@@ -439,6 +477,34 @@ locked_flags(const char *path)
     return f;
 }
 
+/* mount_setattr(2) (Linux 5.12); <linux/mount.h> clashes with glibc 2.36's
+ * <sys/mount.h>, so the few names needed are spelled out here */
+struct rt_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+#define RT_MOUNT_ATTR_RDONLY 0x1
+#define RT_MOUNT_ATTR_NOSUID 0x2
+#define RT_MOUNT_ATTR_NODEV 0x4
+#define RT_MOUNT_ATTR_NOEXEC 0x8
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+/* the mount now at dest (not the directory under it, which an fd opened
+ * before the mount still names) as a /proc/self/fd path in buf; returns the fd */
+static int
+reopen_target(struct child_ctx *c, int rootfd, const char *dest, char *buf, size_t len)
+{
+    int fd = open_in_root(rootfd, dest, O_PATH);
+    if (fd < 0)
+        child_fail(c->err_fd, errno, "mount '%s': reopen target", dest);
+    snprintf(buf, len, "/proc/self/fd/%d", fd);
+    return fd;
+}
+
 static void
 do_mount(struct child_ctx *c, int rootfd, const struct rt_mnt *m)
 {
@@ -455,26 +521,44 @@ do_mount(struct child_ctx *c, int rootfd, const struct rt_mnt *m)
     int fd = open_in_root(rootfd, m->dest, O_PATH);
     if (fd < 0)
         child_fail(efd, errno, "mount '%s': open target", m->dest);
-    char target[64];
+    char target[64], mnt[64];
+    int mfd = -1;
     snprintf(target, sizeof(target), "/proc/self/fd/%d", fd);
     unsigned long fl = m->flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
     if (m->bind) {
         if (mount(m->src, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)
             child_fail(efd, errno, "bind mount '%s' on '%s'", m->src, m->dest);
-        if (fl && mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | fl | locked_flags(target), NULL) < 0)
-            child_fail(efd, errno, "remount '%s'", m->dest);
+        if (fl) {
+            mfd = reopen_target(c, rootfd, m->dest, mnt, sizeof(mnt));
+            if (mount(NULL, mnt, NULL, MS_BIND | MS_REMOUNT | fl | locked_flags(mnt), NULL) < 0)
+                child_fail(efd, errno, "remount '%s'", m->dest);
+        }
     } else if (mount(m->src, target, m->type, fl, m->data[0] ? m->data : NULL) < 0) {
         int saved = errno;
         /* sysfs of a network ns we do not own (user ns + host net): bind the
-         * host's /sys read-only instead, as runc does */
+         * host's /sys instead, as runc does. It must be recursive (a user ns
+         * may not bind a tree whose submounts are locked), so the whole tree
+         * is then made read-only, nosuid, nodev, noexec: the host's cgroup
+         * mounts below /sys must not be writable from the container. */
         if (!(m->type && strcmp(m->type, "sysfs") == 0 && (saved == EPERM || saved == EACCES)))
             child_fail(efd, saved, "mount %s on '%s'", m->type ? m->type : "?", m->dest);
         if (mount("/sys", target, NULL, MS_BIND | MS_REC, NULL) < 0)
             child_fail(efd, errno, "bind mount /sys on '%s'", m->dest);
-        (void)mount(NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target), NULL);
+        mfd = reopen_target(c, rootfd, m->dest, mnt, sizeof(mnt));
+        struct rt_mount_attr attr = {.attr_set = RT_MOUNT_ATTR_RDONLY | RT_MOUNT_ATTR_NOSUID |
+                                                 RT_MOUNT_ATTR_NODEV | RT_MOUNT_ATTR_NOEXEC};
+        if (syscall(SYS_mount_setattr, mfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) <
+            0)
+            child_fail(efd, errno, "make /sys read-only");
     }
-    if (m->pflags && mount(NULL, target, NULL, m->pflags, NULL) < 0)
-        child_fail(efd, errno, "set propagation of '%s'", m->dest);
+    if (m->pflags) {
+        if (mfd < 0)
+            mfd = reopen_target(c, rootfd, m->dest, mnt, sizeof(mnt));
+        if (mount(NULL, mnt, NULL, m->pflags, NULL) < 0)
+            child_fail(efd, errno, "set propagation of '%s'", m->dest);
+    }
+    if (mfd >= 0)
+        close(mfd);
     close(fd);
 }
 
@@ -485,13 +569,13 @@ make_devices(struct child_ctx *c, int rootfd)
     static const struct {
         const char *name;
         unsigned maj, min;
-    } devs[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+    } devs[] = {{"null", 1, 3},   {"zero", 1, 5},    {"full", 1, 7},
                 {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
     static const struct {
         const char *name, *target;
-    } links[] = {{"fd", "/proc/self/fd"},     {"stdin", "/proc/self/fd/0"},
+    } links[] = {{"fd", "/proc/self/fd"},       {"stdin", "/proc/self/fd/0"},
                  {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
-                 {"ptmx", "pts/ptmx"},        {"core", "/proc/kcore"}};
+                 {"ptmx", "pts/ptmx"},          {"core", "/proc/kcore"}};
     /* runc links /dev/core only when the host has /proc/kcore; do the same so
      * that a bundle under runc and our own run show the same /dev */
     size_t nlinks = sizeof(links) / sizeof(links[0]);
@@ -544,8 +628,8 @@ open_pty(struct child_ctx *c, int rootfd)
     memset(cbuf, 0, sizeof(cbuf));
     char byte = 'm';
     struct iovec iov = {&byte, 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                         .msg_controllen = sizeof(cbuf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -594,28 +678,29 @@ mask_paths(struct child_ctx *c)
         if (access(p, F_OK) < 0)
             continue;
         if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(p), NULL) < 0)
+            mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | locked_flags(p),
+                  NULL) < 0)
             child_fail(c->err_fd, errno, "read-only '%s'", p);
     }
 }
 
+/* capset(2) directly: libcap's cap_init/cap_set_proc allocate, and the child
+ * of a raw clone() in a multi-threaded caller must not touch malloc (another
+ * thread may have held its lock at the moment of the clone: deadlock) */
 static void
 set_caps(struct child_ctx *c)
 {
     const uint64_t *caps = c->x->caps;
-    cap_t cp = cap_init();
-    if (!cp)
-        child_fail(c->err_fd, errno, "cap_init");
-    static const cap_flag_t flags[] = {CAP_EFFECTIVE, CAP_PERMITTED, CAP_INHERITABLE};
-    static const int idx[] = {CAPS_EFFECTIVE, CAPS_PERMITTED, CAPS_INHERITABLE};
-    for (int k = 0; k < 3; k++)
-        for (cap_value_t v = 0; v < 64; v++)
-            if (caps[idx[k]] & (1ULL << v))
-                if (cap_set_flag(cp, flags[k], 1, &v, CAP_SET) < 0)
-                    child_fail(c->err_fd, errno, "cap_set_flag %d", v);
-    if (cap_set_proc(cp) < 0)
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    for (int w = 0; w < 2; w++) {
+        data[w].effective = (uint32_t)(caps[CAPS_EFFECTIVE] >> (32 * w));
+        data[w].permitted = (uint32_t)(caps[CAPS_PERMITTED] >> (32 * w));
+        data[w].inheritable = (uint32_t)(caps[CAPS_INHERITABLE] >> (32 * w));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
         child_fail(c->err_fd, errno, "set capabilities");
-    cap_free(cp);
     for (int v = 0; v < 64; v++)
         if (caps[CAPS_AMBIENT] & (1ULL << v))
             if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, v, 0, 0) < 0)
@@ -672,13 +757,21 @@ child_main(struct child_ctx *c)
     struct rt_exec *x = c->x;
     int efd = c->err_fd;
     char go;
+    /* ocirun's handlers would write into its self-pipe and have our own
+     * signals forwarded back to us: default dispositions at once */
+    for (size_t i = 0; i < NFWD; i++)
+        signal(fwd_signals[i], SIG_DFL);
     if (read(c->sync_fd, &go, 1) != 1)
         _exit(1); /* the parent gave up */
     close(c->sync_fd);
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(efd, errno, "make / private");
-    if (c->lowerdata) {
+    if (c->tree_fd >= 0) {
+        if (move_mount(c->tree_fd, "", AT_FDCWD, x->rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            child_fail(efd, errno, "attach overlay on '%s'", x->rootfs);
+        close(c->tree_fd);
+    } else if (c->lowerdata) {
         if (mount("overlay", x->rootfs, "overlay", 0, c->lowerdata) < 0)
             child_fail(efd, errno, "mount overlay on '%s'", x->rootfs);
     } else if (mount(c->bind_dir, x->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
@@ -722,7 +815,8 @@ child_main(struct child_ctx *c)
         child_fail(efd, errno, "chdir /");
     close(rootfd);
     mask_paths(c);
-    if (x->root_ro && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags("/"), NULL) < 0)
+    if (x->root_ro &&
+        mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags("/"), NULL) < 0)
         child_fail(efd, errno, "remount / read-only");
 
     /* the working directory is created as root, as runc does */
@@ -733,15 +827,19 @@ child_main(struct child_ctx *c)
         if (!(x->caps[CAPS_BOUNDING] & (1ULL << v)))
             if (prctl(PR_CAPBSET_DROP, v, 0, 0, 0) < 0 && errno != EINVAL)
                 child_fail(efd, errno, "drop bounding capability %d", v);
+    /* raw syscalls, not the libc wrappers: in a multi-threaded caller glibc's
+     * set*id() broadcast the change to every thread it knows of and wait for
+     * them; the clone copied that list but not the threads, so it would wait
+     * forever. We are the only thread here, which is all the kernel call affects. */
     if (!(x->nsflags & CLONE_NEWUSER) || x->userns_root) {
-        if (setgroups(x->ngroups, x->groups) < 0)
+        if (syscall(SYS_setgroups, x->ngroups, x->groups) < 0)
             child_fail(efd, errno, "setgroups");
     }
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
         child_fail(efd, errno, "keepcaps");
-    if (setresgid(x->gid, x->gid, x->gid) < 0)
+    if (syscall(SYS_setresgid, x->gid, x->gid, x->gid) < 0)
         child_fail(efd, errno, "setgid %u", (unsigned)x->gid);
-    if (setresuid(x->uid, x->uid, x->uid) < 0)
+    if (syscall(SYS_setresuid, x->uid, x->uid, x->uid) < 0)
         child_fail(efd, errno, "setuid %u", (unsigned)x->uid);
     set_caps(c);
     if (chdir(x->cwd) < 0)
@@ -796,8 +894,8 @@ recv_fd(int sock)
     char cbuf[CMSG_SPACE(sizeof(int))];
     char byte;
     struct iovec iov = {&byte, 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                         .msg_controllen = sizeof(cbuf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) <= 0)
         return -1;
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
@@ -854,9 +952,10 @@ supervise(pid_t pid, int sfd, int master)
             break;
         }
         if (p[0].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                int sig = (int)si.ssi_signo;
+            unsigned char sigs[64];
+            ssize_t ns = read(sfd, sigs, sizeof(sigs));
+            for (ssize_t k = 0; k < ns; k++) {
+                int sig = sigs[k];
                 if (sig == SIGCHLD) {
                     pid_t r = waitpid(pid, &status, WNOHANG);
                     if (r == pid || (r < 0 && errno == ECHILD))
@@ -903,6 +1002,44 @@ done:
     return status;
 }
 
+/* a detached overlay mount from "lowerdir=...,upperdir=...,workdir=..." (no
+ * ',' inside the paths: rt_run checked); returns its fd or -1 with e set */
+static int
+overlay_tree(const char *data, struct err *e)
+{
+    int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return err_sys(e, ERR_INTERNAL, errno, "run: fsopen overlay");
+    char *copy = strdup(data);
+    int rc = -1;
+    if (!copy) {
+        err_set(e, ERR_NOMEM, ENOMEM, "run: out of memory");
+        goto out;
+    }
+    char *save = NULL;
+    for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        if (fsconfig(fs, FSCONFIG_SET_STRING, kv, eq + 1, 0) < 0) {
+            err_sys(e, ERR_INTERNAL, errno, "run: overlay option '%s'", kv);
+            goto out;
+        }
+    }
+    if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        err_sys(e, ERR_INTERNAL, errno, "run: create overlay");
+        goto out;
+    }
+    rc = fsmount(fs, FSMOUNT_CLOEXEC, 0);
+    if (rc < 0)
+        err_sys(e, ERR_INTERNAL, errno, "run: fsmount overlay");
+out:
+    free(copy);
+    close(fs);
+    return rc;
+}
+
 static int
 valid_id(const char *id)
 {
@@ -933,9 +1070,9 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
     char *spec = NULL, *ovl = NULL;
     int rc = -1, made_cdir = 0, started = 0, master = -1, sfd = -1;
     int syncp[2] = {-1, -1}, errp[2] = {-1, -1}, sock[2] = {-1, -1};
-    int sigs_blocked = 0, tty_raw = 0;
+    int handlers_set = 0, tty_raw = 0, sigp_w = -1, tree_fd = -1;
     sigset_t fwd, oldmask;
-    struct sigaction oldchld;
+    struct sigaction oldact[NFWD];
     struct termios oldt;
     pid_t pid = -1;
 
@@ -956,16 +1093,27 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
         err_set(&lerr, ERR_CONFIG, 0, "run: invalid container name '%s'", id);
         goto out;
     }
-    if (snprintf(cdir, sizeof(cdir), "%s/containers/%s", state_dir, id) >= (int)sizeof(cdir) - 16) {
+    if (snprintf(path, sizeof(path), "%s/containers", state_dir) >= (int)sizeof(path)) {
         err_set(&lerr, ERR_CONFIG, ENAMETOOLONG, "run: state dir path too long");
         goto out;
     }
-    snprintf(path, sizeof(path), "%s/containers", state_dir);
     if (rt_mkdir_p(path, 0700, &lerr) < 0)
         goto out;
+    /* absolute: overlayfs options and root.path must not depend on our cwd */
+    char absdir[PATH_MAX];
+    if (!realpath(path, absdir)) {
+        err_sys(&lerr, ERR_IO, errno, "run: resolve '%s'", path);
+        goto out;
+    }
+    if (snprintf(cdir, sizeof(cdir), "%s/%s", absdir, id) >= (int)sizeof(cdir) - 16) {
+        err_set(&lerr, ERR_CONFIG, ENAMETOOLONG, "run: state dir path too long");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s", absdir);
     if (mkdir(cdir, 0700) < 0) {
         if (errno == EEXIST)
-            err_set(&lerr, ERR_BUSY, EEXIST, "run: container '%s' already exists in '%s'", id, path);
+            err_set(&lerr, ERR_BUSY, EEXIST, "run: container '%s' already exists in '%s'", id,
+                    path);
         else
             err_sys(&lerr, ERR_IO, errno, "run: mkdir '%s'", cdir);
         goto out;
@@ -988,7 +1136,8 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
         size_t len = strlen(up) + strlen(wk) + 64;
         for (size_t i = 0; i < rootfs->nlower; i++) {
             if (!valid_layer_path(rootfs->lower[i]) || !valid_layer_path(cdir)) {
-                err_set(&lerr, ERR_CONFIG, 0, "run: layer path '%s' must be absolute, without ':' or ','",
+                err_set(&lerr, ERR_CONFIG, 0,
+                        "run: layer path '%s' must be absolute, without ':' or ','",
                         rootfs->lower[i]);
                 goto out;
             }
@@ -1026,28 +1175,45 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
     cg = rt_cgroup_new(id, &x.lim, &lerr);
     if (!cg && lerr.code != ERR_NONE)
         goto out;
+    /* With a user ns, an overlay mounted by the child would belong to that ns,
+     * and the kernel ignores trusted.* xattrs there: opaque directories of the
+     * layers would show their lower contents. So the overlay is created here,
+     * by us in the initial ns, as a detached mount (fsopen/fsmount) that the
+     * child moves into its own mount ns. */
+    if (ovl && (x.nsflags & CLONE_NEWUSER)) {
+        tree_fd = overlay_tree(ovl, &lerr);
+        if (tree_fd < 0)
+            goto out;
+    }
 
     if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 ||
         (x.terminal && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) < 0)) {
         err_sys(&lerr, ERR_INTERNAL, errno, "run: pipe");
         goto out;
     }
-    sigemptyset(&fwd);
-    for (size_t i = 0; i < sizeof(fwd_signals) / sizeof(fwd_signals[0]); i++)
-        sigaddset(&fwd, fwd_signals[i]);
-    sigaddset(&fwd, SIGCHLD);
-    /* SIGCHLD must not be ignored, or the kernel reaps the child for us */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &dfl, &oldchld);
-    sigprocmask(SIG_BLOCK, &fwd, &oldmask);
-    sigs_blocked = 1;
-    sfd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0) {
-        err_sys(&lerr, ERR_INTERNAL, errno, "run: signalfd");
+    int sp[2];
+    if (pipe2(sp, O_CLOEXEC | O_NONBLOCK) < 0) {
+        err_sys(&lerr, ERR_INTERNAL, errno, "run: pipe");
         goto out;
     }
+    sfd = sp[0];
+    sigp_w = sp[1];
+    sig_pipe_w = sigp_w;
+    /* handlers, not a signalfd: a signalfd only sees signals blocked in every
+     * thread, and the caller may have threads we do not know of. SIGCHLD gets
+     * one too, so it is never left ignored (the kernel would reap for us). */
+    sigemptyset(&fwd);
+    for (size_t i = 0; i < NFWD; i++)
+        sigaddset(&fwd, fwd_signals[i]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sa.sa_mask = fwd;
+    for (size_t i = 0; i < NFWD; i++)
+        sigaction(fwd_signals[i], &sa, &oldact[i]);
+    sigprocmask(SIG_UNBLOCK, &fwd, &oldmask);
+    handlers_set = 1;
 
     fflush(NULL); /* no duplicated stdio buffers in the child */
     pid = (pid_t)syscall(SYS_clone, (unsigned long)x.nsflags | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -1061,8 +1227,14 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
         if (sock[0] >= 0)
             close(sock[0]);
         close(sfd);
-        struct child_ctx c = {.x = &x, .sync_fd = syncp[0], .err_fd = errp[1],
-                              .sock_fd = sock[1], .lowerdata = ovl, .bind_dir = rootfs->dir};
+        close(sigp_w);
+        struct child_ctx c = {.x = &x,
+                              .sync_fd = syncp[0],
+                              .err_fd = errp[1],
+                              .sock_fd = sock[1],
+                              .lowerdata = ovl,
+                              .tree_fd = tree_fd,
+                              .bind_dir = rootfs->dir};
         child_main(&c);
     }
     close(syncp[0]);
@@ -1143,19 +1315,18 @@ out:
     }
     if (master >= 0)
         close(master);
+    if (handlers_set) {
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
+        for (size_t i = 0; i < NFWD; i++)
+            sigaction(fwd_signals[i], &oldact[i], NULL);
+    }
+    sig_pipe_w = -1;
     if (sfd >= 0)
         close(sfd);
-    if (sigs_blocked) {
-        /* drain what we consumed nothing of, so it does not hit the caller later */
-        sigset_t pend;
-        struct timespec zero = {0, 0};
-        sigemptyset(&pend);
-        sigaddset(&pend, SIGCHLD);
-        while (sigtimedwait(&pend, NULL, &zero) > 0)
-            ;
-        sigprocmask(SIG_SETMASK, &oldmask, NULL);
-        sigaction(SIGCHLD, &oldchld, NULL);
-    }
+    if (sigp_w >= 0)
+        close(sigp_w);
+    if (tree_fd >= 0)
+        close(tree_fd);
     rt_cgroup_free(cg);
     if (made_cdir && (o->rm || !started)) {
         struct err rmerr;

@@ -19,9 +19,9 @@
 struct rt_user {
     uint32_t uid;
     uint32_t gid;
-    int have_home;         /* a passwd entry matched: home is its home dir */
+    int have_home; /* a passwd entry matched: home is its home dir */
     char home[512];
-    size_t ngroups;        /* supplementary groups from /etc/group membership */
+    size_t ngroups; /* supplementary groups from /etc/group membership */
     uint32_t groups[RT_MAX_GROUPS];
 };
 
@@ -30,8 +30,8 @@ struct rt_user {
  * <root>/etc/group found in roots (in order; a whiteout stops the search).
  * Files are opened with RESOLVE_IN_ROOT so an image symlink cannot reach host
  * files. Returns 0 and fills *u, or -1 with ERR_CONFIG for an unknown name. */
-int rt_users_resolve(const char *spec, const char *const *roots, size_t nroots,
-                     struct rt_user *u, struct err *e);
+int rt_users_resolve(const char *spec, const char *const *roots, size_t nroots, struct rt_user *u,
+                     struct err *e);
 
 /* ---- spec.c ----------------------------------------------------------- */
 

@@ -28,8 +28,8 @@ static const char *const default_caps[] = {
 
 /* runc's defaults (libcontainer/specconv Example()) */
 static const char *const masked_paths[] = {
-    "/proc/acpi",          "/proc/asound",      "/proc/kcore",      "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list",  "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
     "/sys/firmware",       "/proc/scsi",
 };
 static const char *const readonly_paths[] = {
@@ -80,8 +80,8 @@ default_mounts(void)
 {
     static const char *const proc_o[] = {"nosuid", "noexec", "nodev"};
     static const char *const dev_o[] = {"nosuid", "strictatime", "mode=755", "size=65536k"};
-    static const char *const pts_o[] = {"nosuid", "noexec", "newinstance", "ptmxmode=0666",
-                                        "mode=0620", "gid=5"};
+    static const char *const pts_o[] = {"nosuid",        "noexec",    "newinstance",
+                                        "ptmxmode=0666", "mode=0620", "gid=5"};
     static const char *const shm_o[] = {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"};
     static const char *const mq_o[] = {"nosuid", "noexec", "nodev"};
     static const char *const sys_o[] = {"nosuid", "noexec", "nodev", "ro"};
@@ -103,7 +103,8 @@ build_env(json_t *img_env, const struct rt_opts *o, const char *hostname, const 
     json_t *a = json_array();
     size_t i;
     json_t *v;
-    json_array_foreach(img_env, i, v) {
+    json_array_foreach(img_env, i, v)
+    {
         if (json_is_string(v))
             json_array_append(a, v);
     }
@@ -123,7 +124,8 @@ build_env(json_t *img_env, const struct rt_opts *o, const char *hostname, const 
             kv = own;
         }
         int replaced = 0;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
             const char *s = json_string_value(v);
             if (strncmp(s, kv, klen) == 0 && s[klen] == '=') {
                 json_array_set_new(a, i, json_string(kv));
@@ -136,7 +138,8 @@ build_env(json_t *img_env, const struct rt_opts *o, const char *hostname, const 
         free(own);
     }
     int have_path = 0, have_home = 0, have_host = 0, have_term = 0;
-    json_array_foreach(a, i, v) {
+    json_array_foreach(a, i, v)
+    {
         const char *s = json_string_value(v);
         have_path |= strncmp(s, "PATH=", 5) == 0;
         have_home |= strncmp(s, "HOME=", 5) == 0;
@@ -189,7 +192,8 @@ rt_spec_build(const char *config_json, const struct rt_opts *o, const char *root
         json_error_t je;
         img = json_loads(config_json, 0, &je);
         if (!img || !json_is_object(img)) {
-            err_set(e, ERR_CONFIG, 0, "image config: invalid json: %s", img ? "not an object" : je.text);
+            err_set(e, ERR_CONFIG, 0, "image config: invalid json: %s",
+                    img ? "not an object" : je.text);
             goto out;
         }
     } else {
@@ -223,7 +227,8 @@ rt_spec_build(const char *config_json, const struct rt_opts *o, const char *root
             json_array_append_new(args, json_string(o->entrypoint));
         cmd = NULL;
     } else {
-        json_array_foreach(ep, i, v) {
+        json_array_foreach(ep, i, v)
+        {
             if (json_is_string(v))
                 json_array_append(args, v);
         }
@@ -232,7 +237,8 @@ rt_spec_build(const char *config_json, const struct rt_opts *o, const char *root
         for (const char *const *p = o->argv; *p; p++)
             json_array_append_new(args, json_string(*p));
     } else {
-        json_array_foreach(cmd, i, v) {
+        json_array_foreach(cmd, i, v)
+        {
             if (json_is_string(v))
                 json_array_append(args, v);
         }
@@ -262,10 +268,10 @@ rt_spec_build(const char *config_json, const struct rt_opts *o, const char *root
     }
     json_object_set_new(proc, "user", user);
     json_object_set_new(proc, "terminal", json_boolean(o->tty));
-    json_object_set_new(proc, "env",
-                        build_env(json_object_get(cfg, "Env"), o, hostname, u.home));
+    json_object_set_new(proc, "env", build_env(json_object_get(cfg, "Env"), o, hostname, u.home));
 
-    const char *wd = o->workdir ? o->workdir : json_string_value(json_object_get(cfg, "WorkingDir"));
+    const char *wd =
+        o->workdir ? o->workdir : json_string_value(json_object_get(cfg, "WorkingDir"));
     char cwd[1024];
     if (!wd || !*wd)
         wd = "/";
@@ -325,7 +331,9 @@ rt_spec_build(const char *config_json, const struct rt_opts *o, const char *root
     }
     if (o->cpus > 0) {
         json_t *c = json_object();
-        json_object_set_new(c, "quota", json_integer((json_int_t)(o->cpus * 100000.0 + 0.5)));
+        /* the kernel's smallest quota is 1 ms per period */
+        json_int_t quota = (json_int_t)(o->cpus * 100000.0 + 0.5);
+        json_object_set_new(c, "quota", json_integer(quota < 1000 ? 1000 : quota));
         json_object_set_new(c, "period", json_integer(100000));
         json_object_set_new(res, "cpu", c);
     }

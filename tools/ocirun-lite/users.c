@@ -148,7 +148,8 @@ rt_users_resolve(const char *spec, const char *const *roots, size_t nroots, stru
     }
     if (!found && !user_numeric) {
         free(line);
-        return err_set(e, ERR_CONFIG, 0, "unable to find user '%s': no matching entries in passwd file", user);
+        return err_set(e, ERR_CONFIG, 0,
+                       "unable to find user '%s': no matching entries in passwd file", user);
     }
 
     int group_numeric = have_group && parse_u32(group, &num) == 0;
@@ -186,7 +187,8 @@ rt_users_resolve(const char *spec, const char *const *roots, size_t nroots, stru
     }
     free(line);
     if (!gfound)
-        return err_set(e, ERR_CONFIG, 0, "unable to find group '%s': no matching entries in group file", group);
+        return err_set(e, ERR_CONFIG, 0,
+                       "unable to find group '%s': no matching entries in group file", group);
     *u = r;
     return 0;
 }

@@ -19,44 +19,43 @@
 #include "tools/regbench/rb_util.h"
 #include "common/banned.h"
 
-#define DEFAULT_SCENARIOS                                                                        \
+#define DEFAULT_SCENARIOS                                                                          \
     "push,push-chunked,pull,pull-range,manifest-put,manifest-get,head-blob,tags-list,catalog"
 
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: regbench -u URL [options]      benchmark the registry at URL\n"
-            "       regbench --ceilings [--json]    loopback TCP and SHA-256 rates\n"
-            "       regbench --free-port            print a free TCP port of 127.0.0.1\n"
-            "       regbench --list                 list the scenarios\n"
-            "options:\n"
-            "  -u, --url URL          registry base URL, http://HOST:PORT (loopback only\n"
-            "                         unless --any-host)\n"
-            "  -s, --scenario LIST    comma-separated scenarios (default: all but idle)\n"
-            "  -c, --connections N    concurrent connections (default 8)\n"
-            "  -t, --threads N        client threads driving them (default 2)\n"
-            "  -n, --requests N       operations per scenario (a bound)\n"
-            "  -d, --duration SEC     seconds per scenario (a bound; default 5 when no -n)\n"
-            "  -r, --repetitions N    run each scenario N times (default 1)\n"
-            "  -S, --size SIZE        blob size, e.g. 4K, 1M, 256M (default 1M)\n"
-            "      --chunk SIZE       PATCH size of push-chunked (default 8M)\n"
-            "      --range-size SIZE  bytes per pull-range request (default 256K)\n"
-            "      --tags N           tags created for tags-list (default 100)\n"
-            "      --repos N          repositories created for catalog (default 10)\n"
-            "      --idle N           idle keep-alive connections for idle (default 1000)\n"
-            "      --blobs N          distinct blobs pulled round-robin by pull (default 1)\n"
-            "      --timeout SEC      limit per HTTP request (default 120)\n"
-            "      --max-time SEC     whole run limit, then exit 3 (default 1800)\n"
-            "      --server-pid PID   report this local server's CPU and RSS per scenario\n"
-            "      --repo PREFIX      repository prefix (default regbench)\n"
-            "      --seed N           content seed (default: from the run id)\n"
-            "      --blob DIGEST:SIZE pull/head this existing blob (no push; with --blob-repo)\n"
-            "      --blob-repo REPO   repository holding --blob\n"
-            "      --json             JSON output instead of the table\n"
-            "      --curl             libcurl for GET/HEAD too (default: a raw keep-alive\n"
-            "                         client for them, libcurl for uploads)\n"
-            "      --any-host         allow a non-loopback host\n");
+    fprintf(f, "usage: regbench -u URL [options]      benchmark the registry at URL\n"
+               "       regbench --ceilings [--json]    loopback TCP and SHA-256 rates\n"
+               "       regbench --free-port            print a free TCP port of 127.0.0.1\n"
+               "       regbench --list                 list the scenarios\n"
+               "options:\n"
+               "  -u, --url URL          registry base URL, http://HOST:PORT (loopback only\n"
+               "                         unless --any-host)\n"
+               "  -s, --scenario LIST    comma-separated scenarios (default: all but idle)\n"
+               "  -c, --connections N    concurrent connections (default 8)\n"
+               "  -t, --threads N        client threads driving them (default 2)\n"
+               "  -n, --requests N       operations per scenario (a bound)\n"
+               "  -d, --duration SEC     seconds per scenario (a bound; default 5 when no -n)\n"
+               "  -r, --repetitions N    run each scenario N times (default 1)\n"
+               "  -S, --size SIZE        blob size, e.g. 4K, 1M, 256M (default 1M)\n"
+               "      --chunk SIZE       PATCH size of push-chunked (default 8M)\n"
+               "      --range-size SIZE  bytes per pull-range request (default 256K)\n"
+               "      --tags N           tags created for tags-list (default 100)\n"
+               "      --repos N          repositories created for catalog (default 10)\n"
+               "      --idle N           idle keep-alive connections for idle (default 1000)\n"
+               "      --blobs N          distinct blobs pulled round-robin by pull (default 1)\n"
+               "      --timeout SEC      limit per HTTP request (default 120)\n"
+               "      --max-time SEC     whole run limit, then exit 3 (default 1800)\n"
+               "      --server-pid PID   report this local server's CPU and RSS per scenario\n"
+               "      --repo PREFIX      repository prefix (default regbench)\n"
+               "      --seed N           content seed (default: from the run id)\n"
+               "      --blob DIGEST:SIZE pull/head this existing blob (no push; with --blob-repo)\n"
+               "      --blob-repo REPO   repository holding --blob\n"
+               "      --json             JSON output instead of the table\n"
+               "      --curl             libcurl for GET/HEAD too (default: a raw keep-alive\n"
+               "                         client for them, libcurl for uploads)\n"
+               "      --any-host         allow a non-loopback host\n");
 }
 
 static void
@@ -92,23 +91,58 @@ parse_secs(const char *s, double *out)
 }
 
 enum {
-    O_CHUNK = 256, O_RANGE, O_TAGS, O_REPOS, O_IDLE, O_BLOBS, O_TIMEOUT, O_MAXTIME, O_PID,
-    O_REPO, O_SEED, O_BLOB, O_BLOBREPO, O_JSON, O_ANYHOST, O_CEIL, O_FREEPORT, O_LIST, O_CURL,
+    O_CHUNK = 256,
+    O_RANGE,
+    O_TAGS,
+    O_REPOS,
+    O_IDLE,
+    O_BLOBS,
+    O_TIMEOUT,
+    O_MAXTIME,
+    O_PID,
+    O_REPO,
+    O_SEED,
+    O_BLOB,
+    O_BLOBREPO,
+    O_JSON,
+    O_ANYHOST,
+    O_CEIL,
+    O_FREEPORT,
+    O_LIST,
+    O_CURL,
 };
 
 int
 main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"url", 1, 0, 'u'},          {"scenario", 1, 0, 's'},     {"connections", 1, 0, 'c'},
-        {"threads", 1, 0, 't'},      {"requests", 1, 0, 'n'},     {"duration", 1, 0, 'd'},
-        {"repetitions", 1, 0, 'r'},  {"size", 1, 0, 'S'},         {"chunk", 1, 0, O_CHUNK},
-        {"range-size", 1, 0, O_RANGE}, {"tags", 1, 0, O_TAGS},    {"repos", 1, 0, O_REPOS},
-        {"idle", 1, 0, O_IDLE},      {"blobs", 1, 0, O_BLOBS},    {"timeout", 1, 0, O_TIMEOUT},
-        {"max-time", 1, 0, O_MAXTIME}, {"server-pid", 1, 0, O_PID}, {"repo", 1, 0, O_REPO},
-        {"seed", 1, 0, O_SEED},      {"blob", 1, 0, O_BLOB},      {"blob-repo", 1, 0, O_BLOBREPO},
-        {"json", 0, 0, O_JSON},      {"any-host", 0, 0, O_ANYHOST}, {"ceilings", 0, 0, O_CEIL},
-        {"free-port", 0, 0, O_FREEPORT}, {"list", 0, 0, O_LIST},  {"help", 0, 0, 'h'},
+        {"url", 1, 0, 'u'},
+        {"scenario", 1, 0, 's'},
+        {"connections", 1, 0, 'c'},
+        {"threads", 1, 0, 't'},
+        {"requests", 1, 0, 'n'},
+        {"duration", 1, 0, 'd'},
+        {"repetitions", 1, 0, 'r'},
+        {"size", 1, 0, 'S'},
+        {"chunk", 1, 0, O_CHUNK},
+        {"range-size", 1, 0, O_RANGE},
+        {"tags", 1, 0, O_TAGS},
+        {"repos", 1, 0, O_REPOS},
+        {"idle", 1, 0, O_IDLE},
+        {"blobs", 1, 0, O_BLOBS},
+        {"timeout", 1, 0, O_TIMEOUT},
+        {"max-time", 1, 0, O_MAXTIME},
+        {"server-pid", 1, 0, O_PID},
+        {"repo", 1, 0, O_REPO},
+        {"seed", 1, 0, O_SEED},
+        {"blob", 1, 0, O_BLOB},
+        {"blob-repo", 1, 0, O_BLOBREPO},
+        {"json", 0, 0, O_JSON},
+        {"any-host", 0, 0, O_ANYHOST},
+        {"ceilings", 0, 0, O_CEIL},
+        {"free-port", 0, 0, O_FREEPORT},
+        {"list", 0, 0, O_LIST},
+        {"help", 0, 0, 'h'},
         {"curl", 0, 0, O_CURL},
         {0, 0, 0, 0},
     };
@@ -135,24 +169,69 @@ main(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "u:s:c:t:n:d:r:S:h", lo, NULL)) != -1) {
         int bad = 0;
         switch (ch) {
-        case 'u': url = optarg; break;
-        case 's': scen = optarg; break;
-        case 'c': bad = parse_int(optarg, 1, 100000, &v); o.conns = (int)v; break;
-        case 't': bad = parse_int(optarg, 1, 64, &v); o.threads = (int)v; break;
-        case 'n': bad = parse_int(optarg, 1, 1000000000L, &v); o.requests = (uint64_t)v; break;
-        case 'd': bad = parse_secs(optarg, &o.duration); break;
-        case 'r': bad = parse_int(optarg, 1, 1000, &v); o.reps = (int)v; break;
-        case 'S': bad = rb_parse_size(optarg, &o.size, &e); break;
-        case O_CHUNK: bad = rb_parse_size(optarg, &o.chunk, &e); break;
-        case O_RANGE: bad = rb_parse_size(optarg, &o.range_size, &e); break;
-        case O_TAGS: bad = parse_int(optarg, 1, 1000000, &v); o.tags = (int)v; break;
-        case O_REPOS: bad = parse_int(optarg, 1, 100000, &v); o.repos = (int)v; break;
-        case O_IDLE: bad = parse_int(optarg, 1, 1000000, &v); o.idle = (int)v; break;
-        case O_BLOBS: bad = parse_int(optarg, 1, 4096, &v); o.blobs = (int)v; break;
-        case O_TIMEOUT: bad = parse_secs(optarg, &o.timeout); break;
-        case O_MAXTIME: bad = parse_secs(optarg, &max_time); break;
-        case O_PID: bad = parse_int(optarg, 1, 1L << 30, &v); o.server_pid = (int)v; break;
-        case O_REPO: o.repo_prefix = optarg; break;
+        case 'u':
+            url = optarg;
+            break;
+        case 's':
+            scen = optarg;
+            break;
+        case 'c':
+            bad = parse_int(optarg, 1, 100000, &v);
+            o.conns = (int)v;
+            break;
+        case 't':
+            bad = parse_int(optarg, 1, 64, &v);
+            o.threads = (int)v;
+            break;
+        case 'n':
+            bad = parse_int(optarg, 1, 1000000000L, &v);
+            o.requests = (uint64_t)v;
+            break;
+        case 'd':
+            bad = parse_secs(optarg, &o.duration);
+            break;
+        case 'r':
+            bad = parse_int(optarg, 1, 1000, &v);
+            o.reps = (int)v;
+            break;
+        case 'S':
+            bad = rb_parse_size(optarg, &o.size, &e);
+            break;
+        case O_CHUNK:
+            bad = rb_parse_size(optarg, &o.chunk, &e);
+            break;
+        case O_RANGE:
+            bad = rb_parse_size(optarg, &o.range_size, &e);
+            break;
+        case O_TAGS:
+            bad = parse_int(optarg, 1, 1000000, &v);
+            o.tags = (int)v;
+            break;
+        case O_REPOS:
+            bad = parse_int(optarg, 1, 100000, &v);
+            o.repos = (int)v;
+            break;
+        case O_IDLE:
+            bad = parse_int(optarg, 1, 1000000, &v);
+            o.idle = (int)v;
+            break;
+        case O_BLOBS:
+            bad = parse_int(optarg, 1, 4096, &v);
+            o.blobs = (int)v;
+            break;
+        case O_TIMEOUT:
+            bad = parse_secs(optarg, &o.timeout);
+            break;
+        case O_MAXTIME:
+            bad = parse_secs(optarg, &max_time);
+            break;
+        case O_PID:
+            bad = parse_int(optarg, 1, 1L << 30, &v);
+            o.server_pid = (int)v;
+            break;
+        case O_REPO:
+            o.repo_prefix = optarg;
+            break;
         case O_SEED:
             o.seed = strtoull(optarg, NULL, 0);
             have_seed = 1;
@@ -162,19 +241,36 @@ main(int argc, char **argv)
             bad = !colon || colon - optarg >= RB_DIGEST_MAX ||
                   rb_parse_size(colon + 1, &o.ext_size, &e) != 0;
             if (!bad)
-                snprintf(o.ext_digest, sizeof(o.ext_digest), "%.*s", (int)(colon - optarg),
-                         optarg);
+                snprintf(o.ext_digest, sizeof(o.ext_digest), "%.*s", (int)(colon - optarg), optarg);
             break;
         }
-        case O_BLOBREPO: o.ext_repo = optarg; break;
-        case O_JSON: json = 1; break;
-        case O_ANYHOST: any_host = 1; break;
-        case O_CURL: o.use_curl = 1; break;
-        case O_CEIL: mode = O_CEIL; break;
-        case O_FREEPORT: mode = O_FREEPORT; break;
-        case O_LIST: mode = O_LIST; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_BLOBREPO:
+            o.ext_repo = optarg;
+            break;
+        case O_JSON:
+            json = 1;
+            break;
+        case O_ANYHOST:
+            any_host = 1;
+            break;
+        case O_CURL:
+            o.use_curl = 1;
+            break;
+        case O_CEIL:
+            mode = O_CEIL;
+            break;
+        case O_FREEPORT:
+            mode = O_FREEPORT;
+            break;
+        case O_LIST:
+            mode = O_LIST;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (bad) {
             fprintf(stderr, "regbench: bad value for -%c: '%s'%s%s\n", ch < 256 ? ch : '-', optarg,
@@ -222,8 +318,7 @@ main(int argc, char **argv)
         return 2;
     }
     if (!any_host && !rb_host_is_loopback(o.host)) {
-        fprintf(stderr, "regbench: host '%s' is not loopback (pass --any-host to allow)\n",
-                o.host);
+        fprintf(stderr, "regbench: host '%s' is not loopback (pass --any-host to allow)\n", o.host);
         return 2;
     }
     if (o.ext_digest[0] && !o.ext_repo) {
@@ -269,8 +364,8 @@ main(int argc, char **argv)
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t rid = ((uint64_t)ts.tv_nsec * 2654435761u) ^ ((uint64_t)ts.tv_sec << 20) ^
-                   (uint64_t)getpid();
+    uint64_t rid =
+        ((uint64_t)ts.tv_nsec * 2654435761u) ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
     snprintf(o.runid, sizeof(o.runid), "%08" PRIx64, rid & 0xffffffffu);
     if (!have_seed)
         o.seed = rid * UINT64_C(0x9E3779B97F4A7C15);

@@ -75,7 +75,8 @@ rb_ceil_loopback(double seconds, double *mbs, struct err *e)
     }
     char *buf = calloc(1, BUF);
     cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (!buf || cfd < 0 || connect(cfd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         err_sys(e, ERR_IO, errno, "loopback connect");

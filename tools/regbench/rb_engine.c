@@ -1,14 +1,18 @@
-/* rb_engine.c - curl_multi load engine, see rb_engine.h.
+/* rb_engine.c - the load engine, see rb_engine.h.
  *
- * Per connection state machine (struct rb_conn.step):
+ * Per connection operation state (struct rb_conn.step):
  *   push:          0 POST upload -> 1 PUT ?digest= with body -> done
  *   push chunked:  0 POST upload -> 1 PATCH chunk (repeat while bytes left)
  *                  -> 2 PUT ?digest= empty -> done
  *   every other op: 0 one request -> done
  * After an operation completes (or fails) the connection takes the next one if
- * the phase's budget (count, deadline, error cap) allows, else it retires. The
- * easy handle is removed from and re-added to the worker's multi handle between
- * requests so its connection returns to the multi's cache and is reused. */
+ * the phase's budget (count, deadline, error cap) allows, else it retires.
+ *
+ * libcurl path (uploads, or everything with use_curl): the easy handle is
+ * removed from and re-added to the worker's multi handle between requests so its
+ * connection returns to the multi's cache and is reused; the multi-socket API
+ * with epoll services only the sockets with activity. The raw path for GET/HEAD
+ * has its own state machine, described above raw_submit(). */
 #include "tools/regbench/rb_engine.h"
 
 #include <ctype.h>
@@ -34,6 +38,7 @@
 #include <openssl/evp.h>
 
 #include "common/err.h"
+#include "tools/regbench/rb_json.h"
 #include "tools/regbench/rb_util.h"
 #include "common/banned.h"
 
@@ -49,10 +54,10 @@ struct rb_shared {
     pthread_mutex_t mu;   /* guards the error list of r */
     struct rb_result *r;
     size_t baselen;
-    struct curl_slist *h_octet;    /* PUT blob */
-    struct curl_slist *h_mput;     /* PUT manifest */
-    struct curl_slist *h_mget;     /* GET manifest */
-    struct curl_slist *h_post;     /* POST upload */
+    struct curl_slist *h_octet; /* PUT blob */
+    struct curl_slist *h_mput;  /* PUT manifest */
+    struct curl_slist *h_mget;  /* GET manifest */
+    struct curl_slist *h_post;  /* POST upload */
     /* raw engine (GET/HEAD over plain sockets) */
     int raw;
     struct sockaddr_storage addr;
@@ -101,23 +106,23 @@ struct rb_conn {
     char mdigest[RB_DIGEST_MAX];
     char range_hdr[64];
     char errbuf[CURL_ERROR_SIZE];
-    int64_t clen; /* Content-Length of the response, -1 if none */
+    int64_t clen;   /* Content-Length of the response, -1 if none */
     uint32_t watch; /* raw engine: events registered with epoll, 0 = none */
     /* raw engine state */
     int fd;
-    int rstate;      /* RAW_* */
-    int head;        /* HEAD request: no body */
-    int reused;      /* the request went out on a kept-alive connection */
-    int retried;     /* re-sent once after the server closed a kept-alive one */
-    int conn_close;  /* response said Connection: close */
+    int rstate;     /* RAW_* */
+    int head;       /* HEAD request: no body */
+    int reused;     /* the request went out on a kept-alive connection */
+    int retried;    /* re-sent once after the server closed a kept-alive one */
+    int conn_close; /* response said Connection: close */
     uint64_t deadline;
     char req[2800];
     size_t req_len, req_off;
     unsigned char *rbuf;
     size_t rcap, rlen;
-    int body_mode;   /* BODY_* */
+    int body_mode; /* BODY_* */
     uint64_t body_left;
-    int ck_state;    /* CK_* chunked decoder */
+    int ck_state; /* CK_* chunked decoder */
     uint64_t ck_size;
     int ck_digits;
     int ck_line_empty;
@@ -151,22 +156,30 @@ static const char *
 op_name(enum rb_op op)
 {
     switch (op) {
-    case RB_OP_PUSH: return "push";
-    case RB_OP_PUSH_CHUNKED: return "push-chunked";
-    case RB_OP_PULL: return "pull";
-    case RB_OP_RANGE: return "pull-range";
-    case RB_OP_MANIFEST_PUT: return "manifest-put";
-    case RB_OP_MANIFEST_GET: return "manifest-get";
-    case RB_OP_HEAD: return "head-blob";
-    case RB_OP_TAGS: return "tags-list";
-    case RB_OP_CATALOG: return "catalog";
+    case RB_OP_PUSH:
+        return "push";
+    case RB_OP_PUSH_CHUNKED:
+        return "push-chunked";
+    case RB_OP_PULL:
+        return "pull";
+    case RB_OP_RANGE:
+        return "pull-range";
+    case RB_OP_MANIFEST_PUT:
+        return "manifest-put";
+    case RB_OP_MANIFEST_GET:
+        return "manifest-get";
+    case RB_OP_HEAD:
+        return "head-blob";
+    case RB_OP_TAGS:
+        return "tags-list";
+    case RB_OP_CATALOG:
+        return "catalog";
     }
     return "?";
 }
 
 /* record one failed operation; identical messages are counted together */
-static void __attribute__((format(printf, 2, 3)))
-conn_fail(struct rb_conn *c, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) conn_fail(struct rb_conn *c, const char *fmt, ...)
 {
     struct rb_shared *sh = c->w->sh;
     char msg[320];
@@ -338,9 +351,9 @@ req_reset(struct rb_conn *c, const char *url)
     curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, NULL);
 }
 
-#define ACCEPT_MANIFESTS                                                                        \
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "    \
-    "application/vnd.docker.distribution.manifest.v2+json, "                                  \
+#define ACCEPT_MANIFESTS                                                                           \
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, "        \
+    "application/vnd.docker.distribution.manifest.v2+json, "                                       \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 
 /* GET (or HEAD) url; accept: send the manifest Accept types; range: "a-b" or NULL */
@@ -353,11 +366,11 @@ req_get(struct rb_conn *c, const char *url, int accept, const char *range, int h
     if (sh->raw) {
         /* the raw engine writes the whole request at once; no heap */
         const char *path = c->url + sh->baselen;
-        int n = snprintf(c->req, sizeof(c->req), "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s\r\n",
-                         head ? "HEAD" : "GET", path, sh->hostport,
-                         accept ? "Accept: " ACCEPT_MANIFESTS "\r\n" : "",
-                         range ? "Range: bytes=" : "", range ? range : "", range ? "\r\n" : "",
-                         "User-Agent: regbench\r\n");
+        int n =
+            snprintf(c->req, sizeof(c->req), "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s\r\n",
+                     head ? "HEAD" : "GET", path, sh->hostport,
+                     accept ? "Accept: " ACCEPT_MANIFESTS "\r\n" : "", range ? "Range: bytes=" : "",
+                     range ? range : "", range ? "\r\n" : "", "User-Agent: regbench\r\n");
         c->req_len = n > 0 && (size_t)n < sizeof(c->req) ? (size_t)n : 0;
         return;
     }
@@ -511,8 +524,8 @@ op_start(struct rb_conn *c, uint64_t i)
         req_get(c, url, 0, NULL, 1);
         break;
     case RB_OP_MANIFEST_PUT: {
-        int n = snprintf(c->manifest, sizeof(c->manifest), "%s%" PRIu64 "%s", p->manifest_head,
-                         i, p->manifest_tail);
+        int n = snprintf(c->manifest, sizeof(c->manifest), "%s%" PRIu64 "%s", p->manifest_head, i,
+                         p->manifest_tail);
         if (n < 0 || (size_t)n >= sizeof(c->manifest)) {
             conn_fail(c, "manifest-put: manifest too large");
             return -1;
@@ -522,8 +535,8 @@ op_start(struct rb_conn *c, uint64_t i)
             conn_fail(c, "manifest-put: sha-256 failed");
             return -1;
         }
-        snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s%" PRIu64, p->base, c->repo,
-                 p->tag_prefix, i);
+        snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s%" PRIu64, p->base, c->repo, p->tag_prefix,
+                 i);
         req_upload(c, url, NULL, sh->h_mput, (const unsigned char *)c->manifest, 0,
                    c->manifest_len);
         break;
@@ -565,36 +578,26 @@ static int
 check_tags(struct rb_conn *c)
 {
     const struct rb_phase *p = c->w->sh->p;
-    json_error_t je;
-    int ok = 0;
-    json_t *j = json_loadb(c->body, c->body_len, 0, &je);
-    json_t *name = j ? json_object_get(j, "name") : NULL;
-    json_t *tags = j ? json_object_get(j, "tags") : NULL;
-    if (!j || !json_is_string(name) || !json_is_array(tags)) {
-        conn_fail(c, "tags-list: body is not {\"name\",\"tags\"} JSON");
-        goto out;
+    const char *name;
+    size_t name_len, n;
+    int esc;
+    char why[128];
+    if (rb_json_tags(c->body ? c->body : "", c->body_len, &name, &name_len, &esc, &n, why,
+                     sizeof(why)) != 0) {
+        conn_fail(c, "tags-list: body is not {\"name\",\"tags\"} JSON: %s", why);
+        return 0;
     }
-    if (strcmp(json_string_value(name), c->repo) != 0) {
-        conn_fail(c, "tags-list: name '%.100s' is not '%.100s'", json_string_value(name),
-                  c->repo);
-        goto out;
-    }
-    size_t n = json_array_size(tags);
-    for (size_t k = 0; k < n; k++) {
-        if (!json_is_string(json_array_get(tags, k))) {
-            conn_fail(c, "tags-list: a tag is not a string");
-            goto out;
-        }
+    if (esc || name_len != strlen(c->repo) || memcmp(name, c->repo, name_len) != 0) {
+        conn_fail(c, "tags-list: name '%.*s' is not '%.100s'",
+                  (int)(name_len < 100 ? name_len : 100), name, c->repo);
+        return 0;
     }
     if (p->expect_tags && n != p->expect_tags) {
         conn_fail(c, "tags-list: %zu tags, want %" PRIu64 "%s", n, p->expect_tags,
                   c->has_link ? " (paginated: Link header)" : "");
-        goto out;
+        return 0;
     }
-    ok = 1;
-out:
-    json_decref(j);
-    return ok;
+    return 1;
 }
 
 static int
@@ -740,8 +743,7 @@ op_done(struct rb_conn *c, const char *terr)
             return -1;
         }
         if (c->dcd[0] && strcmp(c->dcd, c->blob->digest) != 0) {
-            conn_fail(c, "head-blob: Docker-Content-Digest %.80s is not the blob's digest",
-                      c->dcd);
+            conn_fail(c, "head-blob: Docker-Content-Digest %.80s is not the blob's digest", c->dcd);
             return -1;
         }
         return 0;
@@ -752,8 +754,7 @@ op_done(struct rb_conn *c, const char *terr)
             return -1;
         }
         if (c->dcd[0] && strcmp(c->dcd, c->mdigest) != 0) {
-            conn_fail(c, "manifest-put: Docker-Content-Digest %.80s is not the manifest's",
-                      c->dcd);
+            conn_fail(c, "manifest-put: Docker-Content-Digest %.80s is not the manifest's", c->dcd);
             return -1;
         }
         c->w->bytes += c->manifest_len;
@@ -769,8 +770,7 @@ op_done(struct rb_conn *c, const char *terr)
             return -1;
         }
         if (c->dcd[0] && strcmp(c->dcd, p->manifest_digest) != 0) {
-            conn_fail(c, "manifest-get: Docker-Content-Digest %.80s is not the manifest's",
-                      c->dcd);
+            conn_fail(c, "manifest-get: Docker-Content-Digest %.80s is not the manifest's", c->dcd);
             return -1;
         }
         c->w->bytes += c->rx;
@@ -967,7 +967,8 @@ raw_body(struct rb_conn *c, const unsigned char *p, size_t n, size_t *used)
             if (isxdigit(ch)) {
                 if (++c->ck_digits > 15)
                     return raw_terr(c, "bad chunked encoding: chunk size too long", 0);
-                c->ck_size = c->ck_size * 16 + (uint64_t)(isdigit(ch) ? ch - '0' : (ch | 32) - 'a' + 10);
+                c->ck_size =
+                    c->ck_size * 16 + (uint64_t)(isdigit(ch) ? ch - '0' : (ch | 32) - 'a' + 10);
             } else if (ch == ';' || ch == ' ' || ch == '\t') {
                 c->ck_state = CK_EXT;
             } else if (ch == '\n') {
@@ -1099,8 +1100,9 @@ raw_event(struct rb_conn *c)
             if (r < 0)
                 return -1;
             if (r == 1)
-                return hlen + used == c->rlen ? 1
-                                              : raw_terr(c, "unexpected bytes after the response", 0);
+                return hlen + used == c->rlen
+                           ? 1
+                           : raw_terr(c, "unexpected bytes after the response", 0);
             c->rlen = 0;
             continue;
         }
@@ -1375,13 +1377,13 @@ rb_phase_run(const struct rb_phase *p, struct rb_result *r, struct err *e)
     pthread_mutex_init(&sh.mu, NULL);
     sh.h_octet = curl_slist_append(NULL, "Content-Type: application/octet-stream");
     sh.h_octet = curl_slist_append(sh.h_octet, "Expect:");
-    sh.h_mput =
-        curl_slist_append(NULL, "Content-Type: application/vnd.oci.image.manifest.v1+json");
+    sh.h_mput = curl_slist_append(NULL, "Content-Type: application/vnd.oci.image.manifest.v1+json");
     sh.h_mput = curl_slist_append(sh.h_mput, "Expect:");
-    sh.h_mget = curl_slist_append(NULL, "Accept: application/vnd.oci.image.manifest.v1+json, "
-                                        "application/vnd.oci.image.index.v1+json, "
-                                        "application/vnd.docker.distribution.manifest.v2+json, "
-                                        "application/vnd.docker.distribution.manifest.list.v2+json");
+    sh.h_mget =
+        curl_slist_append(NULL, "Accept: application/vnd.oci.image.manifest.v1+json, "
+                                "application/vnd.oci.image.index.v1+json, "
+                                "application/vnd.docker.distribution.manifest.v2+json, "
+                                "application/vnd.docker.distribution.manifest.list.v2+json");
     sh.h_post = curl_slist_append(NULL, "Expect:");
 
     struct rb_worker *ws = calloc((size_t)nth, sizeof(*ws));
@@ -1395,12 +1397,13 @@ rb_phase_run(const struct rb_phase *p, struct rb_result *r, struct err *e)
          p->op == RB_OP_MANIFEST_GET || p->op == RB_OP_TAGS || p->op == RB_OP_CATALOG)) {
         char base[512], host[256], port[16];
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
-        if (rb_parse_url(p->base, base, sizeof(base), host, sizeof(host), port, sizeof(port),
-                         e) != 0)
+        if (rb_parse_url(p->base, base, sizeof(base), host, sizeof(host), port, sizeof(port), e) !=
+            0)
             goto out;
         int gai = getaddrinfo(host, port, &hints, &ai);
         if (gai != 0 || !ai || ai->ai_addrlen > sizeof(sh.addr)) {
-            err_set(e, ERR_CONFIG, 0, "resolve '%s': %s", host, gai ? gai_strerror(gai) : "no address");
+            err_set(e, ERR_CONFIG, 0, "resolve '%s': %s", host,
+                    gai ? gai_strerror(gai) : "no address");
             if (ai)
                 freeaddrinfo(ai);
             goto out;

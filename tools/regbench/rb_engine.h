@@ -1,5 +1,5 @@
 /* rb_engine.h - the load engine: a few threads, each driving many keep-alive
- * connections with one curl_multi handle.
+ * connections from one epoll set.
  *
  * A phase runs one kind of operation (push a blob, pull a blob, GET a manifest,
  * ...) on `conns` connections split over `threads` threads until `max_ops`
@@ -7,15 +7,18 @@
  * operations in flight then finish (each HTTP request is bounded by
  * `req_timeout`). An operation may take several HTTP requests (a push is POST +
  * PUT, a chunked push POST + PATCH... + PUT); its latency is recorded from its
- * first request to its last. Each easy handle is reused for every request of
- * its connection, its buffers are allocated once, and curl's connection cache
- * keeps the TCP connection open between requests.
+ * first request to its last.
+ *
+ * Uploads go through libcurl's multi-socket interface (one easy handle reused per
+ * connection, so curl's connection cache keeps the TCP connection open). GET and
+ * HEAD go through a small raw HTTP/1.1 client (one send per request, response
+ * parsed in place, no heap per request) unless `use_curl` is set.
  *
  * Every response is checked: status code, Location staying on the base URL,
  * Docker-Content-Digest when present, and every body pulled is verified (SHA-256
  * against the digest, or byte for byte against the generated content for a Range
- * pull, or parsed for tags list and catalog). A failed check is an error; the
- * first distinct error messages are kept with their counts. */
+ * pull, or validated as JSON for tags list and catalog). A failed check is an
+ * error; the first distinct error messages are kept with their counts. */
 #ifndef REGBENCH_RB_ENGINE_H
 #define REGBENCH_RB_ENGINE_H
 
@@ -76,11 +79,11 @@ struct rb_phase {
 #define RB_MAX_ERRS 8
 
 struct rb_result {
-    uint64_t ops;       /* operations that completed with every check passed */
-    uint64_t http_reqs; /* HTTP requests completed (any outcome) */
-    uint64_t bytes;     /* body bytes pushed or pulled by successful operations */
-    uint64_t errors;    /* failed operations */
-    double seconds;     /* wall time of the phase */
+    uint64_t ops;        /* operations that completed with every check passed */
+    uint64_t http_reqs;  /* HTTP requests completed (any outcome) */
+    uint64_t bytes;      /* body bytes pushed or pulled by successful operations */
+    uint64_t errors;     /* failed operations */
+    double seconds;      /* wall time of the phase */
     struct rb_hist hist; /* operation latency, nanoseconds */
     int nerr;
     uint64_t err_count[RB_MAX_ERRS];

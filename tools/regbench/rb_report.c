@@ -44,8 +44,8 @@ void
 rb_report_table(FILE *f, const char *url, const struct rb_entry *ents, int n)
 {
     fprintf(f, "regbench %s\n", url);
-    fprintf(f, "%-13s %3s %5s %6s %9s %10s %10s %9s %9s %9s\n", "scenario", "rep", "conns",
-            "size", "ops", "req/s", "MB/s", "p50 ms", "p90 ms", "p99 ms");
+    fprintf(f, "%-13s %3s %5s %6s %9s %10s %10s %9s %9s %9s\n", "scenario", "rep", "conns", "size",
+            "ops", "req/s", "MB/s", "p50 ms", "p90 ms", "p99 ms");
     for (int i = 0; i < n; i++) {
         const struct rb_entry *x = &ents[i];
         char sz[32];
@@ -59,8 +59,8 @@ rb_report_table(FILE *f, const char *url, const struct rb_entry *ents, int n)
             continue;
         }
         const struct rb_result *r = &x->r;
-        fprintf(f, "%-13s %3d %5d %6s %9" PRIu64 " %10.1f %10.2f %9.3f %9.3f %9.3f\n",
-                x->scenario, x->rep, x->conns, sz, r->ops, per_s((double)r->ops, r->seconds),
+        fprintf(f, "%-13s %3d %5d %6s %9" PRIu64 " %10.1f %10.2f %9.3f %9.3f %9.3f\n", x->scenario,
+                x->rep, x->conns, sz, r->ops, per_s((double)r->ops, r->seconds),
                 per_s((double)r->bytes / 1e6, r->seconds), ms(rb_hist_percentile(&r->hist, 50)),
                 ms(rb_hist_percentile(&r->hist, 90)), ms(rb_hist_percentile(&r->hist, 99)));
         if (x->before.ok && x->after.ok) {
@@ -146,9 +146,9 @@ rb_report_json(FILE *f, const char *url, const struct rb_entry *ents, int n)
             if (x->before.ok) {
                 set(s, "rss_delta_kib", json_integer(x->idle_rss_delta_kib));
                 set(s, "rss_bytes_per_conn",
-                    json_real(x->idle_open ? (double)x->idle_rss_delta_kib * 1024.0 /
-                                                 (double)x->idle_open
-                                           : 0));
+                    json_real(x->idle_open
+                                  ? (double)x->idle_rss_delta_kib * 1024.0 / (double)x->idle_open
+                                  : 0));
             }
             set(o, "idle", s);
         }

@@ -16,8 +16,8 @@
 #include "common/banned.h"
 
 const char *const rb_scen_names[] = {
-    "push",    "push-chunked", "pull",      "pull-range", "manifest-put", "manifest-get",
-    "head-blob", "tags-list",  "catalog",   "idle",       NULL,
+    "push",      "push-chunked", "pull",    "pull-range", "manifest-put", "manifest-get",
+    "head-blob", "tags-list",    "catalog", "idle",       NULL,
 };
 
 int
@@ -494,8 +494,7 @@ run_idle(struct scen *s, struct err *e)
 }
 
 int
-rb_scen_run(const struct rb_opts *o, const char *name, int rep, struct rb_entry *out,
-            struct err *e)
+rb_scen_run(const struct rb_opts *o, const char *name, int rep, struct rb_entry *out, struct err *e)
 {
     struct scen *s = calloc(1, sizeof(*s));
     if (!s)

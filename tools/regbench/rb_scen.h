@@ -44,9 +44,9 @@ struct rb_opts {
 
 struct rb_proc {
     int ok;
-    double cpu_s;   /* utime+stime */
-    long rss_kib;   /* VmRSS */
-    long hwm_kib;   /* VmHWM */
+    double cpu_s; /* utime+stime */
+    long rss_kib; /* VmRSS */
+    long hwm_kib; /* VmHWM */
 };
 
 struct rb_entry {
@@ -54,8 +54,8 @@ struct rb_entry {
     int rep;
     int conns;
     uint64_t size;
-    int ok;               /* the phase ran and no operation failed */
-    char setup_err[400];  /* set-up failure, empty if none */
+    int ok;              /* the phase ran and no operation failed */
+    char setup_err[400]; /* set-up failure, empty if none */
     struct rb_result r;
     /* server figures over the measured phase (when --server-pid is given) */
     struct rb_proc before, after;

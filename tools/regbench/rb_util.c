@@ -23,11 +23,22 @@ rb_parse_size(const char *s, uint64_t *out, struct err *e)
         return err_set(e, ERR_CONFIG, 0, "size '%s': out of range", s);
     unsigned shift = 0;
     switch (toupper((unsigned char)*end)) {
-    case '\0': break;
-    case 'K': shift = 10; end++; break;
-    case 'M': shift = 20; end++; break;
-    case 'G': shift = 30; end++; break;
-    default: return err_set(e, ERR_CONFIG, 0, "size '%s': unknown unit", s);
+    case '\0':
+        break;
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    default:
+        return err_set(e, ERR_CONFIG, 0, "size '%s': unknown unit", s);
     }
     if (shift && (strcasecmp(end, "ib") == 0 || strcasecmp(end, "b") == 0))
         end += strlen(end);
@@ -42,8 +53,8 @@ rb_parse_size(const char *s, uint64_t *out, struct err *e)
 }
 
 int
-rb_parse_url(const char *url, char *base, size_t basecap, char *host, size_t hostcap,
-             char *port, size_t portcap, struct err *e)
+rb_parse_url(const char *url, char *base, size_t basecap, char *host, size_t hostcap, char *port,
+             size_t portcap, struct err *e)
 {
     const char *p;
     const char *defport;
