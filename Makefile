@@ -119,11 +119,15 @@ test: deps
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 OPT=-O1 tests
 	@BUILD=build-asan ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 sh tests/run-all.sh $(TESTS)
 
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh scripts/bench.sh $(BENCH)
+	@if [ "$$(id -u)" = 0 ]; then \
+	    BUILD=$(BUILD) N=$$( [ "$(BENCH)" = full ] && echo 30 || echo 10 ) bash scripts/bench-ocirun.sh; \
+	else echo "ocirun-lite benchmark skipped: needs root"; fi
 
 conformance: deps
 	@$(MAKE) --no-print-directory all

@@ -12,7 +12,7 @@
 
 #include "common/banned.h"
 
-enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FORMAT };
+enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FORMAT, K_IO };
 
 struct key {
     const char *section, *name;
@@ -40,6 +40,11 @@ static const struct key keys[] = {
     {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
     {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
     {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},
+    {"storage", "max_blob_size", K_SIZE, OFF(storage.max_blob_size), 0, 0, INT64_MAX},
+    {"storage", "max_uploads", K_INT, OFF(storage.max_uploads), 0, 1, 100000000},
+    {"storage", "max_uploads_per_repo", K_INT, OFF(storage.max_uploads_per_repo), 0, 1, 100000000},
+    {"storage", "max_manifest_refs", K_INT, OFF(storage.max_manifest_refs), 0, 1, 100000000},
+    {"storage", "io", K_IO, OFF(storage.io), 0, 0, 0},
     {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
     {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
 };
@@ -62,6 +67,11 @@ config_defaults(struct config *c)
     snprintf(c->storage.root, sizeof(c->storage.root), "./data");
     c->storage.fsync = 1;
     c->storage.upload_expiry_sec = 86400;
+    c->storage.max_blob_size = 0;
+    c->storage.max_uploads = 10000;
+    c->storage.max_uploads_per_repo = 1000;
+    c->storage.max_manifest_refs = 10000;
+    c->storage.io = CONFIG_IO_AUTO;
     c->log.level = LOG_INFO;
     c->log.json = 0;
 }
@@ -240,6 +250,17 @@ config_set(struct config *c, const char *section, const char *name, const char *
         else
             return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not text|json", pre, sep, section,
                            name, value);
+        return 0;
+    case K_IO:
+        if (strcasecmp(value, "auto") == 0)
+            *(int *)field = CONFIG_IO_AUTO;
+        else if (strcasecmp(value, "uring") == 0)
+            *(int *)field = CONFIG_IO_URING;
+        else if (strcasecmp(value, "posix") == 0)
+            *(int *)field = CONFIG_IO_POSIX;
+        else
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not auto|uring|posix", pre, sep,
+                           section, name, value);
         return 0;
     }
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);

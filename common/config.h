@@ -18,6 +18,13 @@
 
 #define CONFIG_STR_MAX 4096
 
+/* [storage] io: how file bodies (blob and manifest GETs) reach the socket */
+enum config_io {
+    CONFIG_IO_AUTO = 0,  /* io_uring splice when the kernel allows it, else posix */
+    CONFIG_IO_URING = 1, /* io_uring splice; start-up fails when unavailable */
+    CONFIG_IO_POSIX = 2  /* sendfile(2) */
+};
+
 struct config {
     struct {
         char listen[256];      /* "127.0.0.1:5000" */
@@ -35,6 +42,11 @@ struct config {
         char root[CONFIG_STR_MAX]; /* "./data" */
         int fsync;                 /* 1 */
         int upload_expiry_sec;     /* 86400 */
+        uint64_t max_blob_size;    /* 0 = unlimited */
+        int max_uploads;           /* 10000 open upload sessions */
+        int max_uploads_per_repo;  /* 1000 */
+        int max_manifest_refs;     /* 10000 descriptors per manifest */
+        int io;                    /* enum config_io, CONFIG_IO_AUTO */
     } storage;
     struct {
         int level; /* enum log_level, LOG_INFO */

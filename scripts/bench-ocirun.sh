@@ -1,37 +1,48 @@
 #!/bin/bash
-# bench-ocirun.sh - container start+exit latency: `ocirun-lite run busybox true`
-# (image already in the store) against runc and crun running the bundle that
-# `ocirun-lite bundle` writes for the same image, and a bare
-# `unshare --fork --pid --mount --uts --ipc --net chroot ROOTFS /bin/true`
-# (the floor: namespaces + exec, no mounts, cgroups or capability work).
-# A "rt_run driver" row times the runtime alone: a 20-line C program linked
-# against $BUILD/lib/libocirun.a that calls rt_run once (overlay of the bundle's
-# rootfs, --rm), i.e. without the CLI's start-up and image-store work.
+# bench-ocirun.sh - ocirun-lite against crun, runc and a bare unshare+chroot,
+# on the three figures of issue 4:
 #
-#   BUILD=build N=30 scripts/bench-ocirun.sh
+#   warm   `ocirun-lite run --rm REF true` with the image in the store (default
+#          pull policy "missing": no network), against runc and crun running
+#          the bundle `ocirun-lite bundle` writes for the same image, and the
+#          floor `unshare --fork --pid --mount --uts --ipc --net chroot ROOTFS
+#          /bin/true`. Targets: <= crun's median and <= 1.5x the floor.
+#   cold   `ocirun-lite run --rm REF true` into an empty store: probe, pull
+#          (manifest, config, layer, every digest verified), unpack, run, from
+#          ocireg on 127.0.0.1. Target: <= 100 ms.
+#   big    `ocirun-lite pull` of the BIG=1 fixture (10,000 small files + 32 MiB
+#          random, 34 MB compressed) into an empty store, against
+#          `curl BLOB | bsdtar -x` of the same layers into the same filesystem,
+#          on ext4 (the work disk, under /tmp) and on a private tmpfs.
+#          Target: <= 1.2x curl|bsdtar. ocirun-lite also verifies every digest
+#          and diff_id and syncfs()es the store before it reports success;
+#          curl|bsdtar does neither (the "+sync" row adds a `sync -f`).
 #
-# Runs are interleaved (one of each tool per round, so a busy neighbour hits all
-# alike) and the table gives the median, min and max wall time per tool in ms.
-# crun 1.8 refuses hybrid cgroup hosts, so on those it runs as
+#   BUILD=build N=20 NCOLD=10 NBIG=2 scripts/bench-ocirun.sh
+#
+# Every figure is a median over interleaved rounds (one run of each contender
+# per round, so a busy neighbour hits all alike), in ms. "rt_run" rows time the
+# runtime alone (a small C driver calling rt_run on the bundle's rootfs, no CLI
+# or store work). crun 1.8 refuses hybrid cgroup hosts; there it runs as
 # `unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified;
-# exec crun run ...'` (the extra unshare+sh is part of its figure; the
-# "unshare+sh" row measures that wrapper alone, with /bin/true).
+# exec crun run ...'` and the wrapper's own cost is shown in its own row.
 #
-# Setup: the busybox fixture image (tests/fixtures/build.sh) is pushed with
-# skopeo to a reference registry (docker-registry) on a free loopback port,
-# pulled once into a private ocirun-lite store, and the registry is stopped
-# before timing: the warm runs cannot touch the network.
-# Without the ocirun-lite binary (or registry tools), the script builds the
-# busybox rootfs and a runc bundle itself, measures what it can, and says
-# what is missing. Needs root.
+# The registry is $BUILD/ocireg (started here on 127.0.0.1:0, stopped by its
+# PID); without it, docker-registry. The BIG=1 fixture is built once into
+# $BUILD/fixtures-big (deterministic; ~20 s) and reused. Needs root.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
-N=${N:-30}
+N=${N:-20}
+NCOLD=${NCOLD:-10}
+NBIG=${NBIG:-2}
 OCIRUN=${OCIRUN_BIN:-$top/$BUILD/ocirun-lite}
+OCIREG=${OCIREG_BIN:-$top/$BUILD/ocireg}
 FIX=${OCIREG_FIXTURES:-$top/$BUILD/fixtures}
+BIGFIX=${OCIRUN_BIG_FIXTURES:-$top/$BUILD/fixtures-big}
 work=$(mktemp -d /tmp/bench-ocirun.XXXXXX)
 srv_pid=""
+tmpfs_mounted=0
 missing=()
 
 cleanup() {
@@ -39,6 +50,7 @@ cleanup() {
         kill "$srv_pid" 2>/dev/null
         wait "$srv_pid" 2>/dev/null
     fi
+    [ "$tmpfs_mounted" = 1 ] && umount "$work/tmpfs" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,73 +60,82 @@ if [ "$(id -u)" != 0 ]; then
     echo "bench-ocirun: needs root (namespaces, mounts, cgroups); skipped"
     exit 0
 fi
+for t in "$OCIRUN" skopeo curl jq; do
+    if ! command -v "$t" >/dev/null; then
+        echo "bench-ocirun: $t is missing (make BUILD=$BUILD; scripts/install-deps.sh)"
+        exit 1
+    fi
+done
 
-# ---- the image in an ocirun-lite store (or a hand-made rootfs) ---------------
-have_ocirun=0
-ref=""
-store="$work/store"
-if [ -x "$OCIRUN" ]; then
-    if [ ! -f "$FIX/expected.txt" ]; then
-        "$top/tests/fixtures/build.sh" "$FIX" >"$work/fixtures.log" 2>&1 ||
-            { cat "$work/fixtures.log"; missing+=("fixtures (tests/fixtures/build.sh failed)"); }
-    fi
-    if [ -f "$FIX/expected.txt" ] && command -v docker-registry >/dev/null &&
-        command -v skopeo >/dev/null; then
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        cat >"$work/reg.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $work/reg
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
-        docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-        srv_pid=$!
-        for _ in $(seq 100); do
-            curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        ref=127.0.0.1:$port/bench/busybox:latest
-        if skopeo --insecure-policy copy --dest-tls-verify=false "oci:$FIX/oci:busybox" \
-            "docker://$ref" >"$work/skopeo.log" 2>&1 &&
-            "$OCIRUN" --root "$store" pull --insecure -q "$ref" >"$work/pull.log" 2>&1 &&
-            "$OCIRUN" --root "$store" bundle --insecure "$ref" "$work/bundle" true \
-                >"$work/bundle.log" 2>&1; then
-            have_ocirun=1
-        else
-            cat "$work/skopeo.log" "$work/pull.log" "$work/bundle.log" 2>/dev/null | tail -20
-            missing+=("ocirun-lite pull/bundle of the fixture failed (see above)")
-        fi
-        kill "$srv_pid" 2>/dev/null
-        wait "$srv_pid" 2>/dev/null
-        srv_pid=""
-    else
-        missing+=("docker-registry/skopeo/fixtures for the ocirun-lite run (image cannot be pulled)")
-    fi
-else
-    missing+=("$OCIRUN (the ocirun-lite binary: make BUILD=$BUILD)")
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'; }
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END {
+    if (!NR) { print "-"; exit }
+    printf "%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ---- fixtures --------------------------------------------------------------------
+if [ ! -f "$FIX/expected.txt" ]; then
+    "$top/tests/fixtures/build.sh" "$FIX" >"$work/fixtures.log" 2>&1 ||
+        { cat "$work/fixtures.log"; exit 1; }
+fi
+if [ "$NBIG" -gt 0 ] && [ ! -f "$BIGFIX/expected.txt" ]; then
+    echo "bench-ocirun: building the BIG=1 fixture into $BIGFIX (once)"
+    BIG=1 "$top/tests/fixtures/build.sh" "$BIGFIX" >"$work/bigfix.log" 2>&1 ||
+        { tail -5 "$work/bigfix.log"; missing+=("big fixture (build failed)"); NBIG=0; }
 fi
 
-if [ "$have_ocirun" = 0 ]; then
-    # a runc bundle by hand: busybox rootfs + `runc spec` with args ["true"]
-    mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/proc" "$work/bundle/rootfs/dev" \
-        "$work/bundle/rootfs/sys" "$work/bundle/rootfs/tmp"
-    cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-    for a in $(/bin/busybox --list); do
-        [ "$a" = busybox ] || ln -s busybox "$work/bundle/rootfs/bin/$a"
+# ---- the registry ------------------------------------------------------------------
+addr=""
+regname=""
+if [ -x "$OCIREG" ]; then
+    mkdir -p "$work/ocireg-data"
+    OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT=$work/ocireg-data \
+        "$OCIREG" serve --ready-file "$work/ocireg.ready" >"$work/reg.log" 2>&1 &
+    srv_pid=$!
+    for _ in $(seq 100); do
+        [ -s "$work/ocireg.ready" ] && addr=$(head -n 1 "$work/ocireg.ready") && break
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.1
     done
-    (cd "$work/bundle" && runc spec)
-    jq '.process.args = ["true"] | .process.terminal = false' "$work/bundle/config.json" \
-        >"$work/bundle/c.json" && mv "$work/bundle/c.json" "$work/bundle/config.json"
+    case "$addr" in *:[0-9]*) regname=ocireg ;; *) addr="" ;; esac
 fi
-rootfs="$work/bundle/rootfs"
+if [ -z "$addr" ] && command -v docker-registry >/dev/null; then
+    [ -n "$srv_pid" ] && { kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; }
+    missing+=("ocireg ($OCIREG not built or did not start): docker-registry used instead")
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$work/reg" "$port" >"$work/reg.yml"
+    docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
+    srv_pid=$!
+    addr=127.0.0.1:$port
+    for _ in $(seq 100); do
+        curl -fs "http://$addr/v2/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    regname=docker-registry
+fi
+[ -n "$addr" ] || { echo "bench-ocirun: no registry could be started"; exit 1; }
+ref=$addr/bench/busybox:latest
+bigref=$addr/bench/big:latest
+push() {
+    skopeo --insecure-policy copy --dest-tls-verify=false "oci:$1" "docker://$2" \
+        >>"$work/skopeo.log" 2>&1
+}
+push "$FIX/oci:busybox" "$ref" || { tail -5 "$work/skopeo.log"; exit 1; }
+if [ "$NBIG" -gt 0 ] && ! push "$BIGFIX/oci:big" "$bigref"; then
+    tail -5 "$work/skopeo.log"
+    missing+=("big (skopeo push failed)")
+    NBIG=0
+fi
 
-# ---- a driver for rt_run alone ---------------------------------------------------
+# ---- warm store, bundle, rt_run driver -----------------------------------------------
+store=$work/store
+O() { "$OCIRUN" --root "$1" "${@:2}"; }
+if ! O "$store" pull --insecure -q "$ref" >"$work/pull.log" 2>&1 ||
+    ! O "$store" bundle --insecure "$ref" "$work/bundle" true >"$work/bundle.log" 2>&1; then
+    cat "$work/pull.log" "$work/bundle.log"
+    exit 1
+fi
+rootfs=$work/bundle/rootfs
 driver=""
 if [ -f "$top/$BUILD/lib/libocirun.a" ] && [ -f "$top/$BUILD/lib/libocireg.a" ]; then
     cat >"$work/drv.c" <<'EOF'
@@ -137,85 +158,159 @@ EOF
     # shellcheck disable=SC2046
     if cc -O2 -D_GNU_SOURCE -I"$top" -o "$work/drv" "$work/drv.c" "$top/$BUILD/lib/libocirun.a" \
         "$top/$BUILD/lib/libocireg.a" -Wl,--as-needed \
-        $(pkg-config --libs jansson libcurl libarchive openssl sqlite3 2>/dev/null) -lcap \
-        >"$work/drv.log" 2>&1; then
+        $(pkg-config --libs jansson openssl 2>/dev/null) -lcap >"$work/drv.log" 2>&1; then
         driver="$work/drv"
     else
         tail -5 "$work/drv.log"
         missing+=("rt_run driver (does not build against $BUILD/lib)")
     fi
-else
-    missing+=("rt_run driver ($BUILD/lib/libocirun.a not built)")
 fi
 
-# ---- the contenders --------------------------------------------------------------
+# ---- warm: interleaved rounds ----------------------------------------------------------
 hybrid=0
-# hybrid: a v1 tmpfs at /sys/fs/cgroup with systemd's v2 tree mounted beside
-if mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then
-    hybrid=1
-fi
+mountpoint -q /sys/fs/cgroup/unified 2>/dev/null && hybrid=1
 names=()
 cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
-[ "$have_ocirun" = 1 ] &&
-    add "ocirun-lite run" "\"$OCIRUN\" --root \"$store\" run --rm --pull never \"$ref\" true"
-[ -n "$driver" ] && add "rt_run driver (runtime only)" "\"$driver\" \"$rootfs\" \"$work/drvstate\""
-if command -v runc >/dev/null; then
-    add "runc run" "runc --root \"$work/runc\" run -b \"$work/bundle\" bench-runc-\$i"
-else
-    missing+=("runc")
-fi
+add ocirun "O \"$store\" run --rm \"$ref\" true"
+[ -n "$driver" ] && add rt_run "\"$driver\" \"$rootfs\" \"$work/drvstate\""
+command -v runc >/dev/null && add runc "runc --root \"$work/runc\" run -b \"$work/bundle\" bench-runc-\$i"
 if command -v crun >/dev/null; then
     if [ "$hybrid" = 1 ]; then
-        add "crun run (unshare+sh)" "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec crun --root \"$work/crun\" run -b \"$work/bundle\" bench-crun-\$i'"
-        add "unshare+sh (crun wrapper)" "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec /bin/true'"
+        add crun "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec crun --root \"$work/crun\" run -b \"$work/bundle\" bench-crun-\$i'"
+        add crunwrap "unshare -m --propagation private sh -c 'umount -l /sys/fs/cgroup/unified; exec /bin/true'"
     else
-        add "crun run" "crun --root \"$work/crun\" run -b \"$work/bundle\" bench-crun-\$i"
+        add crun "crun --root \"$work/crun\" run -b \"$work/bundle\" bench-crun-\$i"
     fi
-else
-    missing+=("crun")
 fi
-add "unshare+chroot (floor)" "unshare --fork --pid --mount --uts --ipc --net chroot \"$rootfs\" /bin/true"
+add bare "unshare --fork --pid --mount --uts --ipc --net chroot \"$rootfs\" /bin/true"
 
-# check each once, and drop the ones that fail rather than timing errors
+declare -A W
 i=0
-keep_n=()
-keep_c=()
 for k in "${!names[@]}"; do
-    if eval "${cmds[$k]}" >"$work/check.log" 2>&1; then
-        keep_n+=("${names[$k]}")
-        keep_c+=("${cmds[$k]}")
-    else
+    if ! eval "${cmds[$k]}" >"$work/check.log" 2>&1; then
         echo "bench-ocirun: '${names[$k]}' fails here, left out:"
         tail -5 "$work/check.log"
         missing+=("${names[$k]} (fails on this machine)")
+        cmds[$k]=""
     fi
+    : >"$work/w.${names[$k]}"
 done
-
-# ---- interleaved rounds ---------------------------------------------------------
-for k in "${!keep_n[@]}"; do : >"$work/t$k"; done
 for ((i = 1; i <= N; i++)); do
-    for k in "${!keep_n[@]}"; do
+    for k in "${!names[@]}"; do
+        [ -n "${cmds[$k]}" ] || continue
         t0=$EPOCHREALTIME
-        eval "${keep_c[$k]}" >/dev/null 2>&1
+        eval "${cmds[$k]}" >/dev/null 2>&1
         t1=$EPOCHREALTIME
-        echo "$t0 $t1" | awk '{ printf "%.3f\n", ($2 - $1) * 1000 }' >>"$work/t$k"
+        ms "$t0" "$t1" >>"$work/w.${names[$k]}"
     done
 done
+for k in "${!names[@]}"; do
+    W[${names[$k]}]=$(median "$work/w.${names[$k]}")
+done
+
+# ---- cold: pull + run into an empty store -----------------------------------------------
+: >"$work/cold"
+for ((i = 1; i <= NCOLD; i++)); do
+    rm -rf "$work/cold-store"
+    t0=$EPOCHREALTIME
+    O "$work/cold-store" run --rm --insecure -q "$ref" true >"$work/cold.log" 2>&1
+    rc=$?
+    t1=$EPOCHREALTIME
+    if [ "$rc" != 0 ]; then
+        tail -3 "$work/cold.log"
+        missing+=("cold pull+run (failed: exit $rc)")
+        : >"$work/cold"
+        break
+    fi
+    ms "$t0" "$t1" >>"$work/cold"
+done
+COLD=$(median "$work/cold")
+
+# ---- big: pull + unpack vs curl | bsdtar ------------------------------------------------
+declare -A B
+big_round() { # DIR(parent on the filesystem) TAG
+    local d=$1 tag=$2 t0 t1 n=0
+    rm -rf "$d/s" "$d/b"
+    sync -f "$d" 2>/dev/null
+    t0=$EPOCHREALTIME
+    O "$d/s" pull --insecure -q "$bigref" >"$work/bigpull.log" 2>&1 ||
+        { tail -3 "$work/bigpull.log"; return 1; }
+    t1=$EPOCHREALTIME
+    ms "$t0" "$t1" >>"$work/b.$tag.ocirun"
+    rm -rf "$d/s"
+    sync -f "$d" 2>/dev/null
+    t0=$EPOCHREALTIME
+    for dg in $biglayers; do
+        mkdir -p "$d/b/$n"
+        curl -fsS "http://$addr/v2/bench/big/blobs/$dg" | bsdtar -xf - -C "$d/b/$n" || return 1
+        n=$((n + 1))
+    done
+    t1=$EPOCHREALTIME
+    sync -f "$d" 2>/dev/null
+    ts=$EPOCHREALTIME
+    ms "$t0" "$t1" >>"$work/b.$tag.bare"
+    ms "$t0" "$ts" >>"$work/b.$tag.baresync"
+    rm -rf "$d/b"
+}
+if [ "$NBIG" -gt 0 ] && ! command -v bsdtar >/dev/null; then
+    missing+=("big (bsdtar missing: apt-get install libarchive-tools)")
+    NBIG=0
+fi
+if [ "$NBIG" -gt 0 ]; then
+    biglayers=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+        "http://$addr/v2/bench/big/manifests/latest" | jq -r '.layers[].digest')
+    mkdir -p "$work/ext4" "$work/tmpfs"
+    mount -t tmpfs -o size=2g tmpfs "$work/tmpfs" && tmpfs_mounted=1
+    for fs in ext4 tmpfs; do
+        for x in ocirun bare baresync; do : >"$work/b.$fs.$x"; done
+    done
+    for ((i = 1; i <= NBIG; i++)); do
+        big_round "$work/ext4" ext4 || { missing+=("big on ext4 (failed)"); break; }
+        [ "$tmpfs_mounted" = 1 ] && { big_round "$work/tmpfs" tmpfs ||
+            { missing+=("big on tmpfs (failed)"); break; }; }
+    done
+    for fs in ext4 tmpfs; do
+        for x in ocirun bare baresync; do B[$fs.$x]=$(median "$work/b.$fs.$x"); done
+    done
+fi
+
+# ---- the table -------------------------------------------------------------------------
+met() { # VALUE LIMIT
+    awk -v v="$1" -v l="$2" 'BEGIN { if (v == "-" || l == "-" || v == "" || l == "") print "?";
+        else print (v + 0 <= l + 0) ? "yes" : "NO" }'
+}
+mul() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "-" || v == "") print "-"; else printf "%.1f\n", v * f }'; }
+minof() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || a == "") print b; else if (b == "-" || b == "") print a;
+    else print (a + 0 < b + 0) ? a : b }'; }
+row() { printf '%-34s %9s %9s %9s %9s %11s %5s\n' "$@"; }
 
 echo
-echo "container start+exit, busybox 'true', $N interleaved runs each (ms)"
-printf '%-28s %9s %9s %9s\n' tool median min max
-for k in "${!keep_n[@]}"; do
-    sort -n "$work/t$k" | awk -v name="${keep_n[$k]}" '
-        { v[NR] = $1 }
-        END {
-            med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%-28s %9.2f %9.2f %9.2f\n", name, med, v[1], v[NR]
-        }'
-done
+echo "ocirun-lite benchmark: medians in ms; warm N=$N, cold N=$NCOLD, big N=$NBIG;" \
+    "registry $regname on $addr; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+row figure ocirun-lite crun runc bare target met?
+w_o=${W[ocirun]:--}
+w_c=${W[crun]:--}
+w_b=${W[bare]:--}
+w_lim=$(minof "$w_c" "$(mul "$w_b" 1.5)")
+row "warm run busybox true" "$w_o" "$w_c" "${W[runc]:--}" "$w_b" "<=$w_lim" "$(met "$w_o" "$w_lim")"
+row "  runtime alone (rt_run driver)" "${W[rt_run]:--}" "" "" "" "" ""
+[ -n "${W[crunwrap]:-}" ] && row "  crun's unshare+sh wrapper alone" "" "${W[crunwrap]}" "" "" "" ""
+row "cold pull+run busybox" "$COLD" - - - "<=100" "$(met "$COLD" 100)"
+if [ "$NBIG" -gt 0 ]; then
+    for fs in ext4 tmpfs; do
+        lim=$(mul "${B[$fs.bare]}" 1.2)
+        row "big pull+unpack, $fs" "${B[$fs.ocirun]}" - - "${B[$fs.bare]}" "<=$lim" \
+            "$(met "${B[$fs.ocirun]}" "$lim")"
+        lim=$(mul "${B[$fs.baresync]}" 1.2)
+        row "  vs curl|bsdtar + sync -f, $fs" "${B[$fs.ocirun]}" - - "${B[$fs.baresync]}" "<=$lim" \
+            "$(met "${B[$fs.ocirun]}" "$lim")"
+    done
+fi
+echo "(bare: warm = unshare+chroot of the same rootfs; big = curl BLOB | bsdtar -x per layer)"
 if [ "${#missing[@]}" -gt 0 ]; then
     echo
-    for m in "${missing[@]}"; do echo "not measured: $m"; done
+    for m in "${missing[@]}"; do echo "not measured / note: $m"; done
 fi
 exit 0

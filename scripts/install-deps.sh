@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config
 libevent-dev libssl-dev libjansson-dev libsqlite3-dev libarchive-dev liburing-dev
 libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev
-docker-registry skopeo busybox-static runc crun curl jq
+docker-registry skopeo busybox-static runc crun curl jq libarchive-tools
 e2fsprogs util-linux iproute2 procps"
 
 missing=""

@@ -14,7 +14,28 @@
 #include "common/banned.h"
 
 #define JBUF_START 4096
-#define JBUF_KEEP (1u << 20)
+/* a full page (API_PAGE_BYTES) fits without being freed after each reply */
+#define JBUF_KEEP (2u << 20)
+
+static int fault_alloc; /* api_fault_alloc: growths left to fail (atomic) */
+
+void
+api_fault_alloc(int count)
+{
+    __atomic_store_n(&fault_alloc, count, __ATOMIC_SEQ_CST);
+}
+
+static int
+fault_alloc_hit(void)
+{
+    int n = __atomic_load_n(&fault_alloc, __ATOMIC_SEQ_CST);
+    while (n > 0) {
+        if (__atomic_compare_exchange_n(&fault_alloc, &n, n - 1, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            return 1;
+    }
+    return 0;
+}
 
 struct api *
 api_new(struct storage *st, const struct api_opts *o, struct err *e)
@@ -31,6 +52,7 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
         a->o.max_manifest = 4u << 20;
     if (a->o.max_page <= 0)
         a->o.max_page = 10000;
+    a->page_bytes = API_PAGE_BYTES;
     return a;
 }
 
@@ -43,32 +65,49 @@ api_free(struct api *a)
 /* ---- JSON writer ---- */
 
 void
-jbuf_init(struct jbuf *j, struct api_worker *w)
+jbuf_init(struct jbuf *j, struct api_worker *w, size_t limit)
 {
     j->w = w;
     j->len = 0;
+    j->limit = limit;
+    j->err = JBUF_OK;
 }
 
-static void
+/* room for n more bytes; 0, or -1 with j->err set (no abort: a request that
+ * cannot get its memory is answered 500, the others go on) */
+static int
 jbuf_reserve(struct jbuf *j, size_t n)
 {
     struct api_worker *w = j->w;
-    if (j->len + n <= w->cap)
-        return;
+    if (j->err)
+        return -1;
+    if (n > j->limit || j->len > j->limit - n) {
+        j->err = JBUF_E_LIMIT;
+        return -1;
+    }
+    size_t need = j->len + n;
+    if (need <= w->cap)
+        return 0;
     size_t cap = w->cap ? w->cap : JBUF_START;
-    while (cap < j->len + n)
+    while (cap < need)
         cap *= 2;
-    char *p = realloc(w->buf, cap);
-    if (!p)
-        abort(); /* allocation failure: the one accepted abort (STYLE.md) */
+    if (cap > j->limit)
+        cap = j->limit; /* >= need, checked above */
+    char *p = fault_alloc_hit() ? NULL : realloc(w->buf, cap);
+    if (!p) {
+        j->err = JBUF_E_NOMEM;
+        return -1;
+    }
     w->buf = p;
     w->cap = cap;
+    return 0;
 }
 
 void
 jbuf_put(struct jbuf *j, const char *s, size_t n)
 {
-    jbuf_reserve(j, n);
+    if (jbuf_reserve(j, n) < 0)
+        return;
     memcpy(j->w->buf + j->len, s, n);
     j->len += n;
 }
@@ -77,8 +116,13 @@ void
 jbuf_str(struct jbuf *j, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(s);
-    jbuf_reserve(j, n * 6 + 2); /* worst case: every byte \u00XX */
+    size_t n = strlen(s), out = 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out += (c == '"' || c == '\\') ? 2 : (c < 0x20 || c == 0x7f) ? 6 : 1;
+    }
+    if (jbuf_reserve(j, out) < 0)
+        return;
     char *o = j->w->buf + j->len;
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
@@ -98,7 +142,7 @@ jbuf_str(struct jbuf *j, const char *s)
         }
     }
     *o++ = '"';
-    j->len = (size_t)(o - j->w->buf);
+    j->len += out;
 }
 
 void
@@ -107,6 +151,14 @@ jbuf_u64(struct jbuf *j, uint64_t v)
     char tmp[24];
     int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
     jbuf_put(j, tmp, (size_t)n);
+}
+
+void
+jbuf_rewind(struct jbuf *j, size_t mark)
+{
+    if (mark < j->len)
+        j->len = mark;
+    j->err = JBUF_OK;
 }
 
 const char *
@@ -125,6 +177,18 @@ jbuf_done(struct jbuf *j)
         w->cap = 0;
     }
     j->len = 0;
+}
+
+void
+api_reply_jbuf_err(struct http_req *r, struct jbuf *j)
+{
+    struct err e;
+    if (j->err == JBUF_E_NOMEM)
+        err_set(&e, ERR_NOMEM, 0, "out of memory building the response");
+    else
+        err_set(&e, ERR_INTERNAL, 0, "response body over its limit of %zu bytes", j->limit);
+    jbuf_done(j);
+    api_reply_err(r, &e);
 }
 
 /* ---- replies ---- */

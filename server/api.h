@@ -12,7 +12,8 @@ struct http_app;
 
 struct api_opts {
     uint64_t max_manifest;  /* bytes, [server] max_manifest (default 4 MiB) */
-    long max_page;          /* largest `n` served by tags list / catalog (default 10000) */
+    long max_page;          /* largest page of tags list / catalog / referrers, also the
+                               page size when `n` is absent (default 10000) */
 };
 
 struct api;

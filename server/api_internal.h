@@ -19,10 +19,22 @@
 struct api {
     struct storage *st;
     struct api_opts o;
+    /* byte budget of one page of tags list / catalog / referrers JSON
+     * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
+    size_t page_bytes;
 };
 
+/* A page of tags, repositories or referrers stops before the entry that would
+ * take its JSON body past this many bytes (and a Link header points at the
+ * rest), so one request never builds a body of unbounded size. A single
+ * referrer descriptor larger than the budget is sent alone (see
+ * api_referrers.c). */
+#define API_PAGE_BYTES (1u << 20)
+
 /* one per worker thread: its storage handle and a reusable output buffer (JSON
- * bodies are built here and copied by http_reply, so a request allocates none) */
+ * bodies are built here and copied by http_reply). The buffer is kept between
+ * requests up to JBUF_KEEP bytes, so a request normally allocates nothing; a
+ * larger one (a single oversized referrer) is freed after its reply. */
 struct api_worker {
     struct api *a;
     struct storage_handle *h;
@@ -30,21 +42,37 @@ struct api_worker {
     size_t cap;
 };
 
-/* ---- JSON writer over the worker buffer (grows; aborts on OOM) ---- */
+/* ---- JSON writer over the worker buffer ----
+ * Bounded: jbuf_init gives the largest body the request may build. Growing past
+ * it sets err = JBUF_E_LIMIT, a failed allocation err = JBUF_E_NOMEM; from then
+ * on every write is a no-op until jbuf_rewind. Nothing here aborts: the handler
+ * checks err and answers (500 for JBUF_E_NOMEM), one request's OOM never takes
+ * the server down. */
+enum { JBUF_OK = 0, JBUF_E_LIMIT = 1, JBUF_E_NOMEM = 2 };
 struct jbuf {
     struct api_worker *w;
     size_t len;
+    size_t limit;
+    int err;
 };
-void jbuf_init(struct jbuf *j, struct api_worker *w);
+void jbuf_init(struct jbuf *j, struct api_worker *w, size_t limit);
 void jbuf_put(struct jbuf *j, const char *s, size_t n);
 #define jbuf_lit(j, lit) jbuf_put((j), lit, sizeof(lit) - 1)
 /* a JSON string literal with quotes; bytes >= 0x80 pass through (UTF-8) */
 void jbuf_str(struct jbuf *j, const char *s);
 void jbuf_u64(struct jbuf *j, uint64_t v);
+/* back to length `mark` (a value of j->len taken earlier), clearing err */
+void jbuf_rewind(struct jbuf *j, size_t mark);
 const char *jbuf_data(const struct jbuf *j);
-/* after the reply: drop an unusually large buffer so one huge listing does not
+/* after the reply: drop an unusually large buffer so one huge reply does not
  * pin memory for the worker's life */
 void jbuf_done(struct jbuf *j);
+/* reply 500 for a jbuf in error (NOMEM, or a body over its limit) */
+void api_reply_jbuf_err(struct http_req *r, struct jbuf *j);
+
+/* Test hook (fault injection): the next `count` growths of a worker's JSON
+ * buffer fail as if malloc had returned NULL. Thread-safe; 0 disables. */
+void api_fault_alloc(int count);
 
 /* ---- replies ---- */
 /* reply the error of e (http_reply_error), logging 5xx once */

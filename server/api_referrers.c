@@ -1,28 +1,45 @@
 /* api_referrers.c - end-12a/12b: GET /v2/<name>/referrers/<digest>, an OCI image
  * index of the manifests whose subject is <digest>, optionally filtered by
- * ?artifactType= (then OCI-Filters-Applied: artifactType). */
+ * ?artifactType= (then OCI-Filters-Applied: artifactType).
+ *
+ * Paging (the spec lets a registry page this response with a Link header,
+ * rel="next", as for tags): a page holds at most [server] max_page descriptors
+ * and stops before the descriptor that would take its JSON body past
+ * api->page_bytes (1 MiB). A single descriptor bigger than that on its own
+ * (annotations of up to max_manifest bytes) is sent alone on its page, whole:
+ * the body is then bounded by page_bytes + max_manifest. The next page is
+ * `?last=<digest of the last descriptor sent>` (plus the artifactType filter):
+ * storage returns referrers ordered by digest, so the page resumes after the
+ * descriptors whose digest string sorts <= last (byte order, as sqlite's). */
+#include <stdio.h>
 #include <string.h>
 
 #include "server/api_internal.h"
 
 #include "common/banned.h"
 
+/* the JSON around a descriptor besides its strings: ample */
+#define REF_SLACK (64u << 10)
+
 struct refctx {
     struct jbuf j;
+    const char *after; /* `last`: skip digests <= after; NULL = from the start */
     size_t count;
+    size_t max;    /* max_page */
+    size_t budget; /* soft byte budget of the body */
+    int more;      /* 1: descriptors remain after this page */
+    char last[DIGEST_STR_MAX];
 };
 
-static int
-ref_add(void *arg, const struct referrer *rf)
+static void
+ref_write(struct refctx *c, const struct referrer *rf, const char *ds, int annotations)
 {
-    struct refctx *c = arg;
-    char ds[DIGEST_STR_MAX];
-    if (c->count++)
+    if (c->count)
         jbuf_lit(&c->j, ",");
     jbuf_lit(&c->j, "{\"mediaType\":");
     jbuf_str(&c->j, rf->media_type ? rf->media_type : "");
     jbuf_lit(&c->j, ",\"digest\":");
-    jbuf_str(&c->j, digest_format(rf->digest, ds));
+    jbuf_str(&c->j, ds);
     jbuf_lit(&c->j, ",\"size\":");
     jbuf_u64(&c->j, rf->size);
     if (rf->artifact_type && *rf->artifact_type) {
@@ -31,25 +48,97 @@ ref_add(void *arg, const struct referrer *rf)
     }
     /* storage keeps the annotations as compact JSON object text it produced
      * itself from a parsed manifest: it is copied as is */
-    if (rf->annotations_json && *rf->annotations_json) {
+    if (annotations && rf->annotations_json && *rf->annotations_json) {
         jbuf_lit(&c->j, ",\"annotations\":");
         jbuf_put(&c->j, rf->annotations_json, strlen(rf->annotations_json));
     }
     jbuf_lit(&c->j, "}");
+}
+
+static int
+ref_add(void *arg, const struct referrer *rf)
+{
+    struct refctx *c = arg;
+    char ds[DIGEST_STR_MAX];
+    digest_format(rf->digest, ds);
+    if (c->after && strcmp(ds, c->after) <= 0)
+        return 0;
+    if (c->count >= c->max) {
+        c->more = 1;
+        return 1;
+    }
+    size_t mark = c->j.len;
+    ref_write(c, rf, ds, 1);
+    if (c->j.err == JBUF_E_NOMEM)
+        return 1; /* the handler answers 500 */
+    /* +2 for the closing "]}" */
+    if (c->count && (c->j.err || c->j.len + 2 > c->budget)) {
+        jbuf_rewind(&c->j, mark);
+        c->more = 1;
+        return 1;
+    }
+    if (c->j.err) {
+        /* alone and still over the hard limit: only when the stored annotations
+         * outgrew max_manifest; send the descriptor without them rather than
+         * fail this page for ever */
+        jbuf_rewind(&c->j, mark);
+        ref_write(c, rf, ds, 0);
+        if (c->j.err)
+            return 1;
+    }
+    c->count++;
+    memcpy(c->last, ds, sizeof(ds));
     return 0;
+}
+
+/* append s to out percent-encoded (all but RFC 3986 unreserved and '/'),
+ * truncating at cap */
+static void
+query_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = strlen(out);
+    for (; *s && o + 4 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            strchr("-._~/", ch)) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
 }
 
 void
 api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
     struct err e;
-    struct refctx *c = http_req_alloc(r, sizeof(*c));
     const char *at = http_req_query(r, "artifactType");
+    const char *last = http_req_query(r, "last");
+    struct digest ld;
 
     if (at && !*at)
         at = NULL;
+    if (at && strlen(at) > 255) {
+        /* media types are at most 127/127 characters (RFC 6838) */
+        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid artifactType: too long");
+        return;
+    }
+    if (last && *last && digest_parse(last, strlen(last), &ld, NULL) < 0) {
+        api_reply_code(r, 400, ERR_DIGEST_INVALID, "invalid pagination marker last");
+        return;
+    }
+    struct refctx *c = http_req_alloc(r, sizeof(*c));
+    c->after = last && *last ? last : NULL;
     c->count = 0;
-    jbuf_init(&c->j, w);
+    c->max = (size_t)w->a->o.max_page;
+    c->budget = w->a->page_bytes;
+    c->more = 0;
+    c->last[0] = '\0';
+    jbuf_init(&c->j, w, c->budget + w->a->o.max_manifest + REF_SLACK);
     jbuf_lit(&c->j, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[");
     if (storage_referrers(w->h, rt->name, &rt->digest, at, ref_add, c, &e) < 0) {
         jbuf_done(&c->j);
@@ -57,8 +146,22 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
         return;
     }
     jbuf_lit(&c->j, "]}");
+    if (c->j.err) {
+        api_reply_jbuf_err(r, &c->j);
+        return;
+    }
     if (at)
         http_reply_header(r, "OCI-Filters-Applied", "artifactType");
+    if (c->more && c->count) {
+        char ds[DIGEST_STR_MAX];
+        char q[3 * 256 + 32] = "";
+        if (at) {
+            snprintf(q, sizeof(q), "&artifactType=");
+            query_escape(at, q, sizeof(q));
+        }
+        http_reply_header(r, "Link", "</v2/%s/referrers/%s?last=%s%s>; rel=\"next\"", rt->name,
+                          digest_format(&rt->digest, ds), c->last, q);
+    }
     http_reply(r, 200, MT_OCI_INDEX, jbuf_data(&c->j), c->j.len);
     jbuf_done(&c->j);
 }

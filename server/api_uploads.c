@@ -53,8 +53,12 @@ up_complete(struct http_req *r, void *state)
     c->u = NULL;
     if (c->finish) {
         /* spec end-6: the digest of the whole upload must match; u is gone after
-         * the call whatever the outcome */
+         * the call whatever the outcome (a database error keeps the session for
+         * a retried PUT, except for a monolithic POST, whose id the client never
+         * saw) */
         if (upload_commit(u, &c->want, c->want_size, &e) < 0) {
+            if (c->cancel_on_abort)
+                storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
             api_reply_err(r, &e);
             return;
         }

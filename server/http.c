@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,17 @@
 
 #define HTTP_DRAIN_MS 25000
 #define ACCEPT_BATCH 64
+/* out of descriptors: stop accepting for this long (the pending connection stays
+ * in the backlog and keeps the listening socket readable: without a pause the
+ * event loop would spin on it) */
+#define ACCEPT_PAUSE_MS 100
+/* at most one "out of file descriptors" line per this many ms and worker */
+#define EMFILE_LOG_MS 5000
+/* descriptors kept free of connections when max_connections is clamped to the
+ * open-file limit: stdio, log, the database and its WAL per storage handle, and
+ * per worker its listening socket, eventfds, epoll and io_uring descriptors */
+#define FD_RESERVE_BASE 16
+#define FD_RESERVE_PER_WORKER 8
 
 static void
 opts_defaults(struct http_server_opts *o)
@@ -62,6 +74,26 @@ opts_defaults(struct http_server_opts *o)
         o->body_timeout_ms = 60000;
     if (o->max_connections <= 0)
         o->max_connections = 10000;
+}
+
+/* A connection needs at least its socket: more connections than free descriptors
+ * would end in EMFILE on accept (and on open for the blob it asks for). */
+static void
+clamp_max_connections(struct http_server_opts *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    long reserve = FD_RESERVE_BASE + (long)FD_RESERVE_PER_WORKER * o->workers;
+    long room = (long)rl.rlim_cur - reserve;
+    if (room < 1)
+        room = 1;
+    if (o->max_connections > room) {
+        log_warn("http", NULL,
+                 "max_connections lowered from %d to %ld: open-file limit %llu, %ld kept in reserve",
+                 o->max_connections, room, (unsigned long long)rl.rlim_cur, reserve);
+        o->max_connections = (int)room;
+    }
 }
 
 /* split "host:port" / "[v6]:port" / ":port"; host "" means every interface */
@@ -154,6 +186,7 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     }
     s->o = *opts;
     opts_defaults(&s->o);
+    clamp_max_connections(&s->o);
     s->listen = strdup(s->o.listen);
     if (!s->listen)
         abort();
@@ -226,6 +259,23 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         }
     }
 
+    if (s->o.io == HTTP_IO_POSIX) {
+        log_info("http", NULL, "file replies: sendfile (io = posix)");
+    } else {
+        char why[160] = "";
+        if (http_uring_probe(why, sizeof(why))) {
+            s->use_uring = 1;
+            log_info("http", NULL, "file replies: io_uring splice (io = %s)",
+                     s->o.io == HTTP_IO_URING ? "uring" : "auto");
+        } else if (s->o.io == HTTP_IO_URING) {
+            err_set(e, ERR_CONFIG, 0, "io = uring but io_uring is unavailable: %s", why);
+            goto fail;
+        } else {
+            log_info("http", NULL, "file replies: sendfile (io = auto; io_uring unavailable: %s)",
+                     why);
+        }
+    }
+
     /* the parser's own header limit must not be the smaller one (process-wide) */
     if (s->o.header_max + 1024 > 80 * 1024)
         http_parser_set_max_header_size((uint32_t)(s->o.header_max + 1024));
@@ -256,6 +306,12 @@ const char *
 http_server_address(const struct http_server *s)
 {
     return s->addr;
+}
+
+const char *
+http_server_io_name(const struct http_server *s)
+{
+    return s->use_uring ? "uring" : "posix";
 }
 
 void
@@ -311,6 +367,38 @@ http_worker_conn_gone(struct http_worker *w)
 }
 
 static void
+worker_on_unpause(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (!w->stopping && w->listen_ev && w->listen_fd >= 0)
+        event_add(w->listen_ev, NULL);
+}
+
+/* EMFILE/ENFILE: the connection stays in the backlog, so the listening socket
+ * stays readable; pause accepting instead of spinning, and log rarely. */
+static void
+accept_pause(struct http_worker *w, int err_no)
+{
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    event_del(w->listen_ev);
+    evtimer_add(w->pause_ev, &tv);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - w->emfile_logged.tv_sec) * 1000L +
+              (now.tv_nsec - w->emfile_logged.tv_nsec) / 1000000L;
+    if (w->emfile_logged.tv_sec == 0 || ms >= EMFILE_LOG_MS) {
+        log_warn("http", NULL,
+                 "accept: out of file descriptors (%s): accepting paused for %d ms "
+                 "(%lu more pauses since the last such line)",
+                 strerror(err_no), ACCEPT_PAUSE_MS, w->emfile_quiet);
+        w->emfile_logged = now;
+        w->emfile_quiet = 0;
+    } else {
+        w->emfile_quiet++;
+    }
+}
+
+static void
 worker_on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     struct http_worker *w = arg;
@@ -321,7 +409,7 @@ worker_on_accept(evutil_socket_t lfd, short what, void *arg)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE)
-                log_warn("http", NULL, "accept: out of file descriptors");
+                accept_pause(w, errno);
             else if (errno != EAGAIN)
                 log_warn("http", NULL, "accept: %s", strerror(errno));
             return;
@@ -361,6 +449,8 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
     event_del(w->stop_ev);
     if (w->listen_ev)
         event_del(w->listen_ev);
+    if (w->pause_ev)
+        event_del(w->pause_ev);
     /* new connections are refused at once instead of waiting in a backlog nobody
      * accepts from */
     if (w->listen_fd >= 0) {
@@ -405,13 +495,20 @@ worker_main(void *arg)
     }
     w->stop_ev = event_new(w->base, w->stop_fd, EV_READ | EV_PERSIST, worker_on_stop, w);
     w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
-    if (!w->stop_ev || !w->listen_ev) {
+    w->pause_ev = evtimer_new(w->base, worker_on_unpause, w);
+    if (!w->stop_ev || !w->listen_ev || !w->pause_ev) {
         err_set(&w->err, ERR_NOMEM, 0, "worker %d: out of memory", w->index);
         w->failed = 1;
         http_server_stop(s);
         goto out;
     }
     event_add(w->stop_ev, NULL);
+    if (s->use_uring && http_uring_worker_init(w, &w->err) < 0) {
+        /* e.g. RLIMIT_MEMLOCK on older kernels: this worker uses sendfile */
+        log_warn("http", NULL, "worker %d: %s; its file replies use sendfile", w->index,
+                 w->err.msg);
+        err_clear(&w->err);
+    }
     if (s->app.worker_init) {
         err_clear(&w->err);
         w->wctx = s->app.worker_init(s->app.arg, w->index, &w->err);
@@ -427,17 +524,21 @@ worker_main(void *arg)
     event_base_dispatch(w->base);
     while (w->conns)
         http_conn_kill(w->conns);
+    http_uring_worker_release(w);
     if (s->app.worker_release && w->wctx)
         s->app.worker_release(w->wctx);
     w->wctx = NULL;
 out:
+    http_uring_worker_release(w);
     if (w->listen_ev)
         event_free(w->listen_ev);
     if (w->stop_ev)
         event_free(w->stop_ev);
     if (w->drain_ev)
         event_free(w->drain_ev);
-    w->listen_ev = w->stop_ev = w->drain_ev = NULL;
+    if (w->pause_ev)
+        event_free(w->pause_ev);
+    w->listen_ev = w->stop_ev = w->drain_ev = w->pause_ev = NULL;
     if (w->base)
         event_base_free(w->base);
     w->base = NULL;

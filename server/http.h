@@ -115,6 +115,13 @@ void http_reply_close(struct http_req *r);
 
 /* ---- the server ---- */
 
+/* how file replies (http_reply_fd) reach the socket */
+enum http_io {
+    HTTP_IO_AUTO = 0,  /* io_uring splice when available, else sendfile */
+    HTTP_IO_URING = 1, /* io_uring splice; http_server_new fails when unavailable */
+    HTTP_IO_POSIX = 2  /* sendfile(2) */
+};
+
 struct http_server_opts {
     const char *listen;          /* "host:port"; port 0 picks a free port */
     int workers;                 /* threads; <= 0: number of cores */
@@ -124,12 +131,15 @@ struct http_server_opts {
     int idle_timeout_ms;         /* keep-alive idle */
     int body_timeout_ms;         /* no body byte for this long: close */
     int max_connections;         /* across all workers; over: 503 and close */
+    int io;                      /* enum http_io (added later; 0 = auto) */
 };
 
 /* http_server_new - bind the listening sockets (so the port is known at once).
  * Returns a server owned by the caller, or NULL with ERR_CONFIG / ERR_IO. */
 struct http_server *http_server_new(const struct http_server_opts *o, const struct http_app *app,
                                     struct err *e);
+/* "uring" or "posix": the file-reply path chosen by http_server_new (added later) */
+const char *http_server_io_name(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

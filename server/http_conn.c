@@ -257,6 +257,49 @@ method_scan(const char *p, size_t len, size_t *toklen, enum http_method *m)
     return TOK_OTHER;
 }
 
+/* RFC 9112 6.1 / 6.3: the Transfer-Encoding list of every TE line, in order.
+ * Returns 0 when absent or exactly "chunked"; 400 when chunked is not the final
+ * coding (or repeated, or the list is empty): the body length is then unknown;
+ * 501 for any other coding (we decode none): the server cannot read the body.
+ * Either way the connection must close after the answer. */
+static int
+te_check(const struct http_req *r)
+{
+    int seen = 0, ncodings = 0, chunked_at = -1, chunked_count = 0, other = 0;
+    for (unsigned i = 0; i < r->nh; i++) {
+        if (strcasecmp(r->hb + r->hname[i], "Transfer-Encoding") != 0)
+            continue;
+        seen = 1;
+        const char *v = r->hb + r->hval[i];
+        while (*v) {
+            while (*v == ' ' || *v == '\t' || *v == ',')
+                v++;
+            if (!*v)
+                break;
+            const char *tok = v;
+            while (*v && *v != ',' && *v != ';' && *v != ' ' && *v != '\t')
+                v++;
+            size_t tl = (size_t)(v - tok);
+            while (*v && *v != ',')
+                v++; /* parameters */
+            if (tl == 7 && strncasecmp(tok, "chunked", 7) == 0) {
+                chunked_at = ncodings;
+                chunked_count++;
+            } else {
+                other = 1;
+            }
+            ncodings++;
+        }
+    }
+    if (!seen)
+        return 0;
+    if (ncodings == 0 || chunked_count > 1 || (chunked_count == 1 && chunked_at != ncodings - 1))
+        return 400;
+    if (other)
+        return 501;
+    return 0;
+}
+
 static void
 conn_headers_done(struct http_conn *c)
 {
@@ -264,6 +307,17 @@ conn_headers_done(struct http_conn *c)
     struct http_worker *w = c->w;
     http_parser *p = &c->parser;
 
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > (uint64_t)INT64_MAX) {
+        /* the parser takes any 64-bit value; as int64 it would turn negative and
+         * the body would be read as the next request (desync) */
+        c->closing = 1;
+        http_req_fail(r, ERR_BAD_REQUEST, "Content-Length out of range");
+        return;
+    }
+    if (r->obs_fold) {
+        http_req_fail(r, ERR_BAD_REQUEST, "obsolete line folding in a header");
+        return;
+    }
     r->content_length = (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     r->chunked = (p->flags & F_CHUNKED) != 0;
     if (r->chunked)
@@ -280,6 +334,15 @@ conn_headers_done(struct http_conn *c)
     }
     if (http_req_finish_headers(r) < 0) {
         http_req_fail(r, ERR_BAD_REQUEST, "invalid request target");
+        return;
+    }
+    int te = te_check(r);
+    if (te == 400) {
+        http_req_fail(r, ERR_BAD_REQUEST, "chunked is not the final transfer coding");
+        return;
+    }
+    if (te == 501) {
+        http_req_fail_status(r, 501, ERR_UNSUPPORTED, "transfer coding not implemented");
         return;
     }
     const char *exp = http_req_header(r, "Expect");
@@ -449,6 +512,13 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
             size_t feed = len < room ? len : room;
             size_t n = http_parser_execute(&c->parser, &parser_settings, buf, feed);
             enum http_errno he = HTTP_PARSER_ERRNO(&c->parser);
+            /* RFC 9112 5.2: obs-fold (a line starting with SP/HT) is rejected, not
+             * folded in; libhttp-parser would fold it */
+            for (size_t i = 0; i < n; i++) {
+                if (r->hdr_lf && (buf[i] == ' ' || buf[i] == '\t'))
+                    r->obs_fold = 1;
+                r->hdr_lf = buf[i] == '\n';
+            }
             buf += n;
             len -= n;
             r->hdr_bytes += n;
@@ -554,7 +624,9 @@ conn_settle(struct http_conn *c)
     }
     if (r && r->replied && !r->reply_done) {
         read_off(c);
-        if (!c->wr_on)
+        if (c->uring_wait)
+            write_off(c); /* the ring's completion calls back */
+        else if (!c->wr_on)
             write_on(c, o->body_timeout_ms);
         return;
     }
@@ -651,16 +723,31 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
     conn_settle(c);
 }
 
+static void conn_write_ready(struct http_conn *c);
+
 static void
 conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
-    struct http_worker *w = c->w;
     if (what & EV_TIMEOUT) {
         c->dead = 1;
         conn_settle(c);
         return;
     }
+    conn_write_ready(c);
+}
+
+void
+http_conn_uring_done(struct http_conn *c)
+{
+    c->uring_wait = 0;
+    conn_write_ready(c);
+}
+
+static void
+conn_write_ready(struct http_conn *c)
+{
+    struct http_worker *w = c->w;
     if (http_conn_flush(c) == 1) {
         if (c->pend) {
             size_t len = c->pend_len;
@@ -678,12 +765,15 @@ conn_on_write(evutil_socket_t fd, short what, void *arg)
 
 /* ---- output ---- */
 
-/* The one place that moves file bytes to the socket (sendfile today; io_uring
- * splice later). 1 when done, 0 when the socket is full, -1 on error. */
+/* The one place that moves file bytes to the socket: io_uring splice when the
+ * worker has a ring (http_uring.c), else sendfile. 1 when done, 0 when waiting
+ * (the socket is full, or a ring completion is awaited), -1 on error. */
 static int
 conn_send_file(struct http_conn *c)
 {
     struct http_req *r = c->req;
+    if (c->w->uring)
+        return http_uring_send_file(c);
     while (r->file_left) {
         size_t want = r->file_left > (1u << 30) ? (1u << 30) : (size_t)r->file_left;
         ssize_t n = sendfile(c->fd, r->file_fd, &r->file_off, want);
@@ -792,11 +882,18 @@ void
 http_conn_free(struct http_conn *c)
 {
     struct http_worker *w = c->w;
+    if (c->req && c->req->xfer) {
+        /* splices in flight name the socket: it stays open until they end */
+        if (http_uring_detach(c->req->xfer, c->fd))
+            c->fd = -1;
+        c->req->xfer = NULL;
+    }
     if (c->req)
         conn_req_end(c);
     read_off(c);
     write_off(c);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c->pend);
     if (c->prev)
         c->prev->next = c->next;

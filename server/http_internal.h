@@ -2,6 +2,7 @@
  *   http.c       server, worker threads, listening sockets, accept, stop
  *   http_conn.c  one connection: reading, parsing, body streaming, writing, timeouts
  *   http_req.c   one request: accessors, percent-decoding, query, replies
+ *   http_uring.c file replies through io_uring splice (one ring per worker)
  * Nothing outside server/http*.c includes this header. */
 #ifndef OCIREG_HTTP_INTERNAL_H
 #define OCIREG_HTTP_INTERNAL_H
@@ -34,6 +35,8 @@ struct event_base;
 enum body_mode { BODY_NONE = 0, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
 
 struct arena_blk;
+struct http_uring;
+struct http_xfer;
 
 struct http_worker {
     struct http_server *srv;
@@ -44,6 +47,9 @@ struct http_worker {
     int listen_fd; /* owned by the server (closed by http_server_free) */
     int stop_fd;   /* eventfd written by http_server_stop */
     struct event *listen_ev, *stop_ev, *drain_ev;
+    struct event *pause_ev; /* re-enables listen_ev after EMFILE/ENFILE */
+    struct timespec emfile_logged; /* last "out of file descriptors" line */
+    unsigned long emfile_quiet;    /* pauses since that line */
     void *wctx;    /* app->worker_init's context */
     char *scratch; /* receive buffer, body_buffer bytes, shared by the
                       worker's connections: input is consumed before the
@@ -57,6 +63,7 @@ struct http_worker {
     char date[40]; /* cached "Date: ...\r\n" for date_sec */
     int failed;
     struct err err;
+    struct http_uring *uring; /* NULL: file replies use sendfile */
 };
 
 struct http_server {
@@ -68,6 +75,7 @@ struct http_server {
     char addr[80];
     atomic_int nconns; /* open connections, all workers */
     atomic_int stop;
+    int use_uring; /* chosen once in http_server_new */
     /* the 503 response for max_connections, around its Date line */
     char reject_head[384], reject_tail[256];
 };
@@ -86,6 +94,7 @@ struct http_conn {
     unsigned lingering : 1; /* write side shut, reading and dropping */
     unsigned served : 1;    /* at least one request answered */
     unsigned peer_eof : 1;
+    unsigned uring_wait : 1; /* io_uring splices in flight: wait for their completion */
     struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
     char *pend;               /* unprocessed input saved while a reply is written */
     size_t pend_len;
@@ -112,6 +121,8 @@ struct http_req {
     unsigned hb_overflow : 1;
     unsigned bad_header_name : 1;
     unsigned scanned : 1; /* method token read, parser started */
+    unsigned hdr_lf : 1;    /* the last header byte fed to the parser was LF */
+    unsigned obs_fold : 1;  /* a header line started with SP/HT (RFC 9112 5.2) */
 
     const char *raw_target;
     const char *path;
@@ -155,6 +166,7 @@ struct http_req {
     int file_fd;           /* -1 when none */
     off_t file_off;
     uint64_t file_left;
+    struct http_xfer *xfer; /* io_uring transfer of the file body, or NULL */
 };
 
 /* http_req.c */
@@ -168,6 +180,8 @@ int http_req_hb_append(struct http_req *r, const char *p, size_t n);
 /* append to the collected body; -1 when it would grow over the limit */
 int http_req_collect_append(struct http_req *r, const char *p, size_t n);
 void http_req_fail(struct http_req *r, enum err_code code, const char *msg);
+/* as http_req_fail with an explicit status (501 for an unknown transfer coding) */
+void http_req_fail_status(struct http_req *r, int status, enum err_code code, const char *msg);
 
 /* http_conn.c */
 struct http_conn *http_conn_new(struct http_worker *w, int fd, int counted);
@@ -181,6 +195,23 @@ int http_conn_flush(struct http_conn *c);
 /* the worker is stopping: close an idle connection, mark the others to close */
 void http_conn_shutdown(struct http_conn *c);
 void http_conn_kill(struct http_conn *c);
+
+/* the io_uring transfers are over for now (see http_uring.c): go on writing */
+void http_conn_uring_done(struct http_conn *c);
+
+/* http_uring.c */
+/* 1 when io_uring with IORING_OP_SPLICE can be used, else 0 and why */
+int http_uring_probe(char *why, size_t cap);
+/* the worker's ring, wired into w->base; 0 or -1 with ERR_IO / ERR_NOMEM */
+int http_uring_worker_init(struct http_worker *w, struct err *e);
+/* waits for transfers still in flight, then frees the ring; NULL ring accepted */
+void http_uring_worker_release(struct http_worker *w);
+/* move the request's file body: 1 done, 0 waiting (c->uring_wait: for a
+ * completion, else for EV_WRITE), -1 error (c->dead set) */
+int http_uring_send_file(struct http_conn *c);
+/* the request is going away: 1 when the transfer still has SQEs in flight and
+ * took ownership of sock_fd (closed when they end), 0 when it was freed */
+int http_uring_detach(struct http_xfer *x, int sock_fd);
 
 /* http.c */
 void http_worker_conn_gone(struct http_worker *w);

@@ -74,6 +74,8 @@ http_req_free(struct http_req *r)
         free(b);
         b = n;
     }
+    if (r->xfer)
+        http_uring_detach(r->xfer, -1); /* the connection normally detached it */
     if (r->file_fd >= 0)
         close(r->file_fd);
     if (r->out_heap)
@@ -593,8 +595,14 @@ http_reply_errorf(struct http_req *r, enum err_code code, const char *fmt, ...)
 void
 http_req_fail(struct http_req *r, enum err_code code, const char *msg)
 {
+    http_req_fail_status(r, reply_status(code), code, msg);
+}
+
+void
+http_req_fail_status(struct http_req *r, int status, enum err_code code, const char *msg)
+{
     r->c->closing = 1;
     if (r->replied)
         return;
-    reply_error_code(r, reply_status(code), code, msg);
+    reply_error_code(r, status, code, msg);
 }

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "server/api.h"
 #include "server/http.h"
+#include "server/maint.h"
 #include "storage/storage.h"
 
 #include "common/banned.h"
@@ -103,6 +104,7 @@ cmd_serve(int argc, char **argv)
     struct storage *st = NULL;
     struct api *api = NULL;
     struct http_server *srv = NULL;
+    struct maint *maint = NULL;
     int rc = 1;
 
     if (config_load(&cfg, conf_path, &e) < 0) {
@@ -118,10 +120,20 @@ cmd_serve(int argc, char **argv)
         .fsync = cfg.storage.fsync,
         .max_manifest = cfg.server.max_manifest,
         .upload_expiry_sec = cfg.storage.upload_expiry_sec,
+        .max_blob_size = cfg.storage.max_blob_size,
+        .max_uploads = (unsigned)cfg.storage.max_uploads,
+        .max_uploads_per_repo = (unsigned)cfg.storage.max_uploads_per_repo,
+        .max_manifest_refs = (unsigned)cfg.storage.max_manifest_refs,
     };
     st = storage_open(&so, &e);
     if (!st) {
         log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
+        goto out;
+    }
+    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec};
+    maint = maint_start(st, &mo, &e);
+    if (!maint) {
+        log_error("main", NULL, "maintenance thread: %s", e.msg);
         goto out;
     }
     struct api_opts ao = {.max_manifest = cfg.server.max_manifest, .max_page = cfg.server.max_page};
@@ -142,6 +154,9 @@ cmd_serve(int argc, char **argv)
         .idle_timeout_ms = cfg.server.idle_timeout_ms,
         .body_timeout_ms = cfg.server.body_timeout_ms,
         .max_connections = cfg.server.max_connections,
+        .io = cfg.storage.io == CONFIG_IO_URING   ? HTTP_IO_URING
+              : cfg.storage.io == CONFIG_IO_POSIX ? HTTP_IO_POSIX
+                                                  : HTTP_IO_AUTO,
     };
     srv = http_server_new(&ho, &app, &e);
     if (!srv) {
@@ -178,6 +193,7 @@ out:
     running_server = NULL;
     http_server_free(srv);
     api_free(api);
+    maint_stop(maint); /* joined before its storage goes away */
     if (st)
         storage_close(st);
     libevent_global_shutdown();

@@ -108,6 +108,7 @@ blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *
 {
     if (fault_hit(st, FAULT_FSYNC))
         return err_sys(e, ERR_IO, errno, "fsync directory '%s'", rel);
+    __atomic_add_fetch(&st->dir_fsyncs, 1, __ATOMIC_RELAXED); /* also when fsync is off */
     if (!st->fsync)
         return 0;
     int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -150,9 +151,11 @@ blobstore_install(struct storage *st, int fromdir, const char *from, const struc
         return -1;
     if (ex == 1) {
         /* deduplicated: the installed file is immutable and was verified when it
-         * was installed; ours is identical and goes */
+         * was installed; ours is identical and goes. Another thread may have
+         * renamed it a moment ago and still be before its directory fsync: make
+         * the entry durable before our caller commits a row naming it. */
         unlinkat(fromdir, from, 0);
-        return 0;
+        return blobstore_fsync_dir(st, st->blobsfd, dir, e);
     }
     if (fault_hit(st, FAULT_RENAME) || renameat(fromdir, from, st->blobsfd, rel) < 0)
         return err_sys(e, ERR_IO, errno, "rename into blobs");
@@ -164,8 +167,15 @@ blobstore_put_buffer(struct storage *st, const struct digest *d, const void *dat
                      struct err *e)
 {
     int ex = blobstore_exists(st, d, n, e);
-    if (ex != 0)
-        return ex < 0 ? -1 : 0;
+    if (ex < 0)
+        return -1;
+    if (ex == 1) {
+        /* already installed, maybe by a thread still before its directory
+         * fsync (see blobstore_install) */
+        char dir[16];
+        blob_dirpath(d, dir, sizeof(dir));
+        return blobstore_fsync_dir(st, st->blobsfd, dir, e);
+    }
     char tmp[UPLOAD_ID_LEN + 8];
     char id[UPLOAD_ID_LEN + 1];
     if (uuid_generate(id, e) < 0)

@@ -15,6 +15,7 @@
  * (REF_MANIFEST). `subject` is not a reference: it may name a manifest that does
  * not exist yet (distribution-spec "Pushing Manifests with Subject"). */
 #include "storage/storage.h"
+#include "storage/storage_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -371,5 +372,27 @@ manifest_parse(const char *body, size_t len, const char *content_type, struct ma
 out:
     manifest_info_release(&mi);
     json_decref(root);
+    return rc;
+}
+
+int
+manifest_annotations_of(const char *body, size_t len, char **out, struct err *e)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, 0, &jerr);
+    if (!root)
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s", jerr.text);
+    int rc = 0;
+    char *text = NULL;
+    json_t *ann = json_is_object(root) ? json_object_get(root, "annotations") : NULL;
+    if (json_is_object(ann) && json_object_size(ann) > 0) {
+        /* the same dump as manifest_parse's */
+        text = json_dumps(ann, JSON_COMPACT);
+        if (!text)
+            rc = err_set(e, ERR_NOMEM, 0, "out of memory");
+    }
+    json_decref(root);
+    if (rc == 0)
+        *out = text;
     return rc;
 }

@@ -3,14 +3,21 @@
  * One connection per storage_handle (so per worker thread), opened NOMUTEX: a
  * handle is never shared. WAL lets readers run beside the single writer; writers
  * take BEGIN IMMEDIATE so a busy database is waited for (busy_timeout) at the
- * start of a transaction, never half-way. synchronous=NORMAL when the store
- * fsyncs: in WAL mode a commit then costs no fsync; a process crash (kill -9)
- * loses nothing, a power loss may roll back the last commits but never leaves
- * the database inconsistent, and since every blob file is fsync'd (file and
- * directory) BEFORE the row naming it commits, a row that survives always has its
- * file. (FULL would add one WAL fsync to every write, also to each upload start.)
+ * start of a transaction, never half-way.
  *
- * Schema version 1 (PRAGMA user_version). Digests are stored as their text
+ * Durability: when the store fsyncs, connections run synchronous=FULL, so in WAL
+ * mode every commit that is acknowledged to a client (blob commit, manifest put,
+ * tag and manifest delete, blob unlink, mount) fsyncs the WAL before COMMIT
+ * returns and a power loss cannot undo a 201. (NORMAL plus a checkpoint would
+ * cost more: a checkpoint writes and fsyncs the database file too.) Transactions
+ * whose loss is harmless - upload session rows (start, cancel, expiry, destroy)
+ * and start-up recovery - go through metadb_begin_light, which switches the
+ * connection to NORMAL first (the pragma cannot change inside a transaction);
+ * the next durable commit's WAL fsync covers their frames too. Every blob file
+ * is fsync'd (file and directory) BEFORE the row naming it commits, so a row that
+ * survives always has its file.
+ *
+ * Schema version 2 (PRAGMA user_version). Digests are stored as their text
  * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
  * collation), which is the order the spec's tag list and catalog want. Every
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
@@ -19,8 +26,13 @@
  *   repos(name)                         a repository that ever had a link/manifest
  *   blobs(digest, size, created)        a blob file that is installed under blobs/
  *   blob_links(repo, digest, created)   blob visible in repo
- *   manifests(repo, digest, media_type, size, subject, artifact_type, annotations,
- *             created)
+ *   manifests(id, repo, digest, media_type, size, subject, artifact_type,
+ *             created)            an ordinary rowid table, UNIQUE(repo, digest):
+ *                                 rows stay small whatever the manifest holds
+ *   manifest_annotations(manifest_id, annotations)   the manifest's annotations
+ *                                 (compact JSON) when it has any; NULL when they
+ *                                 are larger than METADB_MAX_ANNOTATIONS, then the
+ *                                 referrers query reads them from the body file
  *   manifest_refs(repo, digest, ref, kind)   what a manifest references (gc marks)
  *   tags(repo, tag, digest, updated)
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
@@ -59,8 +71,37 @@ static const char *const schema_v1 =
     "CREATE TABLE uploads(uuid TEXT PRIMARY KEY, repo TEXT NOT NULL,"
     "  algo INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* v1 -> v2: manifests was a WITHOUT ROWID table holding the whole annotations
+ * text, so one manifest with MB-sized annotations spread its b-tree over
+ * overflow-laden pages and slowed every manifest lookup of every repository.
+ * Now an ordinary rowid table with UNIQUE(repo, digest), annotations in their
+ * own table, at most METADB_MAX_ANNOTATIONS bytes each (larger: NULL, read from
+ * the body when needed). A new database also goes v0 -> v1 -> v2, so this path
+ * runs on every fresh root. */
+static const char *const migrate_v2 =
+    "CREATE TABLE manifests2(id INTEGER PRIMARY KEY, repo TEXT NOT NULL,"
+    "  digest TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL,"
+    "  subject TEXT, artifact_type TEXT NOT NULL DEFAULT '', created INTEGER NOT NULL,"
+    "  UNIQUE(repo, digest));"
+    "CREATE TABLE manifest_annotations(manifest_id INTEGER PRIMARY KEY, annotations TEXT);"
+    "INSERT INTO manifests2(repo, digest, media_type, size, subject, artifact_type, created)"
+    "  SELECT repo, digest, media_type, size, subject, artifact_type, created FROM manifests"
+    "  ORDER BY repo, digest;"
+    "INSERT INTO manifest_annotations(manifest_id, annotations)"
+    "  SELECT n.id, CASE WHEN length(CAST(m.annotations AS BLOB)) <= 65536"
+    "    THEN m.annotations END"
+    "  FROM manifests m JOIN manifests2 n ON n.repo = m.repo AND n.digest = m.digest"
+    "  WHERE m.annotations IS NOT NULL AND m.annotations <> '';"
+    "DROP TABLE manifests;"
+    "ALTER TABLE manifests2 RENAME TO manifests;"
+    "CREATE INDEX manifests_subject ON manifests(repo, subject, digest);"
+    "CREATE INDEX manifests_digest ON manifests(digest);";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1};
+static const char *const migrations[] = {schema_v1, migrate_v2};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
+               "one migration per schema version");
+_Static_assert(METADB_MAX_ANNOTATIONS == 65536, "migrate_v2 spells the cap out");
 
 static const char *const stmt_sql[Q__COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -76,7 +117,10 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_LINK_ANY] = "SELECT 1 FROM blob_links WHERE digest = ?1 LIMIT 1",
     [Q_UP_INSERT] = "INSERT INTO uploads(uuid, repo, algo, created) VALUES(?1, ?2, ?3, ?4)",
     [Q_UP_GET] = "SELECT repo, algo FROM uploads WHERE uuid = ?1",
-    [Q_UP_DELETE] = "DELETE FROM uploads WHERE uuid = ?1",
+    [Q_UP_DELETE] = "DELETE FROM uploads WHERE uuid = ?1 RETURNING repo",
+    [Q_UP_COUNTS] = "SELECT repo, count(*) FROM uploads GROUP BY repo",
+    [Q_BLOB_FORGET] = "DELETE FROM blobs WHERE digest = ?1",
+    [Q_LINKS_FORGET] = "DELETE FROM blob_links WHERE digest = ?1",
     [Q_UP_EXPIRED] = "SELECT uuid FROM uploads WHERE created < ?1",
     [Q_MF_EXISTS] = "SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2",
     [Q_MF_GET_DIGEST] =
@@ -84,9 +128,16 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_MF_GET_TAG] = "SELECT m.digest, m.media_type, m.size FROM tags t JOIN manifests m"
                      " ON m.repo = t.repo AND m.digest = t.digest"
                      " WHERE t.repo = ?1 AND t.tag = ?2",
-    [Q_MF_INSERT] = "INSERT OR REPLACE INTO manifests(repo, digest, media_type, size, subject,"
-                    " artifact_type, annotations, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [Q_MF_DELETE] = "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2",
+    /* an upsert keeps the row id, which manifest_annotations refers to */
+    [Q_MF_INSERT] = "INSERT INTO manifests(repo, digest, media_type, size, subject,"
+                    " artifact_type, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    " ON CONFLICT(repo, digest) DO UPDATE SET media_type = excluded.media_type,"
+                    " size = excluded.size, subject = excluded.subject,"
+                    " artifact_type = excluded.artifact_type RETURNING id",
+    [Q_MF_DELETE] = "DELETE FROM manifests WHERE repo = ?1 AND digest = ?2 RETURNING id",
+    [Q_ANN_PUT] = "INSERT OR REPLACE INTO manifest_annotations(manifest_id, annotations)"
+                  " VALUES(?1, ?2)",
+    [Q_ANN_DELETE] = "DELETE FROM manifest_annotations WHERE manifest_id = ?1",
     [Q_REF_INSERT] =
         "INSERT OR IGNORE INTO manifest_refs(repo, digest, ref, kind) VALUES(?1, ?2, ?3, ?4)",
     [Q_REF_DELETE] = "DELETE FROM manifest_refs WHERE repo = ?1 AND digest = ?2",
@@ -101,11 +152,17 @@ static const char *const stmt_sql[Q__COUNT] = {
                   " (EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.name) OR"
                   "  EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.name))"
                   " ORDER BY name LIMIT ?2",
-    [Q_REFERRERS] = "SELECT digest, media_type, size, artifact_type, annotations"
-                    " FROM manifests WHERE repo = ?1 AND subject = ?2 ORDER BY digest",
-    [Q_REFERRERS_AT] = "SELECT digest, media_type, size, artifact_type, annotations"
-                       " FROM manifests WHERE repo = ?1 AND subject = ?2"
-                       " AND artifact_type = ?3 ORDER BY digest",
+    /* column 5: 1 when there are annotations, column 4 NULL when too large to
+     * keep (read from the body) */
+    [Q_REFERRERS] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
+                    " a.manifest_id IS NOT NULL FROM manifests m"
+                    " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
+                    " WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest",
+    [Q_REFERRERS_AT] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
+                       " a.manifest_id IS NOT NULL FROM manifests m"
+                       " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
+                       " WHERE m.repo = ?1 AND m.subject = ?2 AND m.artifact_type = ?3"
+                       " ORDER BY m.digest",
 };
 
 int
@@ -124,7 +181,7 @@ metadb_connect(const char *path, int fsync, struct sqlite3 **out, struct err *e)
     snprintf(sql, sizeof(sql),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
              " PRAGMA temp_store=MEMORY; PRAGMA journal_size_limit=67108864;",
-             fsync ? "NORMAL" : "OFF");
+             fsync ? "FULL" : "OFF");
     char *msg = NULL;
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
         err_set(e, ERR_DB, 0, "configure database: %s", msg ? msg : "?");
@@ -231,10 +288,34 @@ metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e)
     return 0;
 }
 
+/* set_light - synchronous NORMAL (light) or FULL for the next transaction; only
+ * outside a transaction, only when the store fsyncs at all */
+static int
+set_light(struct storage_handle *h, int light, struct err *e)
+{
+    if (!h->st->fsync || h->sync_light == light)
+        return 0;
+    /* not a cached statement: this pragma takes effect when prepared */
+    if (sqlite3_exec(h->db, light ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", NULL,
+                     NULL, NULL) != SQLITE_OK)
+        return metadb_err(h, "set synchronous", e);
+    h->sync_light = light;
+    return 0;
+}
+
+int
+metadb_begin_light(struct storage_handle *h, struct err *e)
+{
+    if (set_light(h, 1, e) < 0 || metadb_run(h, metadb_q(h, Q_BEGIN), e) < 0)
+        return -1;
+    h->in_txn = 1;
+    return 0;
+}
+
 int
 metadb_begin(struct storage_handle *h, struct err *e)
 {
-    if (metadb_run(h, metadb_q(h, Q_BEGIN), e) < 0)
+    if (set_light(h, 0, e) < 0 || metadb_run(h, metadb_q(h, Q_BEGIN), e) < 0)
         return -1;
     h->in_txn = 1;
     return 0;

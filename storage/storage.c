@@ -9,7 +9,13 @@
  *
  * Reads on the hot paths (blob HEAD/GET, manifest GET by tag or digest) are one
  * indexed SELECT through a statement prepared when the handle was opened, with
- * stack buffers only: no heap allocation per call. */
+ * stack buffers only: no heap allocation per call, plus one fstatat (HEAD) or
+ * openat+fstat (GET) of the file, so HEAD and GET agree when a file was lost.
+ *
+ * A row whose file is gone (disk damage, an operator's rm) is repaired when a
+ * read or a mount finds it: the blobs row and every link of that digest are
+ * deleted in one transaction (after checking again under the write lock), so
+ * the blob is unknown everywhere and a re-push heals it. */
 #include "storage/storage_internal.h"
 
 #include <dirent.h>
@@ -154,7 +160,7 @@ recover(struct storage_handle *h, struct err *e)
     sqlite3_finalize(s);
     int rc = 0;
     if (n) {
-        if (metadb_begin(h, e) < 0) {
+        if (metadb_begin_light(h, e) < 0) {
             rc = -1;
         } else {
             for (size_t i = 0; i < n && rc == 0; i++) {
@@ -192,6 +198,12 @@ storage_open(const struct storage_opts *opts, struct err *e)
     st->fsync = opts->fsync ? 1 : 0;
     st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
     st->upload_expiry_sec = opts->upload_expiry_sec;
+    st->max_blob_size = opts->max_blob_size;
+    st->max_uploads = opts->max_uploads ? opts->max_uploads : STORAGE_DEFAULT_MAX_UPLOADS;
+    st->max_uploads_per_repo =
+        opts->max_uploads_per_repo ? opts->max_uploads_per_repo : STORAGE_DEFAULT_MAX_UPLOADS_PER_REPO;
+    st->max_manifest_refs =
+        opts->max_manifest_refs ? opts->max_manifest_refs : STORAGE_DEFAULT_MAX_MANIFEST_REFS;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
     size_t rl = strlen(opts->root);
@@ -240,6 +252,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
     if (!h)
         goto fail;
     int rrc = recover(h, e);
+    if (rrc == 0)
+        rrc = upload_counts_load(h, e);
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
@@ -354,6 +368,49 @@ link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t s
 
 /* ---- blobs ------------------------------------------------------------------- */
 
+/* forget_blob - inside a write transaction: the blobs row and every link of ds */
+static int
+forget_blob(struct storage_handle *h, const char *ds, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_LINKS_FORGET);
+    metadb_bind_text(s, 1, ds);
+    if (metadb_run(h, s, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_BLOB_FORGET);
+    metadb_bind_text(s, 1, ds);
+    return metadb_run(h, s, e);
+}
+
+/* repair_lost_blob - the file of blob d was found missing or damaged outside a
+ * transaction: check again under the write lock (a concurrent commit may have
+ * just installed it) and, still missing, delete its rows so that it is unknown
+ * in every repository and a re-push heals it. Errors are logged only: the
+ * caller answers BLOB_UNKNOWN either way. */
+static void
+repair_lost_blob(struct storage_handle *h, const struct digest *d, const char *ds, uint64_t size)
+{
+    struct err e;
+    if (metadb_begin(h, &e) < 0)
+        goto fail;
+    int ex = blobstore_exists(h->st, d, size, &e);
+    if (ex != 0) {
+        metadb_rollback(h);
+        if (ex < 0)
+            goto fail;
+        return;
+    }
+    if (forget_blob(h, ds, &e) < 0) {
+        metadb_rollback(h);
+        goto fail;
+    }
+    if (metadb_commit(h, &e) < 0)
+        goto fail;
+    log_error("storage", NULL, "blob file missing or damaged, rows removed digest=%s", ds);
+    return;
+fail:
+    log_error("storage", NULL, "blob file missing, repair failed digest=%s: %s", ds, e.msg);
+}
+
 int
 storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d, int *fd,
                   uint64_t *size, struct err *e)
@@ -370,19 +427,35 @@ storage_blob_open(struct storage_handle *h, const char *repo, const struct diges
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
     if (rc != SQLITE_ROW)
         return metadb_err(h, "read blob", e);
+    /* HEAD and GET look at the file the same way: missing or of the wrong size
+     * means unknown (and the rows are repaired) */
+    char rel[BLOB_RELPATH_MAX];
+    blob_relpath(d, rel);
+    struct stat sb;
+    int f = -1;
     if (fd) {
-        char rel[BLOB_RELPATH_MAX];
-        blob_relpath(d, rel);
-        int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-        if (f < 0) {
-            if (errno == ENOENT) {
-                log_error("storage", NULL, "blob row without file digest=%s", ds);
-                return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-            }
-            return err_sys(e, ERR_IO, errno, "open blob");
+        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+        if (f >= 0 && fstat(f, &sb) < 0) {
+            int er = errno;
+            close(f);
+            return err_sys(e, ERR_IO, er, "stat blob");
         }
-        *fd = f;
     }
+    if (f < 0 && (fd ? -1 : fstatat(h->st->blobsfd, rel, &sb, 0)) < 0) {
+        if (errno != ENOENT)
+            return err_sys(e, ERR_IO, errno, fd ? "open blob" : "stat blob");
+        repair_lost_blob(h, d, ds, UINT64_MAX);
+        return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+    }
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != sz) {
+        if (f >= 0)
+            close(f);
+        /* a damaged file: install replaces it when the blob is pushed again */
+        repair_lost_blob(h, d, ds, sz);
+        return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+    }
+    if (fd)
+        *fd = f;
     if (size)
         *size = sz;
     return 0;
@@ -423,19 +496,35 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
     digest_format(d, ds);
     if (metadb_begin(h, e) < 0)
         return -1;
-    int ex = exists1(h, Q_LINK_EXISTS, repo, ds, e);
-    if (ex < 0)
+    int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+    if (linked < 0)
         goto fail;
-    if (ex == 1) {
-        metadb_rollback(h);
-        return 1;
+    int ex = linked;
+    if (!linked) {
+        ex = from ? exists1(h, Q_LINK_EXISTS, from, ds, e) : exists1(h, Q_LINK_ANY, ds, NULL, e);
+        if (ex < 0)
+            goto fail;
+        if (ex == 0) {
+            metadb_rollback(h);
+            return 0;
+        }
     }
-    ex = from ? exists1(h, Q_LINK_EXISTS, from, ds, e) : exists1(h, Q_LINK_ANY, ds, NULL, e);
+    /* the file must be there (checked under the write lock, where gc also
+     * deletes); a lost one is forgotten and the client uploads it again */
+    ex = blobstore_exists(h->st, d, UINT64_MAX, e);
     if (ex < 0)
         goto fail;
     if (ex == 0) {
-        metadb_rollback(h);
+        if (forget_blob(h, ds, e) < 0)
+            goto fail;
+        if (metadb_commit(h, e) < 0)
+            return -1;
+        log_error("storage", NULL, "blob file missing, rows removed digest=%s", ds);
         return 0;
+    }
+    if (linked) {
+        metadb_rollback(h);
+        return 1;
     }
     /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
     if (link_blob(h, repo, ds, 0, e) < 0)
@@ -491,6 +580,58 @@ storage_blob_put(struct storage_handle *h, const char *repo, const void *data, s
 /* ---- manifests ------------------------------------------------------------------ */
 
 static int
+ref_cmp(const void *a, const void *b)
+{
+    const struct manifest_ref *x = a, *y = b;
+    if (x->digest.algo != y->digest.algo)
+        return x->digest.algo < y->digest.algo ? -1 : 1;
+    int c = strcmp(x->digest.hex, y->digest.hex);
+    if (c)
+        return c;
+    return (int)x->kind - (int)y->kind;
+}
+
+/* dedup_refs - sort the references and drop repeated (digest, kind) pairs: a
+ * manifest may list the same layer thousands of times, each is checked and
+ * recorded once */
+static void
+dedup_refs(struct manifest_info *mi)
+{
+    if (mi->nrefs < 2)
+        return;
+    qsort(mi->refs, mi->nrefs, sizeof(mi->refs[0]), ref_cmp);
+    size_t k = 1;
+    for (size_t i = 1; i < mi->nrefs; i++)
+        if (ref_cmp(&mi->refs[i], &mi->refs[k - 1]) != 0)
+            mi->refs[k++] = mi->refs[i];
+    mi->nrefs = k;
+}
+
+/* check_ref_files - outside the write lock: every referenced blob's file is
+ * there (a row whose file was lost must not satisfy a manifest) */
+static int
+check_ref_files(struct storage_handle *h, const struct manifest_info *mi, struct err *e)
+{
+    for (size_t i = 0; i < mi->nrefs; i++) {
+        const struct manifest_ref *r = &mi->refs[i];
+        if (r->kind != REF_BLOB)
+            continue;
+        int ex = blobstore_exists(h->st, &r->digest, UINT64_MAX, e);
+        if (ex < 0)
+            return -1;
+        if (ex == 0) {
+            char ds[DIGEST_STR_MAX];
+            repair_lost_blob(h, &r->digest, digest_format(&r->digest, ds), UINT64_MAX);
+            return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, 0, "manifest references unknown blob %s",
+                           ds);
+        }
+    }
+    return 0;
+}
+
+/* check_refs - inside the write transaction, once per distinct reference: blob
+ * links and child manifests of repo exist */
+static int
 check_refs(struct storage_handle *h, const char *repo, const struct manifest_info *mi,
            struct err *e)
 {
@@ -543,6 +684,11 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
             return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid tag");
     if (manifest_parse(body, len, content_type, &mi, e) < 0)
         return -1;
+    if (mi.nrefs + (mi.has_subject ? 1 : 0) > st->max_manifest_refs) {
+        err_set(e, ERR_MANIFEST_INVALID, 0, "too many descriptors (max %u)", st->max_manifest_refs);
+        goto out;
+    }
+    dedup_refs(&mi);
 
     struct digest d;
     digest_of(ref_digest ? ref_digest->algo : DIGEST_SHA256, body, len, &d);
@@ -550,8 +696,9 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
         err_set(e, ERR_DIGEST_INVALID, 0, "manifest digest does not match the reference");
         goto out;
     }
-    /* fail fast before writing anything; checked again under the write lock */
-    if (check_refs(h, repo, &mi, e) < 0)
+    /* files are checked before anything is written and outside the write lock;
+     * the rows once, under it */
+    if (check_ref_files(h, &mi, e) < 0)
         goto out;
     if (blobstore_put_buffer(st, &d, body, len, e) < 0)
         goto out;
@@ -588,8 +735,24 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     metadb_bind_int64(s, 4, (int64_t)len);
     metadb_bind_text(s, 5, mi.has_subject ? ss : NULL);
     metadb_bind_text(s, 6, mi.artifact_type);
-    metadb_bind_text(s, 7, mi.annotations_json);
-    metadb_bind_int64(s, 8, now);
+    metadb_bind_int64(s, 7, now);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        metadb_err(h, "record manifest", e);
+        sqlite3_reset(s);
+        goto fail_txn;
+    }
+    int64_t mid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    s = metadb_q(h, mi.annotations_json ? Q_ANN_PUT : Q_ANN_DELETE);
+    metadb_bind_int64(s, 1, mid);
+    if (mi.annotations_json) {
+        /* larger annotations stay in the body (the client's content, accepted
+         * as is); the referrers query reads them from there */
+        if (strlen(mi.annotations_json) <= METADB_MAX_ANNOTATIONS)
+            metadb_bind_text(s, 2, mi.annotations_json);
+        else
+            sqlite3_bind_null(s, 2);
+    }
     if (metadb_run(h, s, e) < 0)
         goto fail_txn;
     for (size_t i = 0; i < mi.nrefs; i++) {
@@ -673,20 +836,24 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
     copy_str(m.media_type, sizeof(m.media_type), (const char *)sqlite3_column_text(s, 1));
     m.size = (uint64_t)sqlite3_column_int64(s, 2);
     sqlite3_reset(s);
-    if (fd) {
-        char rel[BLOB_RELPATH_MAX];
-        blob_relpath(&m.digest, rel);
-        int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-        if (f < 0) {
-            if (errno == ENOENT) {
-                log_error("storage", NULL, "manifest row without file digest=%s",
-                          digest_format(&m.digest, ds));
-                return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-            }
-            return err_sys(e, ERR_IO, errno, "open manifest");
+    /* HEAD checks the body file too, so it agrees with GET; a re-push of the
+     * manifest writes the file again and heals it */
+    char rel[BLOB_RELPATH_MAX];
+    blob_relpath(&m.digest, rel);
+    int f = -1;
+    struct stat sb;
+    if (fd)
+        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+    if (fd ? f < 0 : fstatat(h->st->blobsfd, rel, &sb, 0) < 0) {
+        if (errno == ENOENT) {
+            log_error("storage", NULL, "manifest row without file digest=%s",
+                      digest_format(&m.digest, ds));
+            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
         }
-        *fd = f;
+        return err_sys(e, ERR_IO, errno, "open manifest");
     }
+    if (fd)
+        *fd = f;
     if (meta)
         *meta = m;
     return 0;
@@ -715,10 +882,19 @@ storage_manifest_delete(struct storage_handle *h, const char *repo, const char *
         s = metadb_q(h, Q_MF_DELETE);
         metadb_bind_text(s, 1, repo);
         metadb_bind_text(s, 2, ds);
+        int rc = sqlite3_step(s);
+        int64_t mid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            goto unknown;
+        if (rc != SQLITE_ROW) {
+            metadb_err(h, "delete manifest", e);
+            goto fail;
+        }
+        s = metadb_q(h, Q_ANN_DELETE);
+        metadb_bind_int64(s, 1, mid);
         if (metadb_run(h, s, e) < 0)
             goto fail;
-        if (sqlite3_changes(h->db) == 0)
-            goto unknown;
         s = metadb_q(h, Q_REF_DELETE);
         metadb_bind_text(s, 1, repo);
         metadb_bind_text(s, 2, ds);
@@ -820,6 +996,47 @@ storage_catalog(struct storage_handle *h, const char *last, long n, storage_name
     return page(h, s, n, fn, arg, more, &count, e);
 }
 
+/* read_annotations - the annotations of the manifest body d (size bytes) */
+static int
+read_annotations(struct storage_handle *h, const struct digest *d, uint64_t size, char **out,
+                 struct err *e)
+{
+    char rel[BLOB_RELPATH_MAX];
+    blob_relpath(d, rel);
+    if (size > h->st->max_manifest && size > STORAGE_DEFAULT_MAX_MANIFEST)
+        return err_set(e, ERR_IO, 0, "manifest body too large to read");
+    int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        if (errno == ENOENT) { /* lost body: list it without annotations */
+            *out = NULL;
+            return 0;
+        }
+        return err_sys(e, ERR_IO, errno, "open manifest");
+    }
+    int rc = -1;
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = pread(f, buf + got, size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err_sys(e, ERR_IO, r < 0 ? errno : EIO, "read manifest");
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    rc = manifest_annotations_of(buf, size, out, e);
+out:
+    free(buf);
+    close(f);
+    return rc;
+}
+
 int
 storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
                   const char *artifact_type, storage_referrer_fn fn, void *arg, struct err *e)
@@ -839,14 +1056,26 @@ storage_referrers(struct storage_handle *h, const char *repo, const struct diges
             continue;
         const char *mt = (const char *)sqlite3_column_text(s, 1);
         const char *at = (const char *)sqlite3_column_text(s, 3);
+        const char *ann = (const char *)sqlite3_column_text(s, 4);
+        char *big = NULL;
+        if (!ann && sqlite3_column_int(s, 5)) {
+            /* too large to keep in the database: from the body */
+            if (read_annotations(h, &d, (uint64_t)sqlite3_column_int64(s, 2), &big, e) < 0) {
+                sqlite3_reset(s);
+                return -1;
+            }
+            ann = big;
+        }
         struct referrer r = {
             .media_type = mt ? mt : "",
             .digest = &d,
             .size = (uint64_t)sqlite3_column_int64(s, 2),
             .artifact_type = at ? at : "",
-            .annotations_json = (const char *)sqlite3_column_text(s, 4),
+            .annotations_json = ann,
         };
-        if (fn(arg, &r) != 0) {
+        int stop = fn(arg, &r);
+        free(big);
+        if (stop != 0) {
             rc = SQLITE_DONE;
             break;
         }

@@ -15,7 +15,10 @@
  *
  * Crash safety: a blob becomes visible only after data written, digest verified,
  * fsync, rename into blobs/, directory fsync, then its metadata row committed.
- * Never a row without its file; a file without a row is garbage for gc.
+ * Never a row without its file; a file without a row is garbage for gc. With
+ * fsync on, every acknowledged commit (blob, manifest, tag/manifest/blob delete,
+ * mount) is durable when the call returns (sqlite synchronous=FULL); upload
+ * session rows are not (a power loss may forget a session).
  *
  * Errors: every function takes `struct err *e` last; the codes it sets are the
  * spec's (ERR_BLOB_UNKNOWN, ...) or ERR_IO / ERR_NOSPACE / ERR_DB. */
@@ -143,7 +146,21 @@ struct storage_opts {
     uint64_t max_manifest;     /* bytes; manifests above are ERR_TOO_LARGE */
     int upload_expiry_sec;     /* idle upload sessions older than this are removed
                                   by storage_expire_uploads; 0 = never */
+    /* Fields below were added later; 0 always means "the default". */
+    uint64_t max_blob_size;    /* bytes an upload may reach; over it upload_write
+                                  fails with ERR_TOO_LARGE. 0 = unlimited */
+    unsigned max_uploads;      /* open upload sessions in all repositories;
+                                  0 = STORAGE_DEFAULT_MAX_UPLOADS */
+    unsigned max_uploads_per_repo; /* open sessions per repository;
+                                      0 = STORAGE_DEFAULT_MAX_UPLOADS_PER_REPO */
+    unsigned max_manifest_refs;    /* descriptors in one manifest (config, layers,
+                                      manifests[], subject); over it
+                                      ERR_MANIFEST_INVALID. 0 = default */
 };
+
+#define STORAGE_DEFAULT_MAX_UPLOADS 10000u
+#define STORAGE_DEFAULT_MAX_UPLOADS_PER_REPO 1000u
+#define STORAGE_DEFAULT_MAX_MANIFEST_REFS 10000u
 
 /* storage_open - create/open the root, the database (WAL, schema migration) and
  * recover: upload files without a session row are removed, session rows without
@@ -167,7 +184,9 @@ void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int coun
 /* storage_blob_open - a blob linked to repo. On success *fd is a new read-only
  * descriptor owned by the caller and *size its length. ERR_BLOB_UNKNOWN when the
  * blob is not linked to this repo (even if another repo has it). fd may be NULL to
- * only test existence (HEAD). */
+ * only test existence (HEAD). Both forms look at the file (HEAD: one fstatat):
+ * when it is missing or has the wrong size the blob is ERR_BLOB_UNKNOWN and its
+ * rows are deleted (in every repo) so that a re-push heals it. */
 int storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d,
                       int *fd, uint64_t *size, struct err *e);
 
@@ -179,7 +198,8 @@ int storage_blob_delete(struct storage_handle *h, const char *repo, const struct
 /* storage_blob_mount - link an existing blob into repo. `from` names the source
  * repository; NULL means any repository that has it (automatic mount). Returns 1
  * when mounted (or already linked), 0 when the blob is not available from there
- * (caller falls back to an upload session), -1 on error. */
+ * (caller falls back to an upload session), -1 on error. A blob whose file is
+ * missing is not mounted (0) and its rows are deleted. */
 int storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
                        const struct digest *d, struct err *e);
 
@@ -198,7 +218,10 @@ struct upload;
 
 #define UPLOAD_ID_LEN 36     /* uuid text */
 
-/* storage_upload_start - new session in repo. uuid_out gets UPLOAD_ID_LEN+1 bytes. */
+/* storage_upload_start - new session in repo. uuid_out gets UPLOAD_ID_LEN+1 bytes.
+ * ERR_TOOMANYREQUESTS (429) when max_uploads sessions exist in all, or
+ * max_uploads_per_repo in repo; a session counts until committed, cancelled,
+ * destroyed or expired. */
 int storage_upload_start(struct storage_handle *h, const char *repo, enum digest_algo algo,
                          char *uuid_out, struct err *e);
 
@@ -213,15 +236,21 @@ uint64_t upload_offset(const struct upload *u);
 /* upload_write - append n bytes at the current offset (hashing them). On a write
  * error (ENOSPC, EIO) the session is destroyed at once (file removed, row deleted,
  * so the space is freed), the upload is released and -1 returned with
- * ERR_NOSPACE / ERR_IO; the caller must not touch u again. */
+ * ERR_NOSPACE / ERR_IO; the caller must not touch u again. The same with
+ * ERR_TOO_LARGE (413 SIZE_INVALID) when the upload would grow past
+ * max_blob_size: nothing of the chunk is written and the session is destroyed. */
 int upload_write(struct upload *u, const void *data, size_t n, struct err *e);
 
 /* upload_commit - finish: verify the digest against `expected`, fsync, rename
  * into blobs/, fsync the directory, commit the rows (blob + link to repo), remove
  * the session. On success the lease is consumed (u is freed). On
  * ERR_DIGEST_INVALID / ERR_SIZE_INVALID the session is destroyed too (spec: a
- * failed finish invalidates it); on ERR_IO/ERR_NOSPACE/ERR_DB likewise. In every
- * case u is gone after the call. `expected_size` < 0 means unknown. */
+ * failed finish invalidates it); on ERR_IO/ERR_NOSPACE while writing the file
+ * likewise. A database error once the data is verified and installed (ERR_DB,
+ * or ERR_NOSPACE from the database) keeps the session instead: it is released,
+ * not destroyed, and a retried PUT with the same digest commits it (its bytes can
+ * no longer be appended to: a write destroys it). In every case u is gone for the
+ * caller after the call. `expected_size` < 0 means unknown. */
 int upload_commit(struct upload *u, const struct digest *expected, int64_t expected_size,
                   struct err *e);
 
@@ -237,7 +266,10 @@ int storage_upload_cancel(struct storage_handle *h, const char *repo, const char
                           struct err *e);
 
 /* storage_expire_uploads - remove sessions idle for more than the configured
- * expiry. Returns how many were removed, or -1. */
+ * expiry (upload_expiry_sec; 0 = does nothing). Returns how many were removed, or
+ * -1. May run on any thread with its own handle (a timer), concurrently with
+ * requests: a session leased right now (being written, committed or rebuilt) or
+ * being started is skipped. */
 int storage_expire_uploads(struct storage_handle *h, struct err *e);
 
 /* ---- manifests and tags ---- */
@@ -256,7 +288,11 @@ struct manifest_meta {
  * (media type, size, subject, artifactType, annotations, references) and point
  * each of `tags` (ntags may be 0: a push by digest) at it. If `ref_digest` is not
  * NULL the body must hash to it (ERR_DIGEST_INVALID). Out: *meta, and
- * *has_subject / *subject for the OCI-Subject header (may be NULL). */
+ * *has_subject / *subject for the OCI-Subject header (may be NULL).
+ * More than max_manifest_refs descriptors (config + layers, or manifests[], plus
+ * subject; repeats count) is ERR_MANIFEST_INVALID ("too many descriptors"). A
+ * referenced blob whose file is missing is ERR_MANIFEST_BLOB_UNKNOWN. Any size of
+ * annotations is accepted (it is the client's content). */
 int storage_manifest_put(struct storage_handle *h, const char *repo, const char *body,
                          size_t len, const char *content_type, const struct digest *ref_digest,
                          const char *const *tags, size_t ntags, struct manifest_meta *meta,
@@ -293,7 +329,7 @@ struct referrer {
     const struct digest *digest;
     uint64_t size;
     const char *artifact_type;     /* "" if none */
-    const char *annotations_json;  /* NULL if none */
+    const char *annotations_json;  /* NULL if none; valid during the callback */
 };
 typedef int (*storage_referrer_fn)(void *arg, const struct referrer *r);
 

@@ -48,6 +48,10 @@ struct upload {
     int leased;
     int fd;            /* open while leased, else -1 */
     int64_t last_used; /* time of start/acquire/release (atomic) */
+    /* INSTALLED (see upload.c): the data is the blob installed_digest, only the
+     * rows are missing; set by the lease holder */
+    int installed;
+    struct digest installed_digest;
 };
 
 struct storage {
@@ -56,9 +60,16 @@ struct storage {
     int fsync;
     uint64_t max_manifest;
     int upload_expiry_sec;
+    uint64_t max_blob_size; /* 0 = unlimited */
+    unsigned max_uploads, max_uploads_per_repo, max_manifest_refs;
     char *dbpath;
-    pthread_mutex_t mu; /* guards the upload table */
+    pthread_mutex_t mu; /* guards the upload table and the session counts */
     struct upload *uploads[UPLOAD_BUCKETS];
+    /* open sessions (rows in uploads), in all and per repository: taken before a
+     * session's file and row are created, given back when its row is deleted */
+    unsigned nsessions;
+    struct upload_count *counts[UPLOAD_BUCKETS];
+    unsigned long dir_fsyncs; /* directory fsyncs done (atomic; tests read it) */
     struct fault fault;
 };
 
@@ -78,11 +89,14 @@ int blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, 
                         struct err *e);
 /* blobstore_fsync - fsync(fd) when st->fsync, subject to FAULT_FSYNC. */
 int blobstore_fsync(struct storage *st, int fd, struct err *e);
-/* blobstore_fsync_dir - open the directory relative to dirfd, fsync, close. */
+/* blobstore_fsync_dir - open the directory relative to dirfd, fsync, close
+ * (counted in st->dir_fsyncs). */
 int blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *e);
 /* blobstore_install - rename (fromdir, from) to the blob's final path, then fsync
  * the blob's directory. If the final file already exists with the same size it is
- * kept (immutable, identical content) and `from` is unlinked instead. */
+ * kept (immutable, identical content) and `from` is unlinked instead; the
+ * directory is fsync'd on that path too (another thread may have renamed it a
+ * moment ago and not yet made the entry durable). */
 int blobstore_install(struct storage *st, int fromdir, const char *from, const struct digest *d,
                       uint64_t size, struct err *e);
 /* blobstore_exists - 1 when the blob file exists with `size` bytes (size
@@ -98,6 +112,12 @@ int blobstore_hash_fd(int fd, enum digest_algo algo, struct digest *out, uint64_
 /* uuid_generate / uuid_valid - random (v4) lower-case uuid text. */
 int uuid_generate(char out[UPLOAD_ID_LEN + 1], struct err *e);
 int uuid_valid(const char *s);
+
+/* ---- manifest.c ---- */
+/* manifest_annotations_of - the compact JSON text of the body's top-level
+ * "annotations" (what manifest_parse puts in annotations_json); *out NULL when
+ * there are none. *out is malloc'd, owned by the caller. */
+int manifest_annotations_of(const char *body, size_t len, char **out, struct err *e);
 
 /* ---- metadb.c ---- */
 
@@ -115,12 +135,17 @@ enum stmt_id {
     Q_UP_INSERT,
     Q_UP_GET,
     Q_UP_DELETE,
+    Q_UP_COUNTS,
+    Q_BLOB_FORGET,
+    Q_LINKS_FORGET,
     Q_UP_EXPIRED,
     Q_MF_EXISTS,
     Q_MF_GET_DIGEST,
     Q_MF_GET_TAG,
     Q_MF_INSERT,
     Q_MF_DELETE,
+    Q_ANN_PUT,
+    Q_ANN_DELETE,
     Q_REF_INSERT,
     Q_REF_DELETE,
     Q_TAG_UPSERT,
@@ -139,9 +164,13 @@ struct storage_handle {
     struct sqlite3 *db;
     struct sqlite3_stmt *q[Q__COUNT];
     int in_txn;
+    int sync_light; /* the connection runs synchronous=NORMAL right now */
 };
 
-#define METADB_SCHEMA_VERSION 1
+#define METADB_SCHEMA_VERSION 2
+/* annotations kept in manifest_annotations up to this size; larger ones are
+ * read from the manifest body by the referrers query */
+#define METADB_MAX_ANNOTATIONS 65536
 /* "unix-excl": the process holds an exclusive lock on meta.db (one process per
  * root anyway, see the flock in storage_open) and the WAL index lives in heap
  * memory shared by the process's connections, so a read transaction takes no
@@ -164,7 +193,12 @@ struct sqlite3_stmt *metadb_q(struct storage_handle *h, enum stmt_id id);
 int metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e);
 /* metadb_err - set ERR_DB from the connection's message. Returns -1. */
 int metadb_err(struct storage_handle *h, const char *what, struct err *e);
+/* metadb_begin - BEGIN IMMEDIATE of a durable transaction (synchronous FULL:
+ * the commit fsyncs the WAL). */
 int metadb_begin(struct storage_handle *h, struct err *e);
+/* metadb_begin_light - the same for a transaction whose loss on power failure is
+ * harmless (upload session rows, recovery): synchronous NORMAL, no fsync. */
+int metadb_begin_light(struct storage_handle *h, struct err *e);
 /* metadb_commit - subject to FAULT_DB (then rolls back). */
 int metadb_commit(struct storage_handle *h, struct err *e);
 void metadb_rollback(struct storage_handle *h);
@@ -173,7 +207,15 @@ void metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t);
 void metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v);
 
 /* ---- upload.c ---- */
-/* upload_table_free - free every in-memory session (storage_close). */
+/* per-repository count of open sessions (hash chain under st->mu) */
+struct upload_count {
+    struct upload_count *next;
+    unsigned n;
+    char repo[NAME_MAX_LEN + 1];
+};
+/* upload_table_free - free every in-memory session and count (storage_close). */
 void upload_table_free(struct storage *st);
+/* upload_counts_load - count the session rows (storage_open, after recovery). */
+int upload_counts_load(struct storage_handle *h, struct err *e);
 
 #endif

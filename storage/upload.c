@@ -5,7 +5,17 @@
  *   (none) --start--> OPEN --acquire--> LEASED --write*--> LEASED --release--> OPEN
  *                      |                  |--commit ok--> (blob installed, row gone)
  *                      |                  |--commit fails / write fails--> (destroyed)
+ *                      |                  '--commit: database error after the file
+ *                      |                     was installed--> INSTALLED (released)
  *                      '--cancel / expire--> (destroyed)
+ *   INSTALLED --acquire--> LEASED(installed) --commit (same digest)--> (rows, done)
+ *                                              --write of bytes--> (destroyed)
+ *
+ * INSTALLED is in memory only (u->installed): the data was verified and renamed
+ * into blobs/, the session row is still there, uploads/<uuid> is gone. A restart
+ * forgets it; acquire then finds the row without its file and reports the
+ * session unknown (the client uploads again; the blob file is garbage for gc
+ * or reused by the next upload of that digest).
  *
  * Where a session lives:
  *   uploads/<uuid>        the bytes received so far (created before the row)
@@ -20,7 +30,22 @@
  *                         offset GET reports).
  *
  * Expiry: a session whose row is older than the expiry and whose in-memory last
- * use (if any) is too, and which is not leased, is removed.
+ * use (if any) is too, and which is not leased, is removed. storage_expire_uploads
+ * may run on any thread with its own handle (a timer): it claims each candidate
+ * like acquire does, so a leased session (a request writing or committing it, or
+ * an entry being rebuilt) is skipped, and a session being started is in the
+ * table, leased, before its row exists.
+ *
+ * Limits: st->nsessions and the per-repository counts (st->counts) count the
+ * session rows. storage_upload_start takes one of each under st->mu before it
+ * creates anything (ERR_TOOMANYREQUESTS over max_uploads / max_uploads_per_repo);
+ * the one place that deletes a session row (Q_UP_DELETE ... RETURNING repo, in
+ * row_delete and in upload_commit's transaction) gives it back after its commit.
+ * storage_open counts the rows after recovery. A row whose delete failed keeps
+ * its count until expiry or the next start removes it.
+ *
+ * Size: upload_write refuses to go past max_blob_size (ERR_TOO_LARGE) and
+ * destroys the session, so the space is freed at once.
  *
  * Invariants:
  *   - only the lease holder touches hash, fd and the file; offset is also read by
@@ -84,6 +109,103 @@ table_remove(struct storage *st, struct upload *u)
         *pp = u->next;
 }
 
+/* ---- session counts (under st->mu) ---- */
+
+static struct upload_count *
+count_find(struct storage *st, const char *repo, struct upload_count ***pp_out)
+{
+    struct upload_count **pp = &st->counts[bucket_of(repo)];
+    for (; *pp; pp = &(*pp)->next)
+        if (strcmp((*pp)->repo, repo) == 0)
+            break;
+    if (pp_out)
+        *pp_out = pp;
+    return *pp;
+}
+
+static int
+count_add(struct storage *st, const char *repo, unsigned n)
+{
+    struct upload_count *c = count_find(st, repo, NULL);
+    if (!c) {
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return -1;
+        size_t l = strlen(repo);
+        if (l > NAME_MAX_LEN)
+            l = NAME_MAX_LEN;
+        memcpy(c->repo, repo, l);
+        unsigned b = bucket_of(c->repo);
+        c->next = st->counts[b];
+        st->counts[b] = c;
+    }
+    c->n += n;
+    st->nsessions += n;
+    return 0;
+}
+
+/* quota_take - reserve one session of repo, or ERR_TOOMANYREQUESTS */
+static int
+quota_take(struct storage *st, const char *repo, struct err *e)
+{
+    pthread_mutex_lock(&st->mu);
+    int rc = 0;
+    struct upload_count *c = count_find(st, repo, NULL);
+    if (st->nsessions >= st->max_uploads)
+        rc = err_set(e, ERR_TOOMANYREQUESTS, 0, "too many upload sessions (max %u)",
+                     st->max_uploads);
+    else if (c && c->n >= st->max_uploads_per_repo)
+        rc = err_set(e, ERR_TOOMANYREQUESTS, 0,
+                     "too many upload sessions in this repository (max %u)",
+                     st->max_uploads_per_repo);
+    else if (count_add(st, repo, 1) < 0)
+        rc = err_set(e, ERR_NOMEM, 0, "out of memory");
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+/* quota_give - a session row of repo is gone */
+static void
+quota_give(struct storage *st, const char *repo)
+{
+    pthread_mutex_lock(&st->mu);
+    struct upload_count **pp;
+    struct upload_count *c = count_find(st, repo, &pp);
+    if (c) {
+        if (st->nsessions > 0)
+            st->nsessions--;
+        if (--c->n == 0) {
+            *pp = c->next;
+            free(c);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+int
+upload_counts_load(struct storage_handle *h, struct err *e)
+{
+    struct storage *st = h->st;
+    sqlite3_stmt *s = metadb_q(h, Q_UP_COUNTS);
+    int rc;
+    pthread_mutex_lock(&st->mu);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *repo = (const char *)sqlite3_column_text(s, 0);
+        int64_t n = sqlite3_column_int64(s, 1);
+        if (repo && n > 0 && count_add(st, repo, (unsigned)n) < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    sqlite3_reset(s);
+    if (rc == SQLITE_NOMEM)
+        return err_set(e, ERR_NOMEM, 0, "out of memory");
+    if (rc != SQLITE_DONE)
+        return metadb_err(h, "count upload sessions", e);
+    return 0;
+}
+
 static void
 upload_free(struct upload *u)
 {
@@ -106,7 +228,15 @@ upload_table_free(struct storage *st)
             u = next;
         }
         st->uploads[b] = NULL;
+        struct upload_count *c = st->counts[b];
+        while (c) {
+            struct upload_count *next = c->next;
+            free(c);
+            c = next;
+        }
+        st->counts[b] = NULL;
     }
+    st->nsessions = 0;
 }
 
 static void
@@ -202,18 +332,45 @@ row_get(struct storage_handle *h, const char *uuid, char *repo, size_t repo_sz,
     return metadb_err(h, "read upload", e);
 }
 
+/* up_delete - inside a transaction: delete the session row. 1 with its repo
+ * copied (NAME_MAX_LEN + 1 bytes), 0 when there was none, -1 */
+static int
+up_delete(struct storage_handle *h, const char *uuid, char *repo, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_UP_DELETE);
+    metadb_bind_text(s, 1, uuid);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(s, 0);
+        copy_name(repo, NAME_MAX_LEN + 1, r ? r : "");
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return metadb_err(h, "delete upload", e);
+}
+
+/* row_delete - delete the session row in its own (light: losing it to a power
+ * failure only brings back a session that expiry removes) transaction and give
+ * its count back */
 static int
 row_delete(struct storage_handle *h, const char *uuid, struct err *e)
 {
-    if (metadb_begin(h, e) < 0)
+    char repo[NAME_MAX_LEN + 1];
+    if (metadb_begin_light(h, e) < 0)
         return -1;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_DELETE);
-    metadb_bind_text(s, 1, uuid);
-    if (metadb_run(h, s, e) < 0) {
+    int del = up_delete(h, uuid, repo, e);
+    if (del < 0) {
         metadb_rollback(h);
         return -1;
     }
-    return metadb_commit(h, e);
+    if (metadb_commit(h, e) < 0)
+        return -1;
+    if (del)
+        quota_give(h->st, repo);
+    return 0;
 }
 
 /* destroy - file first, then the row (a crash in between leaves a row without a
@@ -252,9 +409,12 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     char uuid[UPLOAD_ID_LEN + 1];
     if (uuid_generate(uuid, e) < 0)
         return -1;
+    if (quota_take(st, repo, e) < 0)
+        return -1;
     struct upload *u = calloc(1, sizeof(*u));
     if (!u || !(u->hash = hasher_new(algo))) {
         free(u);
+        quota_give(st, repo);
         return err_set(e, ERR_NOMEM, 0, "out of memory");
     }
     u->st = st;
@@ -263,14 +423,23 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     u->last_used = now_sec();
     memcpy(u->uuid, uuid, sizeof(uuid));
     copy_name(u->repo, sizeof(u->repo), repo);
+    /* in the table, leased, before the row exists: an expiry running now skips it */
+    u->leased = 1;
+    pthread_mutex_lock(&st->mu);
+    table_insert(st, u);
+    pthread_mutex_unlock(&st->mu);
 
     int fd = openat(st->uploadsfd, uuid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
-        upload_free(u);
-        return err_sys(e, ERR_IO, errno, "create upload file");
+        err_sys(e, ERR_IO, errno, "create upload file");
+        drop(u);
+        quota_give(st, repo);
+        return -1;
     }
     close(fd);
-    if (metadb_begin(h, e) < 0)
+    /* light: a session row lost to a power failure is a session the client
+     * restarts, and a row must not cost a WAL fsync (no file is durable either) */
+    if (metadb_begin_light(h, e) < 0)
         goto fail;
     sqlite3_stmt *s = metadb_q(h, Q_UP_INSERT);
     metadb_bind_text(s, 1, uuid);
@@ -283,14 +452,13 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     }
     if (metadb_commit(h, e) < 0)
         goto fail;
-    pthread_mutex_lock(&st->mu);
-    table_insert(st, u);
-    pthread_mutex_unlock(&st->mu);
+    unlease(u);
     memcpy(uuid_out, uuid, sizeof(uuid));
     return 0;
 fail:
     unlinkat(st->uploadsfd, uuid, 0);
-    upload_free(u);
+    drop(u);
+    quota_give(st, repo);
     return -1;
 }
 
@@ -308,6 +476,8 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
         return NULL;
     u->h = h;
     __atomic_store_n(&u->last_used, now_sec(), __ATOMIC_RELEASE);
+    if (!fresh && u->installed)
+        return u; /* its data is in blobs/ already, only the commit is left */
     int fd = openat(st->uploadsfd, uuid, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) {
@@ -365,7 +535,19 @@ upload_write(struct upload *u, const void *data, size_t n, struct err *e)
 {
     if (n == 0)
         return 0;
+    if (u->installed) {
+        err_set(e, ERR_BLOB_UPLOAD_INVALID, 0, "upload already finished, only a retry of the PUT is possible");
+        destroy(u->h, u);
+        return -1;
+    }
     uint64_t off = u->offset;
+    uint64_t max = u->st->max_blob_size;
+    if (max && (n > max || off > max - n)) {
+        err_set(e, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
+                (unsigned long long)max);
+        destroy(u->h, u);
+        return -1;
+    }
     if (blobstore_write_all(u->st, u->fd, data, n, off, e) < 0) {
         /* ENOSPC/EIO: free the space now, the client has to start over anyway */
         destroy(u->h, u);
@@ -402,6 +584,20 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
         err_set(e, ERR_DIGEST_INVALID, 0, "digest missing");
         goto fail;
     }
+    if (u->installed) {
+        /* a retry after a database error: the data is already in blobs/ */
+        if (!digest_equal(&u->installed_digest, expected)) {
+            err_set(e, ERR_DIGEST_INVALID, 0, "digest does not match the uploaded content");
+            goto fail;
+        }
+        if (expected_size >= 0 && (uint64_t)expected_size != size) {
+            err_set(e, ERR_SIZE_INVALID, 0, "upload size %llu does not match %lld",
+                    (unsigned long long)size, (long long)expected_size);
+            goto fail;
+        }
+        got = u->installed_digest;
+        goto rows;
+    }
     if (expected_size >= 0 && (uint64_t)expected_size != size) {
         err_set(e, ERR_SIZE_INVALID, 0, "upload size %llu does not match %lld",
                 (unsigned long long)size, (long long)expected_size);
@@ -426,10 +622,16 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
     u->fd = -1;
     if (blobstore_install(st, st->uploadsfd, u->uuid, &got, size, e) < 0)
         goto fail;
+    u->installed = 1;
+    u->installed_digest = got;
 
+rows:
     digest_format(&got, ds);
+    /* from here a database error (busy after the timeout, disk full, ...) keeps
+     * the session: the verified data is in blobs/, a retried PUT only has to
+     * commit the rows */
     if (metadb_begin(h, e) < 0)
-        goto fail;
+        goto keep;
     /* inside the write lock, so gc (which unlinks under the same lock) cannot
      * remove the file between this check and our row */
     int ex = blobstore_exists(st, &got, size, e);
@@ -439,33 +641,41 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
         metadb_rollback(h);
         goto fail;
     }
+    /* (any failure below is a database one) */
     int64_t now = now_sec();
     sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
     metadb_bind_text(s, 1, ds);
     metadb_bind_int64(s, 2, (int64_t)size);
     metadb_bind_int64(s, 3, now);
     if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
+        goto keep_txn;
     s = metadb_q(h, Q_REPO_INSERT);
     metadb_bind_text(s, 1, u->repo);
     if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
+        goto keep_txn;
     s = metadb_q(h, Q_LINK_INSERT);
     metadb_bind_text(s, 1, u->repo);
     metadb_bind_text(s, 2, ds);
     metadb_bind_int64(s, 3, now);
     if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
-    s = metadb_q(h, Q_UP_DELETE);
-    metadb_bind_text(s, 1, u->uuid);
-    if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
+        goto keep_txn;
+    char rrepo[NAME_MAX_LEN + 1];
+    int del = up_delete(h, u->uuid, rrepo, e);
+    if (del < 0)
+        goto keep_txn;
     if (metadb_commit(h, e) < 0)
-        goto fail;
+        goto keep;
+    if (del)
+        quota_give(st, rrepo);
     drop(u);
     return 0;
-fail_txn:
+keep_txn:
     metadb_rollback(h);
+keep:
+    log_warn("storage", NULL, "upload commit kept for a retry uuid=%s digest=%s: %s", u->uuid, ds,
+             e ? e->msg : "?");
+    upload_release(u);
+    return -1;
 fail:
     destroy(h, u);
     return -1;

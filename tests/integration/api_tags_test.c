@@ -149,3 +149,51 @@ Test(api_tags, n_over_max_page_is_clamped)
     cr_assert_str_eq(out, "t1,t2");
     cr_assert_str_eq(link, "</v2/c/tags/list?n=2&last=t2>; rel=\"next\"");
 }
+
+/* the spec lets a registry page even without `n`: max_page is the default */
+Test(api_tags, no_n_pages_at_max_page_with_link)
+{
+    testsrv_cleanup(&S);
+    const char *env[] = {"OCIREG_SERVER_MAX_PAGE=2", NULL};
+    cr_assert_eq(testsrv_start(&S, NULL, env), 0);
+    char out[256], link[256], path[300];
+    for (int i = 1; i <= 3; i++) {
+        snprintf(path, sizeof(path), "t%d", i);
+        char body[1024];
+        make_image("c", 0, "m", body, sizeof(body));
+        cr_assert_eq(put_manifest("c", path, MT_OCI_MANIFEST, body, NULL), 201);
+    }
+    push_image("d", "t", "m", NULL);
+    push_image("e", "t", "m", NULL);
+
+    cr_assert_eq(list("/v2/c/tags/list", "tags", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "t1,t2");
+    cr_assert_str_eq(link, "</v2/c/tags/list?n=2&last=t2>; rel=\"next\"");
+    cr_assert_eq(list("/v2/c/tags/list?last=t2", "tags", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "t3");
+    cr_assert_str_eq(link, "");
+
+    cr_assert_eq(list("/v2/_catalog", "repositories", out, sizeof(out), link, sizeof(link)), 200);
+    cr_assert_str_eq(out, "c,d");
+    cr_assert_str_eq(link, "</v2/_catalog?n=2&last=d>; rel=\"next\"");
+    cr_assert_eq(list("/v2/_catalog?last=d", "repositories", out, sizeof(out), link, sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "e");
+    cr_assert_str_eq(link, "");
+}
+
+Test(api_tags, overlong_last_is_400)
+{
+    char out[256], path[700];
+    push_image("x", "t", "q", NULL);
+    snprintf(path, sizeof(path), "/v2/x/tags/list?last=%0129d", 0);
+    cr_assert_eq(list(path, "tags", out, sizeof(out), NULL, 0), 400);
+    cr_assert_str_eq(out, "UNSUPPORTED");
+    snprintf(path, sizeof(path), "/v2/x/tags/list?last=%0128d", 0);
+    cr_assert_eq(list(path, "tags", out, sizeof(out), NULL, 0), 200);
+    snprintf(path, sizeof(path), "/v2/_catalog?last=%0256d", 0);
+    cr_assert_eq(list(path, "repositories", out, sizeof(out), NULL, 0), 400);
+    snprintf(path, sizeof(path), "/v2/_catalog?last=%0255d", 0);
+    cr_assert_eq(list(path, "repositories", out, sizeof(out), NULL, 0), 200);
+}

@@ -35,8 +35,7 @@ setup(void)
          * would show as RSS growth of a server that frees what it allocates */
         "ASAN_OPTIONS=quarantine_size_mb=4:detect_leaks=1:abort_on_error=0", NULL};
     int asan = !integ_reference() && integ_server_is_asan();
-    cr_assert_eq(integ_srv_start(&SRV, NULL, asan ? asan_env : NULL), 0,
-                 "server did not start");
+    cr_assert_eq(integ_srv_start(&SRV, NULL, asan ? asan_env : NULL), 0, "server did not start");
 }
 
 static void
@@ -63,8 +62,7 @@ pick_size(void)
     uint64_t avail = integ_free_bytes(SRV.root);
     struct statfs sf;
     if (statfs(SRV.root, &sf) == 0 && sf.f_type == TMPFS_MAGIC) {
-        cr_log_warn("bigupload: %s is on tmpfs (memory): using 1 GiB instead of 4 GiB",
-                    SRV.root);
+        cr_log_warn("bigupload: %s is on tmpfs (memory): using 1 GiB instead of 4 GiB", SRV.root);
         return GIB;
     }
     if (avail < 10 * GIB) {
@@ -101,8 +99,7 @@ check_stored(uint64_t seed, uint64_t size, const char *dg)
     unsigned char *want = malloc(MIB);
     cr_assert_not_null(want);
     for (int i = 0; i < 2; i++) {
-        snprintf(hdr, sizeof(hdr), "Range: bytes=%" PRIu64 "-%" PRIu64, offs[i],
-                 offs[i] + MIB - 1);
+        snprintf(hdr, sizeof(hdr), "Range: bytes=%" PRIu64 "-%" PRIu64, offs[i], offs[i] + MIB - 1);
         const char *h[] = {hdr, NULL};
         struct tresp r;
         cr_assert_eq(treq(&SRV, "GET", path, h, NULL, 0, &r), 0);

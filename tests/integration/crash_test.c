@@ -1,5 +1,7 @@
-/* crash_test.c - SIGKILL the registry at random moments during concurrent pushes,
- * restart it on the same root, and check what the design promises:
+/* crash_test.c - SIGKILL the registry at random moments during concurrent pushes
+ * (blobs of 0 bytes to 3 MiB pushed monolithically and in PATCH chunks, image
+ * manifests referencing them, image indexes referencing those), restart it on the
+ * same root, and check what the design promises:
  *   - every blob and manifest that got a 201 is served intact (GET hashes to the
  *     digest, HEAD gives the right size);
  *   - pushes whose outcome the client never learned are either absent (404) or
@@ -9,7 +11,8 @@
  *     continues from there, the final PUT gives 201 with the right digest) or
  *     cleanly gone (404 BLOB_UPLOAD_UNKNOWN);
  *   - after the restart the root holds only blobs/, uploads/ (uuid-named, no more
- *     than the sessions the clients may have opened without knowing) and meta.db*.
+ *     than the sessions the clients may have opened without knowing), meta.db*
+ *     and lock.
  * Several rounds, each with its own random kill moment; the seed is printed and
  * can be fixed with CRASH_SEED=N. */
 #include <criterion/criterion.h>
@@ -37,13 +40,14 @@ enum rec_kind { REC_BLOB, REC_MANIFEST };
 
 struct rec {
     enum rec_kind kind;
-    int certain;          /* 1: got a 201; 0: outcome unknown (transport failure) */
+    int certain; /* 1: got a 201; 0: outcome unknown (transport failure) */
     char repo[48];
     char digest[72];
     uint64_t size;
-    uint64_t seed;        /* blobs: bytes are integ_pattern(seed) */
-    char tag[48];         /* manifests: "" when pushed by digest */
-    char *body;           /* manifests: the JSON (malloc'd) */
+    uint64_t seed; /* blobs: bytes are integ_pattern(seed) */
+    char tag[48];  /* manifests: "" when pushed by digest */
+    int is_index;
+    char *body; /* manifests: the JSON (malloc'd) */
 };
 
 struct sess {
@@ -58,7 +62,7 @@ static struct {
     size_t nrec;
     struct sess sess[NTHREADS * NROUNDS * 4];
     size_t nsess;
-    int unknown_posts;     /* POSTs whose answer never came: sessions we cannot name */
+    int unknown_posts; /* POSTs whose answer never came: sessions we cannot name */
     char errs[MAXERR][700];
     int nerr;
     volatile int killed;
@@ -67,8 +71,7 @@ static struct {
 
 static struct testsrv SRV;
 
-static void
-add_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void add_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
 add_err(const char *fmt, ...)
 {
@@ -158,6 +161,8 @@ struct client {
     char repos[2][48];
     struct blobref have[2][256]; /* blobs this client got a 201 for, per repo */
     int nhave[2];
+    struct blobref mans[2][64]; /* image manifests it got a 201 for, per repo */
+    int nmans[2];
 };
 
 /* transport failures before the kill are errors, after it they end the client */
@@ -206,8 +211,8 @@ op_monolithic_post(struct client *c, int ri)
     snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", c->repos[ri], dg);
     const char *h[] = {"Content-Type: application/octet-stream", NULL};
     struct tresp r;
-    long st = integ_send_pattern(&SRV, "POST", path, h, seed, 0, size, NULL, &r) < 0 ? -1
-                                                                                      : r.status;
+    long st =
+        integ_send_pattern(&SRV, "POST", path, h, seed, 0, size, NULL, &r) < 0 ? -1 : r.status;
     if (st > 0)
         tresp_free(&r);
     if (down(st, "monolithic POST", c->repos[ri])) {
@@ -282,8 +287,8 @@ op_chunked(struct client *c, int ri)
             return 0;
         }
         if (!integ_reference() && next != off + n)
-            add_err("PATCH %" PRIu64 "+%" PRIu64 ": Range ends at %" PRIu64 ", want %" PRIu64,
-                    off, n, next, off + n);
+            add_err("PATCH %" PRIu64 "+%" PRIu64 ": Range ends at %" PRIu64 ", want %" PRIu64, off,
+                    n, next, off + n);
         off += n;
     }
     st = integ_upload_finish(&SRV, loc, dg, seed, off, size - off);
@@ -327,21 +332,48 @@ make_manifest(struct client *c, int ri, uint64_t salt)
     return m;
 }
 
+/* an image index over 1-2 image manifests this client pushed */
+static char *
+make_index(struct client *c, int ri, uint64_t salt)
+{
+    size_t cap = 1024, o = 0;
+    char *m = malloc(cap);
+    if (!m)
+        abort();
+    int n = 1 + (int)(rnd(&c->rng) % 2);
+    o += (size_t)snprintf(m + o, cap - o,
+                          "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index."
+                          "v1+json\",\"manifests\":[");
+    for (int i = 0; i < n; i++) {
+        struct blobref *b = &c->mans[ri][rnd(&c->rng) % (uint64_t)c->nmans[ri]];
+        o += (size_t)snprintf(m + o, cap - o,
+                              "%s{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+                              "\"digest\":\"%s\",\"size\":%" PRIu64
+                              ",\"platform\":{\"architecture\":\"%s\",\"os\":\"linux\"}}",
+                              i ? "," : "", b->digest, b->size, i ? "arm64" : "amd64");
+    }
+    snprintf(m + o, cap - o, "],\"annotations\":{\"salt\":\"%" PRIu64 "\"}}", salt);
+    return m;
+}
+
 static int
 op_manifest(struct client *c, int ri)
 {
     if (c->nhave[ri] < 1)
         return op_monolithic_post(c, ri);
     uint64_t salt = next_seed(c);
-    char *body = make_manifest(c, ri, salt);
-    struct rec r = {.kind = REC_MANIFEST, .body = body, .size = strlen(body)};
+    int index = c->nmans[ri] > 0 && rnd(&c->rng) % 4 == 0;
+    char *body = index ? make_index(c, ri, salt) : make_manifest(c, ri, salt);
+    struct rec r = {.kind = REC_MANIFEST, .body = body, .size = strlen(body), .is_index = index};
     snprintf(r.repo, sizeof(r.repo), "%s", c->repos[ri]);
     tdigest(body, r.size, r.digest);
     if (rnd(&c->rng) % 3)
         snprintf(r.tag, sizeof(r.tag), "r%d-c%d-%" PRIu64, G.round, c->id, c->counter);
     char path[256];
     snprintf(path, sizeof(path), "/v2/%s/manifests/%s", r.repo, r.tag[0] ? r.tag : r.digest);
-    const char *h[] = {"Content-Type: application/vnd.oci.image.manifest.v1+json", NULL};
+    const char *h[] = {index ? "Content-Type: application/vnd.oci.image.index.v1+json"
+                             : "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                       NULL};
     struct tresp resp;
     long st = treq(&SRV, "PUT", path, h, body, r.size, &resp) < 0 ? -1 : resp.status;
     if (st > 0)
@@ -356,6 +388,11 @@ op_manifest(struct client *c, int ri)
         return 0;
     }
     r.certain = 1;
+    if (!index && c->nmans[ri] < 64) {
+        struct blobref *b = &c->mans[ri][c->nmans[ri]++];
+        snprintf(b->digest, sizeof(b->digest), "%s", r.digest);
+        b->size = r.size;
+    }
     add_rec(&r);
     return 0;
 }
@@ -365,7 +402,8 @@ client_main(void *arg)
 {
     struct client *c = arg;
     for (;;) {
-        if (G.killed && !testsrv_alive(&SRV))
+        /* the op in flight when the kill comes ends with a transport failure */
+        if (G.killed)
             break;
         int ri = (int)(rnd(&c->rng) % 2);
         uint64_t k = rnd(&c->rng) % 10;
@@ -386,8 +424,9 @@ client_main(void *arg)
 
 /* ---- verification after a restart ---- */
 
-static const char *const MANIFEST_ACCEPT[] = {
-    "Accept: application/vnd.oci.image.manifest.v1+json", NULL};
+static const char *const MANIFEST_ACCEPT[] = {"Accept: application/vnd.oci.image.manifest.v1+json, "
+                                              "application/vnd.oci.image.index.v1+json",
+                                              NULL};
 
 static int
 check_rec(const struct rec *r)
@@ -452,8 +491,8 @@ check_session(struct sess *s, int *resumed, int *gone)
          * answers BLOB_UPLOAD_INVALID when the file grew past it */
         if (strcmp(code, "BLOB_UPLOAD_UNKNOWN") != 0 &&
             !(integ_reference() && strcmp(code, "BLOB_UPLOAD_INVALID") == 0))
-            add_err("interrupted session: 404 with code '%s', want BLOB_UPLOAD_UNKNOWN (%s)",
-                    code, s->loc);
+            add_err("interrupted session: 404 with code '%s', want BLOB_UPLOAD_UNKNOWN (%s)", code,
+                    s->loc);
         (*gone)++;
         return;
     }
@@ -493,11 +532,10 @@ check_session(struct sess *s, int *resumed, int *gone)
     }
     if (next < s->total) {
         uint64_t n2 = 0;
-        st = integ_upload_patch(&SRV, s->loc, sizeof(s->loc), s->seed, next, s->total - next,
-                                &n2);
+        st = integ_upload_patch(&SRV, s->loc, sizeof(s->loc), s->seed, next, s->total - next, &n2);
         if (st != 202) {
-            add_err("resuming session %s at %" PRIu64 ": PATCH status %ld, want 202", s->loc,
-                    next, st);
+            add_err("resuming session %s at %" PRIu64 ": PATCH status %ld, want 202", s->loc, next,
+                    st);
             return;
         }
     }
@@ -536,8 +574,8 @@ disk_blob(void *arg, const char *digest)
         if (st == 200) {
             d->served++;
             if (strcmp(dg, digest) != 0)
-                add_err("blob file %s served from %s with bytes hashing to %s", digest,
-                        d->repos[i], dg);
+                add_err("blob file %s served from %s with bytes hashing to %s", digest, d->repos[i],
+                        dg);
             return;
         }
     }
@@ -639,14 +677,16 @@ Test(crash, kill9_during_concurrent_pushes, .fini = teardown)
             break;
         }
     }
-    int ncert = 0, nman = 0;
+    int ncert = 0, nman = 0, nidx = 0;
     for (size_t i = 0; i < G.nrec; i++) {
         ncert += G.recs[i].certain;
         nman += G.recs[i].certain && G.recs[i].kind == REC_MANIFEST;
+        nidx += G.recs[i].certain && G.recs[i].is_index;
     }
-    cr_log_info("crash: %d acknowledged pushes (%d manifests) verified, %d sessions resumed, %d "
-                "gone, %.1f s",
-                ncert, nman, total_resumed, total_gone, (double)(integ_now_ms() - t0) / 1000.0);
+    cr_log_info("crash: %d acknowledged pushes (%d manifests, %d of them indexes) verified, %d "
+                "sessions resumed, %d gone, %.1f s",
+                ncert, nman, nidx, total_resumed, total_gone,
+                (double)(integ_now_ms() - t0) / 1000.0);
     cr_assert_gt(ncert, 20, "too little traffic got through to test anything (%d)", ncert);
     free(cl);
     static char why[8192];

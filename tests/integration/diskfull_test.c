@@ -229,10 +229,11 @@ Test(diskfull, chunked_session_hits_enospc, .init = setup, .fini = teardown)
     long st = 202;
     int n = 0;
     while (st == 202 && n++ < 20) {
-        snprintf(head, sizeof(head),
-                 "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
-                 "Content-Range: %" PRIu64 "-%" PRIu64 "\r\nContent-Length: %" PRIu64 "\r\n\r\n",
-                 path_of(loc), off, off + chunk - 1, chunk);
+        snprintf(
+            head, sizeof(head),
+            "PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Range: %" PRIu64 "-%" PRIu64 "\r\nContent-Length: %" PRIu64 "\r\n\r\n",
+            path_of(loc), off, off + chunk - 1, chunk);
         st = integ_raw_send_pattern(&SRV, head, 9, off, chunk, resp, sizeof(resp), 20000, NULL);
         if (st == 202) {
             char *l = strcasestr(resp, "\r\nLocation: ");
@@ -258,8 +259,7 @@ Test(diskfull, chunked_session_hits_enospc, .init = setup, .fini = teardown)
         tresp_free(&r);
         char why[512];
         int nup = 0;
-        cr_expect_eq(integ_layout_check(ROOT, 1, &nup, NULL, NULL, why, sizeof(why)), 0, "%s",
-                     why);
+        cr_expect_eq(integ_layout_check(ROOT, 1, &nup, NULL, NULL, why, sizeof(why)), 0, "%s", why);
         cr_expect_eq(nup, 0, "%d upload files left after ENOSPC", nup);
     }
     push_ok("full/b", 4, 3 * MIB);
@@ -291,7 +291,8 @@ manifest_json(const char *cdg, uint64_t csz, const char *ldg, uint64_t lsz, int 
              "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
              "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
              "\"%s\",\"size\":%" PRIu64 "},\"layers\":[{\"mediaType\":\"application/vnd.oci.image."
-             "layer.v1.tar\",\"digest\":\"%s\",\"size\":%" PRIu64 "}],\"annotations\":{\"n\":\"%d\"}}",
+             "layer.v1.tar\",\"digest\":\"%s\",\"size\":%" PRIu64
+             "}],\"annotations\":{\"n\":\"%d\"}}",
              cdg, csz, ldg, lsz, salt);
     return m;
 }
@@ -409,8 +410,7 @@ Test(diskfull, manifest_put_on_a_full_disk, .init = setup, .fini = teardown)
     if (!integ_reference()) {
         char why[512];
         int nup = 0;
-        cr_expect_eq(integ_layout_check(ROOT, 1, &nup, NULL, NULL, why, sizeof(why)), 0, "%s",
-                     why);
+        cr_expect_eq(integ_layout_check(ROOT, 1, &nup, NULL, NULL, why, sizeof(why)), 0, "%s", why);
     }
     free(m0);
     free(m1);

@@ -68,8 +68,8 @@ check_healthy(const char *after)
 {
     cr_assert(testsrv_alive(&SRV), "server died after: %s", after);
     struct tresp r;
-    cr_assert_eq(treq(&SRV, "GET", "/v2/", NULL, NULL, 0, &r), 0,
-                 "no answer to GET /v2/ after: %s", after);
+    cr_assert_eq(treq(&SRV, "GET", "/v2/", NULL, NULL, 0, &r), 0, "no answer to GET /v2/ after: %s",
+                 after);
     long st = r.status;
     tresp_free(&r);
     cr_assert_eq(st, 200, "GET /v2/ answered %ld after: %s", st, after);
@@ -116,8 +116,7 @@ expect_4xx(const char *what, const char *req, int want)
     if (integ_reference()) {
         /* the reference is lenient in places (202 for ignored digests, 301 for
          * unclean paths): only the mechanics and the health checks apply */
-        if (!(st == 0 || (st >= 400 && st < 500)))
-        {
+        if (!(st == 0 || (st >= 400 && st < 500))) {
             int n = (int)strcspn(req, "\r\n");
             cr_log_warn("reference: %.*s: status %d", n < 160 ? n : 160, req, st);
         }
@@ -236,7 +235,11 @@ Test(hostile, malformed_digests_and_tags, .init = start, .fini = stop)
     cr_expect_eq(integ_head_size(&SRV, "/v2/a/blobs/" ZERO_DG, &sz), 404);
 
     static const char *const tags[] = {
-        "-lead", ".lead", "a!b", "a%20b", "a:b",
+        "-lead",
+        ".lead",
+        "a!b",
+        "a%20b",
+        "a:b",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 131 chars */
     };
@@ -252,16 +255,16 @@ Test(hostile, malformed_digests_and_tags, .init = start, .fini = stop)
     }
     static const char *const names[] = {"A", "a__-b", "a//b", "-a", "a/", "a..b", "_a"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(req, sizeof(req), "POST /v2/%s/blobs/uploads/ HTTP/1.1\r\n" H
-                 "Content-Length: 0\r\n\r\n", names[i]);
+        snprintf(req, sizeof(req),
+                 "POST /v2/%s/blobs/uploads/ HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", names[i]);
         expect_4xx(req, req, 0);
     }
     /* a name of 300 characters */
     char longname[400];
     memset(longname, 'a', 300);
     longname[300] = '\0';
-    snprintf(req, sizeof(req), "POST /v2/%s/blobs/uploads/ HTTP/1.1\r\n" H
-             "Content-Length: 0\r\n\r\n", longname);
+    snprintf(req, sizeof(req),
+             "POST /v2/%s/blobs/uploads/ HTTP/1.1\r\n" H "Content-Length: 0\r\n\r\n", longname);
     expect_4xx("repository name of 300 characters", req, 0);
     finish();
 }
@@ -405,10 +408,8 @@ Test(hostile, framing_conflicts_and_bad_chunks, .init = start, .fini = stop)
 
     /* bad chunk sizes on a real upload session */
     static const char *const bodies[] = {
-        "zz\r\nabc\r\n0\r\n\r\n",
-        "fffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
-        "-3\r\nabc\r\n0\r\n\r\n",
-        "3\r\nabcdef\r\n0\r\n\r\n",
+        "zz\r\nabc\r\n0\r\n\r\n", "fffffffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+        "-3\r\nabc\r\n0\r\n\r\n", "3\r\nabcdef\r\n0\r\n\r\n",
         "3\r\nabc0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
@@ -549,8 +550,8 @@ Test(hostile, connections_beyond_max_refused, .fini = stop)
     int ok = 0, refused = 0, other = 0;
     char resp[4096];
     for (int i = 0; i < OPEN; i++) {
-        int st = xchg(fds[i], "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", resp, sizeof(resp),
-                      2000);
+        int st =
+            xchg(fds[i], "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", resp, sizeof(resp), 2000);
         if (st == 200)
             ok++;
         else if (st == 503 || st == 0)

@@ -188,13 +188,15 @@ make_file(size_t n)
     file_size = n;
 }
 
+static size_t want_file_size = 3 * 1024 * 1024 + 17;
+
 static void
 start_with(struct http_server_opts *o)
 {
     signal(SIGPIPE, SIG_IGN);
     log_setup(LOG_WARN, 0, 2);
     if (!file_path[0])
-        make_file(3 * 1024 * 1024 + 17);
+        make_file(want_file_size);
     struct http_app app = {.arg = NULL,
                            .worker_init = app_worker_init,
                            .worker_release = app_worker_release,
@@ -1066,4 +1068,309 @@ Test(http_layer, big_streamed_body_keeps_memory_flat)
     resp_free(&r);
     tc_close(&c);
     free(b);
+}
+
+/* ---- framing defects found in review ---- */
+
+/* send req; expect status `want`, Connection: close and the connection closed
+ * without an answer to the pipelined request that followed */
+static void
+expect_fail_and_close(const char *req, int want)
+{
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, req);
+    tc_sends(&c, "GET /info?a=next HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0, "no response to %s", req);
+    cr_assert_eq(r.status, want, "status %d for:\n%s", r.status, req);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"), "%s", r.head);
+    resp_free(&r);
+    cr_assert(tc_closed(&c, 3000), "connection left open after:\n%s", req);
+    cr_assert_null(strstr(c.buf, "a=next"), "pipelined request answered after:\n%s", req);
+    tc_close(&c);
+}
+
+Test(http_layer, content_length_above_int64_max_is_400_and_closes)
+{
+    start_default();
+    expect_fail_and_close("PATCH /reject HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 9223372036854775808\r\n\r\n",
+                          400);
+    expect_fail_and_close("POST /echo HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 18446744073709551615\r\n\r\nhello",
+                          400);
+    cr_assert_eq(atomic_load(&n_complete), 0);
+    /* the largest valid value still reaches dispatch */
+    struct resp r;
+    roundtrip("POST /reject HTTP/1.1\r\nHost: x\r\nContent-Length: 9223372036854775807\r\n\r\n",
+              &r);
+    cr_assert_eq(r.status, 403);
+    resp_free(&r);
+}
+
+Test(http_layer, unknown_transfer_coding_is_501_and_closes)
+{
+    start_default();
+    expect_fail_and_close("POST /reject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n"
+                          "5\r\nhello\r\n0\r\n\r\n",
+                          501);
+    expect_fail_and_close("POST /reject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501);
+    expect_fail_and_close("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                          "5\r\nhello\r\n0\r\n\r\n",
+                          501);
+    cr_assert_eq(atomic_load(&n_complete), 0);
+}
+
+Test(http_layer, chunked_not_final_is_400_and_closes)
+{
+    start_default();
+    expect_fail_and_close("POST /reject HTTP/1.1\r\nHost: x\r\n"
+                          "Transfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("POST /reject HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                          "Transfer-Encoding: identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("POST /reject HTTP/1.1\r\nHost: x\r\n"
+                          "Transfer-Encoding: chunked, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                          400);
+    /* a plain chunked body still works, case-insensitively */
+    struct resp r;
+    roundtrip("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+              "5\r\nhello\r\n0\r\n\r\n",
+              &r);
+    cr_assert_eq(r.status, 200);
+    char want[65];
+    sha_hex("hello", 5, want);
+    cr_assert_str_eq(r.body, want);
+    resp_free(&r);
+}
+
+Test(http_layer, obs_fold_header_is_400_and_closes)
+{
+    start_default();
+    expect_fail_and_close("GET /info HTTP/1.1\r\nHost: x\r\nX-Hdr: a\r\n b\r\n\r\n", 400);
+    expect_fail_and_close("GET /info HTTP/1.1\r\nHost: x\r\nX-Hdr: a\r\n\tb\r\n\r\n", 400);
+    /* split across reads: the LF ends one send, the SP starts the next */
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /info HTTP/1.1\r\nHost: x\r\nX-Hdr: a\r\n");
+    usleep(50000);
+    tc_sends(&c, " b\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 400);
+    resp_free(&r);
+    tc_close(&c);
+}
+
+/* ---- file replies, once with io_uring splice and once with sendfile ---- */
+
+static void
+start_io_timeout(int io, size_t fsize, int body_timeout_ms)
+{
+    want_file_size = fsize;
+    struct http_server_opts o = {0};
+    o.io = io;
+    o.body_timeout_ms = body_timeout_ms;
+    start_with(&o);
+    cr_assert_str_eq(http_server_io_name(srv), io == HTTP_IO_URING ? "uring" : "posix");
+}
+
+static void
+start_io(int io, size_t fsize)
+{
+    start_io_timeout(io, fsize, 0);
+}
+
+static int
+file_byte(size_t i)
+{
+    return (unsigned char)(i * 7 + i / 251);
+}
+
+static void
+check_file_bytes(const char *b, size_t off, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)b[i] != file_byte(off + i))
+            cr_assert_fail("byte %zu of the range at %zu: %d, want %d", i, off,
+                           (unsigned char)b[i], file_byte(off + i));
+}
+
+#define BIG_FILE (40u * 1024 * 1024 + 333)
+
+static void
+file_big_keepalive(int io)
+{
+    start_io(io, BIG_FILE);
+    struct tc c;
+    tc_open(&c);
+    /* two whole-file replies and a small request, pipelined on one connection */
+    tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /file HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /info?a=after HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (int k = 0; k < 2; k++) {
+        struct resp r;
+        cr_assert_eq(tc_read(&c, &r, 0, 20000), 0, "reply %d", k);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.blen, BIG_FILE);
+        check_file_bytes(r.body, 0, r.blen);
+        resp_free(&r);
+    }
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=after\n"));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+static void
+file_ranges(int io)
+{
+    start_io(io, BIG_FILE);
+    static const struct {
+        size_t off, len;
+    } rg[] = {{0, 1},           {1, 4095},          {4093, 70001},   {1048575, 1048577},
+              {1000003, 5000000}, {BIG_FILE - 10, 10}, {BIG_FILE / 2, BIG_FILE / 2}};
+    struct tc c;
+    tc_open(&c);
+    for (size_t i = 0; i < sizeof(rg) / sizeof(rg[0]); i++) {
+        char req[160];
+        snprintf(req, sizeof(req), "GET /file?off=%zu&len=%zu HTTP/1.1\r\nHost: x\r\n\r\n",
+                 rg[i].off, rg[i].len);
+        tc_sends(&c, req);
+        struct resp r;
+        cr_assert_eq(tc_read(&c, &r, 0, 20000), 0, "range %zu", i);
+        cr_assert_eq(r.status, 200);
+        cr_assert_eq(r.blen, rg[i].len);
+        check_file_bytes(r.body, rg[i].off, r.blen);
+        resp_free(&r);
+    }
+    /* HEAD: headers only, the full length */
+    tc_sends(&c, "HEAD /file?off=5&len=1000000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /info?a=z HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 1, 5000), 0);
+    cr_assert_not_null(strstr(r.head, "Content-Length: 1000000\r\n"), "%s", r.head);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=z\n"));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+/* a client that reads a little at a time: the server must wait for the socket
+ * (backpressure) without losing or reordering bytes */
+static void
+file_slow_reader(int io)
+{
+    start_io(io, 8u * 1024 * 1024 + 5);
+    struct tc c;
+    tc_open(&c);
+    int small = 16384;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /info?a=next HTTP/1.1\r\n\r\n");
+    size_t got = 0;
+    int rounds = 0;
+    while (c.len < 200 || !strstr(c.buf, "\r\n\r\n")) {
+        cr_assert_gt(tc_fill(&c, 5000), 0);
+    }
+    /* read in small steps with pauses for the first part */
+    while (rounds < 40) {
+        usleep(5000);
+        long n = tc_fill(&c, 5000);
+        cr_assert_gt(n, 0);
+        got += (size_t)n;
+        rounds++;
+    }
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 20000), 0);
+    cr_assert_eq(r.blen, want_file_size);
+    check_file_bytes(r.body, 0, r.blen);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=next\n"));
+    resp_free(&r);
+    tc_close(&c);
+}
+
+/* the client goes away in the middle of a body: the server frees the
+ * connection (and, with io_uring, the transfer still in flight) and serves on */
+static void
+file_client_disconnect(int io)
+{
+    start_io_timeout(io, BIG_FILE, 1500);
+    for (int k = 0; k < 8; k++) {
+        struct tc c;
+        tc_open(&c);
+        tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+        size_t want = 100000 + (size_t)k * 300000;
+        while (c.len < want)
+            cr_assert_gt(tc_fill(&c, 5000), 0);
+        if (k & 1) {
+            struct linger lg = {1, 0}; /* reset instead of FIN */
+            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        tc_close(&c);
+    }
+    struct resp r;
+    roundtrip("GET /file?off=7&len=3000000 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.blen, 3000000);
+    check_file_bytes(r.body, 7, r.blen);
+    resp_free(&r);
+    /* a client that stops reading is cut after body_timeout */
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(100000);
+    cr_assert(tc_closed(&c, 200) == 0);
+    usleep(2000000);
+    size_t before = c.len;
+    while (tc_fill(&c, 2000) > 0)
+        ;
+    cr_assert_lt(c.len - before + 200000, (size_t)BIG_FILE, "the whole body came");
+    tc_close(&c);
+    stop_server();
+}
+
+/* a file reply whose file is shorter than announced: the connection is cut,
+ * never left hanging */
+static void
+file_shorter_than_announced(int io)
+{
+    start_io(io, 100000);
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "GET /file?off=0&len=200000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    cr_assert(tc_closed(&c, 5000));
+    cr_assert_eq(c.len > 100000, 1);
+    tc_close(&c);
+    struct resp r;
+    roundtrip("GET /info?a=ok HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    resp_free(&r);
+}
+
+Test(http_layer, file_big_keepalive_uring, .timeout = 60) { file_big_keepalive(HTTP_IO_URING); }
+Test(http_layer, file_big_keepalive_posix, .timeout = 60) { file_big_keepalive(HTTP_IO_POSIX); }
+Test(http_layer, file_ranges_uring, .timeout = 60) { file_ranges(HTTP_IO_URING); }
+Test(http_layer, file_ranges_posix, .timeout = 60) { file_ranges(HTTP_IO_POSIX); }
+Test(http_layer, file_slow_reader_uring, .timeout = 60) { file_slow_reader(HTTP_IO_URING); }
+Test(http_layer, file_slow_reader_posix, .timeout = 60) { file_slow_reader(HTTP_IO_POSIX); }
+Test(http_layer, file_client_disconnect_uring, .timeout = 90)
+{
+    file_client_disconnect(HTTP_IO_URING);
+}
+Test(http_layer, file_client_disconnect_posix, .timeout = 90)
+{
+    file_client_disconnect(HTTP_IO_POSIX);
+}
+Test(http_layer, file_shorter_than_announced_uring, .timeout = 30)
+{
+    file_shorter_than_announced(HTTP_IO_URING);
+}
+Test(http_layer, file_shorter_than_announced_posix, .timeout = 30)
+{
+    file_shorter_than_announced(HTTP_IO_POSIX);
 }

@@ -2,11 +2,16 @@
  * unknown commands, config errors, serve with --ready-file and -c, SIGTERM. */
 #include <criterion/criterion.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -187,4 +192,255 @@ Test(http_main, config_file_is_read_and_env_wins)
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- resource limits ---- */
+
+/* start the binary with RLIMIT_NOFILE lowered to nofile (soft and hard, so its
+ * raise to the hard limit changes nothing); stderr into log. Returns the pid and
+ * the port in *port. */
+static pid_t
+spawn_limited(rlim_t nofile, const char *root, const char *log, int *port)
+{
+    char ready[600];
+    snprintf(ready, sizeof(ready), "%s.ready", root);
+    unlink(ready);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        close(fd);
+        struct rlimit rl = {nofile, nofile};
+        setrlimit(RLIMIT_NOFILE, &rl);
+        setenv("OCIREG_SERVER_LISTEN", "127.0.0.1:0", 1);
+        setenv("OCIREG_SERVER_WORKERS", "2", 1);
+        setenv("OCIREG_STORAGE_ROOT", root, 1);
+        setenv("OCIREG_STORAGE_FSYNC", "false", 1);
+        execl(bin(), bin(), "serve", "--ready-file", ready, (char *)NULL);
+        _exit(127);
+    }
+    char line[128] = "";
+    for (int i = 0; i < 1000 && !line[0]; i++) {
+        FILE *rf = fopen(ready, "r");
+        if (rf) {
+            if (!fgets(line, sizeof(line), rf))
+                line[0] = '\0';
+            fclose(rf);
+        }
+        if (!line[0])
+            usleep(10000);
+    }
+    cr_assert_eq(strncmp(line, "127.0.0.1:", 10), 0, "ready file: '%s'", line);
+    *port = atoi(line + 10);
+    unlink(ready);
+    return pid;
+}
+
+static double
+proc_cpu_sec(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, stt = 0;
+    /* fields after ")": state(3) ... utime(14) stime(15) */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
+        return -1;
+    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int
+count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+static int
+connect_port(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning, .timeout = 60)
+{
+    char root[] = "/tmp/http_main_fd.XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    char log[600];
+    snprintf(log, sizeof(log), "%s.log", root);
+    int port = 0;
+    pid_t pid = spawn_limited(40, root, log, &port);
+    /* the clamp is logged at start */
+    int clamp_lines = count_lines(log, "max_connections lowered from 10000 to 8");
+    /* the ready file is written before the workers run: let them start (each
+     * opens its event loop and storage handle) before the descriptors run out */
+    usleep(500000);
+
+    enum { NC = 100 };
+    int fds[NC], nfd = 0;
+    for (int i = 0; i < NC; i++) {
+        fds[i] = connect_port(port); /* the backlog takes them all */
+        if (fds[i] >= 0)
+            nfd++;
+    }
+    usleep(200000);
+    double cpu0 = proc_cpu_sec(pid);
+    usleep(2500000);
+    double cpu1 = proc_cpu_sec(pid);
+    int lines = count_lines(log, "out of file descriptors");
+
+    /* once the descriptors are back the server accepts again */
+    for (int i = 0; i < NC; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        int fd = connect_port(port);
+        if (fd >= 0) {
+            const char req[] = "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            char buf[512] = "";
+            if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) > 0) {
+                struct timeval tv = {2, 0};
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+                ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n > 12 && strncmp(buf, "HTTP/1.1 200", 12) == 0)
+                    ok = 1;
+            }
+            close(fd);
+        }
+        if (!ok)
+            usleep(100000);
+    }
+    /* the server is stopped (by its pid) before anything is asserted */
+    kill(pid, SIGTERM);
+    int st = -1;
+    for (int i = 0; i < 500 && waitpid(pid, &st, WNOHANG) != pid; i++)
+        usleep(10000);
+    if (!WIFEXITED(st) && !WIFSIGNALED(st)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", root, log);
+
+    cr_assert_eq(nfd, NC, "only %d of %d connections", nfd, NC);
+    cr_assert_eq(clamp_lines, 1, "no clamp line in %s", log);
+    cr_assert_geq(lines, 1, "EMFILE never hit; log %s", log);
+    /* before: a busy loop on the listening socket, ~50k lines per second */
+    cr_assert_leq(lines, 6, "%d 'out of file descriptors' lines", lines);
+    cr_assert_lt(cpu1 - cpu0, 0.5, "server used %.2f s CPU in 2.5 s while out of fds",
+                 cpu1 - cpu0);
+    cr_assert(ok, "server did not serve /v2/ after descriptors were freed");
+    cr_assert(exited_zero(st), "exit status %d", st);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- the maintenance thread ---- */
+
+static double
+now_sec(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+Test(http_main, idle_upload_sessions_expire, .timeout = 60)
+{
+    struct testsrv s;
+    const char *env[] = {"OCIREG_STORAGE_UPLOAD_EXPIRY=1s", NULL};
+    cr_assert_eq(testsrv_start(&s, NULL, env), 0);
+    struct tresp r;
+    cr_assert_eq(treq(&s, "POST", "/v2/maint/test/blobs/uploads/", NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 202);
+    char loc[512];
+    cr_assert_not_null(tresp_header(&r, "Location", loc, sizeof(loc)));
+    tresp_free(&r);
+    /* a fresh session is there */
+    cr_assert_eq(treq(&s, "GET", loc, NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 204, "status %ld", r.status);
+    tresp_free(&r);
+    /* idle for more than 1 s, checked every 100 ms: gone within a few seconds */
+    long status = 0;
+    for (int i = 0; i < 80; i++) {
+        usleep(100000);
+        cr_assert_eq(treq(&s, "GET", loc, NULL, NULL, 0, &r), 0);
+        status = r.status;
+        tresp_free(&r);
+        if (status == 404)
+            break;
+    }
+    cr_assert_eq(status, 404, "upload session still there after 8 s");
+    cr_assert_geq(count_lines(s.log, "expired 1 upload session"), 1);
+    int st = testsrv_stop(&s);
+    cr_assert(exited_zero(st), "exit status %d", st);
+    testsrv_cleanup(&s);
+    unlink(s.log);
+}
+
+Test(http_main, maintenance_thread_stops_promptly_on_sigterm)
+{
+    /* default expiry: the thread sleeps 60 s between rounds; SIGTERM must not
+     * wait for that */
+    struct testsrv s;
+    cr_assert_eq(testsrv_start(&s, NULL, NULL), 0);
+    usleep(200000);
+    double t0 = now_sec();
+    int st = testsrv_stop(&s);
+    double el = now_sec() - t0;
+    cr_assert(exited_zero(st), "exit status %d", st);
+    cr_assert_lt(el, 2.0, "stop took %.2f s", el);
+    cr_assert_eq(count_lines(s.log, "checked every 60000 ms"), 1, "log %s", s.log);
+    testsrv_cleanup(&s);
+    unlink(s.log);
+}
+
+/* ---- [storage] limits reach the storage layer ---- */
+
+Test(http_main, storage_limits_from_the_environment_are_applied, .timeout = 60)
+{
+    struct testsrv s;
+    const char *env[] = {"OCIREG_STORAGE_MAX_UPLOADS_PER_REPO=2", NULL};
+    cr_assert_eq(testsrv_start(&s, NULL, env), 0);
+    long st3 = 0, other = 0;
+    struct tresp r;
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(treq(&s, "POST", "/v2/lim/one/blobs/uploads/", NULL, NULL, 0, &r), 0);
+        if (i < 2)
+            cr_assert_eq(r.status, 202, "upload %d: %ld", i, r.status);
+        else
+            st3 = r.status;
+        tresp_free(&r);
+    }
+    cr_assert_eq(treq(&s, "POST", "/v2/lim/two/blobs/uploads/", NULL, NULL, 0, &r), 0);
+    other = r.status;
+    tresp_free(&r);
+    int st = testsrv_stop(&s);
+    testsrv_cleanup(&s);
+    unlink(s.log);
+    cr_assert_eq(st3, 429, "third upload in one repository: %ld", st3);
+    cr_assert_eq(other, 202, "another repository: %ld", other);
+    cr_assert(exited_zero(st), "exit status %d", st);
 }

@@ -154,12 +154,14 @@ integ_srv_stop_checked(struct testsrv *s, char *why, size_t cap)
     }
     int st = testsrv_stop(s);
     if (integ_reference())
-        return 0;   /* Go's registry exits 2 on SIGTERM */
+        return 0; /* Go's registry exits 2 on SIGTERM */
     if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
         return 0;
     int n = snprintf(why, cap, "server %s %d; log tail:\n",
                      st != -1 && WIFSIGNALED(st) ? "killed by signal" : "exit status",
-                     st == -1 ? -1 : WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+                     st == -1          ? -1
+                     : WIFSIGNALED(st) ? WTERMSIG(st)
+                                       : WEXITSTATUS(st));
     FILE *f = fopen(s->log, "r");
     if (f && n > 0 && (size_t)n < cap) {
         size_t room = cap - (size_t)n - 1;
@@ -493,7 +495,7 @@ integ_upload_start(const struct testsrv *s, const char *repo, char *loc, size_t 
         return -1;
     long st = r.status;
     if (st == 202 && !tresp_header(&r, "Location", loc, cap))
-        st = 0;   /* 202 without Location: a protocol error the caller reports */
+        st = 0; /* 202 without Location: a protocol error the caller reports */
     tresp_free(&r);
     return st;
 }
@@ -515,8 +517,7 @@ integ_upload_patch(const struct testsrv *s, char *loc, size_t cap, uint64_t seed
                    uint64_t len, uint64_t *next_off)
 {
     char cr[96];
-    snprintf(cr, sizeof(cr), "Content-Range: %" PRIu64 "-%" PRIu64, off,
-             len ? off + len - 1 : off);
+    snprintf(cr, sizeof(cr), "Content-Range: %" PRIu64 "-%" PRIu64, off, len ? off + len - 1 : off);
     const char *h[] = {"Content-Type: application/octet-stream", cr, NULL};
     struct tresp r;
     if (integ_send_pattern(s, "PATCH", loc, h, seed, off, len, NULL, &r) < 0)
@@ -622,7 +623,7 @@ raw_complete(const char *resp, size_t got, size_t *final_off, int head)
             return 1;
         const char *cl = strcasestr(resp + base, "\r\nContent-Length:");
         if (!cl || cl > hend)
-            return 0;   /* read until close */
+            return 0; /* read until close */
         size_t blen = strtoull(cl + 17, NULL, 10);
         return got >= base + hlen + blen;
     }
@@ -692,7 +693,7 @@ integ_raw_send_pattern(const struct testsrv *s, const char *head, uint64_t seed,
                     bpos += (size_t)w;
             }
             if (w < 0 && errno != EAGAIN && errno != EINTR)
-                wdead = 1;   /* the server stopped reading: keep reading its reply */
+                wdead = 1; /* the server stopped reading: keep reading its reply */
         }
     }
     if (sent)
@@ -736,10 +737,10 @@ is_uuid(const char *s)
     return 1;
 }
 
-#define PROBLEM(...)                                                                        \
-    do {                                                                                    \
-        if (nprob++ == 0)                                                                   \
-            snprintf(why, cap, __VA_ARGS__);                                                \
+#define PROBLEM(...)                                                                               \
+    do {                                                                                           \
+        if (nprob++ == 0)                                                                          \
+            snprintf(why, cap, __VA_ARGS__);                                                       \
     } while (0)
 
 int
@@ -876,8 +877,8 @@ integ_proc_cpu_ms(pid_t pid)
          * utime 14 and stime 15 */
         char *q = strrchr(line, ')');
         unsigned long ut = 0, stm = 0;
-        if (q && sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                        &stm) == 2)
+        if (q &&
+            sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stm) == 2)
             v = (long)((ut + stm) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
     }
     fclose(f);

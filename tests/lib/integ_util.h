@@ -63,9 +63,8 @@ int integ_send_pattern(const struct testsrv *s, const char *method, const char *
  * closed. The response (headers and body, NUL-terminated) goes to resp. Returns
  * the status code, 0 when the connection closed without a status line, -1 on
  * connect failure. *sent (may be NULL) gets the body bytes written. */
-long integ_raw_send_pattern(const struct testsrv *s, const char *head, uint64_t seed,
-                            uint64_t off, uint64_t len, char *resp, size_t cap, int timeout_ms,
-                            uint64_t *sent);
+long integ_raw_send_pattern(const struct testsrv *s, const char *head, uint64_t seed, uint64_t off,
+                            uint64_t len, char *resp, size_t cap, int timeout_ms, uint64_t *sent);
 
 /* integ_status_of - status of a raw response ("HTTP/1.1 404 ..."), 0 if none */
 int integ_status_of(const char *resp);
@@ -83,8 +82,8 @@ long integ_upload_start(const struct testsrv *s, const char *repo, char *loc, si
  * Content-Range off-(off+len-1); on 202 loc is replaced by the new Location and
  * *range_end (may be NULL) gets the end of the Range header (+1: the next offset).
  * Returns the status, -1 on transport failure. */
-long integ_upload_patch(const struct testsrv *s, char *loc, size_t cap, uint64_t seed,
-                        uint64_t off, uint64_t len, uint64_t *next_off);
+long integ_upload_patch(const struct testsrv *s, char *loc, size_t cap, uint64_t seed, uint64_t off,
+                        uint64_t len, uint64_t *next_off);
 
 /* integ_upload_finish - PUT loc?digest=D with bytes [off, off+len) of stream seed
  * as body (len 0: empty). Returns the status, -1 on transport failure. */
@@ -107,20 +106,18 @@ long integ_head_size(const struct testsrv *s, const char *path, int64_t *size);
 /* integ_json_error - parse the spec's error body {"errors":[{"code":..,
  * "message":..}]}: returns 0 and copies errors[0].code and .message (either may be
  * NULL), or -1 when the body is not such a document. */
-int integ_json_error(const char *body, size_t len, char *code, size_t ccap, char *msg,
-                     size_t mcap);
+int integ_json_error(const char *body, size_t len, char *code, size_t ccap, char *msg, size_t mcap);
 
 /* ---- storage root and process ---- */
 
 /* integ_layout_check - walk an ocireg storage root: the top level may hold only
- * blobs/, uploads/, meta.db* and lock (storage's single-instance flock file); blobs/<algo>/<2hex>/<hex> with matching names,
- * and (verify) each file's bytes hashing to its name; uploads/ only uuid-named
- * entries. fn (may be NULL) is called with each blob digest string. Returns the
- * number of problems (the first described in why), *nuploads the number of
- * entries in uploads/. */
+ * blobs/, uploads/, meta.db* and lock (storage's single-instance flock file);
+ * blobs/<algo>/<2hex>/<hex> with matching names, and (verify) each file's bytes hashing to its
+ * name; uploads/ only uuid-named entries. fn (may be NULL) is called with each blob digest string.
+ * Returns the number of problems (the first described in why), *nuploads the number of entries in
+ * uploads/. */
 int integ_layout_check(const char *root, int verify, int *nuploads,
-                       void (*fn)(void *arg, const char *digest), void *arg, char *why,
-                       size_t cap);
+                       void (*fn)(void *arg, const char *digest), void *arg, char *why, size_t cap);
 
 /* integ_free_bytes - statvfs free bytes for unprivileged users of path's fs */
 uint64_t integ_free_bytes(const char *path);

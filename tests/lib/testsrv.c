@@ -104,6 +104,7 @@ testsrv_start(struct testsrv *s, const char *root, const char *const *extra_env)
     }
     if (s->pid > 0)
         testsrv_kill9(s);
+    testsrv_cleanup(s);   /* a failed start leaves no temp folder behind */
     return -1;
 }
 

@@ -159,6 +159,40 @@ else
     bad "--rm: $(ls "$store/containers" 2>&1)"
 fi
 
+# start-up cost (docs/ocirun-lite.md "Performance"): pull policy, probe cache,
+# lazily loaded libraries, volatile upper layer for --rm
+# default policy "missing": a cached image runs without the registry; the
+# registry is plain HTTP and no --insecure is given, so any contact would fail
+if oc run --rm "$BB" true >"$work/pm.log" 2>&1; then
+    ok "--pull missing (default) runs the cached image without contacting the registry"
+else
+    bad "--pull missing with a cached image: $(cat "$work/pm.log")"
+fi
+if ! oc run --rm --pull always "$BB" true >"$work/pa.log" 2>&1 &&
+    oc run --rm --pull always --insecure "$BB" true >>"$work/pa.log" 2>&1; then
+    ok "--pull always contacts the registry (fails without --insecure, works with it)"
+else
+    bad "--pull always: $(cat "$work/pa.log")"
+fi
+if [ -f "$store/probe" ] && grep -q "^ocirun-probe v1 $(uname -r) " "$store/probe"; then
+    ok "overlay probe result cached in ROOT/probe under the kernel release"
+else
+    bad "probe cache: $(cat "$store/probe" 2>&1)"
+fi
+if ldd "$BIN" | grep -q 'libcurl\|libarchive'; then
+    bad "the binary links libcurl/libarchive at start-up: $(ldd "$BIN" | grep 'curl\|archive')"
+else
+    ok "libcurl and libarchive are not loaded at start-up (dlopen on first use)"
+fi
+# the root line of the container's mountinfo: " / / " then the super options
+rm_opts=$(oc run --pull never --rm "$BB" cat /proc/self/mountinfo 2>&1 | awk '$5 == "/"')
+keep_opts=$(oc run --pull never --name keepvol "$BB" cat /proc/self/mountinfo 2>&1 | awk '$5 == "/"')
+case "$rm_opts|$keep_opts" in
+*volatile*"|"*volatile*) bad "volatile without --rm: $keep_opts" ;;
+*volatile*"|"*overlay*) ok "--rm mounts the overlay volatile (no syncfs on teardown), a kept container not" ;;
+*) bad "volatile: --rm '$rm_opts' / kept '$keep_opts'" ;;
+esac
+
 # ---- bundles under runc and crun -------------------------------------------------
 bundle_same() {   # NAME REF [CMD...]
     name=$1 ref=$2

@@ -168,3 +168,44 @@ Test(blobstore, db_fault_on_delete_keeps_state)
     cr_assert_eq(e.code, ERR_DB);
     cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0, "rolled back");
 }
+
+/* white-box: the count of directory fsyncs */
+#include "storage/storage_internal.h"
+
+static unsigned long
+dir_fsyncs(void)
+{
+    return __atomic_load_n(&T.st->dir_fsyncs, __ATOMIC_RELAXED);
+}
+
+Test(blobstore, dedup_paths_fsync_the_directory_too)
+{
+    /* another thread may have renamed the same digest into place and not yet
+     * fsync'd the directory: a commit that finds the file must make its entry
+     * durable before its row */
+    struct digest d;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(T.h, "a", "same", 4, DIGEST_SHA256, &d, &e), 0, "%s", e.msg);
+    unsigned long n0 = dir_fsyncs();
+    cr_assert_eq(storage_blob_put(T.h, "b", "same", 4, DIGEST_SHA256, &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(dir_fsyncs() - n0, 1, "blob_put of an existing file");
+
+    char uuid[UPLOAD_ID_LEN + 1];
+    cr_assert_eq(storage_upload_start(T.h, "c", DIGEST_SHA256, uuid, &e), 0, "%s", e.msg);
+    struct upload *u = storage_upload_acquire(T.h, "c", uuid, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(upload_write(u, "same", 4, &e), 0);
+    n0 = dir_fsyncs();
+    cr_assert_eq(upload_commit(u, &d, 4, &e), 0, "%s", e.msg);
+    cr_assert_eq(dir_fsyncs() - n0, 1, "upload commit of an existing file");
+    /* and a failing directory fsync there is reported, not ignored */
+    cr_assert_eq(storage_upload_start(T.h, "d", DIGEST_SHA256, uuid, &e), 0, "%s", e.msg);
+    u = storage_upload_acquire(T.h, "d", uuid, &e);
+    cr_assert_not_null(u);
+    cr_assert_eq(upload_write(u, "same", 4, &e), 0);
+    storage_fault_inject(T.st, FAULT_FSYNC, EIO, 2); /* the file's, then the directory's */
+    cr_assert_eq(upload_commit(u, &d, 4, &e), -1);
+    cr_assert_eq(e.code, ERR_IO);
+    storage_fault_inject(T.st, 0, 0, 0);
+    cr_assert_eq(storage_blob_open(T.h, "d", &d, NULL, NULL, &e), -1);
+}

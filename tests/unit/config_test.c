@@ -29,6 +29,11 @@ clear_env(void)
                                        "OCIREG_STORAGE_ROOT",
                                        "OCIREG_STORAGE_FSYNC",
                                        "OCIREG_STORAGE_UPLOAD_EXPIRY",
+                                       "OCIREG_STORAGE_MAX_BLOB_SIZE",
+                                       "OCIREG_STORAGE_MAX_UPLOADS",
+                                       "OCIREG_STORAGE_MAX_UPLOADS_PER_REPO",
+                                       "OCIREG_STORAGE_MAX_MANIFEST_REFS",
+                                       "OCIREG_STORAGE_IO",
                                        "OCIREG_LOG_LEVEL",
                                        "OCIREG_LOG_FORMAT"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
@@ -75,6 +80,11 @@ Test(config, defaults_without_file)
     cr_assert_eq(c.server.max_page, 10000);
     cr_assert_eq(c.storage.fsync, 1);
     cr_assert_eq(c.storage.upload_expiry_sec, 86400);
+    cr_assert_eq(c.storage.max_blob_size, 0);
+    cr_assert_eq(c.storage.max_uploads, 10000);
+    cr_assert_eq(c.storage.max_uploads_per_repo, 1000);
+    cr_assert_eq(c.storage.max_manifest_refs, 10000);
+    cr_assert_eq(c.storage.io, CONFIG_IO_AUTO);
     cr_assert_eq(c.log.level, LOG_INFO);
     cr_assert_eq(c.log.json, 0);
 }
@@ -99,6 +109,11 @@ Test(config, parses_every_key_with_units)
                                "root = \"/srv/reg #1\"\n"
                                "fsync = off\n"
                                "upload_expiry = 1h\n"
+                               "max_blob_size = 2GiB\n"
+                               "max_uploads = 50\n"
+                               "max_uploads_per_repo = 5\n"
+                               "max_manifest_refs = 300\n"
+                               "io = posix\n"
                                "[log]\n"
                                "level = debug\n"
                                "format = json\n");
@@ -118,6 +133,11 @@ Test(config, parses_every_key_with_units)
     cr_assert_str_eq(c.storage.root, "/srv/reg #1");
     cr_assert_eq(c.storage.fsync, 0);
     cr_assert_eq(c.storage.upload_expiry_sec, 3600);
+    cr_assert_eq(c.storage.max_blob_size, 2147483648ULL);
+    cr_assert_eq(c.storage.max_uploads, 50);
+    cr_assert_eq(c.storage.max_uploads_per_repo, 5);
+    cr_assert_eq(c.storage.max_manifest_refs, 300);
+    cr_assert_eq(c.storage.io, CONFIG_IO_POSIX);
     cr_assert_eq(c.log.level, LOG_DEBUG);
     cr_assert_eq(c.log.json, 1);
 }
@@ -139,6 +159,19 @@ Test(config, environment_overrides_file)
     cr_assert_eq(c.server.workers, 2);
     cr_assert_eq(c.server.header_timeout_ms, 3000);
     cr_assert_eq(c.storage.fsync, 0);
+
+    /* the new [storage] keys by their environment names */
+    setenv("OCIREG_STORAGE_IO", "uring", 1);
+    setenv("OCIREG_STORAGE_MAX_BLOB_SIZE", "1MiB", 1);
+    setenv("OCIREG_STORAGE_MAX_UPLOADS", "7", 1);
+    setenv("OCIREG_STORAGE_MAX_UPLOADS_PER_REPO", "3", 1);
+    setenv("OCIREG_STORAGE_MAX_MANIFEST_REFS", "9", 1);
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.storage.io, CONFIG_IO_URING);
+    cr_assert_eq(c.storage.max_blob_size, 1048576);
+    cr_assert_eq(c.storage.max_uploads, 7);
+    cr_assert_eq(c.storage.max_uploads_per_repo, 3);
+    cr_assert_eq(c.storage.max_manifest_refs, 9);
 
     /* and without a file */
     cr_assert_eq(config_load(&c, NULL, &e), 0, "%s", e.msg);
@@ -193,6 +226,9 @@ Test(config, malformed_lines_and_values_are_errors)
         "[log]\nformat = xml\n",               /* unknown format */
         "[storage]\nroot =\n",                 /* empty */
         "[storage]\nroot = \"unterminated\n",
+        "[storage]\nio = aio\n",              /* not auto|uring|posix */
+        "[storage]\nmax_uploads = 0\n",       /* below the range */
+        "[storage]\nmax_blob_size = lots\n",  /* not a size */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *p = write_conf(bad[i]);

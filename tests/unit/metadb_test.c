@@ -1,5 +1,6 @@
 /* metadb_test.c - the sqlite metadata: schema version, WAL, refusal of a newer
- * schema, and that the hot queries are index lookups. */
+ * schema, migration of a version-1 database, that the hot queries are index
+ * lookups, and that acknowledged commits fsync the WAL (a counting VFS shim). */
 #include <sqlite3.h>
 
 #include "storage_testutil.h"
@@ -47,13 +48,20 @@ int_query(sqlite3 *db, const char *sql)
 Test(metadb, schema_version_and_wal)
 {
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 1);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
     sqlite3_stmt *s = NULL;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
     cr_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
-    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 7);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 8);
+    /* manifests is an ordinary rowid table without the annotations text */
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
+                               " AND sql LIKE '%WITHOUT ROWID%'"),
+                 0);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM pragma_table_info('manifests')"
+                               " WHERE name='annotations'"),
+                 0);
     sqlite3_close(db);
 }
 
@@ -76,7 +84,7 @@ Test(metadb, reopen_keeps_schema)
     tu_close_only(&T);
     tu_open_at(&T, 0);
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 1);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
     sqlite3_close(db);
 }
 
@@ -111,8 +119,11 @@ Test(metadb, hot_queries_are_index_lookups)
                           " WHERE repo = ?1 AND digest = ?2");
     assert_uses_index(db,
                       "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3");
-    assert_uses_index(db, "SELECT digest, media_type, size, artifact_type, annotations"
-                          " FROM manifests WHERE repo = ?1 AND subject = ?2 ORDER BY digest");
+    assert_uses_index(db, "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
+                          " a.manifest_id IS NOT NULL FROM manifests m"
+                          " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
+                          " WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest");
+    assert_uses_index(db, "SELECT 1 FROM blob_links WHERE digest = ?1");
     sqlite3_close(db);
 }
 
@@ -288,4 +299,212 @@ Test(metadb, rows_name_complete_files_after_kill9)
     }
     cr_assert(total_blobs > 0, "the writer got some blobs in before being killed");
     tu_open_at(&T, 0);
+}
+
+/* ---- schema migration v1 -> v2 ---- */
+
+struct ann_list {
+    int n;
+    char *ann[4];
+};
+
+static int
+collect_ann(void *arg, const struct referrer *r)
+{
+    struct ann_list *l = arg;
+    if (l->n < 4)
+        l->ann[l->n] = r->annotations_json ? strdup(r->annotations_json) : NULL;
+    l->n++;
+    return 0;
+}
+
+static void
+ann_list_free(struct ann_list *l)
+{
+    for (int i = 0; i < l->n && i < 4; i++)
+        free(l->ann[i]);
+}
+
+/* exec_ok - run SQL on the raw connection */
+static void
+exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+}
+
+Test(metadb, version1_database_is_migrated)
+{
+    /* build content with this program, then turn the database back into the
+     * version-1 layout (manifests WITHOUT ROWID holding the annotations text) */
+    struct digest subj = tu_manifest_put(T.h, "r", "base", "base", NULL);
+    char *big_ann = NULL;
+    char *big = tu_big_annotations(&subj, 100000, &big_ann);
+    struct digest dbig = tu_manifest_put(T.h, "r", NULL, "big", big);
+    char *small_ann = NULL;
+    char *small = tu_big_annotations(&subj, 10, &small_ann);
+    struct digest dsmall = tu_manifest_put(T.h, "r", "small", "small", small);
+    tu_close_only(&T);
+
+    sqlite3 *db = raw_db();
+    exec_ok(db, "BEGIN;"
+                "CREATE TABLE m1(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+                "  media_type TEXT NOT NULL, size INTEGER NOT NULL, subject TEXT,"
+                "  artifact_type TEXT NOT NULL DEFAULT '', annotations TEXT,"
+                "  created INTEGER NOT NULL, PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
+                "INSERT INTO m1 SELECT repo, digest, media_type, size, subject, artifact_type,"
+                "  NULL, created FROM manifests;"
+                "DROP TABLE manifests; DROP TABLE manifest_annotations;"
+                "ALTER TABLE m1 RENAME TO manifests;"
+                "CREATE INDEX manifests_subject ON manifests(repo, subject, digest);"
+                "CREATE INDEX manifests_digest ON manifests(digest);"
+                "PRAGMA user_version = 1; COMMIT;");
+    char ds[DIGEST_STR_MAX];
+    const char *anns[2] = {big_ann, small_ann};
+    const struct digest *ids[2] = {&dbig, &dsmall};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *s = NULL;
+        cr_assert_eq(sqlite3_prepare_v2(db, "UPDATE manifests SET annotations = ?1 WHERE digest = ?2",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+        sqlite3_bind_text(s, 1, anns[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, digest_format(ids[i], ds), -1, SQLITE_STATIC);
+        cr_assert_eq(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests WHERE annotations IS NOT NULL"), 2);
+    sqlite3_close(db);
+
+    tu_open_at(&T, 0);
+    db = raw_db();
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests"), 3);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
+                               " AND sql LIKE '%WITHOUT ROWID%'"),
+                 0);
+    /* small annotations copied, the large one left in the body */
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations"), 2);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations WHERE annotations IS NULL"),
+                 1);
+    sqlite3_close(db);
+
+    struct err e = {0};
+    struct manifest_meta meta;
+    cr_assert_eq(storage_manifest_get(T.h, "r", "small", &meta, NULL, &e), 0, "%s", e.msg);
+    cr_assert(digest_equal(&meta.digest, &dsmall));
+    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&dbig, ds), &meta, NULL, &e), 0);
+    struct ann_list l = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, NULL, collect_ann, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(l.n, 2);
+    int seen_big = 0, seen_small = 0;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_not_null(l.ann[i]);
+        seen_big += strcmp(l.ann[i], big_ann) == 0;
+        seen_small += strcmp(l.ann[i], small_ann) == 0;
+    }
+    cr_assert(seen_big == 1 && seen_small == 1, "annotations survive the migration");
+    /* the migrated database takes new manifests and deletes */
+    tu_manifest_put(T.h, "r", "again", "again", small);
+    cr_assert_eq(storage_manifest_delete(T.h, "r", digest_format(&dbig, ds), &e), 0, "%s", e.msg);
+    db = raw_db();
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations a WHERE NOT EXISTS"
+                               " (SELECT 1 FROM manifests m WHERE m.id = a.manifest_id)"),
+                 0, "annotations go with their manifest");
+    sqlite3_close(db);
+    ann_list_free(&l);
+    free(big);
+    free(big_ann);
+    free(small);
+    free(small_ann);
+}
+
+/* ---- durability: a VFS shim counting fsyncs of WAL files ---- */
+
+static sqlite3_vfs shim_vfs;
+static const sqlite3_io_methods *shim_orig_methods;
+static sqlite3_io_methods shim_methods;
+static int shim_wal_syncs;
+
+static int
+shim_sync(sqlite3_file *f, int flags)
+{
+    __atomic_add_fetch(&shim_wal_syncs, 1, __ATOMIC_RELAXED);
+    return shim_orig_methods->xSync(f, flags);
+}
+
+static int
+shim_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int flags, int *out)
+{
+    sqlite3_vfs *orig = vfs->pAppData;
+    int rc = orig->xOpen(orig, name, f, flags, out);
+    if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
+        if (!shim_orig_methods) {
+            shim_orig_methods = f->pMethods;
+            shim_methods = *f->pMethods;
+            shim_methods.xSync = shim_sync;
+        }
+        if (f->pMethods == shim_orig_methods)
+            f->pMethods = &shim_methods;
+    }
+    return rc;
+}
+
+static int
+wal_syncs(void)
+{
+    return __atomic_load_n(&shim_wal_syncs, __ATOMIC_RELAXED);
+}
+
+Test(durability, acknowledged_commits_fsync_the_wal)
+{
+    /* the storage module opens its connections with the "unix-excl" VFS: a shim
+     * of the same name registered first is found first */
+    sqlite3_vfs *orig = sqlite3_vfs_find("unix-excl");
+    cr_assert_not_null(orig);
+    shim_vfs = *orig;
+    shim_vfs.pNext = NULL;
+    shim_vfs.pAppData = orig;
+    shim_vfs.xOpen = shim_open;
+    cr_assert_eq(sqlite3_vfs_register(&shim_vfs, 0), SQLITE_OK);
+    cr_assert_eq(sqlite3_vfs_find("unix-excl"), &shim_vfs, "the shim is found first");
+
+    struct tu_store S;
+    tu_open_with(&S, (struct storage_opts){.fsync = 1});
+    struct err e = {0};
+    char uuid[UPLOAD_ID_LEN + 1], uuid2[UPLOAD_ID_LEN + 1];
+    /* the first frame of a fresh WAL syncs its header whatever the mode */
+    cr_assert_eq(storage_upload_start(S.h, "r", DIGEST_SHA256, uuid2, &e), 0, "%s", e.msg);
+    int before = wal_syncs();
+    cr_assert_eq(storage_upload_start(S.h, "r", DIGEST_SHA256, uuid, &e), 0, "%s", e.msg);
+    cr_assert_eq(wal_syncs() - before, 0, "an upload session row costs no WAL fsync");
+
+    before = wal_syncs();
+    struct digest d = tu_put(S.h, "r", "durable blob");
+    cr_assert(wal_syncs() - before >= 1, "blob commit fsyncs the WAL");
+
+    before = wal_syncs();
+    tu_manifest_put(S.h, "r", "t", "seed", NULL);
+    cr_assert(wal_syncs() - before >= 1, "manifest put fsyncs the WAL");
+
+    before = wal_syncs();
+    cr_assert_eq(storage_manifest_delete(S.h, "r", "t", &e), 0, "%s", e.msg);
+    cr_assert(wal_syncs() - before >= 1, "tag delete fsyncs the WAL");
+
+    before = wal_syncs();
+    struct upload *u = storage_upload_acquire(S.h, "r", uuid, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(upload_write(u, "abc", 3, &e), 0);
+    struct digest want;
+    digest_of(DIGEST_SHA256, "abc", 3, &want);
+    cr_assert_eq(upload_commit(u, &want, 3, &e), 0, "%s", e.msg);
+    cr_assert(wal_syncs() - before >= 1, "upload commit fsyncs the WAL");
+
+    before = wal_syncs();
+    cr_assert_eq(storage_blob_delete(S.h, "r", &d, &e), 0, "%s", e.msg);
+    cr_assert(wal_syncs() - before >= 1, "blob delete fsyncs the WAL");
+
+    tu_close(&S);
+    cr_assert_eq(sqlite3_vfs_unregister(&shim_vfs), SQLITE_OK);
 }

@@ -1,6 +1,7 @@
 /* ocirun_pull_store_test.c - the content store: verified writes, nothing
  * half-stored, image records, gc of unshared content. */
 #include <criterion/criterion.h>
+#include <openssl/evp.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -266,4 +267,57 @@ Test(cstore, gc_waits_while_another_user_holds_the_store, .init = setup, .fini =
     cstore_close(other);
     cr_assert_eq(cstore_gc(g_cs, &freed, &e), 1);
     cr_assert_eq(cstore_blob_has(g_cs, s, -1), 0);
+}
+
+/* cstore_sha256 hashes small inputs without OpenSSL: it must agree with EVP
+ * for every length around the 55/56/64-byte padding boundaries and across the
+ * 64 KiB switch to EVP, else stored blobs and record names would not match */
+static void
+evp_hex(const void *data, size_t len, char out[CSTORE_DIGEST_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    cr_assert_eq(EVP_Digest(data, len, md, &n, EVP_sha256(), NULL), 1);
+    memcpy(out, "sha256:", 7);
+    for (unsigned int i = 0; i < n; i++)
+        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+}
+
+Test(cstore, sha256_agrees_with_openssl_at_every_length)
+{
+    size_t max = 64 * 1024 + 200;
+    unsigned char *buf = malloc(max);
+    char a[CSTORE_DIGEST_LEN], b[CSTORE_DIGEST_LEN];
+    cr_assert(buf != NULL);
+    for (size_t i = 0; i < max; i++)
+        buf[i] = (unsigned char)(i * 131 + (i >> 8));
+    cstore_sha256("abc", 3, a);
+    cr_assert_str_eq(a, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cstore_sha256("", 0, a);
+    cr_assert_str_eq(a, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    for (size_t n = 0; n <= 300; n++) {
+        cstore_sha256(buf, n, a);
+        evp_hex(buf, n, b);
+        cr_assert_str_eq(a, b, "length %zu", n);
+    }
+    for (size_t n = 64 * 1024 - 70; n < max; n += 7) {
+        cstore_sha256(buf, n, a);
+        evp_hex(buf, n, b);
+        cr_assert_str_eq(a, b, "length %zu", n);
+    }
+    free(buf);
+}
+
+/* record files stay named by the SHA-256 of the reference */
+Test(cstore, record_file_named_by_sha256_of_the_ref, .init = setup, .fini = teardown)
+{
+    char m[CSTORE_DIGEST_LEN], d[CSTORE_DIGEST_LEN], p[512];
+    struct stat st;
+    blob("m2", m);
+    const char *b[] = {m, m, NULL};
+    const char *ls[] = {NULL};
+    put_image("r.io/x/y:tag", b, ls);
+    evp_hex("r.io/x/y:tag", 12, d);
+    snprintf(p, sizeof(p), "%s/images/%s.json", g_root, d + 7);
+    cr_assert_eq(stat(p, &st), 0, "no record file %s", p);
 }

@@ -233,7 +233,7 @@ Test(api_json, escapes_and_grows)
     struct api_worker w;
     memset(&w, 0, sizeof(w));
     struct jbuf j;
-    jbuf_init(&j, &w);
+    jbuf_init(&j, &w, 1u << 20);
     jbuf_lit(&j, "[");
     jbuf_str(&j, "a\"b\\c\n\x01\x7f\xc3\xa9/");
     jbuf_lit(&j, ",");
@@ -247,7 +247,7 @@ Test(api_json, escapes_and_grows)
               "%.*s", (int)j.len, jbuf_data(&j));
     jbuf_done(&j);
     /* growth well past the first buffer, then the large buffer is dropped */
-    jbuf_init(&j, &w);
+    jbuf_init(&j, &w, 64u << 20);
     char chunk[1000];
     memset(chunk, 'x', sizeof(chunk) - 1);
     chunk[sizeof(chunk) - 1] = '\0';
@@ -256,7 +256,52 @@ Test(api_json, escapes_and_grows)
     cr_assert_eq(j.len, 3000u * 1001u);
     cr_assert_eq(jbuf_data(&j)[0], '"');
     cr_assert_eq(jbuf_data(&j)[j.len - 1], '"');
+    cr_assert_eq(j.err, JBUF_OK);
     jbuf_done(&j);
     cr_assert_null(w.buf);
     cr_assert_eq(w.cap, 0);
+}
+
+/* the writer is bounded: past its limit it stops (no growth, no abort) and
+ * says so; a rewind goes back to a mark and clears the error */
+Test(api_json, stops_at_its_limit_and_rewinds)
+{
+    struct api_worker w;
+    memset(&w, 0, sizeof(w));
+    struct jbuf j;
+    jbuf_init(&j, &w, 10);
+    jbuf_lit(&j, "[");
+    jbuf_str(&j, "abcdef"); /* 8 bytes: 9 in all */
+    size_t mark = j.len;
+    cr_assert_eq(j.err, JBUF_OK);
+    jbuf_lit(&j, ",");
+    cr_assert_eq(j.err, JBUF_OK);
+    jbuf_str(&j, "x"); /* 3 more: 13 > 10 */
+    cr_assert_eq(j.err, JBUF_E_LIMIT);
+    cr_assert_eq(j.len, 10);
+    jbuf_lit(&j, "]"); /* a no-op once in error */
+    cr_assert_eq(j.len, 10);
+    cr_assert_leq(w.cap, 10, "grew past the limit: %zu", w.cap);
+    jbuf_rewind(&j, mark);
+    cr_assert_eq(j.err, JBUF_OK);
+    jbuf_lit(&j, "]");
+    cr_assert_eq(j.len, 10);
+    cr_assert(memcmp(jbuf_data(&j), "[\"abcdef\"]", 10) == 0);
+    jbuf_done(&j);
+    free(w.buf);
+
+    /* an allocation failure is reported, not fatal */
+    memset(&w, 0, sizeof(w));
+    api_fault_alloc(1);
+    jbuf_init(&j, &w, 1u << 20);
+    jbuf_lit(&j, "{}");
+    cr_assert_eq(j.err, JBUF_E_NOMEM);
+    cr_assert_eq(j.len, 0);
+    cr_assert_null(w.buf);
+    jbuf_rewind(&j, 0);
+    jbuf_lit(&j, "{}");
+    cr_assert_eq(j.err, JBUF_OK);
+    cr_assert_eq(j.len, 2);
+    jbuf_done(&j);
+    free(w.buf);
 }

@@ -58,6 +58,92 @@ tu_open(struct tu_store *t, int fsync)
     tu_open_at(t, fsync);
 }
 
+/* tu_open_with - a fresh root opened with the given options (root is filled in) */
+static inline void
+tu_open_with(struct tu_store *t, struct storage_opts o)
+{
+    snprintf(t->root, sizeof(t->root), "/tmp/ocireg-st-XXXXXX");
+    cr_assert_not_null(mkdtemp(t->root));
+    o.root = t->root;
+    struct err e = {0};
+    t->st = storage_open(&o, &e);
+    cr_assert_not_null(t->st, "storage_open: %s", e.msg);
+    t->h = storage_handle_open(t->st, &e);
+    cr_assert_not_null(t->h, "storage_handle_open: %s", e.msg);
+}
+
+/* tu_put - a blob of text in repo */
+static inline struct digest
+tu_put(struct storage_handle *h, const char *repo, const char *data)
+{
+    struct digest d;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(h, repo, data, strlen(data), DIGEST_SHA256, &d, &e), 0,
+                 "blob_put: %s", e.msg);
+    return d;
+}
+
+/* tu_manifest - an OCI image manifest text (malloc'd) with a config and one
+ * layer pushed into repo first; `extra` is appended inside the top object */
+static inline char *
+tu_manifest(struct storage_handle *h, const char *repo, const char *seed, const char *extra)
+{
+    char cfg[64], layer[64], c[DIGEST_STR_MAX], l[DIGEST_STR_MAX];
+    snprintf(cfg, sizeof(cfg), "{\"cfg\":\"%s\"}", seed);
+    snprintf(layer, sizeof(layer), "layer-%s", seed);
+    struct digest dc = tu_put(h, repo, cfg), dl = tu_put(h, repo, layer);
+    char *out = NULL;
+    cr_assert(asprintf(&out,
+                       "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\","
+                       "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                       "\"digest\":\"%s\",\"size\":%zu},"
+                       "\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+                       "\"digest\":\"%s\",\"size\":%zu}]%s}",
+                       digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer),
+                       extra ? extra : "") > 0);
+    return out;
+}
+
+/* tu_manifest_put - push tu_manifest(...) under tag (may be NULL) */
+static inline struct digest
+tu_manifest_put(struct storage_handle *h, const char *repo, const char *tag, const char *seed,
+                const char *extra)
+{
+    char *m = tu_manifest(h, repo, seed, extra);
+    struct manifest_meta meta;
+    struct err e = {0};
+    const char *tags[1] = {tag};
+    cr_assert_eq(storage_manifest_put(h, repo, m, strlen(m), MT_OCI_MANIFEST, NULL, tags,
+                                      tag ? 1 : 0, &meta, NULL, NULL, &e),
+                 0, "manifest_put: %s", e.msg);
+    free(m);
+    return meta.digest;
+}
+
+/* tu_big_annotations - ",\"subject\":{...subj...},\"annotations\":{\"big\":\"xxx...\"}"
+ * with n x's (malloc'd); *ann gets the compact annotations text (malloc'd) */
+static inline char *
+tu_big_annotations(const struct digest *subj, size_t n, char **ann)
+{
+    char sd[DIGEST_STR_MAX];
+    char *x = malloc(n + 1);
+    cr_assert_not_null(x);
+    memset(x, 'x', n);
+    x[n] = '\0';
+    char *out = NULL;
+    if (subj)
+        cr_assert(asprintf(&out,
+                           ",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
+                           "\",\"digest\":\"%s\",\"size\":1},\"annotations\":{\"big\":\"%s\"}",
+                           digest_format(subj, sd), x) > 0);
+    else
+        cr_assert(asprintf(&out, ",\"annotations\":{\"big\":\"%s\"}", x) > 0);
+    if (ann)
+        cr_assert(asprintf(ann, "{\"big\":\"%s\"}", x) > 0);
+    free(x);
+    return out;
+}
+
 static inline void
 tu_close_only(struct tu_store *t)
 {

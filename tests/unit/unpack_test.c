@@ -780,3 +780,96 @@ Test(unpack, flatten_ignores_whiteouts_of_dot_and_dotdot, .init = setup_dirs, .f
     path_of(p, sizeof(p), "victim.txt");
     cr_assert(exists(p));
 }
+
+/* ---- the probe cache (ROOT/probe) ------------------------------------------------- */
+
+static void
+probe_file(char *path, size_t len)
+{
+    snprintf(path, len, "%s/probe", g_top);
+}
+
+static void
+write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f != NULL);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static void
+read_text(const char *path, char *buf, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert(f != NULL, "%s missing", path);
+    cr_assert(fgets(buf, (int)len, f) != NULL);
+    fclose(f);
+}
+
+Test(unpack, probe_cache_is_written_then_read_back, .init = setup_dirs, .fini = teardown_dirs)
+{
+    char p[512], line[512], tmp[512], flipped[512];
+    enum layerfs_mode mode, mode2;
+    int ovl, ovl2;
+
+    if (geteuid() != 0) {
+        teardown_dirs();
+        cr_skip_test("the probe cache is only used as root");
+    }
+    snprintf(tmp, sizeof(tmp), "%s/tmp", g_top);
+    cr_assert_eq(mkdir(tmp, 0700), 0);
+    unsetenv("OCIRUN_REPROBE");
+    layerfs_probe_cached(g_top, &mode, &ovl);
+    cr_assert_eq(mode, layerfs_default_mode(tmp));
+    cr_assert_eq(ovl, layerfs_overlay_works(tmp));
+    probe_file(p, sizeof(p));
+    read_text(p, line, sizeof(line));
+    cr_assert(strncmp(line, "ocirun-probe v1 ", 16) == 0, "cache line: %s", line);
+    /* same key, the other answer: a second call must return what the file says */
+    char *o = strstr(line, " overlay=");
+    cr_assert(o != NULL);
+    o[9] = ovl ? '0' : '1';
+    snprintf(flipped, sizeof(flipped), "%s", line);
+    write_text(p, flipped);
+    layerfs_probe_cached(g_top, &mode2, &ovl2);
+    cr_assert_eq(mode2, mode);
+    cr_assert_eq(ovl2, !ovl, "the cached answer was not used");
+    /* OCIRUN_REPROBE=1 probes again and rewrites the file */
+    setenv("OCIRUN_REPROBE", "1", 1);
+    layerfs_probe_cached(g_top, &mode2, &ovl2);
+    unsetenv("OCIRUN_REPROBE");
+    cr_assert_eq(ovl2, ovl);
+    read_text(p, line, sizeof(line));
+    cr_assert(strcmp(line, flipped) != 0, "OCIRUN_REPROBE=1 left the cache as it was");
+}
+
+Test(unpack, probe_cache_with_another_key_or_garbage_is_ignored, .init = setup_dirs,
+     .fini = teardown_dirs)
+{
+    char p[512], line[512], tmp[512];
+    enum layerfs_mode mode;
+    int ovl, want;
+
+    if (geteuid() != 0) {
+        teardown_dirs();
+        cr_skip_test("the probe cache is only used as root");
+    }
+    snprintf(tmp, sizeof(tmp), "%s/tmp", g_top);
+    cr_assert_eq(mkdir(tmp, 0700), 0);
+    unsetenv("OCIRUN_REPROBE");
+    want = layerfs_overlay_works(tmp);
+    probe_file(p, sizeof(p));
+    /* another kernel release: stale, whatever it says */
+    write_text(p, want ? "ocirun-probe v1 0.0.0-other 1 mode=1 overlay=0\n"
+                       : "ocirun-probe v1 0.0.0-other 1 mode=2 overlay=1\n");
+    layerfs_probe_cached(g_top, &mode, &ovl);
+    cr_assert_eq(ovl, want);
+    read_text(p, line, sizeof(line));
+    cr_assert(strstr(line, "0.0.0-other") == NULL, "stale cache not replaced: %s", line);
+    /* garbage: probed again */
+    write_text(p, "nonsense\n");
+    layerfs_probe_cached(g_top, &mode, &ovl);
+    cr_assert_eq(ovl, want);
+    cr_assert_eq(mode, layerfs_default_mode(tmp));
+}

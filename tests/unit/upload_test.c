@@ -412,9 +412,74 @@ Test(upload, rename_failure_on_commit_leaves_nothing)
     cr_assert_eq(tu_count_files(T.root, "blobs"), 1);
 }
 
-Test(upload, db_failure_on_commit_leaves_no_row)
+Test(upload, db_failure_on_commit_keeps_the_session_for_a_retry)
 {
-    commit_with_fault(FAULT_DB, EIO, ERR_DB);
+    char uuid[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid);
+    struct upload *u = acquire("r", uuid);
+    write_ok(u, "payload");
+    struct digest d;
+    digest_of(DIGEST_SHA256, "payload", 7, &d);
+    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    struct err e = {0};
+    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    cr_assert_eq(e.code, ERR_DB, "code %d: %s", e.code, e.msg);
+    assert_nothing_visible(&d);
+    /* the session is still there, released, with its length */
+    uint64_t off = 0;
+    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), 0, "%s", e.msg);
+    cr_assert_eq(off, 7);
+    /* a retry with another digest fails as usual (and ends the session) ... */
+    u = acquire("r", uuid);
+    struct digest other;
+    digest_of(DIGEST_SHA256, "other", 5, &other);
+    cr_assert_eq(upload_commit(u, &other, 7, &e), -1);
+    cr_assert_eq(e.code, ERR_DIGEST_INVALID);
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    assert_nothing_visible(&d);
+
+    /* ... and with the right one it commits */
+    start("r", DIGEST_SHA256, uuid);
+    u = acquire("r", uuid);
+    write_ok(u, "payload");
+    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    u = acquire("r", uuid);
+    cr_assert_eq(upload_commit(u, &d, 7, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(upload_files(), 0);
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+}
+
+Test(upload, kept_session_refuses_more_bytes)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid);
+    struct upload *u = acquire("r", uuid);
+    write_ok(u, "payload");
+    struct digest d;
+    digest_of(DIGEST_SHA256, "payload", 7, &d);
+    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    struct err e = {0};
+    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    u = acquire("r", uuid);
+    cr_assert_eq(upload_write(u, "more", 4, &e), -1);
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_INVALID);
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    /* a restart forgets a kept session: its row has no file any more */
+    char uuid2[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid2);
+    u = acquire("r", uuid2);
+    write_ok(u, "payload");
+    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    tu_close_only(&T);
+    tu_open_at(&T, 0);
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid2, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
 }
 
 Test(upload, fault_count_and_disable)
@@ -548,4 +613,160 @@ Test(upload, unsupported_algorithm_on_start)
     cr_assert_eq(storage_upload_start(T.h, "r", (enum digest_algo)7, uuid, &e), -1);
     cr_assert_eq(e.code, ERR_UNSUPPORTED);
     cr_assert_eq(upload_files(), 0);
+}
+
+/* ---- limits ---- */
+
+static void
+reopen_with(struct storage_opts o)
+{
+    tu_close_only(&T);
+    o.root = T.root;
+    struct err e = {0};
+    T.st = storage_open(&o, &e);
+    cr_assert_not_null(T.st, "%s", e.msg);
+    T.h = storage_handle_open(T.st, &e);
+    cr_assert_not_null(T.h, "%s", e.msg);
+}
+
+static void
+start_refused(const char *repo)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct err e = {0};
+    cr_assert_eq(storage_upload_start(T.h, repo, DIGEST_SHA256, uuid, &e), -1);
+    cr_assert_eq(e.code, ERR_TOOMANYREQUESTS, "%d %s", e.code, e.msg);
+}
+
+Test(upload, global_session_limit)
+{
+    reopen_with((struct storage_opts){.max_uploads = 3});
+    char a[UPLOAD_ID_LEN + 1], b[UPLOAD_ID_LEN + 1], c[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, a);
+    start("s", DIGEST_SHA256, b);
+    start("t", DIGEST_SHA256, c);
+    start_refused("u");
+    cr_assert_eq(upload_files(), 3, "a refused start creates nothing");
+    struct err e = {0};
+    /* each way a session ends gives its place back: cancel, commit, failed commit */
+    cr_assert_eq(storage_upload_cancel(T.h, "r", a, &e), 0);
+    start("u", DIGEST_SHA256, a);
+    start_refused("u");
+    struct upload *u = acquire("s", b);
+    write_ok(u, "x");
+    struct digest d;
+    digest_of(DIGEST_SHA256, "x", 1, &d);
+    cr_assert_eq(upload_commit(u, &d, 1, &e), 0, "%s", e.msg);
+    start("v", DIGEST_SHA256, b);
+    start_refused("v");
+    u = acquire("t", c);
+    cr_assert_eq(upload_commit(u, &d, 5, &e), -1);
+    start("w", DIGEST_SHA256, c);
+    start_refused("w");
+}
+
+Test(upload, per_repository_session_limit)
+{
+    reopen_with((struct storage_opts){.max_uploads_per_repo = 2});
+    char a[UPLOAD_ID_LEN + 1], b[UPLOAD_ID_LEN + 1], c[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, a);
+    start("r", DIGEST_SHA256, b);
+    start_refused("r");
+    start("other", DIGEST_SHA256, c);
+    /* counted again after a restart (from the rows) */
+    reopen_with((struct storage_opts){.max_uploads_per_repo = 2});
+    start_refused("r");
+    struct err e = {0};
+    cr_assert_eq(storage_upload_cancel(T.h, "r", a, &e), 0, "%s", e.msg);
+    start("r", DIGEST_SHA256, a);
+}
+
+Test(upload, default_limit_is_1000_per_repository, .timeout = 60)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    for (int i = 0; i < 1000; i++)
+        start("r", DIGEST_SHA256, uuid);
+    start_refused("r");
+    start("s", DIGEST_SHA256, uuid);
+}
+
+Test(upload, max_blob_size_refuses_and_frees_the_session)
+{
+    reopen_with((struct storage_opts){.max_blob_size = 10, .max_uploads = 1});
+    char uuid[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, uuid);
+    struct upload *u = acquire("r", uuid);
+    write_ok(u, "123456");
+    struct err e = {0};
+    cr_assert_eq(upload_write(u, "7890a", 5, &e), -1);
+    cr_assert_eq(e.code, ERR_TOO_LARGE, "%d %s", e.code, e.msg);
+    cr_assert_eq(upload_files(), 0, "the space is freed at once");
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+    /* exactly the limit is fine; and the session's place was given back */
+    start("r", DIGEST_SHA256, uuid);
+    u = acquire("r", uuid);
+    write_ok(u, "1234567890");
+    struct digest d;
+    digest_of(DIGEST_SHA256, "1234567890", 10, &d);
+    cr_assert_eq(upload_commit(u, &d, 10, &e), 0, "%s", e.msg);
+}
+
+struct expirer {
+    struct storage *st;
+    int removed;
+    char msg[256];
+};
+
+static void *
+expire_thread(void *arg)
+{
+    struct expirer *x = arg;
+    struct err e = {0};
+    struct storage_handle *h = storage_handle_open(x->st, &e);
+    if (!h) {
+        snprintf(x->msg, sizeof(x->msg), "%s", e.msg);
+        x->removed = -2;
+        return NULL;
+    }
+    x->removed = storage_expire_uploads(h, &e);
+    if (x->removed < 0)
+        snprintf(x->msg, sizeof(x->msg), "%s", e.msg);
+    storage_handle_close(h);
+    return NULL;
+}
+
+static int
+expire_on_other_thread(void)
+{
+    struct expirer x = {.st = T.st};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, expire_thread, &x), 0);
+    pthread_join(t, NULL);
+    cr_assert(x.removed >= 0, "expire: %s", x.msg);
+    return x.removed;
+}
+
+Test(upload, expiry_on_a_timer_thread_spares_leased_sessions)
+{
+    reopen_with((struct storage_opts){.upload_expiry_sec = 1, .max_uploads = 2});
+    char busy[UPLOAD_ID_LEN + 1], idle[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, busy);
+    start("r", DIGEST_SHA256, idle);
+    struct upload *u = acquire("r", busy);
+    write_ok(u, "partial ");
+    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
+    nanosleep(&ts, NULL);
+    /* the leased session is mid-request: only the idle one goes */
+    cr_assert_eq(expire_on_other_thread(), 1);
+    write_ok(u, "content");
+    struct digest d;
+    digest_of(DIGEST_SHA256, "partial content", 15, &d);
+    struct err e = {0};
+    cr_assert_eq(upload_commit(u, &d, 15, &e), 0, "%s", e.msg);
+    /* both places are free again */
+    char a[UPLOAD_ID_LEN + 1], b[UPLOAD_ID_LEN + 1];
+    start("r", DIGEST_SHA256, a);
+    start("r", DIGEST_SHA256, b);
+    cr_assert_eq(upload_files(), 2);
 }

@@ -10,13 +10,12 @@
  * a read-only directory in the tar does not block its own children. */
 #include "tools/ocirun-lite/layerfs.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <sched.h>
 #include <stdio.h>
@@ -25,11 +24,13 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "tools/ocirun-lite/dynlib.h"
 #include "tools/ocirun-lite/fsutil.h"
 
 #include "common/banned.h"
@@ -637,6 +638,8 @@ layerfs_unpack(const char *blob_path, const char *diff_id, const char *dest, enu
     struct archive_entry *ae;
     int rc = -1, r;
 
+    if (dynlib_archive(e) < 0)
+        return -1;
     u = calloc(1, sizeof(*u));
     if (!u)
         return err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
@@ -1134,9 +1137,14 @@ overlay_probe_child(const char *base)
     if ((fd = open(p, O_CREAT | O_WRONLY, 0644)) < 0)
         return 1;
     close(fd);
-    snprintf(opts, sizeof(opts), "lowerdir=%s:%s,upperdir=%s,workdir=%s", l2, l1, up, wk);
-    if (mount("overlay", mnt, "overlay", 0, opts) < 0)
-        return 1;
+    /* volatile: no syncfs of the store's filesystem when the probe mount goes
+     * away (that sync took ~100 ms on a busy disk); older kernels lack it */
+    snprintf(opts, sizeof(opts), "lowerdir=%s:%s,upperdir=%s,workdir=%s,volatile", l2, l1, up, wk);
+    if (mount("overlay", mnt, "overlay", 0, opts) < 0) {
+        opts[strlen(opts) - strlen(",volatile")] = '\0';
+        if (errno != EINVAL || mount("overlay", mnt, "overlay", 0, opts) < 0)
+            return 1;
+    }
     int ok = 1;
     snprintf(p, sizeof(p), "%s/gone", mnt);
     ok &= stat(p, &st) < 0 && errno == ENOENT;
@@ -1179,4 +1187,83 @@ layerfs_overlay_works(const char *dir)
     }
     fsutil_rm_rf_at(AT_FDCWD, base, NULL);
     return cached;
+}
+
+/* The cache line: "ocirun-probe v1 RELEASE DEV mode=M overlay=O". The probes
+ * cost a fork, a mount and ~20 file operations (tens of ms on a slow disk),
+ * and their answer only changes with the kernel or the filesystem under the
+ * store, so both are part of the key. */
+static int
+probe_key(const char *tmpdir, char *key, size_t len)
+{
+    struct utsname u;
+    struct stat st;
+
+    if (uname(&u) < 0 || stat(tmpdir, &st) < 0)
+        return -1;
+    snprintf(key, len, "ocirun-probe v1 %s %llu", u.release, (unsigned long long)st.st_dev);
+    return 0;
+}
+
+static int
+probe_read(const char *file, const char *key, enum layerfs_mode *mode, int *overlay)
+{
+    char line[512];
+    int m, o, ok = 0;
+    size_t kl = strlen(key);
+    FILE *f = fopen(file, "re");
+
+    if (!f)
+        return 0;
+    if (fgets(line, sizeof(line), f) && strncmp(line, key, kl) == 0 && line[kl] == ' ' &&
+        sscanf(line + kl, " mode=%d overlay=%d", &m, &o) == 2 &&
+        (m == LAYERFS_OVERLAY || m == LAYERFS_OCI) && (o == 0 || o == 1)) {
+        *mode = (enum layerfs_mode)m;
+        *overlay = o;
+        ok = 1;
+    }
+    fclose(f);
+    return ok;
+}
+
+static void
+probe_write(const char *file, const char *key, enum layerfs_mode mode, int overlay)
+{
+    char tmp[PATH_MAX + 32];
+    FILE *f;
+
+    /* write + rename: a concurrent reader sees the old file or the new one */
+    snprintf(tmp, sizeof(tmp), "%s.%d", file, (int)getpid());
+    f = fopen(tmp, "we");
+    if (!f)
+        return;
+    fprintf(f, "%s mode=%d overlay=%d\n", key, (int)mode, overlay);
+    if (fclose(f) != 0 || rename(tmp, file) < 0)
+        unlink(tmp);
+}
+
+/* one prober at a time: the pull's unpack threads call this concurrently, and
+ * layerfs_overlay_works' once-per-process answer is not thread-safe */
+static pthread_mutex_t probe_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void
+layerfs_probe_cached(const char *root, enum layerfs_mode *mode, int *overlay)
+{
+    char tmpdir[PATH_MAX], file[PATH_MAX], key[400];
+    const char *re = getenv("OCIRUN_REPROBE");
+    int have_key;
+
+    snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", root);
+    snprintf(file, sizeof(file), "%s/probe", root);
+    /* only root's answers are cached: the probes are no-ops for other users */
+    pthread_mutex_lock(&probe_mu);
+    have_key = geteuid() == 0 && probe_key(tmpdir, key, sizeof(key)) == 0;
+    if (!have_key || (re && *re && strcmp(re, "0") != 0) ||
+        !probe_read(file, key, mode, overlay)) {
+        *mode = layerfs_default_mode(tmpdir);
+        *overlay = layerfs_overlay_works(tmpdir);
+        if (have_key)
+            probe_write(file, key, *mode, *overlay);
+    }
+    pthread_mutex_unlock(&probe_mu);
 }

@@ -59,4 +59,13 @@ enum layerfs_mode layerfs_default_mode(const char *dir);
  * in a child process with a private mount namespace, under dir. 0 otherwise. */
 int layerfs_overlay_works(const char *dir);
 
+/* layerfs_probe_cached - layerfs_default_mode and layerfs_overlay_works for
+ * the store at root (probed in root/tmp), remembered in the file root/probe
+ * under a key of the kernel release and the device of root/tmp: a later
+ * process with the same key reads the answers instead of probing again.
+ * OCIRUN_REPROBE=1 (or deleting root/probe) forces a new probe. Results are
+ * only cached for root (uid 0). Writes *mode and *overlay; never fails (a
+ * cache that cannot be read or written means probing). */
+void layerfs_probe_cached(const char *root, enum layerfs_mode *mode, int *overlay);
+
 #endif

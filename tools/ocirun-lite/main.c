@@ -603,8 +603,11 @@ prepare_image(struct cstore *cs, struct cli *c, const struct imgref *r, int for_
     snprintf(tmp, sizeof(tmp), "%s/tmp", cstore_root(cs));
     const char *no = getenv("OCIRUN_NO_OVERLAY");
     int overlay_ok = n > 0 && pull_layers_overlay_form(cs, &p->img) && total < 3500 &&
-                     !(no && *no && strcmp(no, "0") != 0) &&
-                     (for_bundle || layerfs_overlay_works(tmp));
+                     !(no && *no && strcmp(no, "0") != 0);
+    if (overlay_ok && !for_bundle) {
+        enum layerfs_mode mode;
+        layerfs_probe_cached(cstore_root(cs), &mode, &overlay_ok);
+    }
     if (overlay_ok) {
         p->rootfs.lower = p->lower;
         p->rootfs.nlower = p->nlower;

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tools/ocirun-lite/dynlib.h"
 #include "tools/ocirun-lite/fsutil.h"
 #include "tools/ocirun-lite/layerfs.h"
 
@@ -390,8 +391,8 @@ ensure_layer(struct cstore *cs, const char *digest, const char *diff_id, struct 
         return 0;
     if (cstore_blob_path(cs, digest, blob, sizeof(blob), e) < 0)
         return -1;
-    snprintf(tmp, sizeof(tmp), "%s/tmp", cstore_root(cs));
-    mode = layerfs_default_mode(tmp);
+    int overlay_ok;
+    layerfs_probe_cached(cstore_root(cs), &mode, &overlay_ok);
     if (cstore_tmpdir(cs, "layer", tmp, sizeof(tmp), e) < 0)
         return -1;
     snprintf(fs, sizeof(fs), "%s/fs", tmp);
@@ -455,6 +456,7 @@ struct unpack_job {
     int closed; /* no more pushes */
     int cancel; /* stop early (the download failed) */
     int failed; /* an unpack failed: err holds why */
+    int warmed; /* one worker did the warm-up */
     struct err err;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -466,6 +468,20 @@ static void *
 unpack_worker(void *arg)
 {
     struct unpack_job *j = arg;
+    int warm;
+
+    /* while the layers download, one worker loads libarchive and runs (or
+     * reads) the overlay probe, so the first unpack does not wait for them */
+    pthread_mutex_lock(&j->mu);
+    warm = !j->warmed;
+    j->warmed = 1;
+    pthread_mutex_unlock(&j->mu);
+    if (warm) {
+        enum layerfs_mode mode;
+        int overlay;
+        dynlib_archive(NULL); /* a failure shows again, with its error, at the unpack */
+        layerfs_probe_cached(cstore_root(j->cs), &mode, &overlay);
+    }
     for (;;) {
         struct err le;
         size_t i;

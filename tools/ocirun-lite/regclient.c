@@ -7,7 +7,6 @@
  * (>= 7.58) when a blob GET is redirected to another host (e.g. a CDN). */
 #include "tools/ocirun-lite/regclient.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -19,6 +18,7 @@
 #include <unistd.h>
 
 #include "tools/ocirun-lite/cstore.h"
+#include "tools/ocirun-lite/dynlib.h"
 
 #include "common/banned.h"
 
@@ -36,18 +36,12 @@ struct regclient {
     char useragent[64];
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void
-curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 struct regclient *
 regclient_new(const struct imgref *ref, const struct regclient_opts *o, struct err *e)
 {
     struct regclient *rc;
-    pthread_once(&curl_once, curl_init_once);
+    if (dynlib_curl(e) < 0) /* the registry is contacted: only now load libcurl */
+        return NULL;
     rc = calloc(1, sizeof(*rc));
     if (!rc) {
         err_set(e, ERR_NOMEM, ENOMEM, "out of memory");

@@ -1,0 +1,357 @@
+/* http_uring.c - file replies through io_uring splice: file -> pipe -> socket.
+ *
+ * One ring per worker thread; its completions wake the worker's libevent loop
+ * through an eventfd registered with the ring (io_uring_register_eventfd), so the
+ * loop never blocks on the ring. The kernel runs every splice on an io-wq worker
+ * (splice is always async in io_uring), so a page-cache miss on the blob file
+ * never stalls the event loop (sendfile would).
+ *
+ * One transfer (struct http_xfer) per file reply, with its own pipe (up to
+ * XFER_PIPE_MAX bytes). States:
+ *   FILL+DRAIN  pipe empty, file bytes left: two linked SQEs, splice file->pipe
+ *               (L bytes at the file offset) then pipe->socket (L bytes).
+ *   DRAIN       bytes left in the pipe: one SQE pipe->socket.
+ *   WAIT_WRITE  the socket was full (-EAGAIN, or a short drain): the connection
+ *               arms EV_WRITE (with body_timeout) and calls us again.
+ *   DONE        file and pipe empty: the transfer is freed, the reply is done.
+ * While SQEs are in flight the connection waits on neither read nor write
+ * (c->uring_wait). The socket is non-blocking, so a drain never sleeps in the
+ * kernel; the drain also carries SPLICE_F_NONBLOCK so an empty pipe (a file
+ * shorter than announced) is an error, not a hang.
+ *
+ * Invariants: the transfer owns the file and pipe descriptors; an SQE names
+ * descriptors that the kernel resolves when the io-wq worker runs it, so none of
+ * them (nor the socket) is closed while an SQE is in flight: a connection freed
+ * meanwhile hands its socket to the transfer (http_uring_detach), which closes
+ * everything when its last completion arrives. At worker exit the ring is
+ * drained before it is torn down. */
+#include "server/http_internal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#include "common/banned.h"
+
+#define RING_ENTRIES 256
+#define XFER_PIPE_MAX (1u << 20)
+
+enum { OP_FILL = 0, OP_DRAIN = 1 };
+
+struct http_uring {
+    struct io_uring ring;
+    int efd;
+    struct event *ev;
+    struct http_worker *w;
+    unsigned inflight;
+};
+
+struct http_xfer {
+    struct http_conn *c; /* NULL once the connection is gone */
+    struct http_uring *u;
+    int pipe_r, pipe_w;
+    int file_fd;
+    int sock_fd; /* -1, or the socket handed over by a dead connection */
+    size_t pipe_cap;
+    off_t off;       /* next file offset to splice */
+    uint64_t left;   /* file bytes not yet in the pipe */
+    size_t in_pipe;  /* bytes in the pipe not yet sent */
+    size_t fill_len; /* length asked of the fill in flight */
+    unsigned pending;
+    unsigned want_write : 1;
+    unsigned failed : 1;
+    int err; /* errno of the failure */
+};
+
+static void
+xfer_free(struct http_xfer *x)
+{
+    if (x->pipe_r >= 0)
+        close(x->pipe_r);
+    if (x->pipe_w >= 0)
+        close(x->pipe_w);
+    if (x->file_fd >= 0)
+        close(x->file_fd);
+    if (x->sock_fd >= 0)
+        close(x->sock_fd);
+    free(x);
+}
+
+int
+http_uring_probe(char *why, size_t cap)
+{
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f) {
+        int v = 0;
+        if (fscanf(f, "%d", &v) == 1 && v == 2) {
+            fclose(f);
+            snprintf(why, cap, "disabled by /proc/sys/kernel/io_uring_disabled");
+            return 0;
+        }
+        fclose(f);
+    }
+    struct io_uring ring;
+    int rc = io_uring_queue_init(4, &ring, 0);
+    if (rc < 0) {
+        snprintf(why, cap, "io_uring_setup: %s", strerror(-rc));
+        return 0;
+    }
+    int ok = 0;
+    struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+    if (p && io_uring_opcode_supported(p, IORING_OP_SPLICE))
+        ok = 1;
+    else
+        snprintf(why, cap, "IORING_OP_SPLICE not supported by this kernel");
+    if (p)
+        io_uring_free_probe(p);
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+static void xfer_complete(struct http_xfer *x);
+
+static void
+uring_reap(struct http_uring *u)
+{
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+        uintptr_t ud = (uintptr_t)io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&u->ring, cqe);
+        if (!ud)
+            continue;
+        struct http_xfer *x = (struct http_xfer *)(ud & ~(uintptr_t)1);
+        int op = (int)(ud & 1);
+        u->inflight--;
+        x->pending--;
+        if (op == OP_FILL) {
+            if (res > 0) {
+                x->left -= (uint64_t)res;
+                x->off += res;
+                x->in_pipe += (size_t)res;
+            } else if (!x->failed) {
+                x->failed = 1;
+                x->err = res < 0 ? -res : 0; /* 0: the file ended early */
+            }
+        } else if (res > 0) {
+            x->in_pipe -= (size_t)res;
+            if (x->in_pipe)
+                x->want_write = 1; /* short: the socket buffer is full */
+        } else if (res == -EAGAIN) {
+            x->want_write = 1;
+        } else if (res != -ECANCELED && !x->failed) {
+            /* -ECANCELED: the fill before it failed (reported by the fill) */
+            x->failed = 1;
+            x->err = res < 0 ? -res : EPIPE;
+        }
+        if (x->pending == 0)
+            xfer_complete(x);
+    }
+}
+
+static void
+uring_on_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_uring *u = arg;
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof(v));
+    (void)rc;
+    uring_reap(u);
+}
+
+static void
+xfer_complete(struct http_xfer *x)
+{
+    if (!x->c) {
+        xfer_free(x);
+        return;
+    }
+    http_conn_uring_done(x->c);
+}
+
+int
+http_uring_worker_init(struct http_worker *w, struct err *e)
+{
+    struct http_uring *u = calloc(1, sizeof(*u));
+    if (!u)
+        return err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
+    u->w = w;
+    u->efd = -1;
+    int rc = io_uring_queue_init(RING_ENTRIES, &u->ring, 0);
+    if (rc < 0) {
+        free(u);
+        return err_sys(e, ERR_IO, -rc, "io_uring_queue_init");
+    }
+    u->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (u->efd < 0 || (rc = io_uring_register_eventfd(&u->ring, u->efd)) < 0) {
+        int se = u->efd < 0 ? errno : -rc;
+        if (u->efd >= 0)
+            close(u->efd);
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return err_sys(e, ERR_IO, se, "io_uring eventfd");
+    }
+    u->ev = event_new(w->base, u->efd, EV_READ | EV_PERSIST, uring_on_event, u);
+    if (!u->ev) {
+        close(u->efd);
+        io_uring_queue_exit(&u->ring);
+        free(u);
+        return err_set(e, ERR_NOMEM, ENOMEM, "out of memory");
+    }
+    event_add(u->ev, NULL);
+    w->uring = u;
+    return 0;
+}
+
+void
+http_uring_worker_release(struct http_worker *w)
+{
+    struct http_uring *u = w->uring;
+    if (!u)
+        return;
+    /* every connection is gone: wait for the transfers they left behind */
+    while (u->inflight) {
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe(&u->ring, &cqe) < 0)
+            break;
+        uring_reap(u);
+    }
+    event_free(u->ev);
+    io_uring_queue_exit(&u->ring);
+    close(u->efd);
+    free(u);
+    w->uring = NULL;
+}
+
+static struct io_uring_sqe *
+get_sqe(struct http_uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe) {
+        io_uring_submit(&u->ring);
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+/* queue the next step; 0 on success, -1 when the ring refused */
+static int
+xfer_submit(struct http_xfer *x, int fd_sock)
+{
+    struct http_uring *u = x->u;
+    if (io_uring_sq_space_left(&u->ring) < 2)
+        io_uring_submit(&u->ring);
+    size_t drain_len = x->in_pipe;
+    if (x->in_pipe == 0) {
+        size_t want = x->left < x->pipe_cap ? (size_t)x->left : x->pipe_cap;
+        struct io_uring_sqe *sqe = get_sqe(u);
+        if (!sqe)
+            return -1;
+        io_uring_prep_splice(sqe, x->file_fd, (int64_t)x->off, x->pipe_w, -1, (unsigned)want,
+                             SPLICE_F_MOVE);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data(sqe, (void *)((uintptr_t)x | OP_FILL));
+        x->fill_len = want;
+        x->pending++;
+        u->inflight++;
+        drain_len = want;
+    }
+    struct io_uring_sqe *sqe = get_sqe(u);
+    if (!sqe) {
+        /* the fill alone is queued; its completion brings us back */
+        io_uring_submit(&u->ring);
+        return 0;
+    }
+    io_uring_prep_splice(sqe, x->pipe_r, -1, fd_sock, -1, (unsigned)drain_len,
+                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    io_uring_sqe_set_data(sqe, (void *)((uintptr_t)x | OP_DRAIN));
+    x->pending++;
+    u->inflight++;
+    int rc = io_uring_submit(&u->ring);
+    if (rc < 0) {
+        log_error("http", NULL, "io_uring_submit: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
+int
+http_uring_send_file(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    struct http_xfer *x = r->xfer;
+    if (!x) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+            log_error("http", r->id, "pipe: %s", strerror(errno));
+            c->dead = 1;
+            return -1;
+        }
+        x = calloc(1, sizeof(*x));
+        if (!x)
+            abort();
+        x->c = c;
+        x->u = c->w->uring;
+        x->pipe_r = p[0];
+        x->pipe_w = p[1];
+        x->sock_fd = -1;
+        x->file_fd = r->file_fd;
+        r->file_fd = -1;
+        x->off = r->file_off;
+        x->left = r->file_left;
+        int sz = fcntl(x->pipe_w, F_SETPIPE_SZ, (int)XFER_PIPE_MAX);
+        if (sz <= 0)
+            sz = fcntl(x->pipe_w, F_GETPIPE_SZ);
+        x->pipe_cap = sz > 0 ? (size_t)sz : 65536;
+        r->xfer = x;
+    }
+    if (x->pending) {
+        c->uring_wait = 1;
+        return 0;
+    }
+    c->uring_wait = 0;
+    if (x->failed) {
+        if (x->err == 0)
+            log_error("http", r->id, "file shorter than the announced length");
+        else if (x->err != EPIPE && x->err != ECONNRESET)
+            log_warn("http", r->id, "splice: %s", strerror(x->err));
+        c->dead = 1;
+        return -1;
+    }
+    if (x->left == 0 && x->in_pipe == 0) {
+        r->xfer = NULL;
+        xfer_free(x);
+        r->file_left = 0;
+        return 1;
+    }
+    if (x->want_write) {
+        x->want_write = 0;
+        return 0; /* the connection arms EV_WRITE */
+    }
+    if (xfer_submit(x, c->fd) < 0) {
+        c->dead = 1;
+        return -1;
+    }
+    c->uring_wait = 1;
+    return 0;
+}
+
+int
+http_uring_detach(struct http_xfer *x, int sock_fd)
+{
+    if (x->pending) {
+        x->c = NULL;
+        x->sock_fd = sock_fd;
+        return 1;
+    }
+    xfer_free(x);
+    return 0;
+}
