@@ -20,8 +20,8 @@
 
 /* [storage] io: how file bodies (blob and manifest GETs) reach the socket */
 enum config_io {
-    CONFIG_IO_AUTO = 0,  /* io_uring splice when the kernel allows it, else posix */
-    CONFIG_IO_URING = 1, /* io_uring splice; start-up fails when unavailable */
+    CONFIG_IO_AUTO = 0,  /* the measured cheaper path: posix today */
+    CONFIG_IO_URING = 1, /* io_uring splice; posix (logged) when unavailable */
     CONFIG_IO_POSIX = 2  /* sendfile(2) */
 };
 

@@ -30,6 +30,10 @@
 # The registry is $BUILD/ocireg (started here on 127.0.0.1:0, stopped by its
 # PID); without it, docker-registry. The BIG=1 fixture is built once into
 # $BUILD/fixtures-big (deterministic; ~20 s) and reused. Needs root.
+#
+# OCIRUN_BASE_BIN=/path/to/an/older/ocirun-lite adds that binary as one more
+# contender in the same interleaved rounds ("before" rows): a before/after
+# comparison that a busy machine cannot skew.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -38,6 +42,7 @@ NCOLD=${NCOLD:-10}
 NBIG=${NBIG:-2}
 OCIRUN=${OCIRUN_BIN:-$top/$BUILD/ocirun-lite}
 OCIREG=${OCIREG_BIN:-$top/$BUILD/ocireg}
+BASE=${OCIRUN_BASE_BIN:-}
 FIX=${OCIREG_FIXTURES:-$top/$BUILD/fixtures}
 BIGFIX=${OCIRUN_BIG_FIXTURES:-$top/$BUILD/fixtures-big}
 work=$(mktemp -d /tmp/bench-ocirun.XXXXXX)
@@ -173,6 +178,7 @@ names=()
 cmds=()
 add() { names+=("$1"); cmds+=("$2"); }
 add ocirun "O \"$store\" run --rm \"$ref\" true"
+[ -n "$BASE" ] && add base "\"$BASE\" --root \"$store\" run --rm \"$ref\" true"
 [ -n "$driver" ] && add rt_run "\"$driver\" \"$rootfs\" \"$work/drvstate\""
 command -v runc >/dev/null && add runc "runc --root \"$work/runc\" run -b \"$work/bundle\" bench-runc-\$i"
 if command -v crun >/dev/null; then
@@ -211,21 +217,26 @@ done
 
 # ---- cold: pull + run into an empty store -----------------------------------------------
 : >"$work/cold"
-for ((i = 1; i <= NCOLD; i++)); do
+: >"$work/cold.base"
+cold_one() { # BINARY OUTFILE
     rm -rf "$work/cold-store"
     t0=$EPOCHREALTIME
-    O "$work/cold-store" run --rm --insecure -q "$ref" true >"$work/cold.log" 2>&1
+    "$1" --root "$work/cold-store" run --rm --insecure -q "$ref" true >"$work/cold.log" 2>&1
     rc=$?
     t1=$EPOCHREALTIME
     if [ "$rc" != 0 ]; then
         tail -3 "$work/cold.log"
-        missing+=("cold pull+run (failed: exit $rc)")
-        : >"$work/cold"
-        break
+        missing+=("cold pull+run with $1 (failed: exit $rc)")
+        return 1
     fi
-    ms "$t0" "$t1" >>"$work/cold"
+    ms "$t0" "$t1" >>"$2"
+}
+for ((i = 1; i <= NCOLD; i++)); do
+    cold_one "$OCIRUN" "$work/cold" || { : >"$work/cold"; break; }
+    [ -n "$BASE" ] && { cold_one "$BASE" "$work/cold.base" || : >"$work/cold.base"; }
 done
 COLD=$(median "$work/cold")
+COLDB=$(median "$work/cold.base")
 
 # ---- big: pull + unpack vs curl | bsdtar ------------------------------------------------
 declare -A B
@@ -240,6 +251,15 @@ big_round() { # DIR(parent on the filesystem) TAG
     ms "$t0" "$t1" >>"$work/b.$tag.ocirun"
     rm -rf "$d/s"
     sync -f "$d" 2>/dev/null
+    if [ -n "$BASE" ]; then
+        t0=$EPOCHREALTIME
+        "$BASE" --root "$d/s" pull --insecure -q "$bigref" >"$work/bigpull.log" 2>&1 ||
+            { tail -3 "$work/bigpull.log"; return 1; }
+        t1=$EPOCHREALTIME
+        ms "$t0" "$t1" >>"$work/b.$tag.base"
+        rm -rf "$d/s"
+        sync -f "$d" 2>/dev/null
+    fi
     t0=$EPOCHREALTIME
     for dg in $biglayers; do
         mkdir -p "$d/b/$n"
@@ -264,7 +284,7 @@ if [ "$NBIG" -gt 0 ]; then
     mkdir -p "$work/ext4" "$work/tmpfs"
     mount -t tmpfs -o size=2g tmpfs "$work/tmpfs" && tmpfs_mounted=1
     for fs in ext4 tmpfs; do
-        for x in ocirun bare baresync; do : >"$work/b.$fs.$x"; done
+        for x in ocirun base bare baresync; do : >"$work/b.$fs.$x"; done
     done
     for ((i = 1; i <= NBIG; i++)); do
         big_round "$work/ext4" ext4 || { missing+=("big on ext4 (failed)"); break; }
@@ -272,7 +292,7 @@ if [ "$NBIG" -gt 0 ]; then
             { missing+=("big on tmpfs (failed)"); break; }; }
     done
     for fs in ext4 tmpfs; do
-        for x in ocirun bare baresync; do B[$fs.$x]=$(median "$work/b.$fs.$x"); done
+        for x in ocirun base bare baresync; do B[$fs.$x]=$(median "$work/b.$fs.$x"); done
     done
 fi
 
@@ -295,14 +315,18 @@ w_c=${W[crun]:--}
 w_b=${W[bare]:--}
 w_lim=$(minof "$w_c" "$(mul "$w_b" 1.5)")
 row "warm run busybox true" "$w_o" "$w_c" "${W[runc]:--}" "$w_b" "<=$w_lim" "$(met "$w_o" "$w_lim")"
+[ -n "$BASE" ] && row "  before (OCIRUN_BASE_BIN)" "${W[base]:--}" "" "" "" "" "$(met "${W[base]:--}" "$w_lim")"
 row "  runtime alone (rt_run driver)" "${W[rt_run]:--}" "" "" "" "" ""
 [ -n "${W[crunwrap]:-}" ] && row "  crun's unshare+sh wrapper alone" "" "${W[crunwrap]}" "" "" "" ""
 row "cold pull+run busybox" "$COLD" - - - "<=100" "$(met "$COLD" 100)"
+[ -n "$BASE" ] && row "  before (OCIRUN_BASE_BIN)" "$COLDB" "" "" "" "" "$(met "$COLDB" 100)"
 if [ "$NBIG" -gt 0 ]; then
     for fs in ext4 tmpfs; do
         lim=$(mul "${B[$fs.bare]}" 1.2)
         row "big pull+unpack, $fs" "${B[$fs.ocirun]}" - - "${B[$fs.bare]}" "<=$lim" \
             "$(met "${B[$fs.ocirun]}" "$lim")"
+        [ -n "$BASE" ] && row "  before (OCIRUN_BASE_BIN)" "${B[$fs.base]}" "" "" "" "" \
+            "$(met "${B[$fs.base]}" "$lim")"
         lim=$(mul "${B[$fs.baresync]}" 1.2)
         row "  vs curl|bsdtar + sync -f, $fs" "${B[$fs.ocirun]}" - - "${B[$fs.baresync]}" "<=$lim" \
             "$(met "${B[$fs.ocirun]}" "$lim")"

@@ -117,8 +117,8 @@ void http_reply_close(struct http_req *r);
 
 /* how file replies (http_reply_fd) reach the socket */
 enum http_io {
-    HTTP_IO_AUTO = 0,  /* io_uring splice when available, else sendfile */
-    HTTP_IO_URING = 1, /* io_uring splice; http_server_new fails when unavailable */
+    HTTP_IO_AUTO = 0,  /* the measured cheaper path: sendfile today (docs/server.md) */
+    HTTP_IO_URING = 1, /* io_uring splice; sendfile (logged) when io_uring is unavailable */
     HTTP_IO_POSIX = 2  /* sendfile(2) */
 };
 

@@ -2,7 +2,8 @@
  * percent-decoded path and query, the body-acceptance calls, and the replies.
  *
  * A reply is built (status line, headers, a memory body) in one buffer and sent
- * with one send(2); a file body follows with sendfile (http_conn.c). Every reply
+ * with one send(2); a file body follows with sendfile or io_uring splice
+ * (http_conn.c, http_uring.c). Every reply
  * carries Content-Length (except 1xx/204/304) and
  * Docker-Distribution-API-Version: registry/2.0. */
 #include "server/http_internal.h"

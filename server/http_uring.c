@@ -2,29 +2,28 @@
  *
  * One ring per worker thread; its completions wake the worker's libevent loop
  * through an eventfd registered with the ring (io_uring_register_eventfd), so the
- * loop never blocks on the ring. The kernel runs every splice on an io-wq worker
- * (splice is always async in io_uring), so a page-cache miss on the blob file
+ * loop never blocks on the ring. The kernel runs every io_uring splice on an io-wq
+ * thread (splice is always async there), so a page-cache miss on the blob file
  * never stalls the event loop (sendfile would).
  *
- * One transfer (struct http_xfer) per file reply, with its own pipe (up to
+ * One transfer (struct http_xfer) per file reply, with its own pipe (grown to
  * XFER_PIPE_MAX bytes). States:
- *   FILL+DRAIN  pipe empty, file bytes left: two linked SQEs, splice file->pipe
- *               (L bytes at the file offset) then pipe->socket (L bytes).
- *   DRAIN       bytes left in the pipe: one SQE pipe->socket.
- *   WAIT_WRITE  the socket was full (-EAGAIN, or a short drain): the connection
- *               arms EV_WRITE (with body_timeout) and calls us again.
+ *   FILL        pipe empty, file bytes left: one SQE splices up to a pipe-full
+ *               from the file offset into the pipe (c->uring_wait: the connection
+ *               waits on neither read nor write until the completion).
+ *   DRAIN       bytes in the pipe: splice(2) pipe -> socket on the event loop,
+ *               SPLICE_F_NONBLOCK and a non-blocking socket, so it never sleeps:
+ *               EAGAIN (socket full) -> WAIT_WRITE; pipe empty -> FILL or DONE.
+ *   WAIT_WRITE  the connection arms EV_WRITE (with body_timeout) and calls again.
  *   DONE        file and pipe empty: the transfer is freed, the reply is done.
- * While SQEs are in flight the connection waits on neither read nor write
- * (c->uring_wait). The socket is non-blocking, so a drain never sleeps in the
- * kernel; the drain also carries SPLICE_F_NONBLOCK so an empty pipe (a file
- * shorter than announced) is an error, not a hang.
+ * (A first version linked a second SQE for the drain; it cost a second io-wq
+ * hand-off per pipe-full for no gain: the drain cannot block.)
  *
  * Invariants: the transfer owns the file and pipe descriptors; an SQE names
- * descriptors that the kernel resolves when the io-wq worker runs it, so none of
- * them (nor the socket) is closed while an SQE is in flight: a connection freed
- * meanwhile hands its socket to the transfer (http_uring_detach), which closes
- * everything when its last completion arrives. At worker exit the ring is
- * drained before it is torn down. */
+ * descriptors that the kernel resolves when the io-wq thread runs it, so none of
+ * them is closed while a fill is in flight: a connection freed meanwhile detaches
+ * (http_uring_detach) and the transfer closes everything at its completion. At
+ * worker exit the ring is drained before it is torn down. */
 #include "server/http_internal.h"
 
 #include <errno.h>
@@ -44,7 +43,7 @@
 #define RING_ENTRIES 256
 #define XFER_PIPE_MAX (1u << 20)
 
-enum { OP_FILL = 0, OP_DRAIN = 1 };
+enum { OP_FILL = 0 };
 
 struct http_uring {
     struct io_uring ring;
@@ -59,14 +58,13 @@ struct http_xfer {
     struct http_uring *u;
     int pipe_r, pipe_w;
     int file_fd;
-    int sock_fd; /* -1, or the socket handed over by a dead connection */
+    int sock_fd; /* -1, or a socket handed over by a dead connection */
     size_t pipe_cap;
     off_t off;       /* next file offset to splice */
     uint64_t left;   /* file bytes not yet in the pipe */
     size_t in_pipe;  /* bytes in the pipe not yet sent */
     size_t fill_len; /* length asked of the fill in flight */
     unsigned pending;
-    unsigned want_write : 1;
     unsigned failed : 1;
     int err; /* errno of the failure */
 };
@@ -129,28 +127,15 @@ uring_reap(struct http_uring *u)
         if (!ud)
             continue;
         struct http_xfer *x = (struct http_xfer *)(ud & ~(uintptr_t)1);
-        int op = (int)(ud & 1);
         u->inflight--;
         x->pending--;
-        if (op == OP_FILL) {
-            if (res > 0) {
-                x->left -= (uint64_t)res;
-                x->off += res;
-                x->in_pipe += (size_t)res;
-            } else if (!x->failed) {
-                x->failed = 1;
-                x->err = res < 0 ? -res : 0; /* 0: the file ended early */
-            }
-        } else if (res > 0) {
-            x->in_pipe -= (size_t)res;
-            if (x->in_pipe)
-                x->want_write = 1; /* short: the socket buffer is full */
-        } else if (res == -EAGAIN) {
-            x->want_write = 1;
-        } else if (res != -ECANCELED && !x->failed) {
-            /* -ECANCELED: the fill before it failed (reported by the fill) */
+        if (res > 0) {
+            x->left -= (uint64_t)res;
+            x->off += res;
+            x->in_pipe += (size_t)res;
+        } else if (!x->failed) {
             x->failed = 1;
-            x->err = res < 0 ? -res : EPIPE;
+            x->err = res < 0 ? -res : 0; /* 0: the file ended early */
         }
         if (x->pending == 0)
             xfer_complete(x);
@@ -242,45 +227,56 @@ get_sqe(struct http_uring *u)
     return sqe;
 }
 
-/* queue the next step; 0 on success, -1 when the ring refused */
+/* queue the next fill (file -> pipe); 0 on success, -1 when the ring refused */
 static int
-xfer_submit(struct http_xfer *x, int fd_sock)
+xfer_submit_fill(struct http_xfer *x)
 {
     struct http_uring *u = x->u;
-    if (io_uring_sq_space_left(&u->ring) < 2)
-        io_uring_submit(&u->ring);
-    size_t drain_len = x->in_pipe;
-    if (x->in_pipe == 0) {
-        size_t want = x->left < x->pipe_cap ? (size_t)x->left : x->pipe_cap;
-        struct io_uring_sqe *sqe = get_sqe(u);
-        if (!sqe)
-            return -1;
-        io_uring_prep_splice(sqe, x->file_fd, (int64_t)x->off, x->pipe_w, -1, (unsigned)want,
-                             SPLICE_F_MOVE);
-        sqe->flags |= IOSQE_IO_LINK;
-        io_uring_sqe_set_data(sqe, (void *)((uintptr_t)x | OP_FILL));
-        x->fill_len = want;
-        x->pending++;
-        u->inflight++;
-        drain_len = want;
-    }
+    size_t want = x->left < x->pipe_cap ? (size_t)x->left : x->pipe_cap;
     struct io_uring_sqe *sqe = get_sqe(u);
-    if (!sqe) {
-        /* the fill alone is queued; its completion brings us back */
-        io_uring_submit(&u->ring);
-        return 0;
-    }
-    io_uring_prep_splice(sqe, x->pipe_r, -1, fd_sock, -1, (unsigned)drain_len,
-                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    io_uring_sqe_set_data(sqe, (void *)((uintptr_t)x | OP_DRAIN));
+    if (!sqe)
+        return -1;
+    io_uring_prep_splice(sqe, x->file_fd, (int64_t)x->off, x->pipe_w, -1, (unsigned)want,
+                         SPLICE_F_MOVE);
+    io_uring_sqe_set_data(sqe, (void *)((uintptr_t)x | OP_FILL));
+    x->fill_len = want;
     x->pending++;
     u->inflight++;
     int rc = io_uring_submit(&u->ring);
     if (rc < 0) {
         log_error("http", NULL, "io_uring_submit: %s", strerror(-rc));
+        x->pending--;
+        u->inflight--;
         return -1;
     }
     return 0;
+}
+
+/* pipe -> socket on the event loop: never blocks (socket and pipe end are
+ * non-blocking); 1 pipe empty, 0 socket full, -1 error */
+static int
+xfer_drain(struct http_xfer *x, int sock)
+{
+    while (x->in_pipe) {
+        ssize_t n = splice(x->pipe_r, NULL, sock, NULL, x->in_pipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            x->failed = 1;
+            x->err = errno;
+            return -1;
+        }
+        if (n == 0) {
+            x->failed = 1;
+            x->err = EPIPE;
+            return -1;
+        }
+        x->in_pipe -= (size_t)n;
+    }
+    return 1;
 }
 
 int
@@ -332,11 +328,22 @@ http_uring_send_file(struct http_conn *c)
         r->file_left = 0;
         return 1;
     }
-    if (x->want_write) {
-        x->want_write = 0;
-        return 0; /* the connection arms EV_WRITE */
+    int d = xfer_drain(x, c->fd);
+    if (d < 0) {
+        if (x->err != EPIPE && x->err != ECONNRESET)
+            log_warn("http", r->id, "splice: %s", strerror(x->err));
+        c->dead = 1;
+        return -1;
     }
-    if (xfer_submit(x, c->fd) < 0) {
+    if (d == 0)
+        return 0; /* socket full: the connection arms EV_WRITE */
+    if (x->left == 0) {
+        r->xfer = NULL;
+        xfer_free(x);
+        r->file_left = 0;
+        return 1;
+    }
+    if (xfer_submit_fill(x) < 0) {
         c->dead = 1;
         return -1;
     }

@@ -1374,3 +1374,9 @@ Test(http_layer, file_shorter_than_announced_posix, .timeout = 30)
 {
     file_shorter_than_announced(HTTP_IO_POSIX);
 }
+
+Test(http_layer, io_auto_is_sendfile)
+{
+    start_default();
+    cr_assert_str_eq(http_server_io_name(srv), "posix");
+}

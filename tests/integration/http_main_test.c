@@ -444,3 +444,52 @@ Test(http_main, storage_limits_from_the_environment_are_applied, .timeout = 60)
     cr_assert_eq(other, 202, "another repository: %ld", other);
     cr_assert(exited_zero(st), "exit status %d", st);
 }
+
+/* ---- [storage] io reaches the connection layer ---- */
+
+static void
+blob_roundtrip_with_io(const char *io_env, const char *want_log)
+{
+    struct testsrv s;
+    const char *env[] = {io_env, NULL};
+    cr_assert_eq(testsrv_start(&s, NULL, env), 0);
+    size_t n = 5 * 1024 * 1024 + 3;
+    char *blob = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        blob[i] = (char)(i * 13 + i / 1000);
+    char dg[80], path[200];
+    long ps = tpush_blob(&s, "io/test", blob, n, dg);
+    snprintf(path, sizeof(path), "/v2/io/test/blobs/%s", dg);
+    struct tresp r = {0}, rr = {0};
+    int rc1 = treq(&s, "GET", path, NULL, NULL, 0, &r);
+    const char *range[] = {"Range: bytes=1000-2999999", NULL};
+    int rc2 = treq(&s, "GET", path, range, NULL, 0, &rr);
+    int st = testsrv_stop(&s);
+    int lines = count_lines(s.log, want_log);
+    testsrv_cleanup(&s);
+    unlink(s.log);
+    cr_assert_eq(ps, 201);
+    cr_assert_eq(rc1, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.len, n);
+    cr_assert_eq(memcmp(r.body, blob, n), 0);
+    cr_assert_eq(rc2, 0);
+    cr_assert_eq(rr.status, 206);
+    cr_assert_eq(rr.len, 2999000);
+    cr_assert_eq(memcmp(rr.body, blob + 1000, rr.len), 0);
+    cr_assert_eq(lines, 1, "no '%s' line", want_log);
+    cr_assert(exited_zero(st), "exit status %d", st);
+    tresp_free(&r);
+    tresp_free(&rr);
+    free(blob);
+}
+
+Test(http_main, blob_get_with_io_uring, .timeout = 60)
+{
+    blob_roundtrip_with_io("OCIREG_STORAGE_IO=uring", "file replies: io_uring splice (io = uring)");
+}
+
+Test(http_main, blob_get_with_io_posix, .timeout = 60)
+{
+    blob_roundtrip_with_io("OCIREG_STORAGE_IO=posix", "file replies: sendfile (io = posix)");
+}
