@@ -61,7 +61,7 @@ config_defaults(struct config *c)
     c->server.header_timeout_ms = 10000;
     c->server.idle_timeout_ms = 60000;
     c->server.body_timeout_ms = 60000;
-    c->server.body_buffer = 262144;
+    c->server.body_buffer = 1048576;
     c->server.max_manifest = 4194304;
     c->server.max_page = 10000;
     snprintf(c->storage.root, sizeof(c->storage.root), "./data");

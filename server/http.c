@@ -53,8 +53,16 @@ opts_defaults(struct http_server_opts *o)
     if (!o->listen || !*o->listen)
         o->listen = "127.0.0.1:5000";
     if (o->workers <= 0) {
+        /* More threads than cores: a worker blocks in fsync (blob and directory)
+         * for every upload commit and manifest PUT, and while it waits its other
+         * connections wait too. With WORKERS_PER_CORE workers per core the
+         * fsyncs of concurrent writers overlap (measured on 2 cores, 16
+         * clients: 4 KiB pushes and manifest PUTs +40-150%); the price is ~1.6x
+         * server CPU per small GET/HEAD (fewer events per epoll_wait wake-up). */
+        enum { WORKERS_PER_CORE = 8, WORKERS_DEFAULT_MAX = 64 };
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o->workers = n > 0 ? (int)n : 1;
+        long w = (n > 0 ? n : 1) * WORKERS_PER_CORE;
+        o->workers = w > WORKERS_DEFAULT_MAX ? WORKERS_DEFAULT_MAX : (int)w;
     }
     if (o->workers > 256)
         o->workers = 256;
@@ -63,7 +71,7 @@ opts_defaults(struct http_server_opts *o)
     if (o->header_max < 256)
         o->header_max = 256;
     if (o->body_buffer == 0)
-        o->body_buffer = 262144;
+        o->body_buffer = 1048576; /* 4x fewer recv/pwrite/epoll_wait per MB than 256 KiB */
     if (o->body_buffer < 4096)
         o->body_buffer = 4096;
     if (o->header_timeout_ms <= 0)

@@ -126,7 +126,7 @@ struct http_server_opts {
     const char *listen;          /* "host:port"; port 0 picks a free port */
     int workers;                 /* threads; <= 0: number of cores */
     size_t header_max;           /* bytes of request line + headers (431 above) */
-    size_t body_buffer;          /* per-connection receive buffer (default 256 KiB) */
+    size_t body_buffer;          /* per-worker receive buffer (default 1 MiB) */
     int header_timeout_ms;       /* whole header block must arrive within */
     int idle_timeout_ms;         /* keep-alive idle */
     int body_timeout_ms;         /* no body byte for this long: close */

@@ -1352,25 +1352,25 @@ file_shorter_than_announced(int io)
     resp_free(&r);
 }
 
-Test(http_layer, file_big_keepalive_uring, .timeout = 60) { file_big_keepalive(HTTP_IO_URING); }
-Test(http_layer, file_big_keepalive_posix, .timeout = 60) { file_big_keepalive(HTTP_IO_POSIX); }
-Test(http_layer, file_ranges_uring, .timeout = 60) { file_ranges(HTTP_IO_URING); }
-Test(http_layer, file_ranges_posix, .timeout = 60) { file_ranges(HTTP_IO_POSIX); }
-Test(http_layer, file_slow_reader_uring, .timeout = 60) { file_slow_reader(HTTP_IO_URING); }
-Test(http_layer, file_slow_reader_posix, .timeout = 60) { file_slow_reader(HTTP_IO_POSIX); }
-Test(http_layer, file_client_disconnect_uring, .timeout = 90)
+Test(http_layer, file_big_keepalive_uring) { file_big_keepalive(HTTP_IO_URING); }
+Test(http_layer, file_big_keepalive_posix) { file_big_keepalive(HTTP_IO_POSIX); }
+Test(http_layer, file_ranges_uring) { file_ranges(HTTP_IO_URING); }
+Test(http_layer, file_ranges_posix) { file_ranges(HTTP_IO_POSIX); }
+Test(http_layer, file_slow_reader_uring) { file_slow_reader(HTTP_IO_URING); }
+Test(http_layer, file_slow_reader_posix) { file_slow_reader(HTTP_IO_POSIX); }
+Test(http_layer, file_client_disconnect_uring)
 {
     file_client_disconnect(HTTP_IO_URING);
 }
-Test(http_layer, file_client_disconnect_posix, .timeout = 90)
+Test(http_layer, file_client_disconnect_posix)
 {
     file_client_disconnect(HTTP_IO_POSIX);
 }
-Test(http_layer, file_shorter_than_announced_uring, .timeout = 30)
+Test(http_layer, file_shorter_than_announced_uring)
 {
     file_shorter_than_announced(HTTP_IO_URING);
 }
-Test(http_layer, file_shorter_than_announced_posix, .timeout = 30)
+Test(http_layer, file_shorter_than_announced_posix)
 {
     file_shorter_than_announced(HTTP_IO_POSIX);
 }

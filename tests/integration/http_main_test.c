@@ -284,7 +284,7 @@ connect_port(int port)
     return fd;
 }
 
-Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning, .timeout = 60)
+Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning)
 {
     char root[] = "/tmp/http_main_fd.XXXXXX";
     cr_assert_not_null(mkdtemp(root));
@@ -367,7 +367,7 @@ now_sec(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-Test(http_main, idle_upload_sessions_expire, .timeout = 60)
+Test(http_main, idle_upload_sessions_expire)
 {
     struct testsrv s;
     const char *env[] = {"OCIREG_STORAGE_UPLOAD_EXPIRY=1s", NULL};
@@ -419,7 +419,7 @@ Test(http_main, maintenance_thread_stops_promptly_on_sigterm)
 
 /* ---- [storage] limits reach the storage layer ---- */
 
-Test(http_main, storage_limits_from_the_environment_are_applied, .timeout = 60)
+Test(http_main, storage_limits_from_the_environment_are_applied)
 {
     struct testsrv s;
     const char *env[] = {"OCIREG_STORAGE_MAX_UPLOADS_PER_REPO=2", NULL};
@@ -484,12 +484,12 @@ blob_roundtrip_with_io(const char *io_env, const char *want_log)
     free(blob);
 }
 
-Test(http_main, blob_get_with_io_uring, .timeout = 60)
+Test(http_main, blob_get_with_io_uring)
 {
     blob_roundtrip_with_io("OCIREG_STORAGE_IO=uring", "file replies: io_uring splice (io = uring)");
 }
 
-Test(http_main, blob_get_with_io_posix, .timeout = 60)
+Test(http_main, blob_get_with_io_posix)
 {
     blob_roundtrip_with_io("OCIREG_STORAGE_IO=posix", "file replies: sendfile (io = posix)");
 }

@@ -75,7 +75,7 @@ Test(config, defaults_without_file)
     cr_assert_eq(c.server.header_timeout_ms, 10000);
     cr_assert_eq(c.server.idle_timeout_ms, 60000);
     cr_assert_eq(c.server.body_timeout_ms, 60000);
-    cr_assert_eq(c.server.body_buffer, 262144);
+    cr_assert_eq(c.server.body_buffer, 1048576);
     cr_assert_eq(c.server.max_manifest, 4194304);
     cr_assert_eq(c.server.max_page, 10000);
     cr_assert_eq(c.storage.fsync, 1);
@@ -102,7 +102,7 @@ Test(config, parses_every_key_with_units)
                                "header_timeout = 500ms\n"
                                "idle_timeout = 2m\n"
                                "body_timeout = 7\n"
-                               "body_buffer = 1MiB\n"
+                               "body_buffer = 2MiB\n"
                                "max_manifest = 8M\n"
                                "max_page = 50\n"
                                "[Storage]\n"
@@ -127,7 +127,7 @@ Test(config, parses_every_key_with_units)
     cr_assert_eq(c.server.header_timeout_ms, 500);
     cr_assert_eq(c.server.idle_timeout_ms, 120000);
     cr_assert_eq(c.server.body_timeout_ms, 7000);
-    cr_assert_eq(c.server.body_buffer, 1048576);
+    cr_assert_eq(c.server.body_buffer, 2097152);
     cr_assert_eq(c.server.max_manifest, 8388608);
     cr_assert_eq(c.server.max_page, 50);
     cr_assert_str_eq(c.storage.root, "/srv/reg #1");
