@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "tests/integration/api_test.h"
+#include "tests/lib/inproc.h"
 
 #include "server/api.h"
 #include "server/http.h"
@@ -15,73 +16,18 @@
 
 #include "common/banned.h"
 
-static struct storage *st;
-static struct api *api;
-static struct http_server *srv;
-static pthread_t thr;
-static char froot[128];
-
-static void *
-run(void *arg)
-{
-    struct err e;
-    (void)arg;
-    http_server_run(srv, &e);
-    return NULL;
-}
+static struct inproc P;
 
 static void
 faults_setup(void)
 {
-    struct err e = {0};
-    snprintf(froot, sizeof(froot), "/tmp/api-faults.XXXXXX");
-    cr_assert(mkdtemp(froot));
-    struct storage_opts so = {.root = froot, .fsync = 1, .max_manifest = 4u << 20};
-    st = storage_open(&so, &e);
-    cr_assert(st, "storage_open: %s", e.msg);
-    struct api_opts ao = {.max_manifest = 4u << 20, .max_page = 100};
-    api = api_new(st, &ao, &e);
-    cr_assert(api);
-    struct http_app app;
-    api_http_app(api, &app);
-    struct http_server_opts ho = {
-        .listen = "127.0.0.1:0",
-        .workers = 1,
-        .header_max = 16384,
-        .body_buffer = 64 * 1024,
-        .header_timeout_ms = 10000,
-        .idle_timeout_ms = 10000,
-        .body_timeout_ms = 10000,
-        .max_connections = 64,
-    };
-    srv = http_server_new(&ho, &app, &e);
-    cr_assert(srv, "http_server_new: %s", e.msg);
-    const char *addr = http_server_address(srv);
-    memset(&S, 0, sizeof(S));
-    S.pid = -1;
-    S.port = atoi(strrchr(addr, ':') + 1);
-    snprintf(S.url, sizeof(S.url), "http://127.0.0.1:%d", S.port);
-    cr_assert_eq(pthread_create(&thr, NULL, run, NULL), 0);
-}
-
-static int
-rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
+    cr_assert_eq(inproc_start(&P, "api-faults", 1, 100, &S), 0, "in-process server did not start");
 }
 
 static void
 faults_teardown(void)
 {
-    http_server_stop(srv);
-    pthread_join(thr, NULL);
-    http_server_free(srv);
-    api_free(api);
-    storage_close(st);
-    nftw(froot, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    inproc_stop(&P);
 }
 
 TestSuite(api_faults, .init = faults_setup, .fini = faults_teardown, .timeout = 60);
@@ -90,7 +36,7 @@ static int
 uploads_left(void)
 {
     char p[200];
-    snprintf(p, sizeof(p), "%s/uploads", froot);
+    snprintf(p, sizeof(p), "%s/uploads", P.root);
     DIR *d = opendir(p);
     int n = 0;
     struct dirent *de;
@@ -119,9 +65,9 @@ Test(api_faults, enospc_on_patch_is_507_and_frees_the_session)
     char loc[300];
     struct tresp r;
     start("full", loc, sizeof(loc));
-    storage_fault_inject(st, FAULT_WRITE, ENOSPC, 1000);
+    storage_fault_inject(P.st, FAULT_WRITE, ENOSPC, 1000);
     req("PATCH", loc, NULL, "some bytes", 10, &r);
-    storage_fault_inject(st, 0, 0, 0);
+    storage_fault_inject(P.st, 0, 0, 0);
     cr_assert_eq(r.status, 507, "%ld %s", r.status, r.body);
     cr_assert(ecode(&r)[0], "no JSON error body: %s", r.body);
     tresp_free(&r);
@@ -140,9 +86,9 @@ Test(api_faults, enospc_on_monolithic_post_leaves_nothing)
     char dg[80], path[300];
     struct tresp r;
     snprintf(path, sizeof(path), "/v2/full/blobs/uploads/?digest=%s", tdigest("abc", 3, dg));
-    storage_fault_inject(st, FAULT_WRITE, ENOSPC, 1000);
+    storage_fault_inject(P.st, FAULT_WRITE, ENOSPC, 1000);
     req("POST", path, NULL, "abc", 3, &r);
-    storage_fault_inject(st, 0, 0, 0);
+    storage_fault_inject(P.st, 0, 0, 0);
     cr_assert_eq(r.status, 507, "%ld %s", r.status, r.body);
     tresp_free(&r);
     cr_assert_eq(uploads_left(), 0);
@@ -159,9 +105,9 @@ Test(api_faults, eio_on_commit_is_500)
     cr_assert_eq(r.status, 202);
     tresp_free(&r);
     snprintf(path, sizeof(path), "%s?digest=%s", loc, tdigest("payload", 7, dg));
-    storage_fault_inject(st, FAULT_FSYNC, EIO, 1000);
+    storage_fault_inject(P.st, FAULT_FSYNC, EIO, 1000);
     req("PUT", path, NULL, NULL, 0, &r);
-    storage_fault_inject(st, 0, 0, 0);
+    storage_fault_inject(P.st, 0, 0, 0);
     cr_assert_eq(r.status, 500, "%ld %s", r.status, r.body);
     cr_assert(ecode(&r)[0], "no JSON error body: %s", r.body);
     tresp_free(&r);
@@ -174,9 +120,9 @@ Test(api_faults, db_error_on_manifest_put_is_5xx)
 {
     char body[1024];
     make_image("dbf", 0, "d", body, sizeof(body));
-    storage_fault_inject(st, FAULT_DB, EIO, 1000);
+    storage_fault_inject(P.st, FAULT_DB, EIO, 1000);
     long code = put_manifest("dbf", "t", MT_OCI_MANIFEST, body, NULL);
-    storage_fault_inject(st, 0, 0, 0);
+    storage_fault_inject(P.st, 0, 0, 0);
     cr_assert(code >= 500 && code < 600, "status %ld", code);
     cr_assert_eq(status_of("GET", "/v2/dbf/manifests/t"), 404);
     cr_assert_eq(put_manifest("dbf", "t", MT_OCI_MANIFEST, body, NULL), 201);

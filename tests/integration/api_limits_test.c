@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "tests/integration/api_test.h"
+#include "tests/lib/inproc.h"
 
 #include "server/api.h"
 #include "server/api_internal.h"
@@ -16,74 +17,19 @@
 
 #include "common/banned.h"
 
-static struct storage *st;
-static struct api *api;
-static struct http_server *srv;
-static pthread_t thr;
-static char froot[128];
-
-static void *
-run(void *arg)
-{
-    struct err e;
-    (void)arg;
-    http_server_run(srv, &e);
-    return NULL;
-}
+static struct inproc P;
 
 static void
 limits_setup(void)
 {
-    struct err e = {0};
-    snprintf(froot, sizeof(froot), "/tmp/api-limits.XXXXXX");
-    cr_assert(mkdtemp(froot));
-    struct storage_opts so = {.root = froot, .fsync = 0, .max_manifest = 4u << 20};
-    st = storage_open(&so, &e);
-    cr_assert(st, "storage_open: %s", e.msg);
-    struct api_opts ao = {.max_manifest = 4u << 20, .max_page = 100};
-    api = api_new(st, &ao, &e);
-    cr_assert(api);
-    struct http_app app;
-    api_http_app(api, &app);
-    struct http_server_opts ho = {
-        .listen = "127.0.0.1:0",
-        .workers = 1,
-        .header_max = 16384,
-        .body_buffer = 64 * 1024,
-        .header_timeout_ms = 10000,
-        .idle_timeout_ms = 10000,
-        .body_timeout_ms = 10000,
-        .max_connections = 64,
-    };
-    srv = http_server_new(&ho, &app, &e);
-    cr_assert(srv, "http_server_new: %s", e.msg);
-    const char *addr = http_server_address(srv);
-    memset(&S, 0, sizeof(S));
-    S.pid = -1;
-    S.port = atoi(strrchr(addr, ':') + 1);
-    snprintf(S.url, sizeof(S.url), "http://127.0.0.1:%d", S.port);
-    cr_assert_eq(pthread_create(&thr, NULL, run, NULL), 0);
-}
-
-static int
-rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
+    cr_assert_eq(inproc_start(&P, "api-limits", 0, 100, &S), 0, "in-process server did not start");
 }
 
 static void
 limits_teardown(void)
 {
     api_fault_alloc(0);
-    http_server_stop(srv);
-    pthread_join(thr, NULL);
-    http_server_free(srv);
-    api_free(api);
-    storage_close(st);
-    nftw(froot, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    inproc_stop(&P);
 }
 
 TestSuite(api_limits, .init = limits_setup, .fini = limits_teardown, .timeout = 60);
@@ -131,7 +77,7 @@ Test(api_limits, tags_and_catalog_pages_stop_at_the_byte_budget)
         cr_assert_eq(put_manifest("r", tags[i], MT_OCI_MANIFEST, body, NULL), 201);
     }
     /* {"name":"r","tags":[ = 20 bytes, a tag 18 (+1 comma), "]}" 2: two per 60 */
-    api->page_bytes = 60;
+    P.api->page_bytes = 60;
     cr_assert_eq(list("/v2/r/tags/list", "tags", out, sizeof(out), link, sizeof(link), &len), 200);
     cr_assert_str_eq(out, "tag-aaaaaaaaaa-1,tag-aaaaaaaaaa-2");
     cr_assert_leq(len, 60);
@@ -148,7 +94,7 @@ Test(api_limits, tags_and_catalog_pages_stop_at_the_byte_budget)
     cr_assert_str_eq(link, "</v2/r/tags/list?n=1&last=tag-aaaaaaaaaa-1>; rel=\"next\"");
 
     /* a budget smaller than one entry still sends one per page */
-    api->page_bytes = 1;
+    P.api->page_bytes = 1;
     cr_assert_eq(list("/v2/r/tags/list", "tags", out, sizeof(out), link, sizeof(link), &len), 200);
     cr_assert_str_eq(out, "tag-aaaaaaaaaa-1");
     cr_assert_str_eq(link, "</v2/r/tags/list?n=100&last=tag-aaaaaaaaaa-1>; rel=\"next\"");
@@ -156,7 +102,7 @@ Test(api_limits, tags_and_catalog_pages_stop_at_the_byte_budget)
     push_image("repository-number-two", "t", "m", NULL);
     push_image("repository-number-one", "t", "m", NULL);
     /* {"repositories":[ = 17, "r" 3, ,"repository-number-one" 24: two fit 50 */
-    api->page_bytes = 50;
+    P.api->page_bytes = 50;
     cr_assert_eq(
         list("/v2/_catalog", "repositories", out, sizeof(out), link, sizeof(link), &len), 200);
     cr_assert_str_eq(out, "r,repository-number-one");
@@ -238,7 +184,7 @@ Test(api_limits, referrers_page_stops_at_the_byte_budget)
     }
     qsort(dg, 3, 80, (int (*)(const void *, const void *))strcmp);
     /* one descriptor is ~250 bytes: a 300-byte budget holds one per page */
-    api->page_bytes = 300;
+    P.api->page_bytes = 300;
     snprintf(path, sizeof(path), "/v2/r/referrers/%s", subj);
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(list(path, "manifests", out, sizeof(out), link, sizeof(link), &len), 200,

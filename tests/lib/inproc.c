@@ -1,0 +1,103 @@
+#include "tests/lib/inproc.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "server/api.h"
+#include "server/http.h"
+#include "storage/storage.h"
+#include "tests/lib/testsrv.h"
+
+#include "common/banned.h"
+
+static void *
+run(void *arg)
+{
+    struct inproc *p = arg;
+    struct err e;
+    http_server_run(p->srv, &e);
+    return NULL;
+}
+
+int
+inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page, struct testsrv *s)
+{
+    struct err e = {0};
+    memset(p, 0, sizeof(*p));
+    snprintf(p->root, sizeof(p->root), "/tmp/%s.XXXXXX", prefix);
+    if (!mkdtemp(p->root)) {
+        perror("inproc: mkdtemp");
+        return -1;
+    }
+    struct storage_opts so = {.root = p->root, .fsync = fsync, .max_manifest = 4u << 20};
+    p->st = storage_open(&so, &e);
+    if (!p->st)
+        goto fail;
+    struct api_opts ao = {.max_manifest = 4u << 20, .max_page = max_page};
+    p->api = api_new(p->st, &ao, &e);
+    if (!p->api)
+        goto fail;
+    struct http_app app;
+    api_http_app(p->api, &app);
+    struct http_server_opts ho = {
+        .listen = "127.0.0.1:0",
+        .workers = 1,
+        .header_max = 16384,
+        .body_buffer = 64 * 1024,
+        .header_timeout_ms = 10000,
+        .idle_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .max_connections = 64,
+    };
+    p->srv = http_server_new(&ho, &app, &e);
+    if (!p->srv)
+        goto fail;
+    const char *addr = http_server_address(p->srv);
+    memset(s, 0, sizeof(*s));
+    s->pid = -1;
+    s->port = atoi(strrchr(addr, ':') + 1);
+    snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+    if (pthread_create(&p->thr, NULL, run, p) != 0) {
+        snprintf(e.msg, sizeof(e.msg), "pthread_create failed");
+        goto fail;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "inproc: %s\n", e.msg);
+    http_server_free(p->srv);
+    api_free(p->api);
+    storage_close(p->st);
+    p->srv = NULL;
+    p->api = NULL;
+    p->st = NULL;
+    return -1;
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void
+inproc_stop(struct inproc *p)
+{
+    if (p->srv) {
+        http_server_stop(p->srv);
+        pthread_join(p->thr, NULL);
+        http_server_free(p->srv);
+        p->srv = NULL;
+    }
+    api_free(p->api);
+    storage_close(p->st);
+    p->api = NULL;
+    p->st = NULL;
+    if (p->root[0])
+        nftw(p->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}

@@ -1,0 +1,33 @@
+/* inproc.h - run the registry (storage + api + http layer) inside the test
+ * process on 127.0.0.1:0 with one worker, for tests that must reach into it
+ * (storage_fault_inject, api internals). The storage root is a new mkdtemp
+ * folder, removed by inproc_stop. */
+#ifndef OCIREG_INPROC_H
+#define OCIREG_INPROC_H
+
+#include <pthread.h>
+
+struct storage;
+struct api;
+struct http_server;
+struct testsrv;
+
+struct inproc {
+    struct storage *st;
+    struct api *api;
+    struct http_server *srv;
+    pthread_t thr;
+    char root[128];
+};
+
+/* inproc_start - open storage under a new /tmp/<prefix>.XXXXXX root (fsync as
+ * given), an api with max_page, and the http server on a thread; fills s's port
+ * and url (s->pid = -1: nothing to stop by PID). Returns 0, or -1 with a message
+ * on stderr. */
+int inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page,
+                 struct testsrv *s);
+
+/* inproc_stop - stop and free everything, remove the root */
+void inproc_stop(struct inproc *p);
+
+#endif
