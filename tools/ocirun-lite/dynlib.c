@@ -1,4 +1,4 @@
-/* dynlib.c - dlopen of libcurl and libarchive on first use (see dynlib.h). */
+/* dynlib.c - dlopen of libcurl, libarchive and libcrypto on first use (see dynlib.h). */
 #define DYNLIB_NO_REDIRECT
 #include "tools/ocirun-lite/dynlib.h"
 
@@ -14,6 +14,7 @@
 #define DYNLIB_DEFINE(f) __typeof__(f) *dynlib_##f;
 DYNLIB_CURL_FUNCS(DYNLIB_DEFINE)
 DYNLIB_ARCHIVE_FUNCS(DYNLIB_DEFINE)
+DYNLIB_CRYPTO_FUNCS(DYNLIB_DEFINE)
 #undef DYNLIB_DEFINE
 
 struct sym {
@@ -24,6 +25,7 @@ struct sym {
 #define DYNLIB_SYM(f) {#f, (void **)&dynlib_##f},
 static const struct sym curl_syms[] = {DYNLIB_CURL_FUNCS(DYNLIB_SYM)};
 static const struct sym archive_syms[] = {DYNLIB_ARCHIVE_FUNCS(DYNLIB_SYM)};
+static const struct sym crypto_syms[] = {DYNLIB_CRYPTO_FUNCS(DYNLIB_SYM)};
 #undef DYNLIB_SYM
 
 struct lib {
@@ -40,11 +42,14 @@ struct lib {
 static const char *const curl_names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl.so",
                                          NULL};
 static const char *const archive_names[] = {"libarchive.so.13", "libarchive.so", NULL};
+static const char *const crypto_names[] = {"libcrypto.so.3", "libcrypto.so", NULL};
 
 static struct lib curl_lib = {PTHREAD_ONCE_INIT, curl_names, curl_syms,
                               sizeof(curl_syms) / sizeof(curl_syms[0]), 0, ""};
 static struct lib archive_lib = {PTHREAD_ONCE_INIT, archive_names, archive_syms,
                                  sizeof(archive_syms) / sizeof(archive_syms[0]), 0, ""};
+static struct lib crypto_lib = {PTHREAD_ONCE_INIT, crypto_names, crypto_syms,
+                                sizeof(crypto_syms) / sizeof(crypto_syms[0]), 0, ""};
 
 static void
 lib_load(struct lib *l)
@@ -89,6 +94,12 @@ archive_load(void)
     lib_load(&archive_lib);
 }
 
+static void
+crypto_load(void)
+{
+    lib_load(&crypto_lib);
+}
+
 int
 dynlib_curl(struct err *e)
 {
@@ -101,4 +112,11 @@ dynlib_archive(struct err *e)
 {
     pthread_once(&archive_lib.once, archive_load);
     return archive_lib.ok ? 0 : err_set(e, ERR_INTERNAL, 0, "%s", archive_lib.why);
+}
+
+int
+dynlib_crypto(struct err *e)
+{
+    pthread_once(&crypto_lib.once, crypto_load);
+    return crypto_lib.ok ? 0 : err_set(e, ERR_INTERNAL, 0, "%s", crypto_lib.why);
 }

@@ -657,6 +657,8 @@ layerfs_unpack(const char *blob_path, const char *diff_id, const char *dest, enu
         err_sys(e, ERR_IO, errno, "cannot open \"%s\"", dest);
         goto out;
     }
+    if (dynlib_crypto(e) < 0)
+        goto out;
     u->md = EVP_MD_CTX_new();
     if (!u->md || EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1) {
         err_set(e, ERR_INTERNAL, 0, "cannot initialise sha256");
@@ -726,7 +728,8 @@ out:
         archive_read_free(tar);
     if (u->raw)
         archive_read_free(u->raw);
-    EVP_MD_CTX_free(u->md);
+    if (u->md) /* set only once libcrypto is loaded */
+        EVP_MD_CTX_free(u->md);
     pcache_drop(u);
     for (size_t i = 0; i < u->ndirs; i++)
         free(u->dirs[i].path);

@@ -368,6 +368,8 @@ struct child_ctx {
     const char *lowerdata; /* overlay mount data, or NULL */
     int tree_fd;           /* overlay prepared by the parent (fsmount), or -1 */
     const char *bind_dir;  /* plain rootfs dir, or NULL */
+    const char *scratch;   /* --rm: container dir to cover with a tmpfs holding
+                            * rootfs, upper and work; or NULL */
 };
 
 static __attribute__((noreturn, format(printf, 3, 4))) void
@@ -767,6 +769,19 @@ child_main(struct child_ctx *c)
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(efd, errno, "make / private");
+    if (c->scratch) {
+        static const char *const sub[] = {"rootfs", "upper", "work"};
+        static const mode_t mode[] = {0755, 0755, 0700};
+        char p[PATH_MAX + 16];
+        /* best effort: without the tmpfs the directories land in the container
+         * dir on disk, which the parent removes after the run anyway */
+        (void)!mount("tmpfs", c->scratch, "tmpfs", 0, "mode=0700");
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof(p), "%s/%s", c->scratch, sub[i]);
+            if (mkdir(p, mode[i]) < 0 && errno != EEXIST)
+                child_fail(efd, errno, "mkdir '%s'", p);
+        }
+    }
     if (c->tree_fd >= 0) {
         if (move_mount(c->tree_fd, "", AT_FDCWD, x->rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
             child_fail(efd, errno, "attach overlay on '%s'", x->rootfs);
@@ -1088,7 +1103,7 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
     char *spec = NULL, *ovl = NULL;
     int rc = -1, made_cdir = 0, started = 0, master = -1, sfd = -1;
     int syncp[2] = {-1, -1}, errp[2] = {-1, -1}, sock[2] = {-1, -1};
-    int handlers_set = 0, tty_raw = 0, sigp_w = -1, tree_fd = -1;
+    int handlers_set = 0, tty_raw = 0, sigp_w = -1, tree_fd = -1, scratch = 0;
     sigset_t fwd, oldmask;
     struct sigaction oldact[NFWD];
     struct termios oldt;
@@ -1137,17 +1152,38 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
         goto out;
     }
     made_cdir = 1;
-    snprintf(path, sizeof(path), "%s/rootfs", cdir);
-    if (mkdir(path, 0755) < 0) {
-        err_sys(&lerr, ERR_IO, errno, "run: mkdir '%s'", path);
+
+    struct rt_opts oo = *o;
+    oo.name = id;
+    const char *const *roots = rootfs->dir ? &rootfs->dir : rootfs->lower;
+    size_t nroots = rootfs->dir ? 1 : rootfs->nlower;
+    spec = rt_spec_build(config_json, &oo, path, roots, nroots, &lerr);
+    if (!spec)
         goto out;
+    snprintf(path, sizeof(path), "%s/config.json", cdir);
+    if (rt_write_file(path, spec, strlen(spec), &lerr) < 0)
+        goto out;
+    if (exec_parse(spec, &x, &lerr) < 0)
+        goto out;
+    /* --rm with the overlay mounted by the child (no user ns): rootfs, upper
+     * and work are made by the child on a tmpfs it mounts over the container
+     * dir in its own mount namespace, so they vanish with it: no directories
+     * to create, fsync or remove on the store's disk (~3 ms of ext4 mkdir and
+     * rmdir per run here). The container dir itself keeps config.json. */
+    scratch = o->rm && !rootfs->dir && !(x.nsflags & CLONE_NEWUSER);
+    if (!scratch) {
+        snprintf(path, sizeof(path), "%s/rootfs", cdir);
+        if (mkdir(path, 0755) < 0) {
+            err_sys(&lerr, ERR_IO, errno, "run: mkdir '%s'", path);
+            goto out;
+        }
     }
     if (!rootfs->dir) {
         /* lowerdir=top:...:bottom (lower[0] is the top layer, as overlayfs wants) */
         char up[PATH_MAX + 16], wk[PATH_MAX + 16];
         snprintf(up, sizeof(up), "%s/upper", cdir);
         snprintf(wk, sizeof(wk), "%s/work", cdir);
-        if (mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0) {
+        if (!scratch && (mkdir(up, 0755) < 0 || mkdir(wk, 0700) < 0)) {
             err_sys(&lerr, ERR_IO, errno, "run: mkdir '%s'", up);
             goto out;
         }
@@ -1182,18 +1218,6 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
         snprintf(ovl + n, len - n, ",upperdir=%s,workdir=%s%s", up, wk, o->rm ? ",volatile" : "");
     }
 
-    struct rt_opts oo = *o;
-    oo.name = id;
-    const char *const *roots = rootfs->dir ? &rootfs->dir : rootfs->lower;
-    size_t nroots = rootfs->dir ? 1 : rootfs->nlower;
-    spec = rt_spec_build(config_json, &oo, path, roots, nroots, &lerr);
-    if (!spec)
-        goto out;
-    snprintf(path, sizeof(path), "%s/config.json", cdir);
-    if (rt_write_file(path, spec, strlen(spec), &lerr) < 0)
-        goto out;
-    if (exec_parse(spec, &x, &lerr) < 0)
-        goto out;
     cg = rt_cgroup_new(id, &x.lim, &lerr);
     if (!cg && lerr.code != ERR_NONE)
         goto out;
@@ -1256,7 +1280,8 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
                               .sock_fd = sock[1],
                               .lowerdata = ovl,
                               .tree_fd = tree_fd,
-                              .bind_dir = rootfs->dir};
+                              .bind_dir = rootfs->dir,
+                              .scratch = scratch ? cdir : NULL};
         child_main(&c);
     }
     close(syncp[0]);
