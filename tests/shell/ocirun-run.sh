@@ -179,10 +179,10 @@ if [ -f "$store/probe" ] && grep -q "^ocirun-probe v1 $(uname -r) " "$store/prob
 else
     bad "probe cache: $(cat "$store/probe" 2>&1)"
 fi
-if ldd "$BIN" | grep -q 'libcurl\|libarchive'; then
-    bad "the binary links libcurl/libarchive at start-up: $(ldd "$BIN" | grep 'curl\|archive')"
+if ldd "$BIN" | grep -q 'libcurl\|libarchive\|libcrypto'; then
+    bad "the binary links libcurl/libarchive/libcrypto at start-up: $(ldd "$BIN" | grep 'curl\|archive\|crypto')"
 else
-    ok "libcurl and libarchive are not loaded at start-up (dlopen on first use)"
+    ok "libcurl, libarchive and libcrypto are not loaded at start-up (dlopen on first use)"
 fi
 # the root line of the container's mountinfo: " / / " then the super options
 rm_opts=$(oc run --pull never --rm "$BB" cat /proc/self/mountinfo 2>&1 | awk '$5 == "/"')
@@ -192,6 +192,27 @@ case "$rm_opts|$keep_opts" in
 *volatile*"|"*overlay*) ok "--rm mounts the overlay volatile (no syncfs on teardown), a kept container not" ;;
 *) bad "volatile: --rm '$rm_opts' / kept '$keep_opts'" ;;
 esac
+
+# --rm: rootfs/upper/work live on a tmpfs in the container's own mount ns, so
+# while it runs the container dir on disk holds config.json only, and what the
+# container writes never reaches the store's disk; a kept container's upper
+# layer is on disk
+oc run --pull never --rm --name scratchy "$BB" \
+    sh -c 'echo scratch-data >/written && cat /written && echo ready && sleep 3' \
+    >"$work/scratch.out" 2>&1 &
+spid=$!
+i=0
+until grep -q ready "$work/scratch.out" 2>/dev/null || [ $i -gt 100 ]; do sleep 0.1; i=$((i + 1)); done
+during=$(cd "$store/containers/scratchy" 2>/dev/null && find . | sort | tr '\n' ' ')
+ondisk=$(find "$store/containers" -name written 2>/dev/null)
+wait "$spid"
+src=$?
+if [ "$src" = 0 ] && grep -q '^scratch-data$' "$work/scratch.out" && [ "$during" = ". ./config.json " ] &&
+    [ -z "$ondisk" ] && [ ! -e "$store/containers/scratchy" ] && [ -d "$store/containers/keepme/upper" ]; then
+    ok "--rm keeps rootfs/upper/work off the disk (tmpfs in the container's mount ns); kept containers' upper on disk"
+else
+    bad "--rm scratch: rc=$src during='$during' ondisk='$ondisk' out=$(cat "$work/scratch.out")"
+fi
 
 # ---- bundles under runc and crun -------------------------------------------------
 bundle_same() {   # NAME REF [CMD...]

@@ -12,15 +12,16 @@
  *   P  clone(NEWPID|NEWNS|NEWUTS|NEWIPC[|NEWNET][|NEWUSER]) - a fork-like raw
  *      clone: the child must stay away from malloc and glibc's set*id
  *      wrappers (threads of a multi-threaded caller are not copied)
- *   C  waits on the sync pipe
+ *   C  with a user ns: waits on the sync pipe (else only just before execve)
  *   P  writes uid_map/gid_map (user ns), puts C in the cgroups, releases C
- *   C  makes / rprivate, mounts the rootfs (overlay of the layers, the
+ *   C  makes / rprivate; --rm without user ns: covers the container dir with a
+ *      tmpfs and makes rootfs/upper/work there; mounts the rootfs (overlay of the layers, the
  *      parent's detached overlay, or a bind of the rootfs dir) at <cdir>/rootfs, mounts the spec's
  * mounts inside it (every target resolved with openat2(RESOLVE_IN_ROOT), so an image symlink cannot
  * redirect a mount to the host), fills /dev, opens the pty (-t) and passes its master to P over a
  * socketpair, sets the hostname, brings lo up, pivot_root, masks/read-only paths, drops the
  *      bounding set, setgroups/setgid/setuid, sets capabilities, chdir,
- *      no_new_privs, resets signals, execve
+ *      no_new_privs, (no user ns: waits for P's "go"), resets signals, execve
  *   C  any failure before execve: message down the CLOEXEC error pipe, exit;
  *      a successful execve closes the pipe, so P reads EOF
  *   P  relays signals (and the pty) until C exits; exit code = status,
@@ -763,9 +764,17 @@ child_main(struct child_ctx *c)
      * signals forwarded back to us: default dispositions at once */
     for (size_t i = 0; i < NFWD; i++)
         signal(fwd_signals[i], SIG_DFL);
-    if (read(c->sync_fd, &go, 1) != 1)
-        _exit(1); /* the parent gave up */
-    close(c->sync_fd);
+    /* With a user ns the parent must write our id maps before we mount
+     * anything. Without one, the parent puts us into the cgroups while we
+     * build the container (joining a v1 cgroup costs ~1 ms of RCU sync here:
+     * done in parallel on another core); the "go" is awaited just before
+     * execve, so nothing of the container's runs outside its cgroups. */
+    int late_go = !(x->nsflags & CLONE_NEWUSER);
+    if (!late_go) {
+        if (read(c->sync_fd, &go, 1) != 1)
+            _exit(1); /* the parent gave up */
+        close(c->sync_fd);
+    }
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(efd, errno, "make / private");
@@ -884,6 +893,11 @@ child_main(struct child_ctx *c)
                 child_fail(efd, errno, "dup2 pty");
         if (pty > 2)
             close(pty);
+    }
+    if (late_go) {
+        if (read(c->sync_fd, &go, 1) != 1)
+            _exit(1); /* the parent gave up (or could not set the cgroups up) */
+        close(c->sync_fd);
     }
     /* a clean signal state: nothing inherited from ocirun */
     for (int s = 1; s < NSIG; s++)
@@ -1284,8 +1298,8 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
                               .scratch = scratch ? cdir : NULL};
         child_main(&c);
     }
-    close(syncp[0]);
-    syncp[0] = -1;
+    /* syncp[0] stays open here until "go" is written: a child that already
+     * failed must not turn that write into a SIGPIPE */
     close(errp[1]);
     errp[1] = -1;
     if (sock[1] >= 0) {
@@ -1298,14 +1312,26 @@ rt_run(const char *state_dir, const char *config_json, const struct rt_rootfs *r
             write_proc(pid, "gid_map", x.gidmap, &lerr) < 0)
             goto out;
     }
-    if (rt_cgroup_add(cg, pid, &lerr) < 0)
+    if (rt_cgroup_add(cg, pid, &lerr) < 0) {
+        /* the child may have failed (and exited) while we set the cgroups
+         * up: its own message says more than ESRCH */
+        struct pollfd pf = {.fd = errp[0], .events = POLLIN};
+        char cmsg[600];
+        ssize_t cn = poll(&pf, 1, 0) == 1 ? read(errp[0], cmsg, sizeof(cmsg) - 1) : -1;
+        if (cn > 0) {
+            cmsg[cn] = '\0';
+            err_set(&lerr, ERR_INTERNAL, 0, "run: container start failed: %s", cmsg);
+        }
         goto out;
+    }
     if (write(syncp[1], "g", 1) != 1) {
         err_sys(&lerr, ERR_INTERNAL, errno, "run: start container");
         goto out;
     }
     close(syncp[1]);
     syncp[1] = -1;
+    close(syncp[0]);
+    syncp[0] = -1;
     char msg[600];
     ssize_t n;
     while ((n = read(errp[0], msg, sizeof(msg) - 1)) < 0 && errno == EINTR)
