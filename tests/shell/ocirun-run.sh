@@ -4,8 +4,9 @@
 #
 #   sh tests/shell/ocirun-run.sh
 #
-# The fixture layout (tests/fixtures/build.sh) is pushed with skopeo to a
-# reference registry (Debian docker-registry) on a free loopback port, pulled
+# The fixture layout (tests/fixtures/build.sh) is pushed with skopeo to ocireg
+# ($OCIREG_BIN; the reference docker-registry only when ocireg is not built) on a
+# free loopback port, pulled
 # into a private store with `ocirun-lite pull --insecure`, and then run with
 # --pull never. Checks: busybox echo; cfgtest's config (Entrypoint, Cmd, Env,
 # WorkingDir, User 1000:1000, exit 7) and -e/-w/-u/--entrypoint overrides; the
@@ -55,25 +56,35 @@ if [ ! -f "$FIX/expected.txt" ]; then
 fi
 
 # ---- registry with the fixtures, pulled into a private store -----------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$work/reg.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $work/reg
-http:
-  addr: 127.0.0.1:$port
-EOF
-docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
-srv_pid=$!
-i=0
-until curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ $i -gt 100 ] && { cat "$work/reg.log"; bad "reference registry start"; finish; }
-    sleep 0.1
-done
+# ocireg itself (started here on 127.0.0.1:0, stopped by PID); the reference
+# registry only when no ocireg binary was built.
+OCIREG=${OCIREG_BIN:-$top/build/ocireg}
+if [ -x "$OCIREG" ]; then
+    OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT="$work/reg" \
+        "$OCIREG" serve --ready-file "$work/ready" >"$work/reg.log" 2>&1 &
+    srv_pid=$!
+    i=0
+    until [ -s "$work/ready" ]; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && { cat "$work/reg.log"; bad "ocireg start"; finish; }
+        sleep 0.1
+    done
+    port=$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$work/ready")
+    echo "registry: ocireg on 127.0.0.1:$port"
+else
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+        "$work/reg" "$port" >"$work/reg.yml"
+    docker-registry serve "$work/reg.yml" >"$work/reg.log" 2>&1 &
+    srv_pid=$!
+    i=0
+    until curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && { cat "$work/reg.log"; bad "reference registry start"; finish; }
+        sleep 0.1
+    done
+    echo "registry: reference docker-registry on 127.0.0.1:$port (no ocireg binary)"
+fi
 reg=127.0.0.1:$port
 store="$work/store"
 oc() { "$BIN" --root "$store" "$@"; }
