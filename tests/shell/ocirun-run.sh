@@ -102,6 +102,17 @@ done
 BB=$reg/fx/busybox:latest
 CFG=$reg/fx/cfgtest:latest
 WH=$reg/fx/whiteout:latest
+# the multi-arch index (--all: both platform manifests): run must pick linux/amd64
+MA=$reg/fx/multiarch:latest
+if skopeo --insecure-policy copy --all --dest-tls-verify=false "oci:$FIX/oci:multiarch" \
+    "docker://$MA" >>"$work/skopeo.log" 2>&1 &&
+    oc pull --insecure -q "$MA" >>"$work/pull.log" 2>&1; then
+    :
+else
+    tail -5 "$work/skopeo.log" "$work/pull.log"
+    bad "push+pull multiarch"
+    finish
+fi
 
 # expect NAME WANT_EXIT WANT_OUTPUT -- ocirun-lite args...
 expect() {
@@ -129,6 +140,7 @@ expect "--entrypoint drops the image Cmd" 0 "x" -- --rm --entrypoint /bin/echo "
 expect "cfgtest user can read its home" 0 "$(printf 'hello\n')" -- --rm "$CFG" \
     'head -c 5 hello.txt; echo'
 expect "whiteout image check script" 0 "WHITEOUT-OK" -- --rm "$WH"
+expect "multiarch index runs the amd64 image" 0 "amd64" -- --rm "$MA"
 expect "whiteout image in a user namespace" 0 "WHITEOUT-OK" -- --rm --userns "$WH"
 expect "--hostname" 0 "box7" -- --rm --hostname box7 "$BB" hostname
 expect "--net none: only lo, up" 0 "lo${nl}up" -- --rm "$BB" sh -c \
