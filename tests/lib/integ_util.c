@@ -304,39 +304,6 @@ integ_hash_file(const char *path, char *out, uint64_t *size)
 
 /* ---- HTTP: curl streaming --------------------------------------------------------- */
 
-struct membuf {
-    char *p;
-    size_t n;
-};
-
-static size_t
-mem_cb(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct membuf *m = arg;
-    size_t add = size * nmemb;
-    char *np = realloc(m->p, m->n + add + 1);
-    if (!np)
-        return 0;
-    memcpy(np + m->n, data, add);
-    m->p = np;
-    m->n += add;
-    m->p[m->n] = '\0';
-    return add;
-}
-
-static size_t
-hdr_cb(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct membuf *m = arg;
-    size_t add = size * nmemb;
-    if (add > 5 && strncmp(data, "HTTP/", 5) == 0) {
-        free(m->p);
-        m->p = NULL;
-        m->n = 0;
-    }
-    return mem_cb(data, size, nmemb, arg);
-}
-
 struct gen_src {
     uint64_t seed, off, left;
     struct integ_sha *sha;
@@ -377,7 +344,7 @@ integ_send_pattern(const struct testsrv *s, const char *method, const char *url_
     CURL *c = curl_easy_init();
     if (!c)
         return -1;
-    struct membuf b = {0}, h = {0};
+    struct tbuf b = {0}, h = {0};
     struct gen_src g = {.seed = seed, .off = off, .left = len, .sha = sha};
     struct curl_slist *hl = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
@@ -392,9 +359,9 @@ integ_send_pattern(const struct testsrv *s, const char *method, const char *url_
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tbuf_body_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, tbuf_header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

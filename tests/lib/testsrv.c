@@ -172,15 +172,10 @@ testsrv_cleanup(struct testsrv *s)
     }
 }
 
-struct membuf {
-    char *p;
-    size_t n;
-};
-
-static size_t
-mem_cb(char *data, size_t size, size_t nmemb, void *arg)
+size_t
+tbuf_body_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
-    struct membuf *m = arg;
+    struct tbuf *m = arg;
     size_t add = size * nmemb;
     char *np = realloc(m->p, m->n + add + 1);
     if (!np)
@@ -192,10 +187,10 @@ mem_cb(char *data, size_t size, size_t nmemb, void *arg)
     return add;
 }
 
-static size_t
-hdr_cb(char *data, size_t size, size_t nmemb, void *arg)
+size_t
+tbuf_header_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
-    struct membuf *m = arg;
+    struct tbuf *m = arg;
     size_t add = size * nmemb;
     /* keep only the last response's headers (after 100 Continue, redirects) */
     if (add > 5 && strncmp(data, "HTTP/", 5) == 0) {
@@ -203,7 +198,7 @@ hdr_cb(char *data, size_t size, size_t nmemb, void *arg)
         m->p = NULL;
         m->n = 0;
     }
-    return mem_cb(data, size, nmemb, arg);
+    return tbuf_body_cb(data, size, nmemb, arg);
 }
 
 int
@@ -219,7 +214,7 @@ treq(const struct testsrv *s, const char *method, const char *url_or_path,
     CURL *c = curl_easy_init();
     if (!c)
         return -1;
-    struct membuf b = {0}, h = {0};
+    struct tbuf b = {0}, h = {0};
     struct curl_slist *hl = NULL;
     for (size_t i = 0; headers && headers[i]; i++)
         hl = curl_slist_append(hl, headers[i]);
@@ -235,9 +230,9 @@ treq(const struct testsrv *s, const char *method, const char *url_or_path,
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(body ? len : 0));
     }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tbuf_body_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hdr_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, tbuf_header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

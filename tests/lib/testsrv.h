@@ -52,6 +52,17 @@ int treq(const struct testsrv *s, const char *method, const char *url_or_path,
          const char *const *headers, const void *body, size_t len, struct tresp *out);
 void tresp_free(struct tresp *r);
 
+/* growing NUL-terminated buffer for libcurl callbacks; free(p) when done */
+struct tbuf {
+    char *p;
+    size_t n;
+};
+/* CURLOPT_WRITEFUNCTION: append to the struct tbuf given as WRITEDATA */
+size_t tbuf_body_cb(char *data, size_t size, size_t nmemb, void *arg);
+/* CURLOPT_HEADERFUNCTION: like tbuf_body_cb, but keeps only the last response's
+ * header block (drops 100 Continue and redirect headers) */
+size_t tbuf_header_cb(char *data, size_t size, size_t nmemb, void *arg);
+
 /* tresp_header - value of header `name` (case-insensitive) copied into buf;
  * returns buf or NULL when absent. */
 char *tresp_header(const struct tresp *r, const char *name, char *buf, size_t cap);
