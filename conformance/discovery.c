@@ -119,6 +119,29 @@ link_next(const struct resp *r, char *out, size_t out_size)
     return 1;
 }
 
+/* GET path answers 200 with {"tags": want[0..nwant-1]}, in that order */
+static void
+expect_tag_page(struct ctx *x, struct check *c, const char *path, char **want_l, int nwant)
+{
+    struct resp r;
+    char why[512], got[1024], want[1024];
+    char **l = NULL;
+    int n;
+
+    client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
+    check_status(c, &r, 200, path);
+    if (check_ok(c)) {
+        n = string_list(&r, "tags", &l, why, sizeof(why));
+        if (check_true(c, n >= 0, "%s: %s", path, why)) {
+            join(l, n, got, sizeof(got));
+            join(want_l, nwant, want, sizeof(want));
+            check_true(c, strcmp(got, want) == 0, "%s: expected [%s], got [%s]", path, want, got);
+        }
+        free_list(l, n);
+    }
+    resp_release(&r);
+}
+
 static void
 disc_tags(struct ctx *x)
 {
@@ -189,20 +212,8 @@ disc_tags(struct ctx *x)
      * header is given */
     snprintf(path, sizeof(path), "/v2/%s/tags/list?n=3", repo);
     check_begin(&c, "disc-tags-n", "tags/list?n=3 answers the first 3 tags of the full list");
-    if (check_require(&c, list_ok, "disc-tags-list")) {
-        client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 200, path);
-        if (check_ok(&c)) {
-            n = string_list(&r, "tags", &l, why, sizeof(why));
-            if (check_true(&c, n >= 0, "%s", why)) {
-                join(l, n, got, sizeof(got));
-                join(full, 3, want, sizeof(want));
-                check_true(&c, strcmp(got, want) == 0, "expected [%s], got [%s]", want, got);
-            }
-            free_list(l, n);
-        }
-        resp_release(&r);
-    }
+    if (check_require(&c, list_ok, "disc-tags-list"))
+        expect_tag_page(x, &c, path, full, 3);
     check_end(&c);
 
     check_begin(
@@ -236,38 +247,14 @@ disc_tags(struct ctx *x)
     check_begin(&c, "disc-tags-last", "tags/list?n=3&last=<3rd tag> answers tags 4 to 6");
     if (check_require(&c, list_ok, "disc-tags-list")) {
         snprintf(path, sizeof(path), "/v2/%s/tags/list?n=3&last=%s", repo, full[2]);
-        client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 200, path);
-        if (check_ok(&c)) {
-            n = string_list(&r, "tags", &l, why, sizeof(why));
-            if (check_true(&c, n >= 0, "%s", why)) {
-                join(l, n, got, sizeof(got));
-                join(full + 3, 3, want, sizeof(want));
-                check_true(&c, strcmp(got, want) == 0, "%s: expected [%s], got [%s]", path, want,
-                           got);
-            }
-            free_list(l, n);
-        }
-        resp_release(&r);
+        expect_tag_page(x, &c, path, full + 3, 3);
     }
     check_end(&c);
 
     check_begin(&c, "disc-tags-last-only", "tags/list?last=<6th tag> answers the tags after it");
     if (check_require(&c, list_ok, "disc-tags-list")) {
         snprintf(path, sizeof(path), "/v2/%s/tags/list?last=%s", repo, full[5]);
-        client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 200, path);
-        if (check_ok(&c)) {
-            n = string_list(&r, "tags", &l, why, sizeof(why));
-            if (check_true(&c, n >= 0, "%s", why)) {
-                join(l, n, got, sizeof(got));
-                join(full + 6, nfull - 6, want, sizeof(want));
-                check_true(&c, strcmp(got, want) == 0, "%s: expected [%s], got [%s]", path, want,
-                           got);
-            }
-            free_list(l, n);
-        }
-        resp_release(&r);
+        expect_tag_page(x, &c, path, full + 6, nfull - 6);
     }
     check_end(&c);
 

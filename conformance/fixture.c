@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conformance/check.h"
 #include "conformance/client.h"
 #include "common/banned.h"
 
@@ -114,6 +115,66 @@ suite_req(struct ctx *x, const char *method, const char *path, struct resp *r)
     const char *h[] = {SUITE_ACCEPT, NULL};
 
     return client_do(x->cl, method, path, h, NULL, 0, r);
+}
+
+void
+suite_index_doc(struct doc *d, const char *media_type, const struct doc *m)
+{
+    json_t *entry = suite_descriptor(m);
+
+    json_object_set_new(entry, "platform",
+                        json_pack("{s:s, s:s}", "architecture", "amd64", "os", "linux"));
+    suite_doc_json(d, media_type,
+                   json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", media_type,
+                             "manifests", entry));
+}
+
+static void
+request(struct ctx *x, const char *method, const char *path, int manifest, struct resp *r)
+{
+    if (manifest)
+        suite_req(x, method, path, r);
+    else
+        client_do(x->cl, method, path, NULL, NULL, 0, r);
+}
+
+void
+suite_expect_get(struct ctx *x, struct check *c, const char *path, int manifest,
+                 const struct doc *d, const char *what)
+{
+    struct resp r;
+
+    request(x, "GET", path, manifest, &r);
+    check_status(c, &r, 200, what);
+    check_body_eq(c, &r, d->data, d->len, what);
+    resp_release(&r);
+}
+
+void
+suite_expect_404(struct ctx *x, struct check *c, const char *path, int manifest)
+{
+    struct resp r;
+
+    request(x, "GET", path, manifest, &r);
+    check_status(c, &r, 404, path);
+    resp_release(&r);
+    request(x, "HEAD", path, manifest, &r);
+    check_status(c, &r, 404, path);
+    resp_release(&r);
+}
+
+void
+suite_expect_unknown(struct ctx *x, struct check *c, const char *method, const char *kind,
+                     const char *code)
+{
+    char hex[33], dg[UTIL_DIGEST_MAX], path[1024];
+    struct resp r;
+
+    util_digest("sha256", util_random_hex(hex, 32), 32, dg);
+    snprintf(path, sizeof(path), "/v2/%s/%s/%s", x->repo, kind, dg);
+    request(x, method, path, strcmp(kind, "manifests") == 0, &r);
+    check_error_body(c, &r, 404, code, path);
+    resp_release(&r);
 }
 
 int

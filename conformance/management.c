@@ -16,7 +16,7 @@ suite_management(struct ctx *x)
     struct resp r;
     struct image im;
     struct image_opts o = {0};
-    char why[512], path[1024], dg[UTIL_DIGEST_MAX], hex[33];
+    char why[512], path[1024];
     int ok;
 
     /* an image under two tags: one tag is deleted, then the manifest */
@@ -47,10 +47,7 @@ suite_management(struct ctx *x)
         const char *still[] = {im.manifest.digest, "mgmt-keep"};
         for (int i = 0; i < 2 && check_ok(&c); i++) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, still[i]);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 200, path);
-            check_body_eq(&c, &r, im.manifest.data, im.manifest.len, path);
-            resp_release(&r);
+            suite_expect_get(x, &c, path, 1, &im.manifest, path);
         }
         if (check_ok(&c)) {
             snprintf(path, sizeof(path), "/v2/%s/tags/list", x->repo);
@@ -87,13 +84,8 @@ suite_management(struct ctx *x)
 
     check_begin(&c, "mgmt-delete-manifest-unknown",
                 "DELETE of an unknown manifest digest answers 404 MANIFEST_UNKNOWN");
-    if (check_require(&c, x->base_ok, "base-v2")) {
-        util_digest("sha256", util_random_hex(hex, 32), 32, dg);
-        snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, dg);
-        suite_req(x, "DELETE", path, &r);
-        check_error_body(&c, &r, 404, "MANIFEST_UNKNOWN", path);
-        resp_release(&r);
-    }
+    if (check_require(&c, x->base_ok, "base-v2"))
+        suite_expect_unknown(x, &c, "DELETE", "manifests", "MANIFEST_UNKNOWN");
     check_end(&c);
 
     check_begin(&c, "mgmt-delete-blob",
@@ -120,23 +112,15 @@ suite_management(struct ctx *x)
         check_true(&c, suite_blob_push(x, x->repo, &im.layer, why, sizeof(why)) == 0, "%s", why);
         if (check_ok(&c)) {
             snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, im.layer.digest);
-            client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-            check_status(&c, &r, 200, path);
-            check_body_eq(&c, &r, im.layer.data, im.layer.len, path);
-            resp_release(&r);
+            suite_expect_get(x, &c, path, 0, &im.layer, path);
         }
     }
     check_end(&c);
 
     check_begin(&c, "mgmt-delete-blob-unknown",
                 "DELETE of an unknown blob answers 404 BLOB_UNKNOWN");
-    if (check_require(&c, x->base_ok, "base-v2")) {
-        util_digest("sha256", util_random_hex(hex, 32), 32, dg);
-        snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, dg);
-        client_do(x->cl, "DELETE", path, NULL, NULL, 0, &r);
-        check_error_body(&c, &r, 404, "BLOB_UNKNOWN", path);
-        resp_release(&r);
-    }
+    if (check_require(&c, x->base_ok, "base-v2"))
+        suite_expect_unknown(x, &c, "DELETE", "blobs", "BLOB_UNKNOWN");
     check_end(&c);
     suite_image_release(&im);
 

@@ -32,38 +32,25 @@ suite_base(struct ctx *x)
     resp_release(&r);
 }
 
-/* the headers and body of a manifest GET/HEAD (spec "Pulling manifests" and
- * "Checking if content exists") */
+/* the headers and body of a GET/HEAD of d (spec "Pulling manifests", "Pulling
+ * blobs" and "Checking if content exists"); a manifest also has its media type
+ * as Content-Type */
 static void
-expect_manifest(struct check *c, const struct resp *r, const struct doc *m, int head,
-                const char *what)
+expect_content(struct check *c, const struct resp *r, const struct doc *d, int manifest, int head,
+               const char *what)
 {
     char cl[32];
 
-    snprintf(cl, sizeof(cl), "%zu", m->len);
+    snprintf(cl, sizeof(cl), "%zu", d->len);
     check_status(c, r, 200, what);
-    check_content_type(c, r, m->media_type, what);
-    check_header_eq(c, r, "Docker-Content-Digest", m->digest, what);
+    if (manifest)
+        check_content_type(c, r, d->media_type, what);
+    check_header_eq(c, r, "Docker-Content-Digest", d->digest, what);
     check_header_eq(c, r, "Content-Length", cl, what);
     if (head)
         check_true(c, r->body_len == 0, "%s: HEAD answered a body of %zu bytes", what, r->body_len);
     else
-        check_body_eq(c, r, m->data, m->len, what);
-}
-
-static void
-expect_blob(struct check *c, const struct resp *r, const struct doc *b, int head, const char *what)
-{
-    char cl[32];
-
-    snprintf(cl, sizeof(cl), "%zu", b->len);
-    check_status(c, r, 200, what);
-    check_header_eq(c, r, "Docker-Content-Digest", b->digest, what);
-    check_header_eq(c, r, "Content-Length", cl, what);
-    if (head)
-        check_true(c, r->body_len == 0, "%s: HEAD answered a body of %zu bytes", what, r->body_len);
-    else
-        check_body_eq(c, r, b->data, b->len, what);
+        check_body_eq(c, r, d->data, d->len, what);
 }
 
 static void
@@ -97,7 +84,7 @@ pull_manifests(struct ctx *x, const struct image *im, int ok, const char *tag)
         if (check_require(&c, ok, "pull-setup")) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, t[i].ref);
             suite_req(x, t[i].method, path, &r);
-            expect_manifest(&c, &r, &im->manifest, t[i].method[0] == 'H', path);
+            expect_content(&c, &r, &im->manifest, 1, t[i].method[0] == 'H', path);
             resp_release(&r);
         }
         check_end(&c);
@@ -114,12 +101,7 @@ pull_manifests(struct ctx *x, const struct image *im, int ok, const char *tag)
         if (check_true(&c, suite_image_push(x, x->repo2, &other, NULL, why, sizeof(why)) == 0,
                        "setup in %s: %s", x->repo2, why)) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, other.manifest.digest);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
-            suite_req(x, "HEAD", path, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
+            suite_expect_404(x, &c, path, 1);
         }
         suite_image_release(&other);
     }
@@ -133,12 +115,7 @@ pull_manifests(struct ctx *x, const struct image *im, int ok, const char *tag)
         refs[1] = dg;
         for (int i = 0; i < 2; i++) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, refs[i]);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
-            suite_req(x, "HEAD", path, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
+            suite_expect_404(x, &c, path, 1);
         }
     }
     check_end(&c);
@@ -154,23 +131,23 @@ pull_blobs(struct ctx *x, const struct image *im, int ok)
 
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, b->digest);
 
-    check_begin(&c, "pull-blob-get",
-                "GET blob: 200, Content-Length, Docker-Content-Digest, byte-identical body");
-    if (check_require(&c, ok, "pull-setup")) {
-        client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-        expect_blob(&c, &r, b, 0, path);
-        resp_release(&r);
+    struct {
+        const char *id, *desc, *method;
+    } t[] = {
+        {"pull-blob-get",
+         "GET blob: 200, Content-Length, Docker-Content-Digest, byte-identical body", "GET"},
+        {"pull-blob-head", "HEAD blob: 200, Content-Length, Docker-Content-Digest, no body",
+         "HEAD"},
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        check_begin(&c, t[i].id, t[i].desc);
+        if (check_require(&c, ok, "pull-setup")) {
+            client_do(x->cl, t[i].method, path, NULL, NULL, 0, &r);
+            expect_content(&c, &r, b, 0, t[i].method[0] == 'H', path);
+            resp_release(&r);
+        }
+        check_end(&c);
     }
-    check_end(&c);
-
-    check_begin(&c, "pull-blob-head",
-                "HEAD blob: 200, Content-Length, Docker-Content-Digest, no body");
-    if (check_require(&c, ok, "pull-setup")) {
-        client_do(x->cl, "HEAD", path, NULL, NULL, 0, &r);
-        expect_blob(&c, &r, b, 1, path);
-        resp_release(&r);
-    }
-    check_end(&c);
 
     /* spec "Pulling blobs": a registry SHOULD support Range (RFC 9110 §14) */
     check_begin(&c, "pull-blob-range",
@@ -218,12 +195,7 @@ pull_blobs(struct ctx *x, const struct image *im, int ok)
         util_random_hex(hex, 32);
         snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo,
                  util_digest("sha256", hex, 32, dg));
-        client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 404, path);
-        resp_release(&r);
-        client_do(x->cl, "HEAD", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 404, path);
-        resp_release(&r);
+        suite_expect_404(x, &c, path, 0);
     }
     check_end(&c);
 
@@ -237,12 +209,7 @@ pull_blobs(struct ctx *x, const struct image *im, int ok)
         if (check_true(&c, suite_blob_push(x, x->repo2, &other, why, sizeof(why)) == 0,
                        "setup in %s: %s", x->repo2, why)) {
             snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, other.digest);
-            client_do(x->cl, "GET", path, NULL, NULL, 0, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
-            client_do(x->cl, "HEAD", path, NULL, NULL, 0, &r);
-            check_status(&c, &r, 404, path);
-            resp_release(&r);
+            suite_expect_404(x, &c, path, 0);
         }
         suite_doc_release(&other);
     }
@@ -268,7 +235,7 @@ pull_typed(struct ctx *x, const char *id, const char *desc, int ok, const char *
         for (int i = 0; i < 2 && check_ok(&c); i++) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, refs[i]);
             suite_req(x, "GET", path, &r);
-            expect_manifest(&c, &r, m, 0, path);
+            expect_content(&c, &r, m, 1, 0, path);
             resp_release(&r);
         }
     }
@@ -283,15 +250,9 @@ pull_types(struct ctx *x, const struct image *im, int ok)
     struct image_opts dopts = {.docker = 1};
     char why[512];
     int dk_ok;
-    json_t *d, *j;
 
     /* OCI image index over the pull image */
-    d = suite_descriptor(&im->manifest);
-    json_object_set_new(d, "platform",
-                        json_pack("{s:s, s:s}", "architecture", "amd64", "os", "linux"));
-    j = json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX, "manifests",
-                  d);
-    suite_doc_json(&idx, MT_OCI_INDEX, j);
+    suite_index_doc(&idx, MT_OCI_INDEX, &im->manifest);
     pull_typed(x, "pull-oci-index",
                "an OCI image index is served back by tag and digest with its media type and bytes",
                ok, "pull-setup", &idx, "index");
@@ -313,12 +274,7 @@ pull_types(struct ctx *x, const struct image *im, int ok)
                "a Docker schema2 manifest is served back by tag and digest with its media type and "
                "bytes",
                dk_ok, "pull-docker-setup", &dk.manifest, "docker");
-    d = suite_descriptor(&dk.manifest);
-    json_object_set_new(d, "platform",
-                        json_pack("{s:s, s:s}", "architecture", "amd64", "os", "linux"));
-    j = json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_DOCKER_LIST, "manifests",
-                  d);
-    suite_doc_json(&list, MT_DOCKER_LIST, j);
+    suite_index_doc(&list, MT_DOCKER_LIST, &dk.manifest);
     {
         /* the list needs its child manifest present */
         struct resp r;

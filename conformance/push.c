@@ -67,14 +67,94 @@ close_upload(struct ctx *x, const char *loc, const char *digest, const void *dat
 static void
 expect_pullable(struct ctx *x, struct check *c, const char *where, const struct doc *b)
 {
+    if (check_ok(c))
+        suite_expect_get(x, c, where, 0, b, "GET of the blob Location");
+}
+
+/* r (released here) ends the upload of b: 201 with a Location that serves b */
+static void
+expect_blob_created(struct ctx *x, struct check *c, struct resp *r, const struct doc *b,
+                    const char *what)
+{
+    char bloc[2048];
+
+    check_status(c, r, 201, what);
+    check_header_present(c, r, "Location", bloc, sizeof(bloc), what);
+    resp_release(r);
+    expect_pullable(x, c, bloc, b);
+}
+
+/* the closing PUT ?digest= of b at loc, carrying b's bytes from `from` on as
+ * the last chunk (none when from is b->len), answers as expect_blob_created */
+static void
+close_ok(struct ctx *x, struct check *c, const char *loc, const struct doc *b, size_t from,
+         const char *range, const char *what)
+{
     struct resp r;
 
     if (!check_ok(c))
         return;
-    client_do(x->cl, "GET", where, NULL, NULL, 0, &r);
-    check_status(c, &r, 200, "GET of the blob Location");
-    check_body_eq(c, &r, b->data, b->len, "GET of the blob Location");
+    if (from < b->len)
+        close_upload(x, loc, b->digest, b->data + from, b->len - from, range, &r);
+    else
+        close_upload(x, loc, b->digest, NULL, 0, NULL, &r);
+    expect_blob_created(x, c, &r, b, what);
+}
+
+/* PATCH a chunk the registry must take: 202 with a Location (written to loc
+ * for the next request) and, unless want_range is NULL, that Range. Returns
+ * check_ok. */
+static int
+patch_ok(struct ctx *x, struct check *c, char *loc, size_t loc_size, const void *data, size_t len,
+         const char *range, const char *want_range, const char *what)
+{
+    struct resp r;
+
+    if (!check_ok(c))
+        return 0;
+    patch(x, loc, data, len, range, &r);
+    check_status(c, &r, 202, what);
+    check_header_present(c, &r, "Location", loc, loc_size, what);
+    if (want_range != NULL)
+        check_header_eq(c, &r, "Range", want_range, what);
     resp_release(&r);
+    return check_ok(c);
+}
+
+/* spec end-4b: POST ?digest=<digest> with b's bytes. A registry that does not
+ * take a blob in one request answers 202 with a Location, and the upload is
+ * then closed with PUT ?digest=<digest>. r is the last response (the caller
+ * releases it). Returns 1 when the upload went on with the PUT. */
+static int
+single_post(struct ctx *x, struct check *c, const char *digest, const struct doc *b, struct resp *r)
+{
+    char path[1024], loc[2048];
+
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", x->repo, digest);
+    client_do(x->cl, "POST", path, OCTET, b->data, b->len, r);
+    if (r->status != 202)
+        return 0;
+    check_header_present(c, r, "Location", loc, sizeof(loc), "POST ?digest= (202)");
+    resp_release(r);
+    if (check_ok(c))
+        close_upload(x, loc, digest, b->data, b->len, NULL, r);
+    return 1;
+}
+
+/* r (released here) ended an upload pushed with the digest `wrong`: 400
+ * DIGEST_INVALID, and nothing is stored under that digest */
+static void
+expect_digest_refused(struct ctx *x, struct check *c, struct resp *r, const char *wrong,
+                      const char *what)
+{
+    char path[1024];
+
+    check_error_body(c, r, 400, "DIGEST_INVALID", what);
+    resp_release(r);
+    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, wrong);
+    client_do(x->cl, "HEAD", path, NULL, NULL, 0, r);
+    check_status(c, r, 404, "HEAD of the wrong digest afterwards");
+    resp_release(r);
 }
 
 static void
@@ -83,7 +163,7 @@ push_monolithic(struct ctx *x)
     struct check c;
     struct resp r;
     struct doc b;
-    char loc[2048], bloc[2048], path[1024];
+    char loc[2048];
 
     check_begin(&c, "push-post-session",
                 "POST /v2/<name>/blobs/uploads/ answers 202 with a Location (end-4a)");
@@ -95,13 +175,8 @@ push_monolithic(struct ctx *x)
     check_begin(
         &c, "push-monolithic-put",
         "POST then PUT ?digest= with the whole blob answers 201 with a pullable Location (end-6)");
-    if (check_require(&c, session_ok, "push-post-session")) {
-        close_upload(x, loc, b.digest, b.data, b.len, NULL, &r);
-        check_status(&c, &r, 201, "PUT <location>?digest=");
-        check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "PUT <location>?digest=");
-        resp_release(&r);
-        expect_pullable(x, &c, bloc, &b);
-    }
+    if (check_require(&c, session_ok, "push-post-session"))
+        close_ok(x, &c, loc, &b, 0, NULL, "PUT <location>?digest=");
     check_end(&c);
     suite_doc_release(&b);
 
@@ -112,21 +187,9 @@ push_monolithic(struct ctx *x)
                 "POST ?digest= with the blob answers 201 with a pullable Location (or 202 + "
                 "Location, then PUT; end-4b)");
     if (check_require(&c, x->base_ok, "base-v2")) {
-        snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", x->repo, b.digest);
-        client_do(x->cl, "POST", path, OCTET, b.data, b.len, &r);
-        if (r.status == 202) {
-            check_header_present(&c, &r, "Location", loc, sizeof(loc), "POST ?digest= (202)");
-            resp_release(&r);
-            if (check_ok(&c)) {
-                close_upload(x, loc, b.digest, b.data, b.len, NULL, &r);
-                check_status(&c, &r, 201, "PUT after a 202 single POST");
-            }
-        } else {
-            check_status(&c, &r, 201, "POST ?digest=");
-        }
-        check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "201 response");
-        resp_release(&r);
-        expect_pullable(x, &c, bloc, &b);
+        int via_put = single_post(x, &c, b.digest, &b, &r);
+        expect_blob_created(x, &c, &r, &b,
+                            via_put ? "PUT after a 202 single POST" : "POST ?digest=");
     }
     check_end(&c);
     suite_doc_release(&b);
@@ -139,20 +202,8 @@ push_monolithic(struct ctx *x)
     if (check_require(&c, x->base_ok, "base-v2")) {
         char wrong[UTIL_DIGEST_MAX];
         util_digest("sha256", "not this body", 13, wrong);
-        snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", x->repo, wrong);
-        client_do(x->cl, "POST", path, OCTET, b.data, b.len, &r);
-        if (r.status == 202) {
-            check_header_present(&c, &r, "Location", loc, sizeof(loc), "POST ?digest= (202)");
-            resp_release(&r);
-            if (check_ok(&c))
-                close_upload(x, loc, wrong, b.data, b.len, NULL, &r);
-        }
-        check_error_body(&c, &r, 400, "DIGEST_INVALID", "upload with a wrong digest");
-        resp_release(&r);
-        snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, wrong);
-        client_do(x->cl, "HEAD", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 404, "HEAD of the wrong digest afterwards");
-        resp_release(&r);
+        single_post(x, &c, wrong, &b, &r);
+        expect_digest_refused(x, &c, &r, wrong, "upload with a wrong digest");
     }
     check_end(&c);
     suite_doc_release(&b);
@@ -166,12 +217,7 @@ push_monolithic(struct ctx *x)
         char wrong[UTIL_DIGEST_MAX];
         util_digest("sha256", "not the content", 15, wrong);
         close_upload(x, loc, wrong, b.data, b.len, NULL, &r);
-        check_error_body(&c, &r, 400, "DIGEST_INVALID", "PUT ?digest=<wrong digest>");
-        resp_release(&r);
-        snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, wrong);
-        client_do(x->cl, "HEAD", path, NULL, NULL, 0, &r);
-        check_status(&c, &r, 404, "HEAD of the wrong digest afterwards");
-        resp_release(&r);
+        expect_digest_refused(x, &c, &r, wrong, "PUT ?digest=<wrong digest>");
     }
     check_end(&c);
 
@@ -198,13 +244,8 @@ refused_chunk(struct ctx *x, struct check *c, const struct doc *b, size_t start,
     char loc[2048], range[64];
     struct resp r;
 
-    if (!start_upload(x, c, x->repo, NULL, loc, sizeof(loc)))
-        return;
-    patch(x, loc, b->data, 100, "0-99", &r);
-    check_status(c, &r, 202, "PATCH 0-99");
-    check_header_present(c, &r, "Location", loc, sizeof(loc), "PATCH 0-99");
-    resp_release(&r);
-    if (!check_ok(c))
+    if (!start_upload(x, c, x->repo, NULL, loc, sizeof(loc)) ||
+        !patch_ok(x, c, loc, sizeof(loc), b->data, 100, "0-99", NULL, "PATCH 0-99"))
         return;
     snprintf(range, sizeof(range), "%zu-%zu", start, end);
     patch(x, loc, b->data + start, end - start + 1, range, &r);
@@ -226,7 +267,7 @@ push_chunked(struct ctx *x)
     struct check c;
     struct resp r;
     struct doc b;
-    char loc[2048], bloc[2048], range[96], want[96];
+    char loc[2048], range[96], want[96];
     const size_t a = 1024, m = 2500; /* chunk ends: [0,a) [a,m) [m,len) */
     int ok;
 
@@ -238,11 +279,7 @@ push_chunked(struct ctx *x)
     if (check_require(&c, x->base_ok, "base-v2") &&
         start_upload(x, &c, x->repo, NULL, loc, sizeof(loc))) {
         snprintf(range, sizeof(range), "0-%zu", a - 1);
-        patch(x, loc, b.data, a, range, &r);
-        check_status(&c, &r, 202, "PATCH 0-1023");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH 0-1023");
-        check_header_eq(&c, &r, "Range", range, "PATCH 0-1023");
-        resp_release(&r);
+        patch_ok(x, &c, loc, sizeof(loc), b.data, a, range, range, "PATCH 0-1023");
     }
     ok = check_end(&c);
 
@@ -250,12 +287,8 @@ push_chunked(struct ctx *x)
                 "PATCH the next chunk with Content-Range 1024-2499 answers 202 with Range: 0-2499");
     if (check_require(&c, ok, "push-chunked-patch")) {
         snprintf(range, sizeof(range), "%zu-%zu", a, m - 1);
-        patch(x, loc, b.data + a, m - a, range, &r);
         snprintf(want, sizeof(want), "0-%zu", m - 1);
-        check_status(&c, &r, 202, "PATCH 1024-2499");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH 1024-2499");
-        check_header_eq(&c, &r, "Range", want, "PATCH 1024-2499");
-        resp_release(&r);
+        patch_ok(x, &c, loc, sizeof(loc), b.data + a, m - a, range, want, "PATCH 1024-2499");
     }
     ok = check_end(&c);
 
@@ -311,18 +344,9 @@ push_chunked(struct ctx *x)
     if (check_require(&c, x->base_ok, "base-v2") &&
         start_upload(x, &c, x->repo, NULL, loc, sizeof(loc))) {
         snprintf(range, sizeof(range), "0-%zu", m - 1);
-        patch(x, loc, b.data, m, range, &r);
-        check_status(&c, &r, 202, "PATCH 0-2499");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH 0-2499");
-        resp_release(&r);
-        if (check_ok(&c)) {
-            snprintf(range, sizeof(range), "%zu-%zu", m, b.len - 1);
-            close_upload(x, loc, b.digest, b.data + m, b.len - m, range, &r);
-            check_status(&c, &r, 201, "PUT ?digest= with the last chunk");
-            check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "PUT ?digest=");
-            resp_release(&r);
-        }
-        expect_pullable(x, &c, bloc, &b);
+        patch_ok(x, &c, loc, sizeof(loc), b.data, m, range, NULL, "PATCH 0-2499");
+        snprintf(range, sizeof(range), "%zu-%zu", m, b.len - 1);
+        close_ok(x, &c, loc, &b, m, range, "PUT ?digest= with the last chunk");
     }
     check_end(&c);
     suite_doc_release(&b);
@@ -334,25 +358,11 @@ push_chunked(struct ctx *x)
                 "without a body answers 201");
     if (check_require(&c, x->base_ok, "base-v2") &&
         start_upload(x, &c, x->repo, NULL, loc, sizeof(loc))) {
-        patch(x, loc, b.data, 1000, NULL, &r);
-        check_status(&c, &r, 202, "PATCH without Content-Range");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH");
-        check_header_eq(&c, &r, "Range", "0-999", "first PATCH");
-        resp_release(&r);
-        if (check_ok(&c)) {
-            patch(x, loc, b.data + 1000, b.len - 1000, NULL, &r);
-            check_status(&c, &r, 202, "second PATCH without Content-Range");
-            check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH");
-            check_header_eq(&c, &r, "Range", "0-2999", "second PATCH");
-            resp_release(&r);
-        }
-        if (check_ok(&c)) {
-            close_upload(x, loc, b.digest, NULL, 0, NULL, &r);
-            check_status(&c, &r, 201, "PUT ?digest= without a body");
-            check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "PUT ?digest=");
-            resp_release(&r);
-        }
-        expect_pullable(x, &c, bloc, &b);
+        patch_ok(x, &c, loc, sizeof(loc), b.data, 1000, NULL, "0-999",
+                 "first PATCH without Content-Range");
+        patch_ok(x, &c, loc, sizeof(loc), b.data + 1000, b.len - 1000, NULL, "0-2999",
+                 "second PATCH without Content-Range");
+        close_ok(x, &c, loc, &b, b.len, NULL, "PUT ?digest= without a body");
     }
     check_end(&c);
     suite_doc_release(&b);
@@ -366,7 +376,7 @@ push_large(struct ctx *x)
     struct check c;
     struct resp r;
     struct doc b;
-    char loc[2048], bloc[2048], path[1024], range[96], rh[96];
+    char loc[2048], path[1024], range[96], rh[96];
     const size_t half = 6u << 20;
 
     suite_doc_random(&b, "application/octet-stream", 2 * half + 12345);
@@ -376,25 +386,10 @@ push_large(struct ctx *x)
     if (check_require(&c, x->base_ok, "base-v2") &&
         start_upload(x, &c, x->repo, NULL, loc, sizeof(loc))) {
         snprintf(range, sizeof(range), "0-%zu", half - 1);
-        patch(x, loc, b.data, half, range, &r);
-        check_status(&c, &r, 202, "PATCH of 6 MiB");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH of 6 MiB");
-        check_header_eq(&c, &r, "Range", range, "PATCH of 6 MiB");
-        resp_release(&r);
-        if (check_ok(&c)) {
-            snprintf(range, sizeof(range), "%zu-%zu", half, b.len - 1);
-            patch(x, loc, b.data + half, b.len - half, range, &r);
-            check_status(&c, &r, 202, "second PATCH");
-            check_header_present(&c, &r, "Location", loc, sizeof(loc), "second PATCH");
-            resp_release(&r);
-        }
-        if (check_ok(&c)) {
-            close_upload(x, loc, b.digest, NULL, 0, NULL, &r);
-            check_status(&c, &r, 201, "closing PUT");
-            check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "closing PUT");
-            resp_release(&r);
-        }
-        expect_pullable(x, &c, bloc, &b);
+        patch_ok(x, &c, loc, sizeof(loc), b.data, half, range, range, "PATCH of 6 MiB");
+        snprintf(range, sizeof(range), "%zu-%zu", half, b.len - 1);
+        patch_ok(x, &c, loc, sizeof(loc), b.data + half, b.len - half, range, NULL, "second PATCH");
+        close_ok(x, &c, loc, &b, b.len, NULL, "closing PUT");
         if (check_ok(&c)) {
             const char *h[] = {rh, NULL};
             snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, b.digest);
@@ -447,11 +442,7 @@ push_sessions(struct ctx *x)
         "DELETE of an upload answers 204; the upload is then 404 BLOB_UPLOAD_UNKNOWN (end-14)");
     if (check_require(&c, x->base_ok, "base-v2") &&
         start_upload(x, &c, x->repo, NULL, loc, sizeof(loc))) {
-        patch(x, loc, "0123456789", 10, "0-9", &r);
-        check_status(&c, &r, 202, "PATCH 0-9");
-        check_header_present(&c, &r, "Location", loc, sizeof(loc), "PATCH 0-9");
-        resp_release(&r);
-        if (check_ok(&c)) {
+        if (patch_ok(x, &c, loc, sizeof(loc), "0123456789", 10, "0-9", NULL, "PATCH 0-9")) {
             client_do(x->cl, "DELETE", loc, NULL, NULL, 0, &r);
             check_status(&c, &r, 204, "DELETE <location>");
             resp_release(&r);
@@ -497,7 +488,7 @@ push_concurrent(struct ctx *x)
     struct check c;
     struct resp r;
     struct doc b[2];
-    char loc[2][2048], bloc[2048];
+    char loc[2][2048];
 
     suite_doc_random(&b[0], "application/octet-stream", 1800);
     suite_doc_random(&b[1], "application/octet-stream", 1900);
@@ -507,20 +498,12 @@ push_concurrent(struct ctx *x)
         start_upload(x, &c, x->repo, NULL, loc[0], sizeof(loc[0])) &&
         start_upload(x, &c, x->repo, NULL, loc[1], sizeof(loc[1]))) {
         check_true(&c, strcmp(loc[0], loc[1]) != 0, "both sessions got Location %s", loc[0]);
-        for (int i = 0; i < 2 && check_ok(&c); i++) {
-            patch(x, loc[i], b[i].data, 1000, "0-999", &r);
-            check_status(&c, &r, 202, "PATCH 0-999");
-            check_header_present(&c, &r, "Location", loc[i], sizeof(loc[i]), "PATCH 0-999");
-            resp_release(&r);
-        }
-        for (int i = 0; i < 2 && check_ok(&c); i++) {
+        for (int i = 0; i < 2; i++)
+            patch_ok(x, &c, loc[i], sizeof(loc[i]), b[i].data, 1000, "0-999", NULL, "PATCH 0-999");
+        for (int i = 0; i < 2; i++) {
             char range[64];
             snprintf(range, sizeof(range), "1000-%zu", b[i].len - 1);
-            close_upload(x, loc[i], b[i].digest, b[i].data + 1000, b[i].len - 1000, range, &r);
-            check_status(&c, &r, 201, "closing PUT");
-            check_header_present(&c, &r, "Location", bloc, sizeof(bloc), "closing PUT");
-            resp_release(&r);
-            expect_pullable(x, &c, bloc, &b[i]);
+            close_ok(x, &c, loc[i], &b[i], 1000, range, "closing PUT");
         }
     }
     check_end(&c);
@@ -691,12 +674,8 @@ expect_manifest_put(struct ctx *x, struct check *c, const char *repo, const char
     check_header_present(c, &r, "Location", loc, sizeof(loc), "PUT manifest");
     check_header_eq(c, &r, "Docker-Content-Digest", m->digest, "PUT manifest");
     resp_release(&r);
-    if (check_ok(c)) {
-        suite_req(x, "GET", loc, &r);
-        check_status(c, &r, 200, "GET of the manifest Location");
-        check_body_eq(c, &r, m->data, m->len, "GET of the manifest Location");
-        resp_release(&r);
-    }
+    if (check_ok(c))
+        suite_expect_get(x, c, loc, 1, m, "GET of the manifest Location");
 }
 
 static void
@@ -744,10 +723,7 @@ push_manifests(struct ctx *x)
         resp_release(&r);
         for (int i = 0; i < 3 && check_ok(&c); i++) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, tags[i]);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 200, path);
-            check_body_eq(&c, &r, im.manifest.data, im.manifest.len, path);
-            resp_release(&r);
+            suite_expect_get(x, &c, path, 1, &im.manifest, path);
         }
     }
     check_end(&c);
@@ -770,16 +746,9 @@ push_manifests(struct ctx *x)
                        why);
         if (check_ok(&c)) {
             snprintf(path, sizeof(path), "/v2/%s/manifests/retag", x->repo);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 200, path);
-            check_body_eq(&c, &r, two.manifest.data, two.manifest.len, "GET of the moved tag");
-            resp_release(&r);
+            suite_expect_get(x, &c, path, 1, &two.manifest, "GET of the moved tag");
             snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, im.manifest.digest);
-            suite_req(x, "GET", path, &r);
-            check_status(&c, &r, 200, "GET of the first manifest by digest");
-            check_body_eq(&c, &r, im.manifest.data, im.manifest.len,
-                          "GET of the first manifest by digest");
-            resp_release(&r);
+            suite_expect_get(x, &c, path, 1, &im.manifest, "GET of the first manifest by digest");
         }
         suite_image_release(&two);
     }
@@ -880,14 +849,8 @@ push_manifests(struct ctx *x)
         struct doc idx, list;
         struct image dk;
         struct image_opts dopts = {.docker = 1};
-        json_t *d;
 
-        d = suite_descriptor(&im.manifest);
-        json_object_set_new(d, "platform",
-                            json_pack("{s:s, s:s}", "architecture", "amd64", "os", "linux"));
-        suite_doc_json(&idx, MT_OCI_INDEX,
-                       json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX,
-                                 "manifests", d));
+        suite_index_doc(&idx, MT_OCI_INDEX, &im.manifest);
         check_begin(&c, "push-manifest-oci-index",
                     "PUT an OCI image index answers 201 with Location and Docker-Content-Digest");
         if (check_require(&c, x->base_ok, "base-v2") &&
@@ -915,12 +878,7 @@ push_manifests(struct ctx *x)
         }
         dk_ok = check_end(&c);
 
-        d = suite_descriptor(&dk.manifest);
-        json_object_set_new(d, "platform",
-                            json_pack("{s:s, s:s}", "architecture", "amd64", "os", "linux"));
-        suite_doc_json(&list, MT_DOCKER_LIST,
-                       json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType",
-                                 MT_DOCKER_LIST, "manifests", d));
+        suite_index_doc(&list, MT_DOCKER_LIST, &dk.manifest);
         check_begin(
             &c, "push-manifest-docker-list",
             "PUT a Docker manifest list answers 201 with Location and Docker-Content-Digest");

@@ -11,6 +11,7 @@
 
 #include "conformance/util.h"
 
+struct check;
 struct client;
 struct resp;
 
@@ -89,6 +90,24 @@ int suite_image_push(struct ctx *x, const char *repo, const struct image *im, co
 /* suite_req - `method` on `path` (a path or URL) with the manifest Accept
  * header; r as client_do's (caller releases). */
 int suite_req(struct ctx *x, const char *method, const char *path, struct resp *r);
+
+/* suite_index_doc - d = an index of media_type (OCI image index or Docker
+ * manifest list) whose one entry is the manifest m, for linux/amd64. */
+void suite_index_doc(struct doc *d, const char *media_type, const struct doc *m);
+/* suite_expect_get - GET of path answers 200 with exactly d's bytes; with
+ * `manifest` set the request carries the manifest Accept header (suite_req).
+ * what names the request in a failure. */
+void suite_expect_get(struct ctx *x, struct check *c, const char *path, int manifest,
+                      const struct doc *d, const char *what);
+/* suite_expect_404 - GET and HEAD of path both answer 404 (Accept as for
+ * suite_expect_get). */
+void suite_expect_404(struct ctx *x, struct check *c, const char *path, int manifest);
+
+/* suite_expect_unknown - `method` on a random sha256 digest under
+ * /v2/<repo>/<kind>/ (kind "blobs" or "manifests"; manifests with the manifest
+ * Accept header) answers 404 with error code `code`. */
+void suite_expect_unknown(struct ctx *x, struct check *c, const char *method, const char *kind,
+                          const char *code);
 
 /* groups */
 void suite_base(struct ctx *x);

@@ -191,6 +191,76 @@ api_reply_jbuf_err(struct http_req *r, struct jbuf *j)
     api_reply_err(r, &e);
 }
 
+/* ---- paging ---- */
+
+int
+api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxlast,
+               struct api_page *p)
+{
+    long max_page = w->a->o.max_page;
+    p->n = max_page;
+    p->budget = w->a->page_bytes;
+    p->count = 0;
+    p->more = 0;
+    p->key[0] = '\0';
+    p->last = http_req_query(r, "last");
+    if (p->last && strlen(p->last) > maxlast) {
+        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid pagination marker last: too long");
+        return -1;
+    }
+    const char *s = with_n ? http_req_query(r, "n") : NULL;
+    if (!s)
+        return 0;
+    /* absent -> max_page; digits only; above max_page clamped to it (the spec
+     * lets a registry return fewer than n and point at the rest with Link) */
+    size_t sl = strlen(s);
+    if (!sl || strspn(s, "0123456789") != sl || sl > 18) {
+        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid pagination number n");
+        return -1;
+    }
+    long n = strtol(s, NULL, 10);
+    p->n = n > max_page ? max_page : n;
+    return 0;
+}
+
+int
+api_page_fit(struct api_page *p, struct jbuf *j, size_t mark)
+{
+    if (j->err == JBUF_E_NOMEM)
+        return 1; /* the handler answers 500 */
+    /* +2 for the closing "]}"; the first entry is always sent */
+    if (p->count && (j->err || j->len + 2 > p->budget)) {
+        jbuf_rewind(j, mark);
+        p->more = 1;
+        return 0;
+    }
+    return 1;
+}
+
+void
+api_page_keep(struct api_page *p, const char *key)
+{
+    size_t n = strlen(key);
+    if (n > API_PAGE_KEY_MAX)
+        n = API_PAGE_KEY_MAX;
+    memcpy(p->key, key, n);
+    p->key[n] = '\0';
+    p->count++;
+}
+
+void
+api_page_link(struct http_req *r, const struct api_page *p, int with_n, const char *base,
+              const char *extra)
+{
+    if (!p->more || !p->count)
+        return;
+    if (with_n)
+        http_reply_header(r, "Link", "<%s?n=%ld&last=%s%s>; rel=\"next\"", base, p->n, p->key,
+                          extra);
+    else
+        http_reply_header(r, "Link", "<%s?last=%s%s>; rel=\"next\"", base, p->key, extra);
+}
+
 /* ---- replies ---- */
 
 void

@@ -70,6 +70,40 @@ void jbuf_done(struct jbuf *j);
 /* reply 500 for a jbuf in error (NOMEM, or a body over its limit) */
 void api_reply_jbuf_err(struct http_req *r, struct jbuf *j);
 
+/* ---- paging of tags list, catalog and referrers ----
+ * One page: at most `n` entries (the client's `n` clamped to [server]
+ * max_page, max_page without one), stopping earlier before the entry that
+ * would take the JSON body past the byte budget (api->page_bytes; the first
+ * entry always goes). When entries remain, `Link: <BASE?n=N&last=L>;
+ * rel="next"` (RFC 5988, spec end-8b) names the page size and the last entry
+ * sent; referrers take no `n` and their Link is `<BASE?last=L&FILTER>`. */
+#define API_PAGE_KEY_MAX 256 /* >= NAME_MAX_LEN, TAG_MAX_LEN, DIGEST_STR_MAX */
+struct api_page {
+    long n;               /* entries at most on this page */
+    const char *last;     /* resume after this entry (decoded query value), NULL: start */
+    size_t budget;        /* soft byte budget of the body */
+    size_t count;         /* entries kept so far */
+    int more;             /* entries remain after this page */
+    char key[API_PAGE_KEY_MAX + 1]; /* the last entry kept (Link's last=) */
+};
+/* api_page_begin - read `n` (when with_n) and `last` of the query into p.
+ * `n`: digits only (else 400); `last`: at most maxlast bytes (else 400; pass
+ * SIZE_MAX to check it elsewhere). Returns 0, or -1 after having replied 400. */
+int api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxlast,
+                   struct api_page *p);
+/* api_page_fit - after an entry was written to j from `mark`: 1 when it stays
+ * (then call api_page_keep), 0 when the page is full (the entry is taken back,
+ * p->more set: the caller stops). An entry that fails on its own (j->err) is
+ * left to the caller (1 is returned with j->err set). */
+int api_page_fit(struct api_page *p, struct jbuf *j, size_t mark);
+/* api_page_keep - count the entry written last and remember its key */
+void api_page_keep(struct api_page *p, const char *key);
+/* api_page_link - the Link header when entries remain and this page is not
+ * empty: `<BASE?n=N&last=KEY EXTRA>` (with_n) or `<BASE?last=KEY EXTRA>`; base
+ * and extra are already URL-safe (extra "" or "&name=value") */
+void api_page_link(struct http_req *r, const struct api_page *p, int with_n, const char *base,
+                   const char *extra);
+
 /* Test hook (fault injection): the next `count` growths of a worker's JSON
  * buffer fail as if malloc had returned NULL. Thread-safe; 0 disables. */
 void api_fault_alloc(int count);

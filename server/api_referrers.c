@@ -3,14 +3,15 @@
  * ?artifactType= (then OCI-Filters-Applied: artifactType).
  *
  * Paging (the spec lets a registry page this response with a Link header,
- * rel="next", as for tags): a page holds at most [server] max_page descriptors
- * and stops before the descriptor that would take its JSON body past
- * api->page_bytes (1 MiB). A single descriptor bigger than that on its own
- * (annotations of up to max_manifest bytes) is sent alone on its page, whole:
- * the body is then bounded by page_bytes + max_manifest. The next page is
- * `?last=<digest of the last descriptor sent>` (plus the artifactType filter):
- * storage returns referrers ordered by digest, so the page resumes after the
- * descriptors whose digest string sorts <= last (byte order, as sqlite's). */
+ * rel="next", as for tags; see api_page_* in api.c): a page holds at most
+ * [server] max_page descriptors and stops before the descriptor that would
+ * take its JSON body past api->page_bytes (1 MiB). A single descriptor bigger
+ * than that on its own (annotations of up to max_manifest bytes) is sent alone
+ * on its page, whole: the body is then bounded by page_bytes + max_manifest.
+ * The next page is `?last=<digest of the last descriptor sent>` (plus the
+ * artifactType filter); storage answers it with a keyset query (digest >
+ * last, ordered by digest, LIMIT n + 1), so a page costs the same wherever it
+ * is in the list. */
 #include <stdio.h>
 #include <string.h>
 
@@ -23,18 +24,13 @@
 
 struct refctx {
     struct jbuf j;
-    const char *after; /* `last`: skip digests <= after; NULL = from the start */
-    size_t count;
-    size_t max;    /* max_page */
-    size_t budget; /* soft byte budget of the body */
-    int more;      /* 1: descriptors remain after this page */
-    char last[DIGEST_STR_MAX];
+    struct api_page pg;
 };
 
 static void
 ref_write(struct refctx *c, const struct referrer *rf, const char *ds, int annotations)
 {
-    if (c->count)
+    if (c->pg.count)
         jbuf_lit(&c->j, ",");
     jbuf_lit(&c->j, "{\"mediaType\":");
     jbuf_str(&c->j, rf->media_type ? rf->media_type : "");
@@ -61,22 +57,12 @@ ref_add(void *arg, const struct referrer *rf)
     struct refctx *c = arg;
     char ds[DIGEST_STR_MAX];
     digest_format(rf->digest, ds);
-    if (c->after && strcmp(ds, c->after) <= 0)
-        return 0;
-    if (c->count >= c->max) {
-        c->more = 1;
-        return 1;
-    }
     size_t mark = c->j.len;
     ref_write(c, rf, ds, 1);
+    if (!api_page_fit(&c->pg, &c->j, mark))
+        return 1;
     if (c->j.err == JBUF_E_NOMEM)
         return 1; /* the handler answers 500 */
-    /* +2 for the closing "]}" */
-    if (c->count && (c->j.err || c->j.len + 2 > c->budget)) {
-        jbuf_rewind(&c->j, mark);
-        c->more = 1;
-        return 1;
-    }
     if (c->j.err) {
         /* alone and still over the hard limit: only when the stored annotations
          * outgrew max_manifest; send the descriptor without them rather than
@@ -86,8 +72,7 @@ ref_add(void *arg, const struct referrer *rf)
         if (c->j.err)
             return 1;
     }
-    c->count++;
-    memcpy(c->last, ds, sizeof(ds));
+    api_page_keep(&c->pg, ds);
     return 0;
 }
 
@@ -117,8 +102,8 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
     struct err e;
     const char *at = http_req_query(r, "artifactType");
-    const char *last = http_req_query(r, "last");
     struct digest ld;
+    int more = 0;
 
     if (at && !*at)
         at = NULL;
@@ -127,20 +112,20 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
         api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid artifactType: too long");
         return;
     }
+    struct refctx *c = http_req_alloc(r, sizeof(*c));
+    /* no `n` here (the spec defines none for referrers): max_page per page;
+     * `last` is checked as a digest below, whatever its length */
+    if (api_page_begin(w, r, 0, (size_t)-1, &c->pg) < 0)
+        return;
+    const char *last = c->pg.last;
     if (last && *last && digest_parse(last, strlen(last), &ld, NULL) < 0) {
         api_reply_code(r, 400, ERR_DIGEST_INVALID, "invalid pagination marker last");
         return;
     }
-    struct refctx *c = http_req_alloc(r, sizeof(*c));
-    c->after = last && *last ? last : NULL;
-    c->count = 0;
-    c->max = (size_t)w->a->o.max_page;
-    c->budget = w->a->page_bytes;
-    c->more = 0;
-    c->last[0] = '\0';
-    jbuf_init(&c->j, w, c->budget + w->a->o.max_manifest + REF_SLACK);
+    jbuf_init(&c->j, w, c->pg.budget + w->a->o.max_manifest + REF_SLACK);
     jbuf_lit(&c->j, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[");
-    if (storage_referrers(w->h, rt->name, &rt->digest, at, ref_add, c, &e) < 0) {
+    if (storage_referrers_page(w->h, rt->name, &rt->digest, at, last && *last ? &ld : NULL,
+                               c->pg.n, ref_add, c, &more, &e) < 0) {
         jbuf_done(&c->j);
         api_reply_err(r, &e);
         return;
@@ -152,15 +137,17 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
     }
     if (at)
         http_reply_header(r, "OCI-Filters-Applied", "artifactType");
-    if (c->more && c->count) {
-        char ds[DIGEST_STR_MAX];
+    c->pg.more |= more;
+    if (c->pg.more && c->pg.count) {
+        char base[NAME_MAX_LEN + DIGEST_STR_MAX + 32], ds[DIGEST_STR_MAX];
         char q[3 * 256 + 32] = "";
+        snprintf(base, sizeof(base), "/v2/%s/referrers/%s", rt->name,
+                 digest_format(&rt->digest, ds));
         if (at) {
             snprintf(q, sizeof(q), "&artifactType=");
             query_escape(at, q, sizeof(q));
         }
-        http_reply_header(r, "Link", "</v2/%s/referrers/%s?last=%s%s>; rel=\"next\"", rt->name,
-                          digest_format(&rt->digest, ds), c->last, q);
+        api_page_link(r, &c->pg, 0, base, q);
     }
     http_reply(r, 200, MT_OCI_INDEX, jbuf_data(&c->j), c->j.len);
     jbuf_done(&c->j);

@@ -72,6 +72,35 @@ void http_req_collect_body(struct http_req *r, size_t max, http_complete_fn on_c
                            void *state);
 const char *http_req_body(const struct http_req *r, size_t *len);
 
+/* ---- asynchronous body writes (added later) ----
+ * A streamed body (http_req_on_body) may be written to a file without a copy
+ * and without blocking the worker: on_body passes the bytes it was given (or a
+ * part of them) to http_req_body_write. When the worker writes uploads through
+ * io_uring (http_req_async_writes), the layer received them into a buffer of
+ * the request's own, keeps that buffer until the write has ended and meanwhile
+ * goes on receiving into another one (at most a few per request; while all are
+ * held, the connection is not read: backpressure). on_complete and on_abort run
+ * only after every write has ended (done called); the connection may die
+ * meanwhile: the request then lives on until its writes end, done still runs
+ * (a reply is then ignored) and on_abort follows. */
+
+/* done: the write of n bytes at off ended; res = n, or -errno (a short write is
+ * continued by the layer). Runs on the worker thread, possibly before
+ * http_req_body_write returns. Return 0, or -1 after having replied (an error;
+ * the rest of the body is then discarded or the connection closed). */
+typedef int (*http_write_done_fn)(struct http_req *r, void *state, uint64_t off, size_t n,
+                                  long res);
+/* 1 when this request's worker writes bodies through io_uring, else 0 (the app
+ * then writes synchronously itself, as before) */
+int http_req_async_writes(const struct http_req *r);
+/* write the n bytes at data (inside what on_body was given, called from on_body)
+ * to fd at off; fd must stay open until done ran. Queued on the worker's ring,
+ * or, when that is impossible (the bytes are in the shared receive buffer, the
+ * ring is full or refused), written at once with pwrite and done called before
+ * the return. */
+void http_req_body_write(struct http_req *r, int fd, uint64_t off, const void *data, size_t n,
+                         http_write_done_fn done);
+
 /* ---- request accessors (strings live as long as the request) ---- */
 enum http_method http_req_method(const struct http_req *r);
 const char *http_req_method_name(const struct http_req *r);
@@ -117,9 +146,11 @@ void http_reply_close(struct http_req *r);
 
 /* how file replies (http_reply_fd) reach the socket */
 enum http_io {
-    HTTP_IO_AUTO = 0,  /* the measured cheaper path: sendfile today (docs/server.md) */
-    HTTP_IO_URING = 1, /* io_uring splice; sendfile (logged) when io_uring is unavailable */
-    HTTP_IO_POSIX = 2  /* sendfile(2) */
+    HTTP_IO_AUTO = 0,  /* the measured better path: sendfile for file replies,
+                          io_uring writes for uploads (docs/server.md) */
+    HTTP_IO_URING = 1, /* io_uring splice / writes; sendfile and pwrite (logged)
+                          when io_uring is unavailable */
+    HTTP_IO_POSIX = 2  /* sendfile(2), pwrite(2) */
 };
 
 struct http_server_opts {
@@ -140,6 +171,13 @@ struct http_server *http_server_new(const struct http_server_opts *o, const stru
                                     struct err *e);
 /* "uring" or "posix": the file-reply path chosen by http_server_new (added later) */
 const char *http_server_io_name(const struct http_server *s);
+/* "uring" or "posix": the upload write path chosen by http_server_new (added later) */
+const char *http_server_upload_io_name(const struct http_server *s);
+/* counters over all workers, for tests (added later): body writes that went
+ * through io_uring, and body receives done while a write of the same request
+ * was in flight (the overlap of the next read with the previous write) */
+unsigned long http_server_uring_writes(const struct http_server *s);
+unsigned long http_server_overlapped_reads(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

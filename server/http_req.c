@@ -9,6 +9,7 @@
 #include "server/http_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,32 @@ struct arena_blk {
     _Alignas(16) char data[];
 };
 
+/* The request arena. Its first block is ARENA_BLOCK bytes, enough for every
+ * GET/HEAD (route, decoded path and query, the handler's context); a request
+ * that needs more chains further blocks. When a request ends, one standard
+ * block goes back to a per-thread spare slot (each worker thread serves its own
+ * connections, so the slot is per worker) and the next request on that thread
+ * starts from it: in steady state the arena costs no malloc/free per request.
+ * The slot is freed by a thread-exit destructor. */
 #define ARENA_BLOCK 4096
+
+static __thread struct arena_blk *arena_spare;
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void
+arena_spare_free(void *p)
+{
+    free(p);
+    arena_spare = NULL;
+}
+
+static void
+arena_key_init(void)
+{
+    if (pthread_key_create(&arena_key, arena_spare_free) != 0)
+        abort(); /* only at the first request; no way to run without it */
+}
 
 static void *
 xmalloc(size_t n)
@@ -45,6 +71,27 @@ xrealloc(void *p, size_t n)
     if (!q)
         abort();
     return q;
+}
+
+/* free the request's arena blocks, keeping one standard block as this thread's
+ * spare (the first request of a thread registers the exit destructor) */
+static void
+arena_release(struct http_req *r)
+{
+    struct arena_blk *b = r->arena;
+    r->arena = NULL;
+    while (b) {
+        struct arena_blk *n = b->next;
+        if (!arena_spare && b->cap == ARENA_BLOCK) {
+            if (pthread_once(&arena_once, arena_key_init) != 0)
+                abort();
+            arena_spare = b;
+            pthread_setspecific(arena_key, b);
+        } else {
+            free(b);
+        }
+        b = n;
+    }
 }
 
 struct http_req *
@@ -69,12 +116,7 @@ http_req_free(struct http_req *r)
 {
     if (!r)
         return;
-    struct arena_blk *b = r->arena;
-    while (b) {
-        struct arena_blk *n = b->next;
-        free(b);
-        b = n;
-    }
+    arena_release(r);
     if (r->xfer)
         http_uring_detach(r->xfer, -1); /* the connection normally detached it */
     if (r->file_fd >= 0)
@@ -94,7 +136,14 @@ http_req_alloc(struct http_req *r, size_t n)
     struct arena_blk *b = r->arena;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = xmalloc(sizeof(*b) + cap);
+        if (cap == ARENA_BLOCK && arena_spare) {
+            b = arena_spare;
+            arena_spare = NULL;
+            /* the exit destructor must not free a block a request holds */
+            pthread_setspecific(arena_key, NULL);
+        } else {
+            b = xmalloc(sizeof(*b) + cap);
+        }
         b->cap = cap;
         b->used = 0;
         b->next = r->arena;

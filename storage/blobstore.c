@@ -103,6 +103,10 @@ blobstore_fsync(struct storage *st, int fd, struct err *e)
     return 0;
 }
 
+/* (A shared syncfs() for the file and directory barriers, like the WAL's group
+ * fsync, was measured: no better than per-file fsyncs, which threads run
+ * concurrently and the block layer merges, and it would write other files'
+ * dirty data too. So each file and directory is fsync'd on its own.) */
 int
 blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *e)
 {

@@ -206,6 +206,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
         opts->max_manifest_refs ? opts->max_manifest_refs : STORAGE_DEFAULT_MAX_MANIFEST_REFS;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
+    pthread_mutex_init(&st->wmu, NULL);
+    gsync_init(&st->walsync);
     size_t rl = strlen(opts->root);
     st->root = malloc(rl + 1);
     st->dbpath = malloc(rl + sizeof("/meta.db"));
@@ -257,6 +259,9 @@ storage_open(const struct storage_opts *opts, struct err *e)
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
+    st->ckpt = ckpt_start(st, e);
+    if (!st->ckpt)
+        goto fail;
     return st;
 fail:
     storage_close(st);
@@ -268,6 +273,7 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
+    ckpt_stop(st->ckpt);
     upload_table_free(st);
     if (st->blobsfd >= 0)
         close(st->blobsfd);
@@ -279,9 +285,21 @@ storage_close(struct storage *st)
         close(st->rootfd);
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->fault.mu);
+    pthread_mutex_destroy(&st->wmu);
+    gsync_destroy(&st->walsync);
     free(st->root);
     free(st->dbpath);
     free(st);
+}
+
+/* the WAL hook: runs after every commit of a worker connection; it replaces
+ * sqlite's autocheckpoint (see ckpt.c) */
+static int
+wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct storage *st = arg;
+    ckpt_poke(st->ckpt, pages);
+    return SQLITE_OK;
 }
 
 struct storage_handle *
@@ -293,10 +311,12 @@ storage_handle_open(struct storage *st, struct err *e)
         return NULL;
     }
     h->st = st;
-    if (metadb_connect(st->dbpath, st->fsync, &h->db, e) < 0 || metadb_prepare(h, e) < 0) {
+    /* synchronous=OFF: durable commits wait for the group WAL fsync instead */
+    if (metadb_connect(st->dbpath, 0, &h->db, e) < 0 || metadb_prepare(h, e) < 0) {
         storage_handle_close(h);
         return NULL;
     }
+    sqlite3_wal_hook(h->db, wal_grew, st);
     return h;
 }
 
@@ -524,7 +544,9 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
     }
     if (linked) {
         metadb_rollback(h);
-        return 1;
+        /* the link we saw may be another thread's commit still before its WAL
+         * fsync: acknowledge only a durable one */
+        return metadb_durable_point(h, e) < 0 ? -1 : 1;
     }
     /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
     if (link_blob(h, repo, ds, 0, e) < 0)
@@ -1040,15 +1062,35 @@ int
 storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
                   const char *artifact_type, storage_referrer_fn fn, void *arg, struct err *e)
 {
-    char ss[DIGEST_STR_MAX];
+    return storage_referrers_page(h, repo, subject, artifact_type, NULL, -1, fn, arg, NULL, e);
+}
+
+int
+storage_referrers_page(struct storage_handle *h, const char *repo, const struct digest *subject,
+                       const char *artifact_type, const struct digest *last, long n,
+                       storage_referrer_fn fn, void *arg, int *more, struct err *e)
+{
+    char ss[DIGEST_STR_MAX], ls[DIGEST_STR_MAX];
     digest_format(subject, ss);
-    sqlite3_stmt *s = metadb_q(h, artifact_type ? Q_REFERRERS_AT : Q_REFERRERS);
+    if (last)
+        digest_format(last, ls);
+    else
+        ls[0] = '\0'; /* every digest sorts after "" */
+    sqlite3_stmt *s = metadb_q(h, artifact_type ? Q_REFERRERS_AT_PAGE : Q_REFERRERS_PAGE);
     metadb_bind_text(s, 1, repo);
     metadb_bind_text(s, 2, ss);
+    metadb_bind_text(s, 3, ls);
+    metadb_bind_int64(s, 4, limit_of(n));
     if (artifact_type)
-        metadb_bind_text(s, 3, artifact_type);
-    int rc;
+        metadb_bind_text(s, 5, artifact_type);
+    int rc, m = 0;
+    long i = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n >= 0 && i >= n) {
+            m = 1;
+            break;
+        }
+        i++;
         struct digest d;
         const char *dt = (const char *)sqlite3_column_text(s, 0);
         if (!dt || digest_parse(dt, (size_t)sqlite3_column_bytes(s, 0), &d, NULL) < 0)
@@ -1080,7 +1122,9 @@ storage_referrers(struct storage_handle *h, const char *repo, const struct diges
         }
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         return metadb_err(h, "list referrers", e);
+    if (more)
+        *more = m;
     return 0;
 }

@@ -176,7 +176,10 @@ void storage_handle_close(struct storage_handle *h);
 /* Test hook (sqlite's habit): the next `count` write()/fsync() calls made by the
  * storage layer on data files (not the db) fail with `err_no` (ENOSPC, EIO).
  * count 0 disables. Thread-safe; meant for tests only. */
-enum storage_fault_op { FAULT_WRITE = 1, FAULT_FSYNC = 2, FAULT_RENAME = 4, FAULT_DB = 8 };
+enum storage_fault_op {
+    FAULT_WRITE = 1, FAULT_FSYNC = 2, FAULT_RENAME = 4, FAULT_DB = 8,
+    FAULT_WALSYNC = 16 /* the group fsync of the metadata WAL (added later) */
+};
 void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count);
 
 /* ---- blobs ---- */
@@ -240,6 +243,34 @@ uint64_t upload_offset(const struct upload *u);
  * ERR_TOO_LARGE (413 SIZE_INVALID) when the upload would grow past
  * max_blob_size: nothing of the chunk is written and the session is destroyed. */
 int upload_write(struct upload *u, const void *data, size_t n, struct err *e);
+
+/* Asynchronous writes (added later): the caller writes the bytes itself (the
+ * server queues them on its io_uring) between a begin and an end, and may begin
+ * the next chunk before the previous one ended (up to a few in flight).
+ *
+ * upload_write_begin - checks as upload_write does (ERR_TOO_LARGE past
+ * max_blob_size, ERR_BLOB_UPLOAD_INVALID on a finished session), hashes the n
+ * bytes and reserves [*off, *off + n) of the file. On success *fd is the
+ * session's descriptor (still owned by u: it stays open until the lease ends)
+ * and the caller must write the bytes there and call upload_write_end once.
+ * On failure -1 with the code; the session is then doomed: destroyed at once
+ * when no write is in flight (u gone for the caller), else by the
+ * upload_write_end of the last write in flight.
+ * upload_write_end - the write of [off, off + n) ended with res (bytes written,
+ * or -errno). 0 when it and every earlier write succeeded. -1 when this or an
+ * earlier write failed (ERR_NOSPACE for ENOSPC, ERR_IO) or a begin failed: the
+ * session is destroyed (file removed, space freed) by the call that ends the
+ * last write in flight; after that call u is gone for the caller. The fault
+ * hook FAULT_WRITE fires here. upload_offset advances as writes end (never past
+ * bytes not yet written). upload_release / upload_commit only with no write in
+ * flight. */
+int upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64_t *off,
+                       struct err *e);
+int upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err *e);
+
+/* upload_size_limit - max_blob_size (0 = unlimited), for an early 413 on a
+ * declared Content-Length (added later). */
+uint64_t upload_size_limit(const struct upload *u);
 
 /* upload_commit - finish: verify the digest against `expected`, fsync, rename
  * into blobs/, fsync the directory, commit the rows (blob + link to repo), remove
@@ -338,5 +369,17 @@ typedef int (*storage_referrer_fn)(void *arg, const struct referrer *r);
 int storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
                       const char *artifact_type, storage_referrer_fn fn, void *arg,
                       struct err *e);
+
+/* storage_referrers_page - one page of the same list: the referrers whose
+ * digest string sorts after *last (byte order; last NULL = from the start), at
+ * most n of them (n < 0 = all), in digest order. *more (may be NULL) = 1 when
+ * further referrers follow the n-th. A keyset query: the rows before `last`
+ * are not read. fn returning non-zero ends the page early (*more is then
+ * left 0: the caller knows it stopped). Errors: ERR_DB, ERR_IO / ERR_NOMEM
+ * (annotations too large for the database are read from the manifest body). */
+int storage_referrers_page(struct storage_handle *h, const char *repo,
+                           const struct digest *subject, const char *artifact_type,
+                           const struct digest *last, long n, storage_referrer_fn fn, void *arg,
+                           int *more, struct err *e);
 
 #endif

@@ -5,6 +5,8 @@
  *   range.c     Content-Range / Range parsing     manifest.c manifest_parse (jansson)
  *   blobstore.c paths, data-file I/O, fsync, rename, fault injection
  *   metadb.c    sqlite schema, migrations, per-handle prepared statements, transactions
+ *   gsync.c     group sync: one fsync shared by every thread waiting for one
+ *   ckpt.c      the WAL checkpointer thread
  *   upload.c    upload sessions (state machine documented there)
  *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
 #ifndef OCIREG_STORAGE_INTERNAL_H
@@ -52,7 +54,42 @@ struct upload {
      * rows are missing; set by the lease holder */
     int installed;
     struct digest installed_digest;
+    /* asynchronous writes (upload_write_begin/end, see upload.c); lease holder only */
+    uint64_t wr_next;     /* next offset to reserve while wr_inflight > 0 */
+    unsigned wr_inflight; /* begun, not yet ended */
+    int wr_failed;        /* a write failed: destroyed when the last one ends */
+    struct err wr_err;
+    uint64_t wb_start;    /* early writeback started for [0, wb_start) */
 };
+
+/* ---- gsync.c ---- */
+struct gsync {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t asked;  /* tickets taken */
+    uint64_t done;   /* every ticket up to this is durable */
+    int running;     /* a leader is in fn */
+    int failed;      /* a round failed: final (see gsync.c) */
+    unsigned long rounds; /* fn calls (tests read it) */
+};
+void gsync_init(struct gsync *g);
+void gsync_destroy(struct gsync *g);
+/* gsync_wait - return once fn has run to completion after this call began (run
+ * by this thread or another one's); 0, or -1 with ERR_IO when that run, or any
+ * earlier one, failed. fn(arg) runs with no lock held. */
+int gsync_wait(struct gsync *g, int (*fn)(void *arg, struct err *e), void *arg, struct err *e);
+
+/* ---- ckpt.c ---- */
+struct ckpt;
+/* ckpt_start - the thread that checkpoints meta.db's WAL (worker connections do
+ * not: they run synchronous=OFF, see metadb.c). NULL with e on failure. */
+struct ckpt *ckpt_start(struct storage *st, struct err *e);
+/* ckpt_poke - the WAL has grown to `pages` pages (called after commits) */
+void ckpt_poke(struct ckpt *k, int pages);
+/* ckpt_stop - final checkpoint (TRUNCATE), join, free. NULL is fine. */
+void ckpt_stop(struct ckpt *k);
+/* WAL pages after which the checkpointer runs (sqlite's own default) */
+#define CKPT_PAGES 1000
 
 struct storage {
     char *root;
@@ -71,6 +108,13 @@ struct storage {
     struct upload_count *counts[UPLOAD_BUCKETS];
     unsigned long dir_fsyncs; /* directory fsyncs done (atomic; tests read it) */
     struct fault fault;
+    /* write transactions: one at a time in this process, queued on this mutex
+     * instead of sqlite's sleeping busy handler; taken by metadb_begin*, given
+     * back by metadb_commit / metadb_rollback */
+    pthread_mutex_t wmu;
+    struct gsync walsync; /* durable commits share WAL fsyncs (metadb.c) */
+    unsigned long durable_commits; /* commits that waited for walsync (atomic) */
+    struct ckpt *ckpt;
 };
 
 /* fault_hit - 1 when an injected fault for `op` fires now (errno set to the
@@ -156,6 +200,8 @@ enum stmt_id {
     Q_CATALOG,
     Q_REFERRERS,
     Q_REFERRERS_AT,
+    Q_REFERRERS_PAGE,
+    Q_REFERRERS_AT_PAGE,
     Q__COUNT
 };
 
@@ -163,8 +209,8 @@ struct storage_handle {
     struct storage *st;
     struct sqlite3 *db;
     struct sqlite3_stmt *q[Q__COUNT];
-    int in_txn;
-    int sync_light; /* the connection runs synchronous=NORMAL right now */
+    int in_txn;  /* holds st->wmu and an open transaction */
+    int durable; /* the open transaction waits for the WAL fsync at commit */
 };
 
 #define METADB_SCHEMA_VERSION 2
@@ -177,9 +223,10 @@ struct storage_handle {
  * fcntl() lock round trip (2 syscalls per query with the default VFS). */
 #define METADB_VFS "unix-excl"
 
-/* metadb_connect - open a connection with the pragmas (WAL, synchronous,
- * busy_timeout, foreign keys off). */
-int metadb_connect(const char *path, int fsync, struct sqlite3 **out, struct err *e);
+/* metadb_connect - open a connection with the pragmas (WAL, busy_timeout,
+ * foreign keys off) and synchronous FULL when `full`, else OFF (worker handles:
+ * their durability is metadb_commit's group WAL fsync). */
+int metadb_connect(const char *path, int full, struct sqlite3 **out, struct err *e);
 /* metadb_migrate - bring the schema to METADB_SCHEMA_VERSION (ERR_CONFIG when the
  * database is newer than this program). */
 int metadb_migrate(struct sqlite3 *db, struct err *e);
@@ -193,15 +240,22 @@ struct sqlite3_stmt *metadb_q(struct storage_handle *h, enum stmt_id id);
 int metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e);
 /* metadb_err - set ERR_DB from the connection's message. Returns -1. */
 int metadb_err(struct storage_handle *h, const char *what, struct err *e);
-/* metadb_begin - BEGIN IMMEDIATE of a durable transaction (synchronous FULL:
- * the commit fsyncs the WAL). */
+/* metadb_begin - take st->wmu, BEGIN IMMEDIATE of a durable transaction: its
+ * metadb_commit returns once the WAL holding it is fsync'd. ERR_IO after a
+ * failed WAL fsync (the store refuses acknowledged writes until a restart). */
 int metadb_begin(struct storage_handle *h, struct err *e);
 /* metadb_begin_light - the same for a transaction whose loss on power failure is
- * harmless (upload session rows, recovery): synchronous NORMAL, no fsync. */
+ * harmless (upload session rows, recovery): its commit does not wait; the next
+ * durable commit's fsync covers it (the WAL is written in order). */
 int metadb_begin_light(struct storage_handle *h, struct err *e);
-/* metadb_commit - subject to FAULT_DB (then rolls back). */
+/* metadb_commit - COMMIT, give st->wmu back, then (durable) wait for the group
+ * WAL fsync. Subject to FAULT_DB (then rolls back). */
 int metadb_commit(struct storage_handle *h, struct err *e);
+/* metadb_rollback - ROLLBACK and give st->wmu back; no-op outside a transaction */
 void metadb_rollback(struct storage_handle *h);
+/* metadb_durable_point - wait until everything committed so far is durable (a
+ * read that acknowledges a state, e.g. a mount of an already linked blob). */
+int metadb_durable_point(struct storage_handle *h, struct err *e);
 /* bind helpers (SQLITE_STATIC: the caller keeps the text alive until reset) */
 void metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t);
 void metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v);

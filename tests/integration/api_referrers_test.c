@@ -204,3 +204,54 @@ Test(api_referrers, bad_last_is_400)
     cr_assert_str_eq(H(&r, "Link"), "");
     tresp_free(&r);
 }
+
+Test(api_referrers, last_between_digests_resumes_after_it_and_n_is_ignored)
+{
+    testsrv_cleanup(&S);
+    const char *env[] = {"OCIREG_SERVER_MAX_PAGE=2", NULL};
+    cr_assert_eq(testsrv_start(&S, NULL, env), 0);
+    char subj[80], path[600], dg[5][80];
+    push_image("k", "base", "s", subj);
+    for (int i = 0; i < 5; i++)
+        push_referrer("k", subj, "application/vnd.example.sig", 10, i, dg[i]);
+    qsort(dg, 5, 80, cmp_str);
+
+    /* a marker that is no referrer's digest: the hex string just before the
+     * 4th digest; the page starts at the 4th and holds the 4th and 5th */
+    char mid[80];
+    memcpy(mid, dg[3], sizeof(mid));
+    size_t k = strlen(mid) - 1;
+    while (mid[k] == '0')
+        mid[k--] = 'f';
+    mid[k] = mid[k] == 'a' ? '9' : (char)(mid[k] - 1);
+    cr_assert(strcmp(mid, dg[2]) > 0);
+    struct walk w;
+    snprintf(path, sizeof(path), "/v2/k/referrers/%s?last=%s", subj, mid);
+    walk(path, &w);
+    cr_assert_eq(w.pages, 1);
+    cr_assert_eq(w.total, 2);
+    cr_assert_str_eq(w.digests[0], dg[3]);
+    cr_assert_str_eq(w.digests[1], dg[4]);
+
+    /* from the 1st: a full page of max_page whose Link names the 3rd */
+    snprintf(path, sizeof(path), "/v2/k/referrers/%s?last=%s", subj, dg[0]);
+    struct tresp r;
+    req("GET", path, NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    char exp[400];
+    snprintf(exp, sizeof(exp), "</v2/k/referrers/%s?last=%s>; rel=\"next\"", subj, dg[2]);
+    cr_assert_str_eq(H(&r, "Link"), exp);
+    tresp_free(&r);
+
+    /* `n` is no referrers parameter: ignored, not an error, the page size
+     * stays max_page and the chain still covers all five once */
+    snprintf(path, sizeof(path), "/v2/k/referrers/%s?n=1", subj);
+    walk(path, &w);
+    cr_assert_eq(w.total, 5);
+    cr_assert_eq(w.pages, 3);
+    cr_assert_eq(w.sizes[0], 2);
+    for (int i = 0; i < 5; i++)
+        cr_assert_str_eq(w.digests[i], dg[i]);
+    snprintf(path, sizeof(path), "/v2/k/referrers/%s?n=abc", subj);
+    cr_assert_eq(status_of("GET", path), 200);
+}

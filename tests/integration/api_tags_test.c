@@ -197,3 +197,39 @@ Test(api_tags, overlong_last_is_400)
     snprintf(path, sizeof(path), "/v2/_catalog?last=%0255d", 0);
     cr_assert_eq(list(path, "repositories", out, sizeof(out), NULL, 0), 200);
 }
+
+Test(api_tags, page_body_and_link_are_byte_exact)
+{
+    /* the exact bytes clients get (one paging helper serves tags, catalog and
+     * referrers; the JSON is written directly, no JSON library in between) */
+    char dg[80];
+    push_image("x/y", "b-2", "s1", dg);
+    push_image("x/y", "a.1", "s2", NULL);
+    push_image("x/y", "C_3", "s3", NULL);
+    struct tresp r;
+    req("GET", "/v2/x/y/tags/list?n=2", NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"name\":\"x/y\",\"tags\":[\"C_3\",\"a.1\"]}");
+    cr_assert_str_eq(H(&r, "Content-Type"), "application/json");
+    char cl[32];
+    snprintf(cl, sizeof(cl), "%zu", r.len);
+    cr_assert_str_eq(H(&r, "Content-Length"), cl);
+    cr_assert_str_eq(H(&r, "Link"), "</v2/x/y/tags/list?n=2&last=a.1>; rel=\"next\"");
+    tresp_free(&r);
+    req("GET", "/v2/x/y/tags/list?n=2&last=a.1", NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"name\":\"x/y\",\"tags\":[\"b-2\"]}");
+    cr_assert_str_eq(H(&r, "Link"), "");
+    tresp_free(&r);
+    req("GET", "/v2/_catalog?n=1", NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"repositories\":[\"x/y\"]}");
+    cr_assert_str_eq(H(&r, "Link"), "");
+    tresp_free(&r);
+    /* HEAD: the same headers, no body */
+    req("HEAD", "/v2/x/y/tags/list?n=2", NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.len, 0);
+    cr_assert_str_eq(H(&r, "Link"), "</v2/x/y/tags/list?n=2&last=a.1>; rel=\"next\"");
+    tresp_free(&r);
+}

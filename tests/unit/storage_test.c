@@ -10,30 +10,12 @@
 /* white-box: statement run counters of the handle */
 #include "storage/storage_internal.h"
 
-static struct tu_store T;
-
-static void
-setup(void)
-{
-    tu_open(&T, 0);
-}
-
-static void
-teardown(void)
-{
-    tu_close(&T);
-}
-
-TestSuite(storage, .init = setup, .fini = teardown);
+TU_STORE_SUITE(storage, 0);
 
 static struct digest
 put(const char *repo, const char *data)
 {
-    struct digest d;
-    struct err e = {0};
-    cr_assert_eq(storage_blob_put(T.h, repo, data, strlen(data), DIGEST_SHA256, &d, &e), 0,
-                 "blob_put: %s", e.msg);
-    return d;
+    return tu_put(T.h, repo, data);
 }
 
 static char *
@@ -571,27 +553,30 @@ collect_ref(void *arg, const struct referrer *r)
     return 0;
 }
 
+/* push_image's extra for a referrer of the manifest sd: an artifactType (unless
+ * NULL), the subject, then `more` (unless NULL) */
+static void
+referrer_extra(char *buf, size_t n, const char *artifact_type, const char *sd, const char *more)
+{
+    snprintf(buf, n,
+             "%s%s%s,\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
+             "\",\"digest\":\"%s\",\"size\":1}%s",
+             artifact_type ? ",\"artifactType\":\"" : "", artifact_type ? artifact_type : "",
+             artifact_type ? "\"" : "", sd, more ? more : "");
+}
+
 Test(storage, referrers_by_subject_with_artifact_type_filter)
 {
     struct digest subj = push_image("r", "base", "base", NULL);
     char sd[DIGEST_STR_MAX], extra[512];
     digest_format(&subj, sd);
-    snprintf(extra, sizeof(extra),
-             ",\"artifactType\":\"application/"
-             "vnd.example.sig\",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
-             "\",\"digest\":\"%s\",\"size\":1},\"annotations\":{\"k\":\"v\"}",
-             sd);
+    referrer_extra(extra, sizeof(extra), "application/vnd.example.sig", sd,
+                   ",\"annotations\":{\"k\":\"v\"}");
     struct digest r1 = push_image("r", NULL, "sig", extra);
-    snprintf(extra, sizeof(extra),
-             ",\"artifactType\":\"application/"
-             "vnd.example.sbom\",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
-             "\",\"digest\":\"%s\",\"size\":1}",
-             sd);
+    referrer_extra(extra, sizeof(extra), "application/vnd.example.sbom", sd, NULL);
     struct digest r2 = push_image("r", NULL, "sbom", extra);
     /* a referrer without artifactType gets config.mediaType */
-    snprintf(extra, sizeof(extra),
-             ",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
-             sd);
+    referrer_extra(extra, sizeof(extra), NULL, sd, NULL);
     push_image("r", NULL, "plain", extra);
     /* same subject in another repo is not listed */
     push_image("other", NULL, "sig", extra);
@@ -646,6 +631,208 @@ Test(storage, subject_may_not_exist_yet_and_is_reported)
     struct refs rs = {0};
     cr_assert_eq(storage_referrers(T.h, "r", &future, NULL, collect_ref, &rs, &e), 0);
     cr_assert_eq(rs.n, 1);
+}
+
+/* ---- referrers pages (keyset) ---- */
+
+struct refpage {
+    char digest[64][DIGEST_STR_MAX];
+    int n;
+    int stop_after; /* > 0: the callback stops after this many */
+};
+
+static int
+collect_page(void *arg, const struct referrer *r)
+{
+    struct refpage *p = arg;
+    cr_assert_lt(p->n, 64);
+    digest_format(r->digest, p->digest[p->n++]);
+    return p->stop_after > 0 && p->n >= p->stop_after;
+}
+
+/* nref referrers of a new subject in repo "r" (artifactType alternating
+ * sig/sbom); their digests sorted into out; returns the subject */
+static struct digest
+push_referrers(int nref, char out[][DIGEST_STR_MAX])
+{
+    struct digest subj = push_image("r", "base", "base", NULL);
+    char sd[DIGEST_STR_MAX], extra[512], seed[32];
+    digest_format(&subj, sd);
+    for (int i = 0; i < nref; i++) {
+        snprintf(extra, sizeof(extra),
+                 ",\"artifactType\":\"application/vnd.example.%s\",\"subject\":{\"mediaType\":\""
+                 MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
+                 i % 2 ? "sbom" : "sig", sd);
+        snprintf(seed, sizeof(seed), "ref-%d", i);
+        struct digest d = push_image("r", NULL, seed, extra);
+        digest_format(&d, out[i]);
+    }
+    qsort(out, (size_t)nref, DIGEST_STR_MAX, (int (*)(const void *, const void *))strcmp);
+    return subj;
+}
+
+Test(storage, referrers_page_resumes_after_last)
+{
+    char all[5][DIGEST_STR_MAX];
+    struct digest subj = push_referrers(5, all);
+    struct err e = {0};
+    int more = -1;
+    /* first page of 2 */
+    struct refpage p1 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p1, &more,
+                                        &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(p1.n, 2);
+    cr_assert_eq(more, 1);
+    cr_assert_str_eq(p1.digest[0], all[0]);
+    cr_assert_str_eq(p1.digest[1], all[1]);
+    /* after the last digest sent */
+    struct digest last;
+    cr_assert_eq(digest_parse(all[1], strlen(all[1]), &last, NULL), 0);
+    struct refpage p2 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &p2, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p2.n, 2);
+    cr_assert_eq(more, 1);
+    cr_assert_str_eq(p2.digest[0], all[2]);
+    cr_assert_str_eq(p2.digest[1], all[3]);
+    /* the last page: exactly what remains, no more */
+    cr_assert_eq(digest_parse(all[3], strlen(all[3]), &last, NULL), 0);
+    struct refpage p3 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &p3, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p3.n, 1);
+    cr_assert_eq(more, 0);
+    cr_assert_str_eq(p3.digest[0], all[4]);
+    /* a page of exactly the rest says no more either */
+    struct refpage p4 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 5, collect_page, &p4, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p4.n, 5);
+    cr_assert_eq(more, 0);
+    /* n < 0: all; n == 0: none, but more says they exist */
+    struct refpage p5 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, -1, collect_page, &p5, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p5.n, 5);
+    cr_assert_eq(more, 0);
+    struct refpage p6 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 0, collect_page, &p6, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p6.n, 0);
+    cr_assert_eq(more, 1);
+}
+
+Test(storage, referrers_page_last_need_not_be_a_referrer)
+{
+    char all[4][DIGEST_STR_MAX];
+    struct digest subj = push_referrers(4, all);
+    struct err e = {0};
+    int more = -1;
+    /* a marker between the 2nd and 3rd digest (the hex string just before
+     * the 3rd, which is not the 2nd but for a 2^-256 chance): the page
+     * starts at the 3rd */
+    char mid[DIGEST_STR_MAX];
+    memcpy(mid, all[2], sizeof(mid));
+    size_t k = strlen(mid) - 1;
+    while (mid[k] == '0')
+        mid[k--] = 'f';
+    mid[k] = mid[k] == 'a' ? '9' : (char)(mid[k] - 1);
+    cr_assert(strcmp(mid, all[1]) > 0 && strcmp(mid, all[2]) < 0, "%s %s %s", all[1], mid, all[2]);
+    struct digest last;
+    cr_assert_eq(digest_parse(mid, strlen(mid), &last, NULL), 0);
+    struct refpage p = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 10, collect_page, &p, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p.n, 2);
+    cr_assert_str_eq(p.digest[0], all[2]);
+    cr_assert_str_eq(p.digest[1], all[3]);
+    cr_assert_eq(more, 0);
+    /* a marker past every digest: an empty page */
+    struct digest end;
+    char endstr[DIGEST_STR_MAX];
+    snprintf(endstr, sizeof(endstr), "sha256:%064d", 0);
+    memset(endstr + 7, 'f', 64);
+    cr_assert_eq(digest_parse(endstr, strlen(endstr), &end, NULL), 0);
+    struct refpage none = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &end, 10, collect_page, &none,
+                                        &more, &e),
+                 0);
+    cr_assert_eq(none.n, 0);
+    cr_assert_eq(more, 0);
+}
+
+Test(storage, referrers_page_filter_and_early_stop)
+{
+    char all[6][DIGEST_STR_MAX];
+    struct digest subj = push_referrers(6, all);
+    struct err e = {0};
+    int more = -1;
+    /* 3 of each type; pages of 2 of the sig ones */
+    struct refpage p1 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, "application/vnd.example.sig", NULL, 2,
+                                        collect_page, &p1, &more, &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(p1.n, 2);
+    cr_assert_eq(more, 1);
+    cr_assert(strcmp(p1.digest[0], p1.digest[1]) < 0);
+    struct digest last;
+    cr_assert_eq(digest_parse(p1.digest[1], strlen(p1.digest[1]), &last, NULL), 0);
+    struct refpage p2 = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, "application/vnd.example.sig", &last, 2,
+                                        collect_page, &p2, &more, &e),
+                 0);
+    cr_assert_eq(p2.n, 1);
+    cr_assert_eq(more, 0);
+    cr_assert(strcmp(p2.digest[0], p1.digest[1]) > 0);
+    /* the callback ends the page: more is left 0 (the caller knows) */
+    struct refpage p3 = {.stop_after = 2};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 10, collect_page, &p3, &more,
+                                        &e),
+                 0);
+    cr_assert_eq(p3.n, 2);
+    cr_assert_eq(more, 0);
+    /* storage_referrers is the one-page-of-everything case */
+    struct refs rs = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, NULL, collect_ref, &rs, &e), 0);
+    cr_assert_eq(rs.n, 6);
+    for (int i = 0; i < 6; i++)
+        cr_assert_str_eq(rs.digest[i], all[i]);
+}
+
+Test(storage, referrers_page_cost_does_not_grow_with_its_position)
+{
+    /* the keyset query reads only the rows of its page: a page at the end of
+     * the list runs about as many VM steps as the first (a scan that skipped
+     * up to `last` would run ~15x more here) */
+    char all[32][DIGEST_STR_MAX];
+    struct digest subj = push_referrers(32, all);
+    struct err e = {0};
+    int more;
+    struct refpage p = {0};
+    sqlite3_stmt *q = T.h->q[Q_REFERRERS_PAGE];
+    sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p, &more,
+                                        &e),
+                 0);
+    int first = sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
+    struct digest last;
+    cr_assert_eq(digest_parse(all[29], strlen(all[29]), &last, NULL), 0);
+    struct refpage tail = {0};
+    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &tail,
+                                        &more, &e),
+                 0);
+    int end = sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
+    cr_assert_eq(tail.n, 2);
+    cr_assert_str_eq(tail.digest[0], all[30]);
+    cr_assert_gt(first, 0);
+    cr_assert_leq(end, first * 2, "first page %d VM steps, last page %d", first, end);
 }
 
 /* ---- open, recovery, lock ---- */
@@ -724,69 +911,43 @@ Test(storage, data_survives_reopen)
 
 /* ---- concurrency: manifests and tags from several handles at once ---- */
 
-struct mworker {
-    struct storage *st;
-    int id;
-    int ok;
-};
-
-static void *
-manifest_worker(void *arg)
+/* one image (config, a shared layer, manifest) tagged w<id>-<i> and latest, read back */
+static int
+manifest_round(struct storage_handle *h, int id, int i)
 {
-    struct mworker *w = arg;
     struct err e = {0};
-    struct storage_handle *h = storage_handle_open(w->st, &e);
-    if (!h)
-        return NULL;
-    int ok = 0;
-    for (int i = 0; i < 15; i++) {
-        char cfg[64], layer[64], tag[32];
-        snprintf(cfg, sizeof(cfg), "{\"w\":%d,\"i\":%d}", w->id, i);
-        snprintf(layer, sizeof(layer), "shared-layer-%d", i % 3);
-        snprintf(tag, sizeof(tag), "w%d-%d", w->id, i);
-        struct digest dc, dl;
-        if (storage_blob_put(h, "shared", cfg, strlen(cfg), DIGEST_SHA256, &dc, &e) < 0 ||
-            storage_blob_put(h, "shared", layer, strlen(layer), DIGEST_SHA256, &dl, &e) < 0)
-            break;
-        char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX], body[1024];
-        snprintf(
-            body, sizeof(body),
-            "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
-            "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
-            "\"size\":%zu},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
-            "\"digest\":\"%s\",\"size\":%zu}]}",
-            digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer));
-        const char *tags[] = {tag, "latest"};
-        struct manifest_meta meta, got;
-        if (storage_manifest_put(h, "shared", body, strlen(body), NULL, NULL, tags, 2, &meta, NULL,
-                                 NULL, &e) < 0)
-            break;
-        if (storage_manifest_get(h, "shared", tag, &got, NULL, &e) < 0 ||
-            !digest_equal(&got.digest, &meta.digest))
-            break;
-        int more;
-        if (storage_tags_list(h, "shared", NULL, 10, NULL, NULL, &more, &e) < 0)
-            break;
-        ok++;
-    }
-    storage_handle_close(h);
-    w->ok = ok;
-    return NULL;
+    char cfg[64], layer[64], tag[32];
+    snprintf(cfg, sizeof(cfg), "{\"w\":%d,\"i\":%d}", id, i);
+    snprintf(layer, sizeof(layer), "shared-layer-%d", i % 3);
+    snprintf(tag, sizeof(tag), "w%d-%d", id, i);
+    struct digest dc, dl;
+    if (storage_blob_put(h, "shared", cfg, strlen(cfg), DIGEST_SHA256, &dc, &e) < 0 ||
+        storage_blob_put(h, "shared", layer, strlen(layer), DIGEST_SHA256, &dl, &e) < 0)
+        return -1;
+    char c[DIGEST_STR_MAX], l[DIGEST_STR_MAX], body[1024];
+    snprintf(body, sizeof(body),
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
+             "\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"%s\","
+             "\"size\":%zu},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\","
+             "\"digest\":\"%s\",\"size\":%zu}]}",
+             digest_format(&dc, c), strlen(cfg), digest_format(&dl, l), strlen(layer));
+    const char *tags[] = {tag, "latest"};
+    struct manifest_meta meta, got;
+    if (storage_manifest_put(h, "shared", body, strlen(body), NULL, NULL, tags, 2, &meta, NULL,
+                             NULL, &e) < 0)
+        return -1;
+    if (storage_manifest_get(h, "shared", tag, &got, NULL, &e) < 0 ||
+        !digest_equal(&got.digest, &meta.digest))
+        return -1;
+    int more;
+    if (storage_tags_list(h, "shared", NULL, 10, NULL, NULL, &more, &e) < 0)
+        return -1;
+    return 0;
 }
 
 Test(storage, concurrent_manifest_pushes_with_own_handles)
 {
-    enum { N = 5 };
-    pthread_t th[N];
-    struct mworker w[N];
-    for (int i = 0; i < N; i++) {
-        w[i] = (struct mworker){.st = T.st, .id = i};
-        cr_assert_eq(pthread_create(&th[i], NULL, manifest_worker, &w[i]), 0);
-    }
-    for (int i = 0; i < N; i++) {
-        pthread_join(th[i], NULL);
-        cr_assert_eq(w[i].ok, 15, "worker %d completed %d", i, w[i].ok);
-    }
+    tu_run_workers(T.st, 5, manifest_round, 15);
     struct names ns = {0};
     int more;
     struct err e = {0};
@@ -1005,62 +1166,66 @@ many_layers(const struct digest *dc, size_t csz, const struct digest *dl, size_t
     return m;
 }
 
+/* a config and a layer pushed into "r" from seed */
+struct cfg_layer {
+    struct digest dc, dl;
+    size_t csz, lsz;
+};
+
+static struct cfg_layer
+cfg_layer_put(const char *seed)
+{
+    char cfg[64], layer[64];
+    snprintf(cfg, sizeof(cfg), "{\"cfg\":\"%s\"}", seed);
+    snprintf(layer, sizeof(layer), "layer-%s", seed);
+    struct cfg_layer b = {
+        .dc = put("r", cfg), .dl = put("r", layer), .csz = strlen(cfg), .lsz = strlen(layer)};
+    return b;
+}
+
+/* storage_manifest_put into "r" of b's config and nlayers descriptors of its layer */
+static int
+many_layers_put(const struct cfg_layer *b, int nlayers, struct err *e)
+{
+    char *m = many_layers(&b->dc, b->csz, &b->dl, b->lsz, nlayers);
+    int rc = storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL, NULL, e);
+    free(m);
+    return rc;
+}
+
 Test(storage, duplicate_descriptors_are_checked_and_recorded_once)
 {
-    char cfg[] = "{\"cfg\":\"dup\"}", layer[] = "layer-dup";
-    struct digest dc = put("r", cfg), dl = put("r", layer);
-    char *m = many_layers(&dc, strlen(cfg), &dl, strlen(layer), 3000);
+    struct cfg_layer b = cfg_layer_put("dup");
     sqlite3_stmt_status(T.h->q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 1);
     sqlite3_stmt_status(T.h->q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 1);
     struct err e = {0};
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
+    cr_assert_eq(many_layers_put(&b, 3000, &e), 0, "%s", e.msg);
     int checks = sqlite3_stmt_status(T.h->q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 0);
     int inserts = sqlite3_stmt_status(T.h->q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 0);
     cr_assert_eq(checks, 2, "config and the one layer, once each (got %d)", checks);
     cr_assert_eq(inserts, 2, "got %d", inserts);
-    free(m);
 }
 
 Test(storage, too_many_descriptors_is_manifest_invalid)
 {
-    char cfg[] = "{\"cfg\":\"many\"}", layer[] = "layer-many";
-    struct digest dc = put("r", cfg), dl = put("r", layer);
+    struct cfg_layer b = cfg_layer_put("many");
     struct err e = {0};
     /* default: 10000 descriptors; config + 10000 layers is one too many */
-    char *m = many_layers(&dc, strlen(cfg), &dl, strlen(layer), 10000);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(many_layers_put(&b, 10000, &e), -1);
     cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
     cr_assert(strstr(e.msg, "too many descriptors") != NULL, "%s", e.msg);
-    free(m);
-    m = many_layers(&dc, strlen(cfg), &dl, strlen(layer), 9999);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
-    free(m);
+    cr_assert_eq(many_layers_put(&b, 9999, &e), 0, "%s", e.msg);
 }
 
 Test(storage, max_manifest_refs_option)
 {
     tu_close(&T);
     tu_open_with(&T, (struct storage_opts){.max_manifest_refs = 4});
-    char cfg[] = "{\"cfg\":\"opt\"}", layer[] = "layer-opt";
-    struct digest dc = put("r", cfg), dl = put("r", layer);
+    struct cfg_layer b = cfg_layer_put("opt");
     struct err e = {0};
-    char *m = many_layers(&dc, strlen(cfg), &dl, strlen(layer), 4);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 -1);
+    cr_assert_eq(many_layers_put(&b, 4, &e), -1);
     cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
-    free(m);
-    m = many_layers(&dc, strlen(cfg), &dl, strlen(layer), 3);
-    cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
-                                      NULL, &e),
-                 0, "%s", e.msg);
-    free(m);
+    cr_assert_eq(many_layers_put(&b, 3, &e), 0, "%s", e.msg);
 }
 
 /* ---- annotations ---- */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,11 @@ struct tu_store {
     struct storage_handle *h;
 };
 
+/* tu_open_opts_at - open t->root (which exists or is created) with the options o */
 static inline void
-tu_open_at(struct tu_store *t, int fsync)
+tu_open_opts_at(struct tu_store *t, struct storage_opts o)
 {
-    struct storage_opts o = {
-        .root = t->root, .fsync = fsync, .max_manifest = 0, .upload_expiry_sec = 0};
+    o.root = t->root;
     struct err e = {0};
     t->st = storage_open(&o, &e);
     cr_assert_not_null(t->st, "storage_open: %s", e.msg);
@@ -51,10 +52,22 @@ tu_open_at(struct tu_store *t, int fsync)
 }
 
 static inline void
-tu_open(struct tu_store *t, int fsync)
+tu_open_at(struct tu_store *t, int fsync)
+{
+    tu_open_opts_at(t, (struct storage_opts){.fsync = fsync});
+}
+
+static inline void
+tu_mkroot(struct tu_store *t)
 {
     snprintf(t->root, sizeof(t->root), "/tmp/ocireg-st-XXXXXX");
     cr_assert_not_null(mkdtemp(t->root));
+}
+
+static inline void
+tu_open(struct tu_store *t, int fsync)
+{
+    tu_mkroot(t);
     tu_open_at(t, fsync);
 }
 
@@ -62,14 +75,8 @@ tu_open(struct tu_store *t, int fsync)
 static inline void
 tu_open_with(struct tu_store *t, struct storage_opts o)
 {
-    snprintf(t->root, sizeof(t->root), "/tmp/ocireg-st-XXXXXX");
-    cr_assert_not_null(mkdtemp(t->root));
-    o.root = t->root;
-    struct err e = {0};
-    t->st = storage_open(&o, &e);
-    cr_assert_not_null(t->st, "storage_open: %s", e.msg);
-    t->h = storage_handle_open(t->st, &e);
-    cr_assert_not_null(t->h, "storage_handle_open: %s", e.msg);
+    tu_mkroot(t);
+    tu_open_opts_at(t, o);
 }
 
 /* tu_put - a blob of text in repo */
@@ -158,6 +165,85 @@ tu_close(struct tu_store *t)
 {
     tu_close_only(t);
     tu_rm_rf(t->root);
+}
+
+/* tu_reopen_with - close t and open its root again with the options o (a restart) */
+static inline void
+tu_reopen_with(struct tu_store *t, struct storage_opts o)
+{
+    tu_close_only(t);
+    tu_open_opts_at(t, o);
+}
+
+/* TU_STORE_SUITE(name, fsync) - the usual fixture: a file-scope `struct tu_store T`
+ * opened on a fresh mkdtemp root before each test of suite `name`, removed after */
+#define TU_STORE_SUITE(name, fsync_)                                                               \
+    static struct tu_store T;                                                                      \
+    static void name##_setup(void)                                                                 \
+    {                                                                                              \
+        tu_open(&T, (fsync_));                                                                     \
+    }                                                                                              \
+    static void name##_teardown(void)                                                              \
+    {                                                                                              \
+        tu_close(&T);                                                                              \
+    }                                                                                              \
+    TestSuite(name, .init = name##_setup, .fini = name##_teardown)
+
+/* tu_digest_of - the digest of the text s */
+static inline struct digest
+tu_digest_of(enum digest_algo algo, const char *s)
+{
+    struct digest d;
+    digest_of(algo, s, strlen(s), &d);
+    return d;
+}
+
+/* ---- threads, each with its own storage handle ---- */
+
+/* one round of a worker: 0 when it completed, -1 stops that worker */
+typedef int tu_round_fn(struct storage_handle *h, int worker, int round);
+
+struct tu_worker {
+    struct storage *st;
+    tu_round_fn *round;
+    int id;
+    int rounds;
+    int ok; /* rounds completed */
+};
+
+static inline void *
+tu_worker_main(void *arg)
+{
+    struct tu_worker *w = arg;
+    struct err e = {0};
+    struct storage_handle *h = storage_handle_open(w->st, &e);
+    if (!h)
+        return NULL;
+    while (w->ok < w->rounds && w->round(h, w->id, w->ok) == 0)
+        w->ok++;
+    storage_handle_close(h);
+    return NULL;
+}
+
+enum { TU_MAX_WORKERS = 16 };
+
+/* tu_run_workers - n threads on st at once, each with its own handle, each running
+ * fn for rounds 0..rounds-1 until one fails; asserts that every round of every
+ * thread completed */
+static inline void
+tu_run_workers(struct storage *st, int n, tu_round_fn *fn, int rounds)
+{
+    pthread_t th[TU_MAX_WORKERS];
+    struct tu_worker w[TU_MAX_WORKERS];
+    cr_assert(n > 0 && n <= TU_MAX_WORKERS);
+    for (int i = 0; i < n; i++) {
+        w[i] = (struct tu_worker){.st = st, .round = fn, .id = i, .rounds = rounds};
+        cr_assert_eq(pthread_create(&th[i], NULL, tu_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(w[i].ok, rounds, "worker %d completed %d", i, w[i].ok);
+    }
 }
 
 /* number of regular files below root/sub */

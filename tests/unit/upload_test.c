@@ -6,21 +6,7 @@
 
 #include "storage_testutil.h"
 
-static struct tu_store T;
-
-static void
-setup(void)
-{
-    tu_open(&T, 0);
-}
-
-static void
-teardown(void)
-{
-    tu_close(&T);
-}
-
-TestSuite(upload, .init = setup, .fini = teardown);
+TU_STORE_SUITE(upload, 0);
 
 static void
 start(const char *repo, enum digest_algo algo, char *uuid)
@@ -46,31 +32,73 @@ write_ok(struct upload *u, const char *s)
     cr_assert_eq(upload_write(u, s, strlen(s), &e), 0, "write: %s", e.msg);
 }
 
+/* a new session in repo, leased, with data (unless NULL) written; uuid gets its id */
+static struct upload *
+session(const char *repo, enum digest_algo algo, char *uuid, const char *data)
+{
+    start(repo, algo, uuid);
+    struct upload *u = acquire(repo, uuid);
+    if (data)
+        write_ok(u, data);
+    return u;
+}
+
 static int
 upload_files(void)
 {
     return tu_count_files(T.root, "uploads");
 }
 
+/* data uploaded into "r" in one chunk of a session of algo, committed as its
+ * commit_algo digest with the declared size (-1: none); the blob is then there */
+static struct digest
+upload_whole(enum digest_algo algo, enum digest_algo commit_algo, const char *data, int64_t size)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct upload *u = session("r", algo, uuid, data);
+    struct digest d = tu_digest_of(commit_algo, data);
+    struct err e = {0};
+    cr_assert_eq(upload_commit(u, &d, size, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0, "%s", e.msg);
+    return d;
+}
+
+/* the released sha256 session uuid of "r" stands at offset `at` (by status and
+ * on a new lease); rest is appended and the whole text committed */
+static struct digest
+resume_and_commit(const char *uuid, uint64_t at, const char *rest, const char *whole)
+{
+    uint64_t off = 0;
+    struct err e = {0};
+    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), 0, "%s", e.msg);
+    cr_assert_eq(off, at);
+    struct upload *u = acquire("r", uuid);
+    cr_assert_eq(upload_offset(u), at);
+    write_ok(u, rest);
+    struct digest d = tu_digest_of(DIGEST_SHA256, whole);
+    cr_assert_eq(upload_commit(u, &d, (int64_t)strlen(whole), &e), 0, "commit: %s", e.msg);
+    return d;
+}
+
+/* more than the one second of upload_expiry_sec = 1 */
+static void
+sleep_past_expiry(void)
+{
+    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
+    nanosleep(&ts, NULL);
+}
+
 Test(upload, chunks_offset_and_commit)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
     cr_assert_eq(upload_offset(u), 0);
     write_ok(u, "hello ");
     cr_assert_eq(upload_offset(u), 6);
     upload_release(u);
+    struct digest want = resume_and_commit(uuid, 6, "world", "hello world");
     uint64_t off = 0;
     struct err e = {0};
-    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), 0);
-    cr_assert_eq(off, 6);
-    u = acquire("r", uuid);
-    cr_assert_eq(upload_offset(u), 6);
-    write_ok(u, "world");
-    struct digest want;
-    digest_of(DIGEST_SHA256, "hello world", 11, &want);
-    cr_assert_eq(upload_commit(u, &want, 11, &e), 0, "commit: %s", e.msg);
     uint64_t size;
     int fd;
     cr_assert_eq(storage_blob_open(T.h, "r", &want, &fd, &size, &e), 0, "%s", e.msg);
@@ -90,10 +118,8 @@ Test(upload, chunks_offset_and_commit)
 Test(upload, empty_blob_commit)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    struct digest want;
-    digest_of(DIGEST_SHA256, "", 0, &want);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
+    struct digest want = tu_digest_of(DIGEST_SHA256, "");
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &want, -1, &e), 0, "%s", e.msg);
     uint64_t size = 99;
@@ -104,17 +130,13 @@ Test(upload, empty_blob_commit)
 Test(upload, wrong_digest_destroys_session_and_links_nothing)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "data");
-    struct digest wrong;
-    digest_of(DIGEST_SHA256, "other", 5, &wrong);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "data");
+    struct digest wrong = tu_digest_of(DIGEST_SHA256, "other");
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &wrong, -1, &e), -1);
     cr_assert_eq(e.code, ERR_DIGEST_INVALID);
     cr_assert_eq(storage_blob_open(T.h, "r", &wrong, NULL, NULL, &e), -1);
-    struct digest right;
-    digest_of(DIGEST_SHA256, "data", 4, &right);
+    struct digest right = tu_digest_of(DIGEST_SHA256, "data");
     cr_assert_eq(storage_blob_open(T.h, "r", &right, NULL, NULL, &e), -1);
     cr_assert_eq(upload_files(), 0);
     cr_assert_eq(tu_count_files(T.root, "blobs"), 0);
@@ -125,11 +147,8 @@ Test(upload, wrong_digest_destroys_session_and_links_nothing)
 Test(upload, wrong_size_is_size_invalid)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "data");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "data", 4, &d);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "data");
+    struct digest d = tu_digest_of(DIGEST_SHA256, "data");
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &d, 5, &e), -1);
     cr_assert_eq(e.code, ERR_SIZE_INVALID);
@@ -139,29 +158,13 @@ Test(upload, wrong_size_is_size_invalid)
 
 Test(upload, sha512_session)
 {
-    char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA512, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "abc");
-    struct digest d;
-    digest_of(DIGEST_SHA512, "abc", 3, &d);
-    struct err e = {0};
-    cr_assert_eq(upload_commit(u, &d, 3, &e), 0, "%s", e.msg);
+    struct digest d = upload_whole(DIGEST_SHA512, DIGEST_SHA512, "abc", 3);
     cr_assert(tu_blob_file_exists(T.root, &d));
-    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0);
 }
 
 Test(upload, finish_with_other_algorithm_rehashes)
 {
-    char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "abc");
-    struct digest d;
-    digest_of(DIGEST_SHA512, "abc", 3, &d);
-    struct err e = {0};
-    cr_assert_eq(upload_commit(u, &d, -1, &e), 0, "%s", e.msg);
-    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0);
+    upload_whole(DIGEST_SHA256, DIGEST_SHA512, "abc", -1);
 }
 
 Test(upload, commit_of_existing_blob_deduplicates)
@@ -170,9 +173,7 @@ Test(upload, commit_of_existing_blob_deduplicates)
     struct err e = {0};
     cr_assert_eq(storage_blob_put(T.h, "a", "same", 4, DIGEST_SHA256, &d, &e), 0);
     char uuid[UPLOAD_ID_LEN + 1];
-    start("b", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("b", uuid);
-    write_ok(u, "same");
+    struct upload *u = session("b", DIGEST_SHA256, uuid, "same");
     cr_assert_eq(upload_commit(u, &d, 4, &e), 0, "%s", e.msg);
     cr_assert_eq(storage_blob_open(T.h, "b", &d, NULL, NULL, &e), 0);
     cr_assert_eq(tu_count_files(T.root, "blobs"), 1);
@@ -182,9 +183,7 @@ Test(upload, commit_of_existing_blob_deduplicates)
 Test(upload, cancel_removes_session)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "x");
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "x");
     upload_release(u);
     struct err e = {0};
     cr_assert_eq(storage_upload_cancel(T.h, "other", uuid, &e), -1, "repo must match");
@@ -199,8 +198,7 @@ Test(upload, cancel_removes_session)
 Test(upload, lease_is_exclusive)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
     struct err e = {0};
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
     cr_assert_eq(e.code, ERR_BUSY);
@@ -256,22 +254,12 @@ Test(upload, ids_are_unique_v4)
 Test(upload, resume_after_restart_rebuilds_hash)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "first-");
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "first-");
     upload_release(u);
     tu_close_only(&T);
     tu_open_at(&T, 0);
-    uint64_t off = 0;
+    struct digest d = resume_and_commit(uuid, 6, "second", "first-second");
     struct err e = {0};
-    cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), 0, "%s", e.msg);
-    cr_assert_eq(off, 6);
-    u = acquire("r", uuid);
-    cr_assert_eq(upload_offset(u), 6);
-    write_ok(u, "second");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "first-second", 12, &d);
-    cr_assert_eq(upload_commit(u, &d, 12, &e), 0, "%s", e.msg);
     cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0);
 }
 
@@ -279,9 +267,7 @@ Test(upload, resume_after_kill_uses_file_length)
 {
     /* kill -9 after a write but before release: the row lags, the file is truth */
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA512, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "abc");
+    struct upload *u = session("r", DIGEST_SHA512, uuid, "abc");
     /* simulate the crash: close everything without releasing */
     storage_handle_close(T.h);
     storage_close(T.st); /* frees u */
@@ -289,26 +275,20 @@ Test(upload, resume_after_kill_uses_file_length)
     u = acquire("r", uuid);
     cr_assert_eq(upload_offset(u), 3);
     write_ok(u, "def");
-    struct digest d;
-    digest_of(DIGEST_SHA512, "abcdef", 6, &d);
+    struct digest d = tu_digest_of(DIGEST_SHA512, "abcdef");
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &d, -1, &e), 0, "%s", e.msg);
 }
 
 Test(upload, expiry_removes_idle_sessions_only)
 {
-    tu_close_only(&T);
-    struct storage_opts o = {.root = T.root, .fsync = 0, .upload_expiry_sec = 1};
+    tu_reopen_with(&T, (struct storage_opts){.upload_expiry_sec = 1});
     struct err e = {0};
-    T.st = storage_open(&o, &e);
-    cr_assert_not_null(T.st);
-    T.h = storage_handle_open(T.st, &e);
     char idle[UPLOAD_ID_LEN + 1], busy[UPLOAD_ID_LEN + 1];
     start("r", DIGEST_SHA256, idle);
     start("r", DIGEST_SHA256, busy);
     cr_assert_eq(storage_expire_uploads(T.h, &e), 0, "nothing idle yet");
-    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
-    nanosleep(&ts, NULL);
+    sleep_past_expiry();
     struct upload *u = acquire("r", busy);
     cr_assert_eq(storage_expire_uploads(T.h, &e), 1, "%s", e.msg);
     upload_release(u);
@@ -332,23 +312,13 @@ assert_nothing_visible(const struct digest *d)
 static void
 next_upload_succeeds(void)
 {
-    char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "after the fault");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "after the fault", 15, &d);
-    struct err e = {0};
-    cr_assert_eq(upload_commit(u, &d, -1, &e), 0, "%s", e.msg);
-    cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0);
+    upload_whole(DIGEST_SHA256, DIGEST_SHA256, "after the fault", -1);
 }
 
 Test(upload, enospc_on_write_frees_space_at_once)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "some bytes");
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "some bytes");
     storage_fault_inject(T.st, FAULT_WRITE, ENOSPC, 1);
     struct err e = {0};
     cr_assert_eq(upload_write(u, "more", 4, &e), -1);
@@ -365,8 +335,7 @@ Test(upload, enospc_on_write_frees_space_at_once)
 Test(upload, eio_on_write)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
     storage_fault_inject(T.st, FAULT_WRITE, EIO, 1);
     struct err e = {0};
     cr_assert_eq(upload_write(u, "x", 1, &e), -1);
@@ -375,20 +344,26 @@ Test(upload, eio_on_write)
     next_upload_succeeds();
 }
 
+/* a new session holding "payload" whose commit with the right digest meets the
+ * fault op and fails with want, leaving no blob visible */
 static void
-commit_with_fault(unsigned op, int err_no, enum err_code want)
+commit_payload_faulted(char *uuid, unsigned op, int err_no, enum err_code want)
 {
-    char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "payload");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "payload", 7, &d);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "payload");
+    struct digest d = tu_digest_of(DIGEST_SHA256, "payload");
     storage_fault_inject(T.st, op, err_no, 1);
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
     cr_assert_eq(e.code, want, "code %d: %s", e.code, e.msg);
     assert_nothing_visible(&d);
+}
+
+static void
+commit_with_fault(unsigned op, int err_no, enum err_code want)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    commit_payload_faulted(uuid, op, err_no, want);
+    struct err e = {0};
     cr_assert_eq(upload_files(), 0, "session gone");
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
     cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
@@ -415,24 +390,16 @@ Test(upload, rename_failure_on_commit_leaves_nothing)
 Test(upload, db_failure_on_commit_keeps_the_session_for_a_retry)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "payload");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "payload", 7, &d);
-    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    struct digest d = tu_digest_of(DIGEST_SHA256, "payload");
+    commit_payload_faulted(uuid, FAULT_DB, EIO, ERR_DB);
     struct err e = {0};
-    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
-    cr_assert_eq(e.code, ERR_DB, "code %d: %s", e.code, e.msg);
-    assert_nothing_visible(&d);
     /* the session is still there, released, with its length */
     uint64_t off = 0;
     cr_assert_eq(storage_upload_status(T.h, "r", uuid, &off, &e), 0, "%s", e.msg);
     cr_assert_eq(off, 7);
     /* a retry with another digest fails as usual (and ends the session) ... */
-    u = acquire("r", uuid);
-    struct digest other;
-    digest_of(DIGEST_SHA256, "other", 5, &other);
+    struct upload *u = acquire("r", uuid);
+    struct digest other = tu_digest_of(DIGEST_SHA256, "other");
     cr_assert_eq(upload_commit(u, &other, 7, &e), -1);
     cr_assert_eq(e.code, ERR_DIGEST_INVALID);
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
@@ -440,11 +407,7 @@ Test(upload, db_failure_on_commit_keeps_the_session_for_a_retry)
     assert_nothing_visible(&d);
 
     /* ... and with the right one it commits */
-    start("r", DIGEST_SHA256, uuid);
-    u = acquire("r", uuid);
-    write_ok(u, "payload");
-    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
-    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    commit_payload_faulted(uuid, FAULT_DB, EIO, ERR_DB);
     u = acquire("r", uuid);
     cr_assert_eq(upload_commit(u, &d, 7, &e), 0, "%s", e.msg);
     cr_assert_eq(storage_blob_open(T.h, "r", &d, NULL, NULL, &e), 0, "%s", e.msg);
@@ -456,26 +419,16 @@ Test(upload, db_failure_on_commit_keeps_the_session_for_a_retry)
 Test(upload, kept_session_refuses_more_bytes)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "payload");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "payload", 7, &d);
-    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
+    commit_payload_faulted(uuid, FAULT_DB, EIO, ERR_DB);
     struct err e = {0};
-    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
-    u = acquire("r", uuid);
+    struct upload *u = acquire("r", uuid);
     cr_assert_eq(upload_write(u, "more", 4, &e), -1);
     cr_assert_eq(e.code, ERR_BLOB_UPLOAD_INVALID);
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
     cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     /* a restart forgets a kept session: its row has no file any more */
     char uuid2[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid2);
-    u = acquire("r", uuid2);
-    write_ok(u, "payload");
-    storage_fault_inject(T.st, FAULT_DB, EIO, 1);
-    cr_assert_eq(upload_commit(u, &d, 7, &e), -1);
+    commit_payload_faulted(uuid2, FAULT_DB, EIO, ERR_DB);
     tu_close_only(&T);
     tu_open_at(&T, 0);
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid2, &e));
@@ -485,8 +438,7 @@ Test(upload, kept_session_refuses_more_bytes)
 Test(upload, fault_count_and_disable)
 {
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
     storage_fault_inject(T.st, FAULT_FSYNC, EIO, 5);
     write_ok(u, "not affected by an fsync fault");
     storage_fault_inject(T.st, FAULT_WRITE, EIO, 0); /* disables */
@@ -496,69 +448,43 @@ Test(upload, fault_count_and_disable)
 
 /* ---- concurrency ---- */
 
-struct worker {
-    struct storage *st;
-    int id;
-    int ok;
-};
-
-static void *
-push_worker(void *arg)
+/* one push in two chunks, then a small blob_put and a manifest-free read */
+static int
+push_round(struct storage_handle *h, int id, int i)
 {
-    struct worker *w = arg;
     struct err e = {0};
-    struct storage_handle *h = storage_handle_open(w->st, &e);
-    if (!h)
-        return NULL;
-    char repo[32];
-    snprintf(repo, sizeof(repo), "repo%d", w->id % 3);
-    int ok = 0;
-    for (int i = 0; i < 20; i++) {
-        char data[64];
-        snprintf(data, sizeof(data), "worker %d blob %d", w->id, i % 7);
-        char uuid[UPLOAD_ID_LEN + 1];
-        if (storage_upload_start(h, repo, DIGEST_SHA256, uuid, &e) < 0)
-            break;
-        struct upload *u = storage_upload_acquire(h, repo, uuid, &e);
-        if (!u)
-            break;
-        size_t n = strlen(data);
-        if (upload_write(u, data, n / 2, &e) < 0)
-            break;
-        upload_release(u);
-        u = storage_upload_acquire(h, repo, uuid, &e);
-        if (!u || upload_write(u, data + n / 2, n - n / 2, &e) < 0)
-            break;
-        struct digest d, got;
-        digest_of(DIGEST_SHA256, data, n, &d);
-        if (upload_commit(u, &d, (int64_t)n, &e) < 0)
-            break;
-        /* and a small blob_put + a manifest-free read */
-        if (storage_blob_put(h, repo, data, n, DIGEST_SHA512, &got, &e) < 0)
-            break;
-        uint64_t size;
-        if (storage_blob_open(h, repo, &d, NULL, &size, &e) < 0 || size != n)
-            break;
-        ok++;
-    }
-    storage_handle_close(h);
-    w->ok = ok;
-    return NULL;
+    char repo[32], data[64];
+    snprintf(repo, sizeof(repo), "repo%d", id % 3);
+    snprintf(data, sizeof(data), "worker %d blob %d", id, i % 7);
+    char uuid[UPLOAD_ID_LEN + 1];
+    if (storage_upload_start(h, repo, DIGEST_SHA256, uuid, &e) < 0)
+        return -1;
+    struct upload *u = storage_upload_acquire(h, repo, uuid, &e);
+    if (!u)
+        return -1;
+    size_t n = strlen(data);
+    if (upload_write(u, data, n / 2, &e) < 0)
+        return -1;
+    upload_release(u);
+    u = storage_upload_acquire(h, repo, uuid, &e);
+    if (!u || upload_write(u, data + n / 2, n - n / 2, &e) < 0)
+        return -1;
+    struct digest d, got;
+    digest_of(DIGEST_SHA256, data, n, &d);
+    if (upload_commit(u, &d, (int64_t)n, &e) < 0)
+        return -1;
+    if (storage_blob_put(h, repo, data, n, DIGEST_SHA512, &got, &e) < 0)
+        return -1;
+    uint64_t size;
+    if (storage_blob_open(h, repo, &d, NULL, &size, &e) < 0 || size != n)
+        return -1;
+    return 0;
 }
 
 Test(upload, concurrent_pushes_with_own_handles)
 {
     enum { N = 6 };
-    pthread_t th[N];
-    struct worker w[N];
-    for (int i = 0; i < N; i++) {
-        w[i] = (struct worker){.st = T.st, .id = i};
-        cr_assert_eq(pthread_create(&th[i], NULL, push_worker, &w[i]), 0);
-    }
-    for (int i = 0; i < N; i++) {
-        pthread_join(th[i], NULL);
-        cr_assert_eq(w[i].ok, 20, "worker %d completed %d", i, w[i].ok);
-    }
+    tu_run_workers(T.st, N, push_round, 20);
     cr_assert_eq(upload_files(), 0);
     /* 6 workers x 7 distinct payloads x 2 algorithms */
     cr_assert_eq(tu_count_files(T.root, "blobs"), N * 7 * 2);
@@ -587,19 +513,15 @@ Test(upload, expiry_disabled_by_zero)
 
 Test(upload, expiry_after_restart_removes_old_rows)
 {
-    tu_close_only(&T);
-    struct storage_opts o = {.root = T.root, .fsync = 0, .upload_expiry_sec = 1};
-    struct err e = {0};
-    T.st = storage_open(&o, &e);
-    T.h = storage_handle_open(T.st, &e);
+    struct storage_opts o = {.upload_expiry_sec = 1};
+    tu_reopen_with(&T, o);
     char uuid[UPLOAD_ID_LEN + 1];
     start("r", DIGEST_SHA256, uuid);
     /* restart: the session is only a row and a file now */
     tu_close_only(&T);
-    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
-    nanosleep(&ts, NULL);
-    T.st = storage_open(&o, &e);
-    T.h = storage_handle_open(T.st, &e);
+    sleep_past_expiry();
+    tu_open_opts_at(&T, o);
+    struct err e = {0};
     cr_assert_eq(storage_expire_uploads(T.h, &e), 1, "%s", e.msg);
     cr_assert_eq(upload_files(), 0);
     uint64_t off;
@@ -618,18 +540,6 @@ Test(upload, unsupported_algorithm_on_start)
 /* ---- limits ---- */
 
 static void
-reopen_with(struct storage_opts o)
-{
-    tu_close_only(&T);
-    o.root = T.root;
-    struct err e = {0};
-    T.st = storage_open(&o, &e);
-    cr_assert_not_null(T.st, "%s", e.msg);
-    T.h = storage_handle_open(T.st, &e);
-    cr_assert_not_null(T.h, "%s", e.msg);
-}
-
-static void
 start_refused(const char *repo)
 {
     char uuid[UPLOAD_ID_LEN + 1];
@@ -640,7 +550,7 @@ start_refused(const char *repo)
 
 Test(upload, global_session_limit)
 {
-    reopen_with((struct storage_opts){.max_uploads = 3});
+    tu_reopen_with(&T, (struct storage_opts){.max_uploads = 3});
     char a[UPLOAD_ID_LEN + 1], b[UPLOAD_ID_LEN + 1], c[UPLOAD_ID_LEN + 1];
     start("r", DIGEST_SHA256, a);
     start("s", DIGEST_SHA256, b);
@@ -654,8 +564,7 @@ Test(upload, global_session_limit)
     start_refused("u");
     struct upload *u = acquire("s", b);
     write_ok(u, "x");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "x", 1, &d);
+    struct digest d = tu_digest_of(DIGEST_SHA256, "x");
     cr_assert_eq(upload_commit(u, &d, 1, &e), 0, "%s", e.msg);
     start("v", DIGEST_SHA256, b);
     start_refused("v");
@@ -667,14 +576,14 @@ Test(upload, global_session_limit)
 
 Test(upload, per_repository_session_limit)
 {
-    reopen_with((struct storage_opts){.max_uploads_per_repo = 2});
+    tu_reopen_with(&T, (struct storage_opts){.max_uploads_per_repo = 2});
     char a[UPLOAD_ID_LEN + 1], b[UPLOAD_ID_LEN + 1], c[UPLOAD_ID_LEN + 1];
     start("r", DIGEST_SHA256, a);
     start("r", DIGEST_SHA256, b);
     start_refused("r");
     start("other", DIGEST_SHA256, c);
     /* counted again after a restart (from the rows) */
-    reopen_with((struct storage_opts){.max_uploads_per_repo = 2});
+    tu_reopen_with(&T, (struct storage_opts){.max_uploads_per_repo = 2});
     start_refused("r");
     struct err e = {0};
     cr_assert_eq(storage_upload_cancel(T.h, "r", a, &e), 0, "%s", e.msg);
@@ -692,11 +601,9 @@ Test(upload, default_limit_is_1000_per_repository, .timeout = 60)
 
 Test(upload, max_blob_size_refuses_and_frees_the_session)
 {
-    reopen_with((struct storage_opts){.max_blob_size = 10, .max_uploads = 1});
+    tu_reopen_with(&T, (struct storage_opts){.max_blob_size = 10, .max_uploads = 1});
     char uuid[UPLOAD_ID_LEN + 1];
-    start("r", DIGEST_SHA256, uuid);
-    struct upload *u = acquire("r", uuid);
-    write_ok(u, "123456");
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "123456");
     struct err e = {0};
     cr_assert_eq(upload_write(u, "7890a", 5, &e), -1);
     cr_assert_eq(e.code, ERR_TOO_LARGE, "%d %s", e.code, e.msg);
@@ -704,11 +611,8 @@ Test(upload, max_blob_size_refuses_and_frees_the_session)
     cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
     cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
     /* exactly the limit is fine; and the session's place was given back */
-    start("r", DIGEST_SHA256, uuid);
-    u = acquire("r", uuid);
-    write_ok(u, "1234567890");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "1234567890", 10, &d);
+    u = session("r", DIGEST_SHA256, uuid, "1234567890");
+    struct digest d = tu_digest_of(DIGEST_SHA256, "1234567890");
     cr_assert_eq(upload_commit(u, &d, 10, &e), 0, "%s", e.msg);
 }
 
@@ -749,19 +653,17 @@ expire_on_other_thread(void)
 
 Test(upload, expiry_on_a_timer_thread_spares_leased_sessions)
 {
-    reopen_with((struct storage_opts){.upload_expiry_sec = 1, .max_uploads = 2});
+    tu_reopen_with(&T, (struct storage_opts){.upload_expiry_sec = 1, .max_uploads = 2});
     char busy[UPLOAD_ID_LEN + 1], idle[UPLOAD_ID_LEN + 1];
     start("r", DIGEST_SHA256, busy);
     start("r", DIGEST_SHA256, idle);
     struct upload *u = acquire("r", busy);
     write_ok(u, "partial ");
-    struct timespec ts = {.tv_sec = 2, .tv_nsec = 100000000};
-    nanosleep(&ts, NULL);
+    sleep_past_expiry();
     /* the leased session is mid-request: only the idle one goes */
     cr_assert_eq(expire_on_other_thread(), 1);
     write_ok(u, "content");
-    struct digest d;
-    digest_of(DIGEST_SHA256, "partial content", 15, &d);
+    struct digest d = tu_digest_of(DIGEST_SHA256, "partial content");
     struct err e = {0};
     cr_assert_eq(upload_commit(u, &d, 15, &e), 0, "%s", e.msg);
     /* both places are free again */

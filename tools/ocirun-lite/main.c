@@ -29,8 +29,7 @@
 
 static const char *g_root;
 
-static void
-die_usage(const char *msg, const char *cmd)
+static void __attribute__((noreturn)) die_usage(const char *msg, const char *cmd)
 {
     fprintf(stderr, "ocirun-lite: %s\nTry 'ocirun-lite %s%s--help'.\n", msg, cmd ? cmd : "",
             cmd ? " " : "");
@@ -164,6 +163,17 @@ parse_bytes(const char *s, int64_t *out)
     return 0;
 }
 
+/* the index of arg in the NULL-terminated names; anything else is a usage
+ * error saying msg */
+static int
+pick(const char *arg, const char *const *names, const char *msg, const char *cmd)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(arg, names[i]) == 0)
+            return i;
+    die_usage(msg, cmd);
+}
+
 /* parse options of pull / run / bundle; returns optind of the first operand */
 static int
 parse_cmd_opts(int argc, char **argv, const char *cmd, int runlike, struct cli *c,
@@ -223,14 +233,11 @@ parse_cmd_opts(int argc, char **argv, const char *cmd, int runlike, struct cli *
         case OPT_INSECURE:
             c->insecure = 1;
             break;
-        case OPT_TLS_VERIFY:
-            if (strcmp(optarg, "false") == 0)
-                c->pull.client.tls_verify = 0;
-            else if (strcmp(optarg, "true") == 0)
-                c->pull.client.tls_verify = 1;
-            else
-                die_usage("--tls-verify takes true or false", cmd);
+        case OPT_TLS_VERIFY: {
+            static const char *const tf[] = {"false", "true", NULL};
+            c->pull.client.tls_verify = pick(optarg, tf, "--tls-verify takes true or false", cmd);
             break;
+        }
         case OPT_CREDS:
             if (regauth_parse_creds(optarg, &c->creds, &e) < 0)
                 die_usage(e.msg, cmd);
@@ -293,36 +300,38 @@ parse_cmd_opts(int argc, char **argv, const char *cmd, int runlike, struct cli *
             c->rt.pids = v;
             break;
         }
-        case OPT_NET:
-            if (strcmp(optarg, "none") == 0)
-                c->rt.net = RT_NET_NONE;
-            else if (strcmp(optarg, "host") == 0)
-                c->rt.net = RT_NET_HOST;
-            else
-                die_usage("--net takes none or host", cmd);
+        case OPT_NET: {
+            static const char *const nets[] = {"none", "host", NULL};
+            static const enum rt_net net[] = {RT_NET_NONE, RT_NET_HOST};
+            c->rt.net = net[pick(optarg, nets, "--net takes none or host", cmd)];
             break;
+        }
         case 't':
             c->rt.tty = 1;
             break;
         case OPT_USERNS:
             c->rt.userns = 1;
             break;
-        case OPT_PULL:
-            if (strcmp(optarg, "missing") == 0)
-                c->pull_policy = 0;
-            else if (strcmp(optarg, "always") == 0)
-                c->pull_policy = 1;
-            else if (strcmp(optarg, "never") == 0)
-                c->pull_policy = 2;
-            else
-                die_usage("--pull takes always, missing or never", cmd);
+        case OPT_PULL: {
+            /* in the order of pull_policy's values */
+            static const char *const policies[] = {"missing", "always", "never", NULL};
+            c->pull_policy = pick(optarg, policies, "--pull takes always, missing or never", cmd);
             break;
+        }
         default:
             die_usage("invalid option", cmd);
         }
     }
     c->rt.env = c->nenv ? c->env : NULL;
     return optind;
+}
+
+/* free what parse_cmd_opts allocated and wipe the credentials */
+static void
+cli_release(struct cli *c)
+{
+    free(c->env);
+    memset(&c->creds, 0, sizeof(c->creds));
 }
 
 /* fill the client options that depend on the reference */
@@ -383,8 +392,7 @@ out:
     if (rc)
         report(&e);
     cstore_close(cs);
-    free(c.env);
-    memset(&c.creds, 0, sizeof(c.creds));
+    cli_release(&c);
     return rc;
 }
 
@@ -629,83 +637,87 @@ prepare_image(struct cstore *cs, struct cli *c, const struct imgref *r, int for_
     return 0;
 }
 
+/* what run and bundle share: the options, REF and the image prepared from the
+ * store for it */
+struct session {
+    struct cli c;
+    struct imgref r;
+    struct cstore *cs;
+    struct prepared p;
+};
+
+/* parse cmd's options and operands (REF first, then nops - 1 more; CMD ARGS
+ * after them), open the store and prepare REF's image. Returns the index of
+ * REF in argv, or -1 (e set). session_close releases s either way. */
+static int
+session_open(struct session *s, int argc, char **argv, const char *cmd, const char *usage, int nops,
+             const char *operands_msg, struct err *e)
+{
+    memset(&s->p, 0, sizeof(s->p));
+    s->cs = NULL;
+    int i = parse_cmd_opts(argc, argv, cmd, 1, &s->c, usage);
+    if (argc - i < nops)
+        die_usage(operands_msg, cmd);
+    if (imgref_parse(argv[i], &s->r, e) < 0)
+        return -1;
+    s->c.rt.argv = i + nops < argc ? (const char *const *)&argv[i + nops] : NULL;
+    s->cs = cstore_open(root_dir(), e);
+    if (!s->cs || prepare_image(s->cs, &s->c, &s->r, nops == 2, &s->p, e) < 0)
+        return -1;
+    return i;
+}
+
+static void
+session_close(struct session *s)
+{
+    prepared_release(&s->p);
+    cstore_close(s->cs);
+    cli_release(&s->c);
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
-    struct cli c;
-    struct imgref r;
-    struct cstore *cs = NULL;
-    struct prepared p;
+    struct session s;
     struct err e;
     int exit_code = EXIT_RUN_FAILED;
 
-    memset(&p, 0, sizeof(p));
     err_clear(&e);
-    int i = parse_cmd_opts(argc, argv, "run", 1, &c,
-                           "usage: ocirun-lite run [OPTIONS] REF [CMD ARGS...]\n\n"
-                           "Run REF in a new container (pulled first if it is not in the\n"
-                           "store). CMD ARGS replace the image's Cmd. The exit status is the\n"
-                           "container's (125 when ocirun-lite itself fails).\n\n");
-    if (i >= argc)
-        die_usage("run needs a REF", "run");
-    if (imgref_parse(argv[i], &r, &e) < 0)
-        goto fail;
-    c.rt.argv = i + 1 < argc ? (const char *const *)&argv[i + 1] : NULL;
-    cs = cstore_open(root_dir(), &e);
-    if (!cs || prepare_image(cs, &c, &r, 0, &p, &e) < 0)
-        goto fail;
-    if (rt_run(cstore_root(cs), p.config, &p.rootfs, &c.rt, &exit_code, &e) < 0) {
+    if (session_open(&s, argc, argv, "run",
+                     "usage: ocirun-lite run [OPTIONS] REF [CMD ARGS...]\n\n"
+                     "Run REF in a new container (pulled first if it is not in the\n"
+                     "store). CMD ARGS replace the image's Cmd. The exit status is the\n"
+                     "container's (125 when ocirun-lite itself fails).\n\n",
+                     1, "run needs a REF", &e) < 0 ||
+        rt_run(cstore_root(s.cs), s.p.config, &s.p.rootfs, &s.c.rt, &exit_code, &e) < 0) {
+        report(&e);
         exit_code = EXIT_RUN_FAILED;
-        goto fail;
     }
-    goto out;
-fail:
-    report(&e);
-    exit_code = EXIT_RUN_FAILED;
-out:
-    prepared_release(&p);
-    cstore_close(cs);
-    free(c.env);
-    memset(&c.creds, 0, sizeof(c.creds));
+    session_close(&s);
     return exit_code;
 }
 
 static int
 cmd_bundle(int argc, char **argv)
 {
-    struct cli c;
-    struct imgref r;
-    struct cstore *cs = NULL;
-    struct prepared p;
+    struct session s;
     struct err e;
     int rc = 1;
 
-    memset(&p, 0, sizeof(p));
     err_clear(&e);
-    int i = parse_cmd_opts(argc, argv, "bundle", 1, &c,
-                           "usage: ocirun-lite bundle [OPTIONS] REF DIR [CMD ARGS...]\n\n"
-                           "Write an OCI runtime bundle for REF into DIR: config.json (from\n"
-                           "the image config and the options below) and rootfs/ (a copy of\n"
-                           "the stacked layers). `runc run -b DIR ID` runs it.\n\n");
-    if (argc - i < 2)
-        die_usage("bundle needs REF and DIR", "bundle");
-    if (imgref_parse(argv[i], &r, &e) < 0)
-        goto out;
-    c.rt.argv = i + 2 < argc ? (const char *const *)&argv[i + 2] : NULL;
-    cs = cstore_open(root_dir(), &e);
-    if (!cs || prepare_image(cs, &c, &r, 1, &p, &e) < 0)
-        goto out;
-    if (rt_bundle_write(argv[i + 1], p.config, &p.rootfs, &c.rt, &e) < 0)
-        goto out;
-    printf("%s\n", argv[i + 1]);
-    rc = 0;
-out:
+    int i = session_open(&s, argc, argv, "bundle",
+                         "usage: ocirun-lite bundle [OPTIONS] REF DIR [CMD ARGS...]\n\n"
+                         "Write an OCI runtime bundle for REF into DIR: config.json (from\n"
+                         "the image config and the options below) and rootfs/ (a copy of\n"
+                         "the stacked layers). `runc run -b DIR ID` runs it.\n\n",
+                         2, "bundle needs REF and DIR", &e);
+    if (i >= 0 && rt_bundle_write(argv[i + 1], s.p.config, &s.p.rootfs, &s.c.rt, &e) >= 0) {
+        printf("%s\n", argv[i + 1]);
+        rc = 0;
+    }
     if (rc)
         report(&e);
-    prepared_release(&p);
-    cstore_close(cs);
-    free(c.env);
-    memset(&c.creds, 0, sizeof(c.creds));
+    session_close(&s);
     return rc;
 }
 

@@ -79,6 +79,17 @@ parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* parse_int from 1 to hi into an int option */
+static int
+parse_count(const char *s, long hi, int *out)
+{
+    long v;
+    if (parse_int(s, 1, hi, &v) != 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 static int
 parse_secs(const char *s, double *out)
 {
@@ -164,7 +175,7 @@ main(int argc, char **argv)
     const char *url = NULL, *scen = DEFAULT_SCENARIOS;
     int json = 0, any_host = 0, mode = 0, have_seed = 0;
     double max_time = 1800;
-    long v;
+    long v = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "u:s:c:t:n:d:r:S:h", lo, NULL)) != -1) {
         int bad = 0;
@@ -176,12 +187,10 @@ main(int argc, char **argv)
             scen = optarg;
             break;
         case 'c':
-            bad = parse_int(optarg, 1, 100000, &v);
-            o.conns = (int)v;
+            bad = parse_count(optarg, 100000, &o.conns);
             break;
         case 't':
-            bad = parse_int(optarg, 1, 64, &v);
-            o.threads = (int)v;
+            bad = parse_count(optarg, 64, &o.threads);
             break;
         case 'n':
             bad = parse_int(optarg, 1, 1000000000L, &v);
@@ -191,8 +200,7 @@ main(int argc, char **argv)
             bad = parse_secs(optarg, &o.duration);
             break;
         case 'r':
-            bad = parse_int(optarg, 1, 1000, &v);
-            o.reps = (int)v;
+            bad = parse_count(optarg, 1000, &o.reps);
             break;
         case 'S':
             bad = rb_parse_size(optarg, &o.size, &e);
@@ -204,20 +212,16 @@ main(int argc, char **argv)
             bad = rb_parse_size(optarg, &o.range_size, &e);
             break;
         case O_TAGS:
-            bad = parse_int(optarg, 1, 1000000, &v);
-            o.tags = (int)v;
+            bad = parse_count(optarg, 1000000, &o.tags);
             break;
         case O_REPOS:
-            bad = parse_int(optarg, 1, 100000, &v);
-            o.repos = (int)v;
+            bad = parse_count(optarg, 100000, &o.repos);
             break;
         case O_IDLE:
-            bad = parse_int(optarg, 1, 1000000, &v);
-            o.idle = (int)v;
+            bad = parse_count(optarg, 1000000, &o.idle);
             break;
         case O_BLOBS:
-            bad = parse_int(optarg, 1, 4096, &v);
-            o.blobs = (int)v;
+            bad = parse_count(optarg, 4096, &o.blobs);
             break;
         case O_TIMEOUT:
             bad = parse_secs(optarg, &o.timeout);
@@ -226,8 +230,7 @@ main(int argc, char **argv)
             bad = parse_secs(optarg, &max_time);
             break;
         case O_PID:
-            bad = parse_int(optarg, 1, 1L << 30, &v);
-            o.server_pid = (int)v;
+            bad = parse_count(optarg, 1L << 30, &o.server_pid);
             break;
         case O_REPO:
             o.repo_prefix = optarg;

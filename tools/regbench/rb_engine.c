@@ -440,6 +440,27 @@ fail_status(struct rb_conn *c, const char *what, long want)
               c->snippet_len ? ": " : "", c->snippet);
 }
 
+/* 0 if the response has status want, else the op fails (recorded) with -1 */
+static int
+expect_status(struct rb_conn *c, const char *what, long want)
+{
+    if (c->status == want)
+        return 0;
+    fail_status(c, what, want);
+    return -1;
+}
+
+/* 0 unless the response's Docker-Content-Digest is present and not want; then
+ * the op fails (recorded) with -1. `whose` ends the message ("blob's digest") */
+static int
+expect_dcd(struct rb_conn *c, const char *what, const char *want, const char *whose)
+{
+    if (!c->dcd[0] || strcmp(c->dcd, want) == 0)
+        return 0;
+    conn_fail(c, "%s: Docker-Content-Digest %.80s is not the %s", what, c->dcd, whose);
+    return -1;
+}
+
 /* ---- operations ------------------------------------------------------------ */
 
 static void
@@ -648,11 +669,8 @@ op_done(struct rb_conn *c, const char *terr)
     case RB_OP_PUSH:
     case RB_OP_PUSH_CHUNKED:
         if (c->step == 0) {
-            if (c->status != 202) {
-                fail_status(c, "push: POST upload", 202);
-                return -1;
-            }
-            if (next_location(c, "push: POST upload") != 0)
+            if (expect_status(c, "push: POST upload", 202) != 0 ||
+                next_location(c, "push: POST upload") != 0)
                 return -1;
             if (p->op == RB_OP_PUSH) {
                 put_digest_url(c);
@@ -665,11 +683,8 @@ op_done(struct rb_conn *c, const char *terr)
             return 1;
         }
         if (c->step == 1) {
-            if (c->status != 202) {
-                fail_status(c, "push-chunked: PATCH", 202);
-                return -1;
-            }
-            if (next_location(c, "push-chunked: PATCH") != 0)
+            if (expect_status(c, "push-chunked: PATCH", 202) != 0 ||
+                next_location(c, "push-chunked: PATCH") != 0)
                 return -1;
             c->chunk_off = c->up_end;
             if (c->chunk_off < c->blob->size) {
@@ -681,21 +696,14 @@ op_done(struct rb_conn *c, const char *terr)
             }
             return 1;
         }
-        if (c->status != 201) {
-            fail_status(c, "push: PUT upload", 201);
+        if (expect_status(c, "push: PUT upload", 201) != 0 ||
+            expect_dcd(c, "push", c->blob->digest, "blob's digest") != 0)
             return -1;
-        }
-        if (c->dcd[0] && strcmp(c->dcd, c->blob->digest) != 0) {
-            conn_fail(c, "push: Docker-Content-Digest %.80s is not the blob's digest", c->dcd);
-            return -1;
-        }
         c->w->bytes += c->blob->size;
         return 0;
     case RB_OP_PULL:
-        if (c->status != 200) {
-            fail_status(c, "pull: GET blob", 200);
+        if (expect_status(c, "pull: GET blob", 200) != 0)
             return -1;
-        }
         if (c->rx != c->blob->size) {
             conn_fail(c, "pull: body has %" PRIu64 " bytes, blob has %" PRIu64, c->rx,
                       c->blob->size);
@@ -706,17 +714,13 @@ op_done(struct rb_conn *c, const char *terr)
                       c->blob->digest);
             return -1;
         }
-        if (c->dcd[0] && strcmp(c->dcd, c->blob->digest) != 0) {
-            conn_fail(c, "pull: Docker-Content-Digest %.80s is not the blob's digest", c->dcd);
+        if (expect_dcd(c, "pull", c->blob->digest, "blob's digest") != 0)
             return -1;
-        }
         c->w->bytes += c->rx;
         return 0;
     case RB_OP_RANGE: {
-        if (c->status != 206) {
-            fail_status(c, "pull-range: GET blob with Range", 206);
+        if (expect_status(c, "pull-range: GET blob with Range", 206) != 0)
             return -1;
-        }
         char want[128];
         snprintf(want, sizeof(want), "bytes %" PRIu64 "-%" PRIu64 "/", c->range_off,
                  c->range_off + c->range_len - 1);
@@ -733,66 +737,42 @@ op_done(struct rb_conn *c, const char *terr)
         return 0;
     }
     case RB_OP_HEAD: {
-        if (c->status != 200) {
-            fail_status(c, "head-blob: HEAD", 200);
+        if (expect_status(c, "head-blob: HEAD", 200) != 0)
             return -1;
-        }
         if (c->clen != (int64_t)c->blob->size) {
             conn_fail(c, "head-blob: Content-Length %" PRId64 " is not the blob size %" PRIu64,
                       c->clen, c->blob->size);
             return -1;
         }
-        if (c->dcd[0] && strcmp(c->dcd, c->blob->digest) != 0) {
-            conn_fail(c, "head-blob: Docker-Content-Digest %.80s is not the blob's digest", c->dcd);
-            return -1;
-        }
-        return 0;
+        return expect_dcd(c, "head-blob", c->blob->digest, "blob's digest");
     }
     case RB_OP_MANIFEST_PUT:
-        if (c->status != 201) {
-            fail_status(c, "manifest-put: PUT manifest", 201);
+        if (expect_status(c, "manifest-put: PUT manifest", 201) != 0 ||
+            expect_dcd(c, "manifest-put", c->mdigest, "manifest's") != 0)
             return -1;
-        }
-        if (c->dcd[0] && strcmp(c->dcd, c->mdigest) != 0) {
-            conn_fail(c, "manifest-put: Docker-Content-Digest %.80s is not the manifest's", c->dcd);
-            return -1;
-        }
         c->w->bytes += c->manifest_len;
         return 0;
     case RB_OP_MANIFEST_GET:
-        if (c->status != 200) {
-            fail_status(c, "manifest-get: GET manifest", 200);
+        if (expect_status(c, "manifest-get: GET manifest", 200) != 0)
             return -1;
-        }
         if (!digest_final_matches(c, p->manifest_digest)) {
             conn_fail(c, "manifest-get: digest mismatch: body does not hash to %.80s",
                       p->manifest_digest);
             return -1;
         }
-        if (c->dcd[0] && strcmp(c->dcd, p->manifest_digest) != 0) {
-            conn_fail(c, "manifest-get: Docker-Content-Digest %.80s is not the manifest's", c->dcd);
+        if (expect_dcd(c, "manifest-get", p->manifest_digest, "manifest's") != 0)
             return -1;
-        }
         c->w->bytes += c->rx;
         return 0;
     case RB_OP_TAGS:
-        if (c->status != 200) {
-            fail_status(c, "tags-list: GET", 200);
-            return -1;
-        }
-        if (!check_tags(c))
-            return -1;
-        c->w->bytes += c->rx;
-        return 0;
-    case RB_OP_CATALOG:
-        if (c->status != 200) {
-            fail_status(c, "catalog: GET", 200);
-            return -1;
-        }
-        if (!check_catalog(c))
+    case RB_OP_CATALOG: {
+        int tags = p->op == RB_OP_TAGS;
+        if (expect_status(c, tags ? "tags-list: GET" : "catalog: GET", 200) != 0 ||
+            !(tags ? check_tags(c) : check_catalog(c)))
             return -1;
         c->w->bytes += c->rx;
         return 0;
+    }
     }
     return -1;
 }
@@ -1165,22 +1145,36 @@ conn_next(struct rb_conn *c)
     return 0;
 }
 
-/* a raw request ended (terr NULL: response complete) */
-static void
-raw_finish(struct rb_conn *c, const char *terr, int *active)
+/* a transfer of c ended (terr NULL: response complete): counted, and op_done's
+ * answer returned; unless that is 1 (the op's next request is set up) the op is
+ * over, recorded in the histogram when it passed, and c moves on to its next op
+ * (*active drops when it has none) */
+static int
+transfer_done(struct rb_conn *c, const char *terr, int *active)
 {
     struct rb_worker *w = c->w;
-    if (terr || c->conn_close)
-        raw_close(c);
-    c->rstate = RAW_IDLE;
     w->reqs++;
     int rc = op_done(c, terr);
+    if (rc == 1)
+        return 1;
     if (rc == 0) {
         rb_hist_add(&w->hist, rb_now_ns() - c->t0);
         w->ops++;
     }
     if (!conn_next(c))
         (*active)--;
+    return rc;
+}
+
+/* a raw request ended (terr NULL: response complete); the raw engine runs
+ * GET/HEAD ops only, which are over after one request */
+static void
+raw_finish(struct rb_conn *c, const char *terr, int *active)
+{
+    if (terr || c->conn_close)
+        raw_close(c);
+    c->rstate = RAW_IDLE;
+    transfer_done(c, terr, active);
 }
 
 static void *
@@ -1259,18 +1253,8 @@ drain_done(struct rb_worker *w, int *active)
         struct rb_conn *c = NULL;
         curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
         curl_multi_remove_handle(w->m, h);
-        w->reqs++;
-        int rc = op_done(c, res == CURLE_OK ? NULL : curl_easy_strerror(res));
-        if (rc == 1) {
+        if (transfer_done(c, res == CURLE_OK ? NULL : curl_easy_strerror(res), active) == 1)
             curl_multi_add_handle(w->m, h);
-            continue;
-        }
-        if (rc == 0) {
-            rb_hist_add(&w->hist, rb_now_ns() - c->t0);
-            w->ops++;
-        }
-        if (!conn_next(c))
-            (*active)--;
     }
 }
 

@@ -1,0 +1,259 @@
+/* commit_test.c - group commit (storage/gsync.c, metadb.c) and the WAL
+ * checkpointer (storage/ckpt.c): one fsync shared by concurrent committers,
+ * a failed WAL fsync refusing later writes until a restart, checkpoints keeping
+ * the WAL bounded, and everything committed surviving a close and reopen. */
+#include "storage/storage_internal.h"
+#include "tests/unit/storage_testutil.h"
+
+#include <sqlite3.h>
+#include "common/log.h"
+#include <time.h>
+
+/* ---- gsync on its own ---- */
+
+struct slow_sync {
+    pthread_mutex_t mu;
+    int calls;
+    uint64_t started[64]; /* per call: the calls counter of arrivals when it began */
+    int arrived;          /* waiters that took their ticket (set before the call) */
+    int fail;
+};
+
+static void
+ms_sleep(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int
+slow_fn(void *arg, struct err *e)
+{
+    struct slow_sync *s = arg;
+    pthread_mutex_lock(&s->mu);
+    int i = s->calls++;
+    if (i < 64)
+        s->started[i] = (uint64_t)s->arrived;
+    pthread_mutex_unlock(&s->mu);
+    ms_sleep(40);
+    if (s->fail)
+        return err_set(e, ERR_IO, EIO, "injected");
+    return 0;
+}
+
+struct gs_arg {
+    struct gsync *g;
+    struct slow_sync *s;
+    int rc;
+    int calls_before; /* fn calls started before this waiter arrived */
+    int calls_after;  /* fn calls started when it returned */
+};
+
+static pthread_barrier_t gs_barrier;
+
+static void *
+gs_waiter(void *p)
+{
+    struct gs_arg *a = p;
+    pthread_barrier_wait(&gs_barrier);
+    pthread_mutex_lock(&a->s->mu);
+    a->calls_before = a->s->calls;
+    a->s->arrived++;
+    pthread_mutex_unlock(&a->s->mu);
+    struct err e = {0};
+    a->rc = gsync_wait(a->g, slow_fn, a->s, &e);
+    pthread_mutex_lock(&a->s->mu);
+    a->calls_after = a->s->calls;
+    pthread_mutex_unlock(&a->s->mu);
+    return NULL;
+}
+
+static void
+run_waiters(struct gsync *g, struct slow_sync *s, struct gs_arg *a, int n)
+{
+    pthread_t th[16];
+    pthread_barrier_init(&gs_barrier, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        a[i] = (struct gs_arg){.g = g, .s = s};
+        cr_assert_eq(pthread_create(&th[i], NULL, gs_waiter, &a[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&gs_barrier);
+}
+
+Test(gsync, concurrent_waiters_share_rounds)
+{
+    struct gsync g;
+    gsync_init(&g);
+    struct slow_sync s = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct gs_arg a[12];
+    run_waiters(&g, &s, a, 12);
+    for (int i = 0; i < 12; i++) {
+        cr_assert_eq(a[i].rc, 0);
+        /* a waiter returns only after a round that began after it arrived */
+        cr_assert_gt(a[i].calls_after, a[i].calls_before, "waiter %d returned before a round", i);
+    }
+    /* 12 waiters arriving together while each round takes 40 ms: the first leads
+     * one round, everyone who came meanwhile shares the next (a slow scheduler
+     * may split them into a few more, never one each) */
+    cr_assert_leq(s.calls, 4, "%d rounds for 12 waiters", s.calls);
+    cr_assert_eq((int)g.rounds, s.calls);
+    gsync_destroy(&g);
+}
+
+Test(gsync, a_failed_round_fails_its_waiters_and_every_later_one)
+{
+    struct gsync g;
+    gsync_init(&g);
+    struct slow_sync s = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail = 1};
+    struct gs_arg a[6];
+    run_waiters(&g, &s, a, 6);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(a[i].rc, -1, "waiter %d", i);
+    /* final: a later call fails without running fn again, even if it would work */
+    s.fail = 0;
+    int calls = s.calls;
+    struct err e = {0};
+    cr_assert_eq(gsync_wait(&g, slow_fn, &s, &e), -1);
+    cr_assert_eq(e.code, ERR_IO);
+    cr_assert_eq(s.calls, calls);
+    gsync_destroy(&g);
+}
+
+/* ---- group commit through storage ---- */
+
+static int
+put_manifest_round(struct storage_handle *h, int worker, int round)
+{
+    char seed[32], tag[32];
+    snprintf(seed, sizeof(seed), "w%d-r%d", worker, round);
+    snprintf(tag, sizeof(tag), "t%d-%d", worker, round);
+    char *m = tu_manifest(h, "gc/repo", seed, NULL);
+    const char *tags[1] = {tag};
+    struct err e = {0};
+    int rc = storage_manifest_put(h, "gc/repo", m, strlen(m), MT_OCI_MANIFEST, NULL, tags, 1,
+                                  NULL, NULL, NULL, &e);
+    free(m);
+    return rc;
+}
+
+static int
+tag_cb(void *arg, const char *name)
+{
+    (void)name;
+    (*(int *)arg)++;
+    return 0;
+}
+
+Test(group_commit, concurrent_manifest_puts_share_wal_fsyncs_and_survive_reopen)
+{
+    struct tu_store t;
+    tu_open(&t, 1);
+    enum { W = 8, R = 12 };
+    unsigned long c0 = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED);
+    unsigned long r0 = t.st->walsync.rounds;
+    tu_run_workers(t.st, W, put_manifest_round, R);
+    unsigned long commits = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED) - c0;
+    unsigned long rounds = t.st->walsync.rounds - r0;
+    /* each round: 2 blob puts + 1 manifest put, all durable */
+    cr_assert_eq(commits, (unsigned long)W * R * 3, "durable commits %lu", commits);
+    cr_assert_gt(rounds, 0);
+    cr_assert_leq(rounds, commits, "more WAL fsyncs (%lu) than commits (%lu)", rounds, commits);
+
+    /* a restart finds every tag */
+    tu_reopen_with(&t, (struct storage_opts){.fsync = 1});
+    int n = 0, more = 0;
+    struct err e = {0};
+    cr_assert_eq(storage_tags_list(t.h, "gc/repo", NULL, 100000, tag_cb, &n, &more, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(n, W * R);
+    tu_close(&t);
+}
+
+Test(group_commit, a_failed_wal_fsync_refuses_writes_until_restart)
+{
+    struct tu_store t;
+    tu_open(&t, 1);
+    struct digest before = tu_manifest_put(t.h, "poison/repo", "keep", "before", NULL);
+
+    storage_fault_inject(t.st, FAULT_WALSYNC, EIO, 1);
+    struct err e = {0};
+    struct digest d;
+    cr_assert_eq(storage_blob_put(t.h, "poison/repo", "x", 1, DIGEST_SHA256, &d, &e), -1,
+                 "the commit whose WAL fsync fails is not acknowledged");
+    cr_assert_eq(e.code, ERR_IO, "%s", e.msg);
+    /* the fault fired once; the next durable write fails all the same */
+    e = (struct err){0};
+    cr_assert_eq(storage_blob_put(t.h, "poison/repo", "y", 1, DIGEST_SHA256, &d, &e), -1,
+                 "a durable write after a failed WAL fsync must fail");
+    cr_assert_eq(e.code, ERR_IO, "%s", e.msg);
+
+    /* reads go on */
+    struct manifest_meta meta;
+    int fd = -1;
+    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+                 e.msg);
+    cr_assert(digest_equal(&meta.digest, &before));
+    close(fd);
+
+    /* a restart clears it */
+    tu_reopen_with(&t, (struct storage_opts){.fsync = 1});
+    tu_manifest_put(t.h, "poison/repo", "after", "after", NULL);
+    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+                 e.msg);
+    close(fd);
+    tu_close(&t);
+}
+
+/* ---- the checkpointer ---- */
+
+static off_t
+wal_size(const char *root)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/meta.db-wal", root);
+    struct stat sb;
+    return stat(p, &sb) == 0 ? sb.st_size : 0;
+}
+
+Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
+{
+    struct tu_store t;
+    if (getenv("CKPT_DEBUG"))
+        log_setup(LOG_DEBUG, 0, 2);
+    tu_open(&t, 0);
+    /* about 10 pages of WAL per manifest put (blob, link, manifest, refs, tag
+     * rows and their indexes): 1500 of them would be ~60 MB without checkpoints */
+    off_t max = 0;
+    for (int i = 0; i < 1500; i++) {
+        char seed[32], tag[32];
+        snprintf(seed, sizeof(seed), "c%d", i);
+        snprintf(tag, sizeof(tag), "t%d", i);
+        tu_manifest_put(t.h, "ckpt/repo", tag, seed, NULL);
+        off_t w = wal_size(t.root);
+        if (w > max)
+            max = w;
+    }
+    /* a checkpoint every CKPT_PAGES (1000) pages lets the WAL restart; allow a
+     * few times that for a checkpointer that is late */
+    cr_assert_lt(max, (off_t)4 * CKPT_PAGES * 4200, "WAL grew to %lld bytes",
+                 (long long)max);
+    tu_close_only(&t);
+    cr_assert_eq(wal_size(t.root), 0, "the WAL is truncated at close");
+
+    /* everything is in meta.db itself: plain sqlite, no WAL */
+    char db[128];
+    snprintf(db, sizeof(db), "%s/meta.db", t.root);
+    sqlite3 *s = NULL;
+    cr_assert_eq(sqlite3_open_v2(db, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(s, "SELECT count(*) FROM tags WHERE repo = 'ckpt/repo'", -1,
+                                    &q, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(q, 0), 1500);
+    sqlite3_finalize(q);
+    sqlite3_close(s);
+    tu_rm_rf(t.root);
+}
