@@ -73,10 +73,11 @@ jbuf_init(struct jbuf *j, struct api_worker *w, size_t limit)
     j->err = JBUF_OK;
 }
 
-/* room for n more bytes; 0, or -1 with j->err set (no abort: a request that
- * cannot get its memory is answered 500, the others go on) */
-static int
-jbuf_reserve(struct jbuf *j, size_t n)
+/* grow the worker buffer to hold n more bytes (the slow path of
+ * jbuf_reserve); 0, or -1 with j->err set (no abort: a request that cannot get
+ * its memory is answered 500, the others go on) */
+static __attribute__((noinline)) int
+jbuf_grow(struct jbuf *j, size_t n)
 {
     struct api_worker *w = j->w;
     if (j->err)
@@ -103,6 +104,18 @@ jbuf_reserve(struct jbuf *j, size_t n)
     return 0;
 }
 
+/* room for n more bytes: the common case (no error, fits the buffer and the
+ * limit) is two compares, inlined into every writer (a tags page calls this
+ * once per tag) */
+static inline int
+jbuf_reserve(struct jbuf *j, size_t n)
+{
+    size_t need = j->len + n;
+    if (__builtin_expect(!j->err && need >= j->len && need <= j->w->cap && need <= j->limit, 1))
+        return 0;
+    return jbuf_grow(j, n);
+}
+
 void
 jbuf_put(struct jbuf *j, const char *s, size_t n)
 {
@@ -112,11 +125,13 @@ jbuf_put(struct jbuf *j, const char *s, size_t n)
     j->len += n;
 }
 
-void
-jbuf_str(struct jbuf *j, const char *s)
+/* the escaping writer for a string that has bytes to escape (rare: tags, names
+ * and digests never do) */
+static void
+jbuf_str_escaped(struct jbuf *j, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(s), out = 2;
+    size_t out = 2;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         out += (c == '"' || c == '\\') ? 2 : (c < 0x20 || c == 0x7f) ? 6 : 1;
@@ -143,6 +158,46 @@ jbuf_str(struct jbuf *j, const char *s)
     }
     *o++ = '"';
     j->len += out;
+}
+
+/* 1 when s[0..n) goes into a JSON string as is */
+static inline int
+json_plain(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+void
+jbuf_item(struct jbuf *j, int comma, const char *s, size_t n)
+{
+    if (!json_plain(s, n)) {
+        if (comma)
+            jbuf_lit(j, ",");
+        jbuf_str_escaped(j, s, n);
+        return;
+    }
+    /* one reserve and one copy per entry: a tags page is mostly this */
+    size_t k = n + 2 + (comma ? 1 : 0);
+    if (jbuf_reserve(j, k) < 0)
+        return;
+    char *o = j->w->buf + j->len;
+    if (comma)
+        *o++ = ',';
+    *o++ = '"';
+    memcpy(o, s, n);
+    o[n] = '"';
+    j->len += k;
+}
+
+void
+jbuf_str(struct jbuf *j, const char *s)
+{
+    jbuf_item(j, 0, s, strlen(s));
 }
 
 void
@@ -238,9 +293,8 @@ api_page_fit(struct api_page *p, struct jbuf *j, size_t mark)
 }
 
 void
-api_page_keep(struct api_page *p, const char *key)
+api_page_keep(struct api_page *p, const char *key, size_t n)
 {
-    size_t n = strlen(key);
     if (n > API_PAGE_KEY_MAX)
         n = API_PAGE_KEY_MAX;
     memcpy(p->key, key, n);

@@ -60,6 +60,8 @@ void jbuf_put(struct jbuf *j, const char *s, size_t n);
 #define jbuf_lit(j, lit) jbuf_put((j), lit, sizeof(lit) - 1)
 /* a JSON string literal with quotes; bytes >= 0x80 pass through (UTF-8) */
 void jbuf_str(struct jbuf *j, const char *s);
+/* a list item: ',' (when comma) then s[0..n) as a JSON string, in one reserve */
+void jbuf_item(struct jbuf *j, int comma, const char *s, size_t n);
 void jbuf_u64(struct jbuf *j, uint64_t v);
 /* back to length `mark` (a value of j->len taken earlier), clearing err */
 void jbuf_rewind(struct jbuf *j, size_t mark);
@@ -79,11 +81,11 @@ void api_reply_jbuf_err(struct http_req *r, struct jbuf *j);
  * sent; referrers take no `n` and their Link is `<BASE?last=L&FILTER>`. */
 #define API_PAGE_KEY_MAX 256 /* >= NAME_MAX_LEN, TAG_MAX_LEN, DIGEST_STR_MAX */
 struct api_page {
-    long n;               /* entries at most on this page */
-    const char *last;     /* resume after this entry (decoded query value), NULL: start */
-    size_t budget;        /* soft byte budget of the body */
-    size_t count;         /* entries kept so far */
-    int more;             /* entries remain after this page */
+    long n;                         /* entries at most on this page */
+    const char *last;               /* resume after this entry (decoded query value), NULL: start */
+    size_t budget;                  /* soft byte budget of the body */
+    size_t count;                   /* entries kept so far */
+    int more;                       /* entries remain after this page */
     char key[API_PAGE_KEY_MAX + 1]; /* the last entry kept (Link's last=) */
 };
 /* api_page_begin - read `n` (when with_n) and `last` of the query into p.
@@ -96,8 +98,8 @@ int api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t 
  * p->more set: the caller stops). An entry that fails on its own (j->err) is
  * left to the caller (1 is returned with j->err set). */
 int api_page_fit(struct api_page *p, struct jbuf *j, size_t mark);
-/* api_page_keep - count the entry written last and remember its key */
-void api_page_keep(struct api_page *p, const char *key);
+/* api_page_keep - count the entry written last and remember its key (n bytes) */
+void api_page_keep(struct api_page *p, const char *key, size_t n);
 /* api_page_link - the Link header when entries remain and this page is not
  * empty: `<BASE?n=N&last=KEY EXTRA>` (with_n) or `<BASE?last=KEY EXTRA>`; base
  * and extra are already URL-safe (extra "" or "&name=value") */

@@ -72,7 +72,7 @@ ref_add(void *arg, const struct referrer *rf)
         if (c->j.err)
             return 1;
     }
-    api_page_keep(&c->pg, ds);
+    api_page_keep(&c->pg, ds, strlen(ds));
     return 0;
 }
 
@@ -124,8 +124,8 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
     }
     jbuf_init(&c->j, w, c->pg.budget + w->a->o.max_manifest + REF_SLACK);
     jbuf_lit(&c->j, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX "\",\"manifests\":[");
-    if (storage_referrers_page(w->h, rt->name, &rt->digest, at, last && *last ? &ld : NULL,
-                               c->pg.n, ref_add, c, &more, &e) < 0) {
+    if (storage_referrers_page(w->h, rt->name, &rt->digest, at, last && *last ? &ld : NULL, c->pg.n,
+                               ref_add, c, &more, &e) < 0) {
         jbuf_done(&c->j);
         api_reply_err(r, &e);
         return;

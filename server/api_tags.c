@@ -8,6 +8,7 @@
  * api->page_bytes. Whenever entries remain, `Link: <...?n=N&last=L>;
  * rel="next"` carries the page size in force and the last entry sent. */
 #include <stdio.h>
+#include <string.h>
 
 #include "server/api_internal.h"
 
@@ -26,17 +27,15 @@ static int
 list_add(void *arg, const char *name)
 {
     struct listctx *c = arg;
-    size_t mark = c->j.len;
-    if (c->pg.count)
-        jbuf_lit(&c->j, ",");
-    jbuf_str(&c->j, name);
+    size_t mark = c->j.len, n = strlen(name);
+    jbuf_item(&c->j, c->pg.count != 0, name, n);
     if (!api_page_fit(&c->pg, &c->j, mark) || c->j.err)
         return 1; /* page full, or the handler answers 500 */
-    api_page_keep(&c->pg, name);
+    api_page_keep(&c->pg, name, n);
     return 0;
 }
 
-/* the context of one list request in the arena; 0, or -1 after a 400 */
+/* the context of one list request, in the arena; NULL after having replied 400 */
 static struct listctx *
 listctx_new(struct api_worker *w, struct http_req *r, size_t maxlast)
 {

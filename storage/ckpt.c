@@ -126,8 +126,9 @@ ckpt_stop(struct ckpt *k)
     pthread_join(k->thread, NULL);
     /* every handle is closed by now (storage_close's contract): copy all and
      * shrink the WAL to nothing, so the next start reads a small one */
+    sqlite3_busy_timeout(k->db, 200); /* a handle still reading: give up soon */
     int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
         log_warn("storage", NULL, "final WAL checkpoint: %s", sqlite3_errmsg(k->db));
     sqlite3_close(k->db);
     pthread_mutex_destroy(&k->mu);

@@ -48,8 +48,8 @@
 
 /* ---- counting ---------------------------------------------------------------- */
 
-static __thread int tl_loop;  /* this thread runs an event loop (called epoll_wait) */
-static atomic_int g_on;        /* measurement window open */
+static __thread int tl_loop; /* this thread runs an event loop (called epoll_wait) */
+static atomic_int g_on;      /* measurement window open */
 static atomic_ulong g_allocs, g_frees;
 
 static atomic_int g_ntrace; /* counted allocations traced (plain build) */
@@ -363,12 +363,12 @@ measure(const char *method, const char *path, int want_status, unsigned long con
     if (a < lo * N || a > hi * N)
         print_traces();
     cr_assert(a >= lo * N && a <= hi * N,
-              "%s %s: %lu heap allocations in %d requests, want %lu..%lu per request", method,
-              path, a, N, lo, hi);
+              "%s %s: %lu heap allocations in %d requests, want %lu..%lu per request", method, path,
+              a, N, lo, hi);
     /* what was allocated is freed: the window sees the previous request's
      * deferred frees and misses the last one's, a few either way */
-    cr_assert(f + 16 >= a && f <= a + 16, "%s %s: %lu frees for %lu allocations", method, path,
-              f, a);
+    cr_assert(f + 16 >= a && f <= a + 16, "%s %s: %lu frees for %lu allocations", method, path, f,
+              a);
 }
 
 /* the data of every test: image r:v1 and tags t000..t099 on it */
