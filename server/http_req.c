@@ -30,29 +30,58 @@ struct arena_blk {
 
 /* The request arena. Its first block is ARENA_BLOCK bytes, enough for every
  * GET/HEAD (route, decoded path and query, the handler's context); a request
- * that needs more chains further blocks. When a request ends, one standard
- * block goes back to a per-thread spare slot (each worker thread serves its own
- * connections, so the slot is per worker) and the next request on that thread
- * starts from it: in steady state the arena costs no malloc/free per request.
- * The slot is freed by a thread-exit destructor. */
+ * that needs more chains further blocks.
+ *
+ * Per-thread spares: when a request ends, its struct, one standard arena block,
+ * and its header-block and reply-header buffers (when they are of the usual
+ * size) go back to this thread's spare slots (each worker thread serves its own
+ * connections, so the slots are per worker) and the next request on that thread
+ * starts from them: in steady state a request costs no malloc/free at all
+ * (tests/integration/hotpath_alloc_test.c counts). The slots are freed by a
+ * thread-exit destructor. */
 #define ARENA_BLOCK 4096
+/* header and reply-header buffers up to this are kept for the next request */
+#define SPARE_BUF_MAX 8192
 
-static __thread struct arena_blk *arena_spare;
-static pthread_key_t arena_key;
-static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+struct req_spares {
+    struct arena_blk *arena;
+    struct http_req *req;
+    char *hb, *rh;
+    size_t hb_cap, rh_cap;
+    int registered; /* the destructor knows this thread's slots */
+};
+
+static __thread struct req_spares spares;
+static pthread_key_t spares_key;
+static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
 
 static void
-arena_spare_free(void *p)
+spares_free(void *p)
 {
-    free(p);
-    arena_spare = NULL;
+    struct req_spares *sp = p;
+    free(sp->arena);
+    free(sp->req);
+    free(sp->hb);
+    free(sp->rh);
+    memset(sp, 0, sizeof(*sp));
 }
 
 static void
-arena_key_init(void)
+spares_key_init(void)
 {
-    if (pthread_key_create(&arena_key, arena_spare_free) != 0)
+    if (pthread_key_create(&spares_key, spares_free) != 0)
         abort(); /* only at the first request; no way to run without it */
+}
+
+static void
+spares_register(void)
+{
+    if (spares.registered)
+        return;
+    if (pthread_once(&spares_once, spares_key_init) != 0)
+        abort();
+    pthread_setspecific(spares_key, &spares);
+    spares.registered = 1;
 }
 
 static void *
@@ -82,11 +111,9 @@ arena_release(struct http_req *r)
     r->arena = NULL;
     while (b) {
         struct arena_blk *n = b->next;
-        if (!arena_spare && b->cap == ARENA_BLOCK) {
-            if (pthread_once(&arena_once, arena_key_init) != 0)
-                abort();
-            arena_spare = b;
-            pthread_setspecific(arena_key, b);
+        if (!spares.arena && b->cap == ARENA_BLOCK) {
+            spares_register();
+            spares.arena = b;
         } else {
             free(b);
         }
@@ -97,9 +124,25 @@ arena_release(struct http_req *r)
 struct http_req *
 http_req_new(struct http_conn *c)
 {
-    struct http_req *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    struct http_req *r = spares.req;
+    if (r) {
+        spares.req = NULL;
+        memset(r, 0, sizeof(*r));
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            abort();
+    }
+    if (spares.hb) {
+        r->hb = spares.hb;
+        r->hb_cap = spares.hb_cap;
+        spares.hb = NULL;
+    }
+    if (spares.rh) {
+        r->rh = spares.rh;
+        r->rh_cap = spares.rh_cap;
+        spares.rh = NULL;
+    }
     r->c = c;
     r->content_length = -1;
     r->file_fd = -1;
@@ -123,10 +166,24 @@ http_req_free(struct http_req *r)
         close(r->file_fd);
     if (r->out_heap)
         free(r->out);
-    free(r->hb);
-    free(r->rh);
     free(r->cbody);
-    free(r);
+    spares_register();
+    if (r->hb && !spares.hb && r->hb_cap <= SPARE_BUF_MAX) {
+        spares.hb = r->hb;
+        spares.hb_cap = r->hb_cap;
+    } else {
+        free(r->hb);
+    }
+    if (r->rh && !spares.rh && r->rh_cap <= SPARE_BUF_MAX) {
+        spares.rh = r->rh;
+        spares.rh_cap = r->rh_cap;
+    } else {
+        free(r->rh);
+    }
+    if (!spares.req)
+        spares.req = r;
+    else
+        free(r);
 }
 
 void *
@@ -136,11 +193,10 @@ http_req_alloc(struct http_req *r, size_t n)
     struct arena_blk *b = r->arena;
     if (!b || b->cap - b->used < n) {
         size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        if (cap == ARENA_BLOCK && arena_spare) {
-            b = arena_spare;
-            arena_spare = NULL;
-            /* the exit destructor must not free a block a request holds */
-            pthread_setspecific(arena_key, NULL);
+        if (cap == ARENA_BLOCK && spares.arena) {
+            b = spares.arena; /* the slot is emptied: the exit destructor will
+                                 not free a block a request holds */
+            spares.arena = NULL;
         } else {
             b = xmalloc(sizeof(*b) + cap);
         }

@@ -189,6 +189,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
         err_set(e, ERR_CONFIG, 0, "storage root not set");
         return NULL;
     }
+    sqlmem_install();
     struct storage *st = calloc(1, sizeof(*st));
     if (!st) {
         err_set(e, ERR_NOMEM, 0, "out of memory");

@@ -7,6 +7,8 @@
  *   metadb.c    sqlite schema, migrations, per-handle prepared statements, transactions
  *   gsync.c     group sync: one fsync shared by every thread waiting for one
  *   ckpt.c      the WAL checkpointer thread
+ *   sqlmem.c    sqlite's allocator: per-thread free lists (Debian's build has
+ *               no lookaside)
  *   upload.c    upload sessions (state machine documented there)
  *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
 #ifndef OCIREG_STORAGE_INTERNAL_H
@@ -78,6 +80,11 @@ void gsync_destroy(struct gsync *g);
  * by this thread or another one's); 0, or -1 with ERR_IO when that run, or any
  * earlier one, failed. fn(arg) runs with no lock held. */
 int gsync_wait(struct gsync *g, int (*fn)(void *arg, struct err *e), void *arg, struct err *e);
+
+/* ---- sqlmem.c ---- */
+/* sqlmem_install - make sqlite allocate through sqlmem.c (once per process,
+ * before sqlite initialises; later it is a no-op). 1 when installed. */
+int sqlmem_install(void);
 
 /* ---- ckpt.c ---- */
 struct ckpt;
