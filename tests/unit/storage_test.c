@@ -660,8 +660,9 @@ push_referrers(int nref, char out[][DIGEST_STR_MAX])
     digest_format(&subj, sd);
     for (int i = 0; i < nref; i++) {
         snprintf(extra, sizeof(extra),
-                 ",\"artifactType\":\"application/vnd.example.%s\",\"subject\":{\"mediaType\":\""
-                 MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1}",
+                 ",\"artifactType\":\"application/"
+                 "vnd.example.%s\",\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
+                 "\",\"digest\":\"%s\",\"size\":1}",
                  i % 2 ? "sbom" : "sig", sd);
         snprintf(seed, sizeof(seed), "ref-%d", i);
         struct digest d = push_image("r", NULL, seed, extra);
@@ -671,69 +672,60 @@ push_referrers(int nref, char out[][DIGEST_STR_MAX])
     return subj;
 }
 
+/* one page of subj's referrers in "r" (artifactType at or NULL, after last or
+ * from the start, n per page): asserts the call works and returns want_n
+ * descriptors and more == want_more; the digests land in *p (which may ask the
+ * callback to stop early) */
+static void
+expect_page(const struct digest *subj, const char *at, const char *last_text, long n,
+            int want_n, int want_more, struct refpage *p)
+{
+    struct err e = {0};
+    struct digest last;
+    if (last_text)
+        cr_assert_eq(digest_parse(last_text, strlen(last_text), &last, NULL), 0);
+    int more = -1;
+    cr_assert_eq(storage_referrers_page(T.h, "r", subj, at, last_text ? &last : NULL, n,
+                                        collect_page, p, &more, &e),
+                 0, "%s", e.msg);
+    cr_assert_eq(p->n, want_n, "page of %ld after %s: %d descriptors", n,
+                 last_text ? last_text : "-", p->n);
+    cr_assert_eq(more, want_more, "page of %ld after %s: more %d", n, last_text ? last_text : "-",
+                 more);
+}
+
 Test(storage, referrers_page_resumes_after_last)
 {
     char all[5][DIGEST_STR_MAX];
     struct digest subj = push_referrers(5, all);
-    struct err e = {0};
-    int more = -1;
     /* first page of 2 */
     struct refpage p1 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p1, &more,
-                                        &e),
-                 0, "%s", e.msg);
-    cr_assert_eq(p1.n, 2);
-    cr_assert_eq(more, 1);
+    expect_page(&subj, NULL, NULL, 2, 2, 1, &p1);
     cr_assert_str_eq(p1.digest[0], all[0]);
     cr_assert_str_eq(p1.digest[1], all[1]);
     /* after the last digest sent */
-    struct digest last;
-    cr_assert_eq(digest_parse(all[1], strlen(all[1]), &last, NULL), 0);
     struct refpage p2 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &p2, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p2.n, 2);
-    cr_assert_eq(more, 1);
+    expect_page(&subj, NULL, all[1], 2, 2, 1, &p2);
     cr_assert_str_eq(p2.digest[0], all[2]);
     cr_assert_str_eq(p2.digest[1], all[3]);
     /* the last page: exactly what remains, no more */
-    cr_assert_eq(digest_parse(all[3], strlen(all[3]), &last, NULL), 0);
     struct refpage p3 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &p3, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p3.n, 1);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, NULL, all[3], 2, 1, 0, &p3);
     cr_assert_str_eq(p3.digest[0], all[4]);
     /* a page of exactly the rest says no more either */
     struct refpage p4 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 5, collect_page, &p4, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p4.n, 5);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, NULL, NULL, 5, 5, 0, &p4);
     /* n < 0: all; n == 0: none, but more says they exist */
     struct refpage p5 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, -1, collect_page, &p5, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p5.n, 5);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, NULL, NULL, -1, 5, 0, &p5);
     struct refpage p6 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 0, collect_page, &p6, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p6.n, 0);
-    cr_assert_eq(more, 1);
+    expect_page(&subj, NULL, NULL, 0, 0, 1, &p6);
 }
 
 Test(storage, referrers_page_last_need_not_be_a_referrer)
 {
     char all[4][DIGEST_STR_MAX];
     struct digest subj = push_referrers(4, all);
-    struct err e = {0};
-    int more = -1;
     /* a marker between the 2nd and 3rd digest (the hex string just before
      * the 3rd, which is not the 2nd but for a 2^-256 chance): the page
      * starts at the 3rd */
@@ -744,28 +736,16 @@ Test(storage, referrers_page_last_need_not_be_a_referrer)
         mid[k--] = 'f';
     mid[k] = mid[k] == 'a' ? '9' : (char)(mid[k] - 1);
     cr_assert(strcmp(mid, all[1]) > 0 && strcmp(mid, all[2]) < 0, "%s %s %s", all[1], mid, all[2]);
-    struct digest last;
-    cr_assert_eq(digest_parse(mid, strlen(mid), &last, NULL), 0);
     struct refpage p = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 10, collect_page, &p, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p.n, 2);
+    expect_page(&subj, NULL, mid, 10, 2, 0, &p);
     cr_assert_str_eq(p.digest[0], all[2]);
     cr_assert_str_eq(p.digest[1], all[3]);
-    cr_assert_eq(more, 0);
     /* a marker past every digest: an empty page */
-    struct digest end;
     char endstr[DIGEST_STR_MAX];
     snprintf(endstr, sizeof(endstr), "sha256:%064d", 0);
     memset(endstr + 7, 'f', 64);
-    cr_assert_eq(digest_parse(endstr, strlen(endstr), &end, NULL), 0);
     struct refpage none = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &end, 10, collect_page, &none,
-                                        &more, &e),
-                 0);
-    cr_assert_eq(none.n, 0);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, NULL, endstr, 10, 0, 0, &none);
 }
 
 Test(storage, referrers_page_filter_and_early_stop)
@@ -773,31 +753,16 @@ Test(storage, referrers_page_filter_and_early_stop)
     char all[6][DIGEST_STR_MAX];
     struct digest subj = push_referrers(6, all);
     struct err e = {0};
-    int more = -1;
     /* 3 of each type; pages of 2 of the sig ones */
     struct refpage p1 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, "application/vnd.example.sig", NULL, 2,
-                                        collect_page, &p1, &more, &e),
-                 0, "%s", e.msg);
-    cr_assert_eq(p1.n, 2);
-    cr_assert_eq(more, 1);
+    expect_page(&subj, "application/vnd.example.sig", NULL, 2, 2, 1, &p1);
     cr_assert(strcmp(p1.digest[0], p1.digest[1]) < 0);
-    struct digest last;
-    cr_assert_eq(digest_parse(p1.digest[1], strlen(p1.digest[1]), &last, NULL), 0);
     struct refpage p2 = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, "application/vnd.example.sig", &last, 2,
-                                        collect_page, &p2, &more, &e),
-                 0);
-    cr_assert_eq(p2.n, 1);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, "application/vnd.example.sig", p1.digest[1], 2, 1, 0, &p2);
     cr_assert(strcmp(p2.digest[0], p1.digest[1]) > 0);
     /* the callback ends the page: more is left 0 (the caller knows) */
     struct refpage p3 = {.stop_after = 2};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 10, collect_page, &p3, &more,
-                                        &e),
-                 0);
-    cr_assert_eq(p3.n, 2);
-    cr_assert_eq(more, 0);
+    expect_page(&subj, NULL, NULL, 10, 2, 0, &p3);
     /* storage_referrers is the one-page-of-everything case */
     struct refs rs = {0};
     cr_assert_eq(storage_referrers(T.h, "r", &subj, NULL, collect_ref, &rs, &e), 0);
@@ -818,16 +783,14 @@ Test(storage, referrers_page_cost_does_not_grow_with_its_position)
     struct refpage p = {0};
     sqlite3_stmt *q = T.h->q[Q_REFERRERS_PAGE];
     sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p, &more,
-                                        &e),
-                 0);
+    cr_assert_eq(
+        storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p, &more, &e), 0);
     int first = sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
     struct digest last;
     cr_assert_eq(digest_parse(all[29], strlen(all[29]), &last, NULL), 0);
     struct refpage tail = {0};
-    cr_assert_eq(storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &tail,
-                                        &more, &e),
-                 0);
+    cr_assert_eq(
+        storage_referrers_page(T.h, "r", &subj, NULL, &last, 2, collect_page, &tail, &more, &e), 0);
     int end = sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
     cr_assert_eq(tail.n, 2);
     cr_assert_str_eq(tail.digest[0], all[30]);
