@@ -12,10 +12,25 @@
  *                            |                                    session cancelled)
  *                            +--bad Content-Range--> released, 416 (session stays valid)
  *
+ * Writes: when the worker has an io_uring (http_req_async_writes), each piece of
+ * the body is hashed and its place reserved (upload_write_begin), then written
+ * by the ring from the connection's receive buffer (http_req_body_write) while
+ * the next piece is received; up_written ends it (upload_write_end). The layer
+ * calls on_complete / on_abort only after the last write ended, so the lease
+ * (and the file descriptor the ring writes to) outlives every write. A failed
+ * write dooms the session: storage destroys it when the last write in flight
+ * has ended (ctx->inflight reaches 0). Without a ring: upload_write, as before.
+ *
+ * A declared Content-Length that would take the upload past max_blob_size is
+ * answered 413 (SIZE_INVALID) before any body byte is read.
+ *
  * Invariants: ctx->u is NULL exactly when the lease is no longer ours (released,
  * committed, or destroyed by a failed write/commit); every path that replies
- * has given the lease back first, so a client may follow up at once. */
+ * has given the lease back first, so a client may follow up at once; except
+ * that a write error's reply may precede the end of other writes in flight
+ * (the session is destroyed then, nothing for the client to follow up). */
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "server/api_internal.h"
@@ -31,6 +46,8 @@ struct upctx {
     int cancel_on_abort; /* monolithic POST: the client never saw the session */
     struct digest want;
     int64_t want_size;
+    unsigned inflight; /* asynchronous writes begun, not yet ended */
+    int failed;        /* replied with a write error */
 };
 
 static void
@@ -71,17 +88,54 @@ up_complete(struct http_req *r, void *state)
     http_reply(r, 202, NULL, NULL, 0);
 }
 
+/* a write failed (or a begin): the session is destroyed by storage once no
+ * write is in flight */
+static int
+up_write_failed(struct http_req *r, struct upctx *c, const struct err *e)
+{
+    if (c->inflight == 0)
+        c->u = NULL;
+    if (c->failed)
+        return -1;
+    c->failed = 1;
+    api_reply_err(r, e);
+    return -1;
+}
+
+static int
+up_written(struct http_req *r, void *state, uint64_t off, size_t n, long res)
+{
+    struct upctx *c = state;
+    struct err e;
+    c->inflight--;
+    if (upload_write_end(c->u, off, n, res, &e) < 0)
+        return up_write_failed(r, c, &e);
+    return c->failed ? -1 : 0;
+}
+
 static int
 up_body(struct http_req *r, void *state, const void *data, size_t n)
 {
     struct upctx *c = state;
     struct err e;
-    if (upload_write(c->u, data, n, &e) < 0) {
-        c->u = NULL; /* storage destroyed the session and released it */
-        api_reply_err(r, &e);
+    if (c->failed || !c->u)
         return -1;
+    if (!http_req_async_writes(r)) {
+        if (upload_write(c->u, data, n, &e) < 0) {
+            c->u = NULL; /* storage destroyed the session and released it */
+            api_reply_err(r, &e);
+            return -1;
+        }
+        return 0;
     }
-    return 0;
+    int fd;
+    uint64_t off;
+    if (upload_write_begin(c->u, data, n, &fd, &off, &e) < 0)
+        return up_write_failed(r, c, &e);
+    c->inflight++;
+    /* up_written may run before this returns (a synchronous fallback) */
+    http_req_body_write(r, fd, off, data, n, up_written);
+    return c->failed ? -1 : 0;
 }
 
 static void
@@ -96,9 +150,36 @@ up_abort(struct http_req *r, void *state)
         storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
 }
 
+/* the early 413: a declared length that would take the upload past
+ * max_blob_size is refused before any byte is read (storage would refuse it
+ * when the limit is crossed, after having received and written up to it).
+ * The session stays usable (nothing was written), except a monolithic POST's,
+ * which the client never saw. Returns 1 after having replied. */
+static int
+refuse_too_large(struct http_req *r, struct upctx *c)
+{
+    uint64_t max = upload_size_limit(c->u);
+    int64_t cl = http_req_content_length(r);
+    if (!max || cl <= 0)
+        return 0;
+    uint64_t off = upload_offset(c->u);
+    if (off <= max && (uint64_t)cl <= max - off)
+        return 0;
+    upload_release(c->u);
+    c->u = NULL;
+    if (c->cancel_on_abort)
+        storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "blob larger than the limit of %llu bytes", (unsigned long long)max);
+    api_reply_code(r, 413, ERR_TOO_LARGE, msg);
+    return 1;
+}
+
 static void
 begin_body(struct http_req *r, struct upctx *c)
 {
+    if (refuse_too_large(r, c))
+        return;
     if (http_req_has_body(r))
         http_req_on_body(r, up_body, up_complete, up_abort, c);
     else

@@ -146,8 +146,8 @@ void http_reply_close(struct http_req *r);
 
 /* how file replies (http_reply_fd) reach the socket */
 enum http_io {
-    HTTP_IO_AUTO = 0,  /* the measured better path: sendfile for file replies,
-                          io_uring writes for uploads (docs/server.md) */
+    HTTP_IO_AUTO = 0,  /* the measured cheaper path: sendfile and pwrite today
+                          (docs/server.md) */
     HTTP_IO_URING = 1, /* io_uring splice / writes; sendfile and pwrite (logged)
                           when io_uring is unavailable */
     HTTP_IO_POSIX = 2  /* sendfile(2), pwrite(2) */

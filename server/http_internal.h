@@ -34,6 +34,38 @@ struct event_base;
 
 enum body_mode { BODY_NONE = 0, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
 
+/* Receive buffers of streamed bodies written through io_uring (http_conn.c),
+ * body_buffer bytes each: a request takes up to HTTP_RBUFS_PER_REQ from its
+ * worker while its body is read and gives them back when it ends; a worker has
+ * at most HTTP_RBUFS_PER_WORKER (beyond: the shared buffer and synchronous
+ * writes) and keeps HTTP_RBUF_CACHE free ones (fresh memory costs page faults,
+ * ~15 us each here). Idle connections hold none. */
+#define HTTP_RBUFS_PER_REQ 4
+#define HTTP_RBUFS_PER_WORKER 16
+#define HTTP_RBUF_CACHE 4
+/* writes in flight on one worker's ring; beyond: synchronous (the ring's
+ * completion queue can never overflow) */
+#define HTTP_WRITES_MAX 128
+
+struct http_rbuf {
+    struct http_rbuf *next; /* worker free list */
+    unsigned refs;          /* writes in flight naming its bytes */
+    size_t cap;
+    _Alignas(64) char data[];
+};
+
+/* one asynchronous body write (http_req_body_write) */
+struct http_bwrite {
+    struct http_req *r;
+    struct http_rbuf *rb;
+    http_write_done_fn done;
+    int fd;
+    uint64_t off;     /* file offset of data[0] */
+    const char *data;
+    size_t n;
+    size_t written;   /* bytes done so far (short writes are continued) */
+};
+
 struct arena_blk;
 struct http_uring;
 struct http_xfer;
@@ -63,7 +95,14 @@ struct http_worker {
     char date[40]; /* cached "Date: ...\r\n" for date_sec */
     int failed;
     struct err err;
-    struct http_uring *uring; /* NULL: file replies use sendfile */
+    struct http_uring *uring; /* NULL: file replies use sendfile, uploads pwrite */
+    int uring_files;          /* file replies through the ring */
+    int uring_writes_on;      /* upload writes through the ring */
+    struct http_rbuf *rbuf_free;
+    unsigned rbuf_nfree, rbuf_total;
+    unsigned writes_inflight;
+    int nzombies; /* dead connections waiting for their writes (http_conn.c) */
+    atomic_ulong uring_writes, overlapped_reads; /* counters for tests */
 };
 
 struct http_server {
@@ -75,7 +114,8 @@ struct http_server {
     char addr[80];
     atomic_int nconns; /* open connections, all workers */
     atomic_int stop;
-    int use_uring; /* chosen once in http_server_new */
+    int use_uring; /* file replies through io_uring: chosen once in http_server_new */
+    int upload_uring; /* upload writes through io_uring: likewise */
     /* the 503 response for max_connections, around its Date line */
     char reject_head[384], reject_tail[256];
 };
@@ -95,6 +135,7 @@ struct http_conn {
     unsigned served : 1;    /* at least one request answered */
     unsigned peer_eof : 1;
     unsigned uring_wait : 1; /* io_uring splices in flight: wait for their completion */
+    unsigned zombie : 1;     /* dead, kept only until its request's writes end */
     struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
     char *pend;               /* unprocessed input saved while a reply is written */
     size_t pend_len;
@@ -167,6 +208,11 @@ struct http_req {
     off_t file_off;
     uint64_t file_left;
     struct http_xfer *xfer; /* io_uring transfer of the file body, or NULL */
+
+    /* asynchronous body writes */
+    struct http_rbuf *rb[HTTP_RBUFS_PER_REQ];
+    unsigned nrb;
+    unsigned wr_inflight; /* http_req_body_write calls whose done has not run */
 };
 
 /* http_req.c */
@@ -198,6 +244,10 @@ void http_conn_kill(struct http_conn *c);
 
 /* the io_uring transfers are over for now (see http_uring.c): go on writing */
 void http_conn_uring_done(struct http_conn *c);
+/* a body write's SQE completed with res (http_uring.c) */
+void http_conn_write_cqe(struct http_bwrite *bw, int res);
+/* at worker exit: free the cached receive buffers */
+void http_worker_rbufs_free(struct http_worker *w);
 
 /* http_uring.c */
 /* 1 when io_uring with IORING_OP_SPLICE can be used, else 0 and why */
@@ -212,6 +262,9 @@ int http_uring_send_file(struct http_conn *c);
 /* the request is going away: 1 when the transfer still has SQEs in flight and
  * took ownership of sock_fd (closed when they end), 0 when it was freed */
 int http_uring_detach(struct http_xfer *x, int sock_fd);
+/* queue the (rest of the) write on the worker's ring: 0, or -1 when the ring
+ * refused (nothing queued) */
+int http_uring_write(struct http_worker *w, struct http_bwrite *bw);
 
 /* http.c */
 void http_worker_conn_gone(struct http_worker *w);

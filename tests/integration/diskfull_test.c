@@ -36,6 +36,8 @@ static struct testsrv SRV;
 static char MNT[256], ROOT[300], FILLER[300];
 static int MOUNTED;
 
+static const char *const *SRV_ENV; /* extra environment of the server */
+
 static void
 setup(void)
 {
@@ -54,13 +56,30 @@ setup(void)
     snprintf(ROOT, sizeof(ROOT), "%s/root", MNT);
     snprintf(FILLER, sizeof(FILLER), "%s/filler", MNT);
     cr_assert_eq(mkdir(ROOT, 0755), 0);
-    if (integ_srv_start(&SRV, ROOT, NULL) < 0) {
+    if (integ_srv_start(&SRV, ROOT, SRV_ENV) < 0) {
         umount2(MNT, MNT_DETACH);
         rmdir(MNT);
         MOUNTED = 0;
         MNT[0] = '\0';
         cr_assert_fail("server did not start (OCIREG_BIN=%s)", getenv("OCIREG_BIN"));
     }
+}
+
+/* both upload write paths (docs/server.md): io_uring writes and pwrite */
+static void
+setup_uring(void)
+{
+    static const char *const env[] = {"OCIREG_STORAGE_IO=uring", NULL};
+    SRV_ENV = env;
+    setup();
+}
+
+static void
+setup_posix(void)
+{
+    static const char *const env[] = {"OCIREG_STORAGE_IO=posix", NULL};
+    SRV_ENV = env;
+    setup();
 }
 
 static void
@@ -163,8 +182,8 @@ path_of(const char *loc)
     return loc;
 }
 
-Test(diskfull, monolithic_blob_larger_than_free_space, .init = setup, .fini = teardown,
-     .timeout = 60)
+static void
+monolithic_blob_larger_than_free_space(void)
 {
     push_ok("full/a", 1, 4096);
     integ_sleep_ms(100);
@@ -217,7 +236,20 @@ Test(diskfull, monolithic_blob_larger_than_free_space, .init = setup, .fini = te
     finish();
 }
 
-Test(diskfull, chunked_session_hits_enospc, .init = setup, .fini = teardown)
+Test(diskfull, monolithic_blob_larger_than_free_space, .init = setup_uring, .fini = teardown,
+     .timeout = 60)
+{
+    monolithic_blob_larger_than_free_space();
+}
+
+Test(diskfull, monolithic_blob_larger_than_free_space_posix, .init = setup_posix,
+     .fini = teardown, .timeout = 60)
+{
+    monolithic_blob_larger_than_free_space();
+}
+
+static void
+chunked_session_hits_enospc(void)
 {
     push_ok("full/b", 1, 4096);
     integ_sleep_ms(100);
@@ -264,6 +296,16 @@ Test(diskfull, chunked_session_hits_enospc, .init = setup, .fini = teardown)
     }
     push_ok("full/b", 4, 3 * MIB);
     finish();
+}
+
+Test(diskfull, chunked_session_hits_enospc, .init = setup_uring, .fini = teardown)
+{
+    chunked_session_hits_enospc();
+}
+
+Test(diskfull, chunked_session_hits_enospc_posix, .init = setup_posix, .fini = teardown)
+{
+    chunked_session_hits_enospc();
 }
 
 /* fill the tmpfs to the last byte with a file outside the storage root */

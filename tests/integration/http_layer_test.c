@@ -104,6 +104,84 @@ echo_abort(struct http_req *r, void *state)
     s->md = NULL;
 }
 
+/* /write: the body goes to an unlinked temp file through http_req_body_write
+ * (io_uring when the worker has a ring, else written at once); on_complete
+ * checks that every write ended before it, then replies with the SHA-256 of the
+ * file read back and how many writes were asynchronous */
+static atomic_int n_write_violations, n_write_abort;
+struct write_state {
+    int fd;
+    uint64_t off;
+    unsigned inflight, async_seen, max_inflight;
+    int bad;
+};
+
+static void
+sha_hex_fwd(const void *p, size_t n, char *out)
+{
+    unsigned char d[32];
+    unsigned int dl;
+    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
+    hex(d, 32, out);
+}
+
+static int
+write_done(struct http_req *r, void *state, uint64_t off, size_t n, long res)
+{
+    struct write_state *s = state;
+    if (s->inflight == 0 || res != (long)n)
+        s->bad = 1;
+    s->inflight--;
+    return 0;
+}
+
+static int
+write_body(struct http_req *r, void *state, const void *data, size_t n)
+{
+    struct write_state *s = state;
+    s->inflight++;
+    if (s->inflight > s->max_inflight)
+        s->max_inflight = s->inflight;
+    unsigned before = s->inflight;
+    http_req_body_write(r, s->fd, s->off, data, n, write_done);
+    if (s->inflight == before)
+        s->async_seen++; /* done did not run before the return: queued */
+    s->off += n;
+    return 0;
+}
+
+static void
+write_complete(struct http_req *r, void *state)
+{
+    struct write_state *s = state;
+    if (s->inflight)
+        atomic_fetch_add(&n_write_violations, 1);
+    char *b = malloc(s->off + 1);
+    ssize_t got = pread(s->fd, b, s->off, 0);
+    char h[65] = "";
+    if (got == (ssize_t)s->off)
+        sha_hex_fwd(b, s->off, h);
+    free(b);
+    close(s->fd);
+    s->fd = -1;
+    char out[200];
+    int n = snprintf(out, sizeof(out), "%s async=%u max_inflight=%u bad=%d", h, s->async_seen,
+                     s->max_inflight, s->bad);
+    http_reply(r, 200, "text/plain", out, (size_t)n);
+}
+
+static void
+write_abort(struct http_req *r, void *state)
+{
+    struct write_state *s = state;
+    if (s->inflight)
+        atomic_fetch_add(&n_write_violations, 1);
+    atomic_fetch_add(&n_write_abort, 1);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
 static void
 collect_complete(struct http_req *r, void *state)
 {
@@ -124,6 +202,13 @@ app_dispatch(struct http_req *r, void *wctx)
         s->md = EVP_MD_CTX_new();
         EVP_DigestInit_ex(s->md, EVP_sha256(), NULL);
         http_req_on_body(r, echo_body, echo_complete, echo_abort, s);
+    } else if (strcmp(p, "/write") == 0) {
+        struct write_state *s = http_req_alloc(r, sizeof(*s));
+        memset(s, 0, sizeof(*s));
+        char tmpl[] = "/tmp/http_layer_write.XXXXXX";
+        s->fd = mkstemp(tmpl);
+        unlink(tmpl);
+        http_req_on_body(r, write_body, write_complete, write_abort, s);
     } else if (strcmp(p, "/collect") == 0) {
         const char *m = http_req_query(r, "max");
         http_req_collect_body(r, m ? strtoul(m, NULL, 10) : 1024, collect_complete, NULL);
@@ -1379,4 +1464,87 @@ Test(http_layer, io_auto_is_sendfile)
 {
     start_default();
     cr_assert_str_eq(http_server_io_name(srv), "posix");
+}
+
+/* ---- asynchronous body writes (http_req_body_write) ---- */
+
+static void
+body_writes(int io)
+{
+    struct http_server_opts o = {.io = io, .workers = 1, .body_buffer = 64 * 1024};
+    start_with(&o);
+    cr_assert_str_eq(http_server_upload_io_name(srv), io == HTTP_IO_URING ? "uring" : "posix");
+    size_t n = 5 * 1024 * 1024 + 3;
+    char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (char)(i * 13 + i / 509);
+    char want[65], h[200];
+    sha_hex(b, n, want);
+    struct tc c;
+    tc_open(&c);
+    /* the body, and a pipelined request right behind it: it must wait for the
+     * writes and on_complete, and be answered after */
+    snprintf(h, sizeof(h), "PUT /write HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
+    tc_sends(&c, h);
+    tc_send(&c, b, n);
+    tc_sends(&c, "GET /info HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 10000), 0);
+    cr_assert_eq(r.status, 200, "%s", r.head);
+    cr_assert_eq(strncmp(r.body, want, 64), 0, "file content differs: %s", r.body);
+    cr_assert_not_null(strstr(r.body, "bad=0"), "%s", r.body);
+    unsigned async = 0, maxin = 0;
+    const char *a = strstr(r.body, "async=");
+    const char *m = strstr(r.body, "max_inflight=");
+    cr_assert(a && m);
+    async = (unsigned)atoi(a + 6);
+    maxin = (unsigned)atoi(m + 13);
+    cr_log_info("io %d: %u asynchronous writes, at most %u in flight", io, async, maxin);
+    if (io == HTTP_IO_URING) {
+        cr_assert_gt(async, 40, "%s", r.body);
+        cr_assert_gt(http_server_uring_writes(srv), 40);
+        /* a Content-Length body: one write per receive buffer, and at most 4
+         * buffers per request are held by writes (then reading stops) */
+        cr_assert_leq(maxin, 4, "%s", r.body);
+    } else {
+        cr_assert_eq(async, 0, "%s", r.body);
+        cr_assert_eq(maxin, 1);
+        cr_assert_eq(http_server_uring_writes(srv), 0);
+    }
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strstr(r.body, "path=/info"));
+    resp_free(&r);
+    /* a client that leaves in the middle of a body: on_abort, never with a
+     * write in flight */
+    int aborts0 = atomic_load(&n_write_abort);
+    for (int k = 0; k < 4; k++) {
+        struct tc d;
+        tc_open(&d);
+        tc_sends(&d, h);
+        tc_send(&d, b, n / 2 + (size_t)k * 100000);
+        if (k & 1) {
+            struct linger lg = {1, 0}; /* RST */
+            setsockopt(d.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        tc_close(&d);
+    }
+    for (int i = 0; i < 200 && atomic_load(&n_write_abort) < aborts0 + 4; i++)
+        usleep(10000);
+    cr_assert_eq(atomic_load(&n_write_abort), aborts0 + 4);
+    cr_assert_eq(atomic_load(&n_write_violations), 0,
+                 "on_complete/on_abort ran with a write in flight");
+    tc_close(&c);
+    free(b);
+}
+
+Test(http_layer, body_writes_through_io_uring_complete_before_on_complete)
+{
+    body_writes(HTTP_IO_URING);
+}
+
+Test(http_layer, body_writes_posix_are_synchronous)
+{
+    body_writes(HTTP_IO_POSIX);
 }

@@ -22,8 +22,26 @@ run(void *arg)
     return NULL;
 }
 
+static int
+io_from_env(void)
+{
+    const char *v = getenv("OCIREG_STORAGE_IO");
+    if (v && strcmp(v, "uring") == 0)
+        return HTTP_IO_URING;
+    if (v && strcmp(v, "posix") == 0)
+        return HTTP_IO_POSIX;
+    return HTTP_IO_AUTO;
+}
+
 int
 inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page, struct testsrv *s)
+{
+    return inproc_start_opts(p, prefix, fsync, max_page, -1, 0, s);
+}
+
+int
+inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page, int io,
+                  unsigned long long max_blob_size, struct testsrv *s)
 {
     struct err e = {0};
     memset(p, 0, sizeof(*p));
@@ -32,7 +50,10 @@ inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page, str
         perror("inproc: mkdtemp");
         return -1;
     }
-    struct storage_opts so = {.root = p->root, .fsync = fsync, .max_manifest = 4u << 20};
+    struct storage_opts so = {.root = p->root,
+                              .fsync = fsync,
+                              .max_manifest = 4u << 20,
+                              .max_blob_size = max_blob_size};
     p->st = storage_open(&so, &e);
     if (!p->st)
         goto fail;
@@ -51,6 +72,7 @@ inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page, str
         .idle_timeout_ms = 10000,
         .body_timeout_ms = 10000,
         .max_connections = 64,
+        .io = io < 0 ? io_from_env() : io,
     };
     p->srv = http_server_new(&ho, &app, &e);
     if (!p->srv)

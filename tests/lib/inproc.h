@@ -27,6 +27,13 @@ struct inproc {
 int inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page,
                  struct testsrv *s);
 
+/* inproc_start_opts - the same with more knobs (added later): io is an
+ * enum http_io (HTTP_IO_AUTO / URING / POSIX; -1: from OCIREG_STORAGE_IO when
+ * set, else auto), max_blob_size as storage_opts'. inproc_start is
+ * inproc_start_opts(p, prefix, fsync, max_page, -1, 0, s). */
+int inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page, int io,
+                      unsigned long long max_blob_size, struct testsrv *s);
+
 /* inproc_stop - stop and free everything, remove the root */
 void inproc_stop(struct inproc *p);
 

@@ -672,3 +672,120 @@ Test(upload, expiry_on_a_timer_thread_spares_leased_sessions)
     start("r", DIGEST_SHA256, b);
     cr_assert_eq(upload_files(), 2);
 }
+
+/* ---- asynchronous writes: upload_write_begin / upload_write_end ---- */
+
+/* begin a write of s; the caller writes it itself at *off */
+static uint64_t
+begin_ok(struct upload *u, const char *s, int *fd)
+{
+    struct err e = {0};
+    uint64_t off = 0;
+    cr_assert_eq(upload_write_begin(u, s, strlen(s), fd, &off, &e), 0, "begin: %s", e.msg);
+    return off;
+}
+
+static void
+pwrite_ok(int fd, const char *s, uint64_t off)
+{
+    cr_assert_eq(pwrite(fd, s, strlen(s), (off_t)off), (ssize_t)strlen(s));
+}
+
+Test(upload, async_writes_in_flight_reserve_in_order_and_commit)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct upload *u = session("r", DIGEST_SHA256, uuid, "ab");
+    struct err e = {0};
+    int fd1, fd2, fd3;
+    uint64_t o1 = begin_ok(u, "cde", &fd1);
+    uint64_t o2 = begin_ok(u, "fghi", &fd2);
+    uint64_t o3 = begin_ok(u, "j", &fd3);
+    cr_assert_eq(o1, 2);
+    cr_assert_eq(o2, 5);
+    cr_assert_eq(o3, 9);
+    cr_assert_eq(upload_offset(u), 2, "nothing is counted before it is written");
+    /* completions out of order: the offset never claims unwritten bytes */
+    pwrite_ok(fd2, "fghi", o2);
+    cr_assert_eq(upload_write_end(u, o2, 4, 4, &e), 0, "%s", e.msg);
+    cr_assert_eq(upload_offset(u), 2);
+    pwrite_ok(fd1, "cde", o1);
+    cr_assert_eq(upload_write_end(u, o1, 3, 3, &e), 0, "%s", e.msg);
+    cr_assert_eq(upload_offset(u), 5);
+    pwrite_ok(fd3, "j", o3);
+    cr_assert_eq(upload_write_end(u, o3, 1, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(upload_offset(u), 10);
+    /* a synchronous write continues where they ended */
+    write_ok(u, "k");
+    struct digest d = tu_digest_of(DIGEST_SHA256, "abcdefghijk");
+    cr_assert_eq(upload_commit(u, &d, 11, &e), 0, "%s", e.msg);
+}
+
+Test(upload, async_write_failure_destroys_after_the_last_write_in_flight)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
+    struct err e = {0};
+    int fd;
+    uint64_t o1 = begin_ok(u, "0123", &fd);
+    uint64_t o2 = begin_ok(u, "4567", &fd);
+    /* the first fails: the session is doomed, but a write still names its fd */
+    cr_assert_eq(upload_write_end(u, o1, 4, -ENOSPC, &e), -1);
+    cr_assert_eq(e.code, ERR_NOSPACE, "%d %s", e.code, e.msg);
+    cr_assert_eq(upload_files(), 1, "the file stays while a write is in flight");
+    uint64_t o3;
+    cr_assert_eq(upload_write_begin(u, "89", 2, &fd, &o3, &e), -1, "no more begins");
+    cr_assert_eq(e.code, ERR_NOSPACE);
+    pwrite_ok(fd, "4567", o2);
+    /* the last one ends (even successfully): the session goes */
+    cr_assert_eq(upload_write_end(u, o2, 4, 4, &e), -1);
+    cr_assert_eq(e.code, ERR_NOSPACE);
+    cr_assert_eq(upload_files(), 0, "the space is freed when the last write ended");
+    cr_assert_null(storage_upload_acquire(T.h, "r", uuid, &e));
+    cr_assert_eq(e.code, ERR_BLOB_UPLOAD_UNKNOWN);
+}
+
+Test(upload, async_begin_past_max_blob_size_with_writes_in_flight)
+{
+    tu_reopen_with(&T, (struct storage_opts){.max_blob_size = 10});
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
+    struct err e = {0};
+    int fd;
+    uint64_t o1 = begin_ok(u, "12345678", &fd);
+    uint64_t o2;
+    cr_assert_eq(upload_write_begin(u, "9ab", 3, &fd, &o2, &e), -1);
+    cr_assert_eq(e.code, ERR_TOO_LARGE, "%d %s", e.code, e.msg);
+    cr_assert_eq(upload_files(), 1);
+    pwrite_ok(fd, "12345678", o1);
+    cr_assert_eq(upload_write_end(u, o1, 8, 8, &e), -1);
+    cr_assert_eq(e.code, ERR_TOO_LARGE);
+    cr_assert_eq(upload_files(), 0);
+    /* with nothing in flight a failed begin destroys at once */
+    u = session("r", DIGEST_SHA256, uuid, "1234567890");
+    cr_assert_eq(upload_write_begin(u, "x", 1, &fd, &o2, &e), -1);
+    cr_assert_eq(e.code, ERR_TOO_LARGE);
+    cr_assert_eq(upload_files(), 0);
+    u = session("r", DIGEST_SHA256, uuid, NULL);
+    cr_assert_eq(upload_size_limit(u), 10);
+    upload_release(u);
+}
+
+Test(upload, async_write_end_is_subject_to_fault_injection)
+{
+    char uuid[UPLOAD_ID_LEN + 1];
+    struct upload *u = session("r", DIGEST_SHA256, uuid, NULL);
+    struct err e = {0};
+    int fd;
+    uint64_t o = begin_ok(u, "data", &fd);
+    pwrite_ok(fd, "data", o);
+    storage_fault_inject(T.st, FAULT_WRITE, EIO, 1);
+    cr_assert_eq(upload_write_end(u, o, 4, 4, &e), -1);
+    cr_assert_eq(e.code, ERR_IO, "%d %s", e.code, e.msg);
+    cr_assert_eq(upload_files(), 0);
+    /* a short count is no success either */
+    u = session("r", DIGEST_SHA256, uuid, NULL);
+    o = begin_ok(u, "data", &fd);
+    cr_assert_eq(upload_write_end(u, o, 4, 2, &e), -1);
+    cr_assert_eq(e.code, ERR_IO);
+    cr_assert_eq(upload_files(), 0);
+}
