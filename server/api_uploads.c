@@ -26,9 +26,11 @@
  *
  * Invariants: ctx->u is NULL exactly when the lease is no longer ours (released,
  * committed, or destroyed by a failed write/commit); every path that replies
- * has given the lease back first, so a client may follow up at once; except
- * that a write error's reply may precede the end of other writes in flight
- * (the session is destroyed then, nothing for the client to follow up). */
+ * has given the lease back first, so a client may follow up at once. A write
+ * error while other writes are in flight is answered only once the last one
+ * has ended and storage has destroyed the session (FAILING: body bytes that
+ * arrive meanwhile are read and dropped), so a client that follows up after
+ * the error finds the session gone, never half-alive. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,7 +49,9 @@ struct upctx {
     struct digest want;
     int64_t want_size;
     unsigned inflight; /* asynchronous writes begun, not yet ended */
-    int failed;        /* replied with a write error */
+    int failed;        /* a write failed: FAILING until replied */
+    int replied;       /* the error reply is out */
+    struct err ferr;   /* the first failure, for the deferred reply */
 };
 
 static void
@@ -60,6 +64,8 @@ reply_created(struct http_req *r, const char *name, const struct digest *d)
     http_reply(r, 201, NULL, NULL, 0);
 }
 
+static int up_fail_reply(struct http_req *r, struct upctx *c);
+
 static void
 up_complete(struct http_req *r, void *state)
 {
@@ -67,6 +73,11 @@ up_complete(struct http_req *r, void *state)
     struct err e;
     struct upload *u = c->u;
 
+    if (c->failed) {
+        /* the body ended while FAILING; no write is in flight now */
+        up_fail_reply(r, c);
+        return;
+    }
     c->u = NULL;
     if (c->finish) {
         /* spec end-6: the digest of the whole upload must match; u is gone after
@@ -88,18 +99,31 @@ up_complete(struct http_req *r, void *state)
     http_reply(r, 202, NULL, NULL, 0);
 }
 
+/* reply the failure once no write is in flight (storage has destroyed the
+ * session by then); -1 once replied, 0 while FAILING */
+static int
+up_fail_reply(struct http_req *r, struct upctx *c)
+{
+    if (c->replied)
+        return -1;
+    if (c->inflight)
+        return 0; /* FAILING: keep reading (and dropping) until the writes end */
+    c->u = NULL;
+    c->replied = 1;
+    api_reply_err(r, &c->ferr);
+    return -1;
+}
+
 /* a write failed (or a begin): the session is destroyed by storage once no
  * write is in flight */
 static int
 up_write_failed(struct http_req *r, struct upctx *c, const struct err *e)
 {
-    if (c->inflight == 0)
-        c->u = NULL;
-    if (c->failed)
-        return -1;
-    c->failed = 1;
-    api_reply_err(r, e);
-    return -1;
+    if (!c->failed) {
+        c->failed = 1;
+        c->ferr = *e;
+    }
+    return up_fail_reply(r, c);
 }
 
 static int
@@ -110,7 +134,7 @@ up_written(struct http_req *r, void *state, uint64_t off, size_t n, long res)
     c->inflight--;
     if (upload_write_end(c->u, off, n, res, &e) < 0)
         return up_write_failed(r, c, &e);
-    return c->failed ? -1 : 0;
+    return c->failed ? up_fail_reply(r, c) : 0;
 }
 
 static int
@@ -118,7 +142,9 @@ up_body(struct http_req *r, void *state, const void *data, size_t n)
 {
     struct upctx *c = state;
     struct err e;
-    if (c->failed || !c->u)
+    if (c->failed)
+        return up_fail_reply(r, c);
+    if (!c->u)
         return -1;
     if (!http_req_async_writes(r)) {
         if (upload_write(c->u, data, n, &e) < 0) {
@@ -135,7 +161,7 @@ up_body(struct http_req *r, void *state, const void *data, size_t n)
     c->inflight++;
     /* up_written may run before this returns (a synchronous fallback) */
     http_req_body_write(r, fd, off, data, n, up_written);
-    return c->failed ? -1 : 0;
+    return c->failed ? up_fail_reply(r, c) : 0;
 }
 
 static void
