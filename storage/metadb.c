@@ -39,7 +39,10 @@
 #include "storage/storage_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,10 +276,18 @@ metadb_finalize(struct storage_handle *h)
     }
 }
 
+/* the connection h's statements run on: the store's write connection while h
+ * is in a write transaction (see struct storage's wh), else h's own */
+static struct storage_handle *
+cur(struct storage_handle *h)
+{
+    return h->in_txn && h->st->wh ? h->st->wh : h;
+}
+
 struct sqlite3_stmt *
 metadb_q(struct storage_handle *h, enum stmt_id id)
 {
-    sqlite3_stmt *s = h->q[id];
+    sqlite3_stmt *s = cur(h)->q[id];
     sqlite3_reset(s);
     return s;
 }
@@ -284,10 +295,17 @@ metadb_q(struct storage_handle *h, enum stmt_id id)
 int
 metadb_err(struct storage_handle *h, const char *what, struct err *e)
 {
-    int code = sqlite3_errcode(h->db);
+    sqlite3 *db = cur(h)->db;
+    int code = sqlite3_errcode(db);
     if (code == SQLITE_FULL)
-        return err_set(e, ERR_NOSPACE, 0, "%s: %s", what, sqlite3_errmsg(h->db));
-    return err_set(e, ERR_DB, 0, "%s: %s", what, sqlite3_errmsg(h->db));
+        return err_set(e, ERR_NOSPACE, 0, "%s: %s", what, sqlite3_errmsg(db));
+    return err_set(e, ERR_DB, 0, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+int
+metadb_changes(struct storage_handle *h)
+{
+    return sqlite3_changes(cur(h)->db);
 }
 
 int
@@ -329,15 +347,21 @@ static int
 wal_sync(void *arg, struct err *e)
 {
     struct storage_handle *h = arg;
-    if (fault_hit(h->st, FAULT_WALSYNC))
+    struct storage *st = h->st;
+    if (fault_hit(st, FAULT_WALSYNC))
         return err_sys(e, ERR_IO, errno, "fsync database WAL");
-    sqlite3_file *f = NULL;
-    if (sqlite3_file_control(h->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK || !f ||
-        !f->pMethods)
-        return err_set(e, ERR_DB, 0, "fsync database WAL: the WAL is not open");
-    int rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
-    if (rc != SQLITE_OK)
-        return err_set(e, ERR_IO, 0, "fsync database WAL: %s", sqlite3_errstr(rc));
+    /* only the leader of a round runs this, one at a time: no race on walfd.
+     * The file stays the same while the store is open (the write connection
+     * keeps it from being deleted; restarts and truncation keep the inode). */
+    if (st->walfd < 0) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s-wal", st->dbpath);
+        st->walfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (st->walfd < 0)
+            return err_sys(e, ERR_IO, errno, "open database WAL");
+    }
+    if (fsync(st->walfd) < 0)
+        return err_sys(e, ERR_IO, errno, "fsync database WAL");
     return 0;
 }
 

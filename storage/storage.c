@@ -195,7 +195,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
         err_set(e, ERR_NOMEM, 0, "out of memory");
         return NULL;
     }
-    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = -1;
+    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = st->walfd = -1;
     st->fsync = opts->fsync ? 1 : 0;
     st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
     st->upload_expiry_sec = opts->upload_expiry_sec;
@@ -251,6 +251,9 @@ storage_open(const struct storage_opts *opts, struct err *e)
     if (mrc < 0)
         goto fail;
 
+    st->wh = storage_handle_open(st, e);
+    if (!st->wh)
+        goto fail;
     struct storage_handle *h = storage_handle_open(st, e);
     if (!h)
         goto fail;
@@ -274,7 +277,10 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
+    storage_handle_close(st->wh);
     ckpt_stop(st->ckpt);
+    if (st->walfd >= 0)
+        close(st->walfd);
     upload_table_free(st);
     if (st->blobsfd >= 0)
         close(st->blobsfd);
@@ -495,7 +501,7 @@ storage_blob_delete(struct storage_handle *h, const char *repo, const struct dig
     metadb_bind_text(s, 2, ds);
     if (metadb_run(h, s, e) < 0)
         goto fail;
-    if (sqlite3_changes(h->db) == 0) {
+    if (metadb_changes(h) == 0) {
         err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
         goto fail;
     }
@@ -934,7 +940,7 @@ storage_manifest_delete(struct storage_handle *h, const char *repo, const char *
         metadb_bind_text(s, 2, ref);
         if (metadb_run(h, s, e) < 0)
             goto fail;
-        if (sqlite3_changes(h->db) == 0)
+        if (metadb_changes(h) == 0)
             goto unknown;
     }
     return metadb_commit(h, e);

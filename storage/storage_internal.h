@@ -120,6 +120,11 @@ struct storage {
      * back by metadb_commit / metadb_rollback */
     pthread_mutex_t wmu;
     struct gsync walsync; /* durable commits share WAL fsyncs (metadb.c) */
+    /* the one connection every write transaction runs on (under wmu), so its
+     * page cache stays warm: a cache is dropped whenever another connection
+     * wrote, and with a connection per worker that was every commit */
+    struct storage_handle *wh;
+    int walfd; /* meta.db-wal, opened by the first group fsync; -1 before */
     unsigned long durable_commits; /* commits that waited for walsync (atomic) */
     struct ckpt *ckpt;
 };
@@ -260,6 +265,9 @@ int metadb_begin_light(struct storage_handle *h, struct err *e);
 int metadb_commit(struct storage_handle *h, struct err *e);
 /* metadb_rollback - ROLLBACK and give st->wmu back; no-op outside a transaction */
 void metadb_rollback(struct storage_handle *h);
+/* metadb_changes - rows changed by the last statement of h's transaction (or of
+ * h outside one) */
+int metadb_changes(struct storage_handle *h);
 /* metadb_durable_point - wait until everything committed so far is durable (a
  * read that acknowledges a state, e.g. a mount of an already linked blob). */
 int metadb_durable_point(struct storage_handle *h, struct err *e);

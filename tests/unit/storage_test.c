@@ -1159,12 +1159,14 @@ many_layers_put(const struct cfg_layer *b, int nlayers, struct err *e)
 Test(storage, duplicate_descriptors_are_checked_and_recorded_once)
 {
     struct cfg_layer b = cfg_layer_put("dup");
-    sqlite3_stmt_status(T.h->q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 1);
-    sqlite3_stmt_status(T.h->q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 1);
+    /* write transactions run on the store's write connection (st->wh) */
+    sqlite3_stmt **q = T.st->wh->q;
+    sqlite3_stmt_status(q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 1);
+    sqlite3_stmt_status(q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 1);
     struct err e = {0};
     cr_assert_eq(many_layers_put(&b, 3000, &e), 0, "%s", e.msg);
-    int checks = sqlite3_stmt_status(T.h->q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 0);
-    int inserts = sqlite3_stmt_status(T.h->q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 0);
+    int checks = sqlite3_stmt_status(q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 0);
+    int inserts = sqlite3_stmt_status(q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 0);
     cr_assert_eq(checks, 2, "config and the one layer, once each (got %d)", checks);
     cr_assert_eq(inserts, 2, "got %d", inserts);
 }
