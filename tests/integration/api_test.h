@@ -6,6 +6,7 @@
 #define OCIREG_API_TEST_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,36 @@ push_image(const char *repo, const char *ref, const char *seed, char *digest)
     make_image(repo, 0, seed, body, sizeof(body));
     long st = put_manifest(repo, ref, MT_OCI_MANIFEST, body, digest);
     cr_assert_eq(st, 201, "push image %s:%s: %ld", repo, ref, st);
+}
+
+/* entries (not . or ..) left in root/uploads: sessions and temp files */
+static __attribute__((unused)) int
+uploads_left_in(const char *root)
+{
+    char p[200];
+    snprintf(p, sizeof(p), "%s/uploads", root);
+    DIR *d = opendir(p);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* POST a new upload session in repo; loc gets its Location */
+static __attribute__((unused)) void
+upload_start_at(const char *repo, char *loc, size_t cap)
+{
+    char path[200];
+    struct tresp r;
+    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", repo);
+    req("POST", path, NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 202);
+    snprintf(loc, cap, "%s", H(&r, "Location"));
+    tresp_free(&r);
 }
 
 #endif

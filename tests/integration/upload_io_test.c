@@ -70,29 +70,13 @@ pattern(size_t n, unsigned seed)
 static int
 uploads_left(void)
 {
-    char p[200];
-    snprintf(p, sizeof(p), "%s/uploads", P.root);
-    DIR *d = opendir(p);
-    int n = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    if (d)
-        closedir(d);
-    return n;
+    return uploads_left_in(P.root);
 }
 
 static void
 start(const char *repo, char *loc, size_t cap)
 {
-    char path[200];
-    struct tresp r;
-    snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/", repo);
-    req("POST", path, NULL, NULL, 0, &r);
-    cr_assert_eq(r.status, 202);
-    snprintf(loc, cap, "%s", H(&r, "Location"));
-    tresp_free(&r);
+    upload_start_at(repo, loc, cap);
 }
 
 /* GET the blob over a raw socket into one buffer of the expected size (libcurl
