@@ -156,9 +156,20 @@ blobstore_install(struct storage *st, int fromdir, const char *from, const struc
     if (ex == 1) {
         /* deduplicated: the installed file is immutable and was verified when it
          * was installed; ours is identical and goes. Another thread may have
-         * renamed it a moment ago and still be before its directory fsync: make
-         * the entry durable before our caller commits a row naming it. */
+         * renamed it a moment ago and still be before its directory fsync, or
+         * it may be a manifest file whose durability rests on a pending body
+         * (storage.c "manifest files"): make file and entry durable before our
+         * caller commits a row naming it. */
         unlinkat(fromdir, from, 0);
+        if (st->fsync) {
+            int fd = openat(st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                return err_sys(e, ERR_IO, errno, "open blob '%s'", rel);
+            int rc = blobstore_fsync(st, fd, e);
+            close(fd);
+            if (rc < 0)
+                return -1;
+        }
         return blobstore_fsync_dir(st, st->blobsfd, dir, e);
     }
     if (fault_hit(st, FAULT_RENAME) || renameat(fromdir, from, st->blobsfd, rel) < 0)
@@ -167,18 +178,23 @@ blobstore_install(struct storage *st, int fromdir, const char *from, const struc
 }
 
 int
-blobstore_put_buffer(struct storage *st, const struct digest *d, const void *data, size_t n,
-                     struct err *e)
+blobstore_put_buffer_mode(struct storage *st, const struct digest *d, const void *data, size_t n,
+                          enum blob_put_mode mode, struct err *e)
 {
-    int ex = blobstore_exists(st, d, n, e);
-    if (ex < 0)
-        return -1;
-    if (ex == 1) {
-        /* already installed, maybe by a thread still before its directory
-         * fsync (see blobstore_install) */
-        char dir[16];
-        blob_dirpath(d, dir, sizeof(dir));
-        return blobstore_fsync_dir(st, st->blobsfd, dir, e);
+    int sync = mode != BLOB_PUT_LAZY;
+    if (mode != BLOB_PUT_REPLACE) {
+        int ex = blobstore_exists(st, d, n, e);
+        if (ex < 0)
+            return -1;
+        if (ex == 1) {
+            /* already installed, maybe by a thread still before its directory
+             * fsync (see blobstore_install) */
+            if (!sync)
+                return 0;
+            char dir[16];
+            blob_dirpath(d, dir, sizeof(dir));
+            return blobstore_fsync_dir(st, st->blobsfd, dir, e);
+        }
     }
     char tmp[UPLOAD_ID_LEN + 8];
     char id[UPLOAD_ID_LEN + 1];
@@ -191,12 +207,26 @@ blobstore_put_buffer(struct storage *st, const struct digest *d, const void *dat
     if (fd < 0)
         return err_sys(e, ERR_IO, errno, "create temp file");
     int rc = -1;
-    if (blobstore_write_all(st, fd, data, n, 0, e) < 0 || blobstore_fsync(st, fd, e) < 0)
+    if (blobstore_write_all(st, fd, data, n, 0, e) < 0 || (sync && blobstore_fsync(st, fd, e) < 0))
         goto out;
     close(fd);
     fd = -1;
-    if (blobstore_install(st, st->uploadsfd, tmp, d, n, e) < 0)
-        goto out;
+    if (mode == BLOB_PUT_DURABLE) {
+        if (blobstore_install(st, st->uploadsfd, tmp, d, n, e) < 0)
+            goto out;
+    } else {
+        /* LAZY: the caller keeps the body until the file is known durable;
+         * REPLACE: what is there may be a crash's torn copy */
+        char rel[BLOB_RELPATH_MAX], dir[16];
+        blob_relpath(d, rel);
+        blob_dirpath(d, dir, sizeof(dir));
+        if (fault_hit(st, FAULT_RENAME) || renameat(st->uploadsfd, tmp, st->blobsfd, rel) < 0) {
+            err_sys(e, ERR_IO, errno, "rename into blobs");
+            goto out;
+        }
+        if (sync && blobstore_fsync_dir(st, st->blobsfd, dir, e) < 0)
+            goto out;
+    }
     rc = 0;
 out:
     if (fd >= 0)
@@ -204,6 +234,13 @@ out:
     if (rc < 0)
         unlinkat(st->uploadsfd, tmp, 0);
     return rc;
+}
+
+int
+blobstore_put_buffer(struct storage *st, const struct digest *d, const void *data, size_t n,
+                     struct err *e)
+{
+    return blobstore_put_buffer_mode(st, d, data, n, BLOB_PUT_DURABLE, e);
 }
 
 int

@@ -7,10 +7,11 @@
  * synchronous=FULL (when the store fsyncs): a checkpoint fsyncs the WAL, copies,
  * fsyncs meta.db. It also keeps checkpoint work out of requests.
  *
+ *   WAITING --poke_files--> (PENDING_SYNC_MS) storage_pending_sync --> WAITING
  *   WAITING --poke (WAL >= CKPT_PAGES)--> PASSIVE checkpoint --> WAITING
  *      |                                  (holding st->wmu when the WAL has
  *      |                                   grown past CKPT_CATCHUP pages)
- *      +--stop--> TRUNCATE checkpoint (best effort) --> joined
+ *      +--stop--> pending sync, TRUNCATE checkpoint (best effort) --> joined
  *
  * PASSIVE never waits for readers or writers: it copies what it can, and the
  * next writer restarts the WAL from its start once everything is copied and no
@@ -22,6 +23,7 @@
 #include "storage/storage_internal.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -41,7 +43,30 @@ struct ckpt {
     int stop;  /* under mu */
     int armed; /* atomic: 1 while a poke is pending (fast path for ckpt_poke) */
     int pages; /* atomic: WAL size reported by the last poke */
+    struct storage_handle *h; /* for storage_pending_sync */
+    int files;       /* under mu: manifest files are pending */
+    int files_armed; /* atomic: fast path for ckpt_poke_files */
 };
+
+static void
+wait_ms(struct ckpt *k, long ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += (ms % 1000) * 1000000L;
+    dl.tv_sec += ms / 1000 + dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    while (!k->stop && pthread_cond_timedwait(&k->cv, &k->mu, &dl) == 0)
+        ; /* a checkpoint poke does not cut the wait short */
+}
+
+static void
+sync_files(struct ckpt *k)
+{
+    struct err e = {0};
+    if (storage_pending_sync(k->h, &e) < 0)
+        log_warn("storage", NULL, "sync of new manifest files failed (retried): %s", e.msg);
+}
 
 static void *
 ckpt_main(void *arg)
@@ -49,10 +74,23 @@ ckpt_main(void *arg)
     struct ckpt *k = arg;
     pthread_mutex_lock(&k->mu);
     for (;;) {
-        while (!k->poked && !k->stop)
+        while (!k->poked && !k->files && !k->stop)
             pthread_cond_wait(&k->cv, &k->mu);
         if (k->stop)
             break;
+        if (k->files) {
+            /* let PENDING_SYNC_MS of manifest PUTs share one syncfs */
+            wait_ms(k, PENDING_SYNC_MS);
+            k->files = 0;
+            __atomic_store_n(&k->files_armed, 0, __ATOMIC_RELEASE);
+            pthread_mutex_unlock(&k->mu);
+            sync_files(k);
+            pthread_mutex_lock(&k->mu);
+            if (k->stop)
+                break;
+        }
+        if (!k->poked)
+            continue;
         k->poked = 0;
         pthread_mutex_unlock(&k->mu);
         __atomic_store_n(&k->armed, 0, __ATOMIC_RELEASE);
@@ -87,12 +125,19 @@ ckpt_start(struct storage *st, struct err *e)
         free(k);
         return NULL;
     }
+    k->h = storage_handle_open(st, e);
+    if (!k->h) {
+        sqlite3_close(k->db);
+        free(k);
+        return NULL;
+    }
     pthread_mutex_init(&k->mu, NULL);
     pthread_cond_init(&k->cv, NULL);
     if (pthread_create(&k->thread, NULL, ckpt_main, k) != 0) {
         err_set(e, ERR_INTERNAL, 0, "cannot start the checkpoint thread");
         pthread_mutex_destroy(&k->mu);
         pthread_cond_destroy(&k->cv);
+        storage_handle_close(k->h);
         sqlite3_close(k->db);
         free(k);
         return NULL;
@@ -115,6 +160,17 @@ ckpt_poke(struct ckpt *k, int pages)
 }
 
 void
+ckpt_poke_files(struct ckpt *k)
+{
+    if (!k || __atomic_exchange_n(&k->files_armed, 1, __ATOMIC_ACQ_REL))
+        return;
+    pthread_mutex_lock(&k->mu);
+    k->files = 1;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+}
+
+void
 ckpt_stop(struct ckpt *k)
 {
     if (!k)
@@ -124,6 +180,8 @@ ckpt_stop(struct ckpt *k)
     pthread_cond_signal(&k->cv);
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->thread, NULL);
+    sync_files(k); /* a clean stop leaves no pending manifest file */
+    storage_handle_close(k->h);
     /* every handle is closed by now (storage_close's contract): copy all and
      * shrink the WAL to nothing, so the next start reads a small one */
     sqlite3_busy_timeout(k->db, 200); /* a handle still reading: give up soon */

@@ -99,8 +99,17 @@ static const char *const migrate_v2 =
     "CREATE INDEX manifests_subject ON manifests(repo, subject, digest);"
     "CREATE INDEX manifests_digest ON manifests(digest);";
 
+/* v2 -> v3: manifest bodies whose file is not yet known to be on disk (see
+ * "manifest files" in storage.c): a manifest PUT stores its body here in its
+ * durable transaction instead of fsyncing the file and its directory; the
+ * checkpointer thread syncs the file system and deletes the rows; recovery
+ * rewrites the files of the rows left by a crash. */
+static const char *const migrate_v3 =
+    "CREATE TABLE pending_manifest_files(id INTEGER PRIMARY KEY,"
+    "  digest TEXT NOT NULL UNIQUE, body BLOB NOT NULL);";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1, migrate_v2};
+static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
                "one migration per schema version");
 _Static_assert(METADB_MAX_ANNOTATIONS == 65536, "migrate_v2 spells the cap out");
@@ -173,6 +182,10 @@ static const char *const stmt_sql[Q__COUNT] = {
                          " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                          " WHERE m.repo = ?1 AND m.subject = ?2 AND m.digest > ?3"
                          " ORDER BY m.digest LIMIT ?4",
+    [Q_PENDING_ADD] = "INSERT OR IGNORE INTO pending_manifest_files(digest, body) VALUES(?1, ?2)",
+    [Q_PENDING_MAX] = "SELECT coalesce(max(id), 0) FROM pending_manifest_files",
+    [Q_PENDING_DONE] = "DELETE FROM pending_manifest_files WHERE id <= ?1",
+    [Q_PENDING_ALL] = "SELECT id, digest, body FROM pending_manifest_files ORDER BY id",
     [Q_REFERRERS_AT_PAGE] = "SELECT m.digest, m.media_type, m.size, m.artifact_type,"
                             " a.annotations, a.manifest_id IS NOT NULL FROM manifests m"
                             " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"

@@ -99,6 +99,8 @@ make_layout(struct storage *st, struct err *e)
     return 0;
 }
 
+static int restore_pending(struct storage_handle *h, struct err *e);
+
 /* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
  * blob_put included), then rows whose file is missing. */
 static int
@@ -260,6 +262,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
     int rrc = recover(h, e);
     if (rrc == 0)
         rrc = upload_counts_load(h, e);
+    if (rrc == 0)
+        rrc = restore_pending(h, e);
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
@@ -277,8 +281,8 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
+    ckpt_stop(st->ckpt); /* syncs pending manifest files through wh */
     storage_handle_close(st->wh);
-    ckpt_stop(st->ckpt);
     if (st->walfd >= 0)
         close(st->walfd);
     upload_table_free(st);
@@ -336,6 +340,100 @@ storage_handle_close(struct storage_handle *h)
     metadb_finalize(h);
     sqlite3_close(h->db);
     free(h);
+}
+
+/* ---- manifest files ---------------------------------------------------------------
+ *
+ * A manifest PUT writes the manifest's file and renames it into blobs/ without
+ * an fsync of the file or its directory; its body goes into
+ * pending_manifest_files in the same durable transaction as its rows. So the
+ * PUT's only wait is the group WAL fsync, shared with every other commit, and
+ * the rule "a row never outlives its file" holds through the body: after a
+ * crash, recovery (restore_pending) rewrites, durably, the file of every
+ * pending row, over whatever torn copy is there. The checkpointer thread
+ * (ckpt.c) calls storage_pending_sync every PENDING_SYNC_MS while rows are
+ * pending: one syncfs() makes all those files durable at once, then the rows
+ * go. A blob commit that finds a manifest's file already in place fsyncs that
+ * file too (blobstore_install), so it never counts on a pending one. */
+
+/* restore_pending - at open: rewrite the files of pending rows, then drop them */
+static int
+restore_pending(struct storage_handle *h, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_PENDING_ALL);
+    int n = 0, rc = 0;
+    int64_t max = 0;
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        const char *ds = (const char *)sqlite3_column_text(s, 1);
+        const void *body = sqlite3_column_blob(s, 2);
+        int len = sqlite3_column_bytes(s, 2);
+        struct digest d;
+        if (!ds || digest_parse(ds, strlen(ds), &d, NULL) < 0) {
+            log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
+                     (long long)id);
+        } else if (blobstore_put_buffer_mode(h->st, &d, body ? body : "", (size_t)len,
+                                             BLOB_PUT_REPLACE, e) < 0) {
+            rc = -1;
+            break;
+        } else {
+            n++;
+        }
+        if (id > max)
+            max = id;
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = metadb_err(h, "recovery: read pending manifests", e);
+    sqlite3_reset(s);
+    if (rc < 0 || max == 0)
+        return rc;
+    if (metadb_begin(h, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_PENDING_DONE);
+    metadb_bind_int64(s, 1, max);
+    if (metadb_run(h, s, e) < 0) {
+        metadb_rollback(h);
+        return -1;
+    }
+    if (metadb_commit(h, e) < 0)
+        return -1;
+    log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", n);
+    return 0;
+}
+
+int
+storage_pending_sync(struct storage_handle *h, struct err *e)
+{
+    struct storage *st = h->st;
+    if (!__atomic_exchange_n(&st->pending_files, 0, __ATOMIC_ACQ_REL))
+        return 0;
+    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
+    int64_t max = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    if (max < 0) {
+        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED); /* retry */
+        return metadb_err(h, "read pending manifests", e);
+    }
+    if (max == 0)
+        return 0;
+    /* every row up to max was committed before this read, so its file was
+     * written (and renamed) before the syncfs below starts */
+    if (syncfs(st->rootfd) < 0) {
+        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED);
+        return err_sys(e, ERR_IO, errno, "syncfs for manifest files");
+    }
+    __atomic_add_fetch(&st->pending_syncs, 1, __ATOMIC_RELAXED);
+    /* losing this delete to a crash only makes recovery rewrite the files */
+    if (metadb_begin_light(h, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_PENDING_DONE);
+    metadb_bind_int64(s, 1, max);
+    if (metadb_run(h, s, e) < 0) {
+        metadb_rollback(h);
+        return -1;
+    }
+    return metadb_commit(h, e);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -729,7 +827,10 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
      * the rows once, under it */
     if (check_ref_files(h, &mi, e) < 0)
         goto out;
-    if (blobstore_put_buffer(st, &d, body, len, e) < 0)
+    /* the file without an fsync of it or its directory: the body goes into
+     * pending_manifest_files in the transaction below (see "manifest files") */
+    if (blobstore_put_buffer_mode(st, &d, body, len, st->fsync ? BLOB_PUT_LAZY : BLOB_PUT_DURABLE,
+                                  e) < 0)
         goto out;
 
     char ds[DIGEST_STR_MAX], ss[DIGEST_STR_MAX];
@@ -757,6 +858,13 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     metadb_bind_text(s, 1, repo);
     if (metadb_run(h, s, e) < 0)
         goto fail_txn;
+    if (st->fsync) {
+        s = metadb_q(h, Q_PENDING_ADD);
+        metadb_bind_text(s, 1, ds);
+        sqlite3_bind_blob(s, 2, body, (int)len, SQLITE_STATIC);
+        if (metadb_run(h, s, e) < 0)
+            goto fail_txn;
+    }
     s = metadb_q(h, Q_MF_INSERT);
     metadb_bind_text(s, 1, repo);
     metadb_bind_text(s, 2, ds);
@@ -806,6 +914,10 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     if (metadb_commit(h, e) < 0)
         goto out;
+    if (st->fsync) {
+        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED);
+        ckpt_poke_files(st->ckpt);
+    }
     if (meta) {
         meta->digest = d;
         copy_str(meta->media_type, sizeof(meta->media_type), mi.media_type);

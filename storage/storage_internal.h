@@ -93,7 +93,15 @@ struct ckpt;
 struct ckpt *ckpt_start(struct storage *st, struct err *e);
 /* ckpt_poke - the WAL has grown to `pages` pages (called after commits) */
 void ckpt_poke(struct ckpt *k, int pages);
-/* ckpt_stop - final checkpoint (TRUNCATE), join, free. NULL is fine. */
+/* ckpt_poke_files - manifest files are pending (see storage.c "manifest files") */
+void ckpt_poke_files(struct ckpt *k);
+/* storage_pending_sync - one syncfs for every pending manifest file, then their
+ * rows go (storage.c); run by the checkpointer thread */
+int storage_pending_sync(struct storage_handle *h, struct err *e);
+/* how often pending manifest files are synced */
+#define PENDING_SYNC_MS 100
+/* ckpt_stop - final pending sync and checkpoint (TRUNCATE), join, free. NULL is
+ * fine. */
 void ckpt_stop(struct ckpt *k);
 /* WAL pages after which the checkpointer runs (sqlite's own default) */
 #define CKPT_PAGES 1000
@@ -125,6 +133,9 @@ struct storage {
      * wrote, and with a connection per worker that was every commit */
     struct storage_handle *wh;
     int walfd; /* meta.db-wal, opened by the first group fsync; -1 before */
+    int pending_files;           /* manifest files written since the last
+                                    storage_pending_sync (atomic) */
+    unsigned long pending_syncs; /* syncfs rounds done for them (atomic; tests) */
     unsigned long durable_commits; /* commits that waited for walsync (atomic) */
     struct ckpt *ckpt;
 };
@@ -158,6 +169,15 @@ int blobstore_install(struct storage *st, int fromdir, const char *from, const s
 /* blobstore_exists - 1 when the blob file exists with `size` bytes (size
  * UINT64_MAX: any size), 0 when not, -1 with ERR_IO on other errors. */
 int blobstore_exists(struct storage *st, const struct digest *d, uint64_t size, struct err *e);
+enum blob_put_mode {
+    BLOB_PUT_DURABLE, /* fsync, rename (or keep an existing copy), directory fsync */
+    BLOB_PUT_LAZY,    /* no fsync at all: the caller keeps the bytes elsewhere
+                         (pending_manifest_files) until a syncfs covered them */
+    BLOB_PUT_REPLACE  /* durable, and over whatever file is there (recovery) */
+};
+/* blobstore_put_buffer_mode - blobstore_put_buffer with a mode */
+int blobstore_put_buffer_mode(struct storage *st, const struct digest *d, const void *data,
+                              size_t n, enum blob_put_mode mode, struct err *e);
 /* blobstore_put_buffer - write a buffer as blob d (tmp file under uploads/, fsync,
  * install). No-op when it already exists. */
 int blobstore_put_buffer(struct storage *st, const struct digest *d, const void *data, size_t n,
@@ -214,6 +234,10 @@ enum stmt_id {
     Q_REFERRERS_AT,
     Q_REFERRERS_PAGE,
     Q_REFERRERS_AT_PAGE,
+    Q_PENDING_ADD,
+    Q_PENDING_MAX,
+    Q_PENDING_DONE,
+    Q_PENDING_ALL,
     Q__COUNT
 };
 
@@ -225,7 +249,7 @@ struct storage_handle {
     int durable; /* the open transaction waits for the WAL fsync at commit */
 };
 
-#define METADB_SCHEMA_VERSION 2
+#define METADB_SCHEMA_VERSION 3
 /* annotations kept in manifest_annotations up to this size; larger ones are
  * read from the manifest body by the referrers query */
 #define METADB_MAX_ANNOTATIONS 65536

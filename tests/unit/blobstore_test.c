@@ -143,9 +143,24 @@ Test(blobstore, manifest_put_write_fault)
     manifest_put_with_fault(FAULT_WRITE);
 }
 
-Test(blobstore, manifest_put_fsync_fault)
+Test(blobstore, manifest_put_does_not_fsync_its_file)
 {
-    manifest_put_with_fault(FAULT_FSYNC);
+    /* the body is kept in pending_manifest_files instead (storage.c "manifest
+     * files"): an fsync fault armed before the PUT is not hit by it */
+    struct digest dc, dl;
+    struct err e = {0};
+    cr_assert_eq(storage_blob_put(T.h, "r", "{}", 2, DIGEST_SHA256, &dc, &e), 0);
+    cr_assert_eq(storage_blob_put(T.h, "r", "L", 1, DIGEST_SHA256, &dl, &e), 0);
+    char *m = manifest_body(&dc, &dl);
+    const char *tags[] = {"t"};
+    storage_fault_inject(T.st, FAULT_FSYNC, EIO, 1);
+    cr_assert_eq(
+        storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, tags, 1, NULL, NULL, NULL, &e), 0,
+        "%s", e.msg);
+    /* still armed: the next data fsync (a blob put) takes it */
+    cr_assert_eq(storage_blob_put(T.h, "r", "x", 1, DIGEST_SHA256, &dl, &e), -1);
+    storage_fault_inject(T.st, 0, 0, 0);
+    free(m);
 }
 
 Test(blobstore, manifest_put_rename_fault)

@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 #include "common/log.h"
+#include <sys/wait.h>
 #include <time.h>
 
 /* ---- gsync on its own ---- */
@@ -256,4 +257,115 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
     sqlite3_finalize(q);
     sqlite3_close(s);
     tu_rm_rf(t.root);
+}
+
+/* ---- manifest files: bodies pending until a syncfs, restored after a crash ---- */
+
+static int64_t
+pending_max(struct storage_handle *h)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return v;
+}
+
+Test(manifest_files, pending_bodies_are_synced_and_dropped)
+{
+    struct tu_store t;
+    tu_open(&t, 1);
+    unsigned long s0 = __atomic_load_n(&t.st->pending_syncs, __ATOMIC_RELAXED);
+    for (int i = 0; i < 5; i++) {
+        char seed[16];
+        snprintf(seed, sizeof(seed), "p%d", i);
+        tu_manifest_put(t.h, "pend/repo", seed, seed, NULL);
+    }
+    cr_assert_gt(pending_max(t.h), 0, "the bodies are pending right after the PUTs");
+    /* the checkpointer syncs them PENDING_SYNC_MS later, in one round or two */
+    for (int i = 0; i < 200 && pending_max(t.h) != 0; i++)
+        ms_sleep(10);
+    cr_assert_eq(pending_max(t.h), 0, "pending rows are dropped after the syncfs");
+    unsigned long rounds = __atomic_load_n(&t.st->pending_syncs, __ATOMIC_RELAXED) - s0;
+    cr_assert(rounds >= 1 && rounds <= 5, "%lu syncfs rounds for 5 PUTs", rounds);
+    tu_close(&t);
+}
+
+/* the child: push two manifests, then tear one file and remove the other the
+ * way a power cut before their syncfs could, and die without closing */
+static void
+crash_child(const char *root, const char *b1, const char *b2)
+{
+    struct storage_opts o = {.root = root, .fsync = 1};
+    struct err e = {0};
+    struct storage *st = storage_open(&o, &e);
+    struct storage_handle *h = st ? storage_handle_open(st, &e) : NULL;
+    if (!h)
+        _exit(2);
+    const char *bodies[2] = {b1, b2};
+    const char *tags[2] = {"torn", "gone"};
+    for (int i = 0; i < 2; i++) {
+        struct manifest_meta meta;
+        if (storage_manifest_put(h, "crash/repo", bodies[i], strlen(bodies[i]), MT_OCI_MANIFEST,
+                                 NULL, &tags[i], 1, &meta, NULL, NULL, &e) < 0)
+            _exit(3);
+        char rel[BLOB_RELPATH_MAX], path[512];
+        blob_relpath(&meta.digest, rel);
+        snprintf(path, sizeof(path), "%s/blobs/%s", root, rel);
+        if (i == 0) {
+            int fd = open(path, O_WRONLY);
+            char zero[64] = {0};
+            if (fd < 0 || pwrite(fd, zero, sizeof(zero), 0) != (ssize_t)sizeof(zero))
+                _exit(4);
+            close(fd);
+        } else if (unlink(path) != 0) {
+            _exit(5);
+        }
+    }
+    _exit(0);
+}
+
+static char *
+read_manifest(struct storage_handle *h, const char *tag)
+{
+    struct manifest_meta meta;
+    int fd = -1;
+    struct err e = {0};
+    cr_assert_eq(storage_manifest_get(h, "crash/repo", tag, &meta, &fd, &e), 0, "%s: %s", tag,
+                 e.msg);
+    char *buf = calloc(1, meta.size + 1);
+    cr_assert_eq(pread(fd, buf, meta.size, 0), (ssize_t)meta.size);
+    close(fd);
+    return buf;
+}
+
+Test(manifest_files, a_crash_before_the_sync_is_repaired_from_the_pending_bodies)
+{
+    struct tu_store t;
+    tu_open(&t, 1);
+    /* the referenced blobs, durable, then closed */
+    char *b1 = tu_manifest(t.h, "crash/repo", "one", NULL);
+    char *b2 = tu_manifest(t.h, "crash/repo", "two", NULL);
+    tu_close_only(&t);
+
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0)
+        crash_child(t.root, b1, b2);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+
+    /* the restart rewrites both files from the bodies kept in the database */
+    tu_open_at(&t, 1);
+    char *g1 = read_manifest(t.h, "torn");
+    char *g2 = read_manifest(t.h, "gone");
+    cr_assert_str_eq(g1, b1);
+    cr_assert_str_eq(g2, b2);
+    cr_assert_eq(pending_max(t.h), 0, "recovery drops the rows it restored");
+    free(g1);
+    free(g2);
+    free(b1);
+    free(b2);
+    tu_close(&t);
 }

@@ -50,13 +50,13 @@ int_query(sqlite3 *db, const char *sql)
 Test(metadb, schema_version_and_wal)
 {
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
     sqlite3_stmt *s = NULL;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
     cr_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
-    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 8);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 9);
     /* manifests is an ordinary rowid table without the annotations text */
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
@@ -86,7 +86,7 @@ Test(metadb, reopen_keeps_schema)
     tu_close_only(&T);
     tu_open_at(&T, 0);
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
     sqlite3_close(db);
 }
 
@@ -359,6 +359,7 @@ Test(metadb, version1_database_is_migrated)
                 "INSERT INTO m1 SELECT repo, digest, media_type, size, subject, artifact_type,"
                 "  NULL, created FROM manifests;"
                 "DROP TABLE manifests; DROP TABLE manifest_annotations;"
+                "DROP TABLE pending_manifest_files;"
                 "ALTER TABLE m1 RENAME TO manifests;"
                 "CREATE INDEX manifests_subject ON manifests(repo, subject, digest);"
                 "CREATE INDEX manifests_digest ON manifests(digest);"
@@ -381,7 +382,7 @@ Test(metadb, version1_database_is_migrated)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 2);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests"), 3);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
