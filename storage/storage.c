@@ -356,6 +356,22 @@ storage_handle_close(struct storage_handle *h)
  * go. A blob commit that finds a manifest's file already in place fsyncs that
  * file too (blobstore_install), so it never counts on a pending one. */
 
+/* pending_drop - delete the pending rows up to id max, in a durable or a light
+ * transaction */
+static int
+pending_drop(struct storage_handle *h, int64_t max, int durable, struct err *e)
+{
+    if ((durable ? metadb_begin(h, e) : metadb_begin_light(h, e)) < 0)
+        return -1;
+    sqlite3_stmt *s = metadb_q(h, Q_PENDING_DONE);
+    metadb_bind_int64(s, 1, max);
+    if (metadb_run(h, s, e) < 0) {
+        metadb_rollback(h);
+        return -1;
+    }
+    return metadb_commit(h, e);
+}
+
 /* restore_pending - at open: rewrite the files of pending rows, then drop them */
 static int
 restore_pending(struct storage_handle *h, struct err *e)
@@ -388,15 +404,7 @@ restore_pending(struct storage_handle *h, struct err *e)
     sqlite3_reset(s);
     if (rc < 0 || max == 0)
         return rc;
-    if (metadb_begin(h, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_PENDING_DONE);
-    metadb_bind_int64(s, 1, max);
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
-        return -1;
-    }
-    if (metadb_commit(h, e) < 0)
+    if (pending_drop(h, max, 1, e) < 0)
         return -1;
     log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", n);
     return 0;
@@ -425,15 +433,7 @@ storage_pending_sync(struct storage_handle *h, struct err *e)
     }
     __atomic_add_fetch(&st->pending_syncs, 1, __ATOMIC_RELAXED);
     /* losing this delete to a crash only makes recovery rewrite the files */
-    if (metadb_begin_light(h, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_PENDING_DONE);
-    metadb_bind_int64(s, 1, max);
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
-        return -1;
-    }
-    return metadb_commit(h, e);
+    return pending_drop(h, max, 0, e);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */

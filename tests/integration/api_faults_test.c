@@ -32,17 +32,8 @@ faults_teardown(void)
 
 TestSuite(api_faults, .init = faults_setup, .fini = faults_teardown, .timeout = 60);
 
-static int
-uploads_left(void)
-{
-    return uploads_left_in(P.root);
-}
-
-static void
-start(const char *repo, char *loc, size_t cap)
-{
-    upload_start_at(repo, loc, cap);
-}
+#define uploads_left() uploads_left_in(P.root)
+#define start upload_start_at
 
 Test(api_faults, enospc_on_patch_is_507_and_frees_the_session)
 {

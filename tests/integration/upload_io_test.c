@@ -67,17 +67,8 @@ pattern(size_t n, unsigned seed)
     return p;
 }
 
-static int
-uploads_left(void)
-{
-    return uploads_left_in(P.root);
-}
-
-static void
-start(const char *repo, char *loc, size_t cap)
-{
-    upload_start_at(repo, loc, cap);
-}
+#define uploads_left() uploads_left_in(P.root)
+#define start upload_start_at
 
 /* GET the blob over a raw socket into one buffer of the expected size (libcurl
  * through treq grows its buffer chunk by chunk: quadratic under ASan) */

@@ -109,14 +109,22 @@ manifest_body(const struct digest *cfg, const struct digest *layer)
     return out;
 }
 
-static void
-manifest_put_with_fault(unsigned op)
+/* a config and a layer pushed to "r", and the manifest body naming them */
+static char *
+pushed_manifest(void)
 {
     struct digest dc, dl;
     struct err e = {0};
     cr_assert_eq(storage_blob_put(T.h, "r", "{}", 2, DIGEST_SHA256, &dc, &e), 0);
     cr_assert_eq(storage_blob_put(T.h, "r", "L", 1, DIGEST_SHA256, &dl, &e), 0);
-    char *m = manifest_body(&dc, &dl);
+    return manifest_body(&dc, &dl);
+}
+
+static void
+manifest_put_with_fault(unsigned op)
+{
+    struct err e = {0};
+    char *m = pushed_manifest();
     const char *tags[] = {"t"};
     storage_fault_inject(T.st, op, EIO, 1);
     cr_assert_eq(
@@ -147,11 +155,9 @@ Test(blobstore, manifest_put_does_not_fsync_its_file)
 {
     /* the body is kept in pending_manifest_files instead (storage.c "manifest
      * files"): an fsync fault armed before the PUT is not hit by it */
-    struct digest dc, dl;
+    struct digest dl;
     struct err e = {0};
-    cr_assert_eq(storage_blob_put(T.h, "r", "{}", 2, DIGEST_SHA256, &dc, &e), 0);
-    cr_assert_eq(storage_blob_put(T.h, "r", "L", 1, DIGEST_SHA256, &dl, &e), 0);
-    char *m = manifest_body(&dc, &dl);
+    char *m = pushed_manifest();
     const char *tags[] = {"t"};
     storage_fault_inject(T.st, FAULT_FSYNC, EIO, 1);
     cr_assert_eq(
