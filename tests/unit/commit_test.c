@@ -36,7 +36,7 @@ slow_fn(void *arg, struct err *e)
     if (i < 64)
         s->started[i] = (uint64_t)s->arrived;
     pthread_mutex_unlock(&s->mu);
-    ms_sleep(40);
+    ms_sleep(80);
     if (s->fail)
         return err_set(e, ERR_IO, EIO, "injected");
     return 0;
@@ -95,7 +95,7 @@ Test(gsync, concurrent_waiters_share_rounds)
         /* a waiter returns only after a round that began after it arrived */
         cr_assert_gt(a[i].calls_after, a[i].calls_before, "waiter %d returned before a round", i);
     }
-    /* 12 waiters arriving together while each round takes 40 ms: the first leads
+    /* 12 waiters arriving together while each round takes 80 ms: the first leads
      * one round, everyone who came meanwhile shares the next (a slow scheduler
      * may split them into a few more, never one each) */
     cr_assert_leq(s.calls, 4, "%d rounds for 12 waiters", s.calls);
@@ -225,9 +225,9 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
         log_setup(LOG_DEBUG, 0, 2);
     tu_open(&t, 0);
     /* about 10 pages of WAL per manifest put (blob, link, manifest, refs, tag
-     * rows and their indexes): 1500 of them would be ~60 MB without checkpoints */
+     * rows and their indexes): 3000 of them make ~100 MB without checkpoints */
     off_t max = 0;
-    for (int i = 0; i < 1500; i++) {
+    for (int i = 0; i < 3000; i++) {
         char seed[32], tag[32];
         snprintf(seed, sizeof(seed), "c%d", i);
         snprintf(tag, sizeof(tag), "t%d", i);
@@ -236,9 +236,9 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
         if (w > max)
             max = w;
     }
-    /* a checkpoint every CKPT_PAGES (1000) pages lets the WAL restart; allow a
-     * few times that for a checkpointer that is late */
-    cr_assert_lt(max, (off_t)4 * CKPT_PAGES * 4200, "WAL grew to %lld bytes",
+    /* a checkpoint every CKPT_PAGES (1000) pages lets the WAL restart; allow
+     * several times that for a checkpointer that is late on a busy machine */
+    cr_assert_lt(max, (off_t)8 * CKPT_PAGES * 4200, "WAL grew to %lld bytes",
                  (long long)max);
     tu_close_only(&t);
     cr_assert_eq(wal_size(t.root), 0, "the WAL is truncated at close");
@@ -253,7 +253,7 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
                                     &q, NULL),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
-    cr_assert_eq(sqlite3_column_int(q, 0), 1500);
+    cr_assert_eq(sqlite3_column_int(q, 0), 3000);
     sqlite3_finalize(q);
     sqlite3_close(s);
     tu_rm_rf(t.root);
