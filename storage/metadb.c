@@ -163,18 +163,9 @@ static const char *const stmt_sql[Q__COUNT] = {
                   " (EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.name) OR"
                   "  EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.name))"
                   " ORDER BY name LIMIT ?2",
-    /* column 5: 1 when there are annotations, column 4 NULL when too large to
-     * keep (read from the body) */
-    [Q_REFERRERS] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
-                    " a.manifest_id IS NOT NULL FROM manifests m"
-                    " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
-                    " WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest",
-    [Q_REFERRERS_AT] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
-                       " a.manifest_id IS NOT NULL FROM manifests m"
-                       " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
-                       " WHERE m.repo = ?1 AND m.subject = ?2 AND m.artifact_type = ?3"
-                       " ORDER BY m.digest",
-    /* keyset pages (storage_referrers_page): a range on the manifests_subject
+    /* referrers: column 5 is 1 when there are annotations, column 4 NULL when
+     * they were too large to keep (read from the body). Keyset pages
+     * (storage_referrers_page): a range on the manifests_subject
      * index (repo, subject, digest) from ?3, so a page never rescans the rows
      * of the pages before it; ?4 = n + 1 tells whether more exist */
     [Q_REFERRERS_PAGE] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"

@@ -230,8 +230,6 @@ enum stmt_id {
     Q_TAGS_LIST,
     Q_REPO_HAS_MF,
     Q_CATALOG,
-    Q_REFERRERS,
-    Q_REFERRERS_AT,
     Q_REFERRERS_PAGE,
     Q_REFERRERS_AT_PAGE,
     Q_PENDING_ADD,
