@@ -60,12 +60,15 @@ wait_ms(struct ckpt *k, long ms)
         ; /* a checkpoint poke does not cut the wait short */
 }
 
-static void
+/* 0, or -1 after logging (the rows stay; the caller tries again later) */
+static int
 sync_files(struct ckpt *k)
 {
     struct err e = {0};
-    if (storage_pending_sync(k->h, &e) < 0)
-        log_warn("storage", NULL, "sync of new manifest files failed (retried): %s", e.msg);
+    if (storage_pending_sync(k->h, &e) == 0)
+        return 0;
+    log_warn("storage", NULL, "sync of new manifest files failed (retried): %s", e.msg);
+    return -1;
 }
 
 static void *
@@ -84,8 +87,10 @@ ckpt_main(void *arg)
             k->files = 0;
             __atomic_store_n(&k->files_armed, 0, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&k->mu);
-            sync_files(k);
+            int failed = sync_files(k) < 0;
             pthread_mutex_lock(&k->mu);
+            if (failed)
+                k->files = 1; /* again after another PENDING_SYNC_MS */
             if (k->stop)
                 break;
         }

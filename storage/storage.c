@@ -414,23 +414,17 @@ int
 storage_pending_sync(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
-    if (!__atomic_exchange_n(&st->pending_files, 0, __ATOMIC_ACQ_REL))
-        return 0;
     sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
     int64_t max = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
     sqlite3_reset(s);
-    if (max < 0) {
-        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED); /* retry */
+    if (max < 0)
         return metadb_err(h, "read pending manifests", e);
-    }
     if (max == 0)
         return 0;
     /* every row up to max was committed before this read, so its file was
      * written (and renamed) before the syncfs below starts */
-    if (syncfs(st->rootfd) < 0) {
-        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED);
+    if (syncfs(st->rootfd) < 0)
         return err_sys(e, ERR_IO, errno, "syncfs for manifest files");
-    }
     __atomic_add_fetch(&st->pending_syncs, 1, __ATOMIC_RELAXED);
     /* losing this delete to a crash only makes recovery rewrite the files */
     return pending_drop(h, max, 0, e);
@@ -914,10 +908,8 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     if (metadb_commit(h, e) < 0)
         goto out;
-    if (st->fsync) {
-        __atomic_add_fetch(&st->pending_files, 1, __ATOMIC_RELAXED);
+    if (st->fsync)
         ckpt_poke_files(st->ckpt);
-    }
     if (meta) {
         meta->digest = d;
         copy_str(meta->media_type, sizeof(meta->media_type), mi.media_type);

@@ -96,7 +96,8 @@ void ckpt_poke(struct ckpt *k, int pages);
 /* ckpt_poke_files - manifest files are pending (see storage.c "manifest files") */
 void ckpt_poke_files(struct ckpt *k);
 /* storage_pending_sync - one syncfs for every pending manifest file, then their
- * rows go (storage.c); run by the checkpointer thread */
+ * rows go (storage.c); run by the checkpointer thread. Nothing pending: only
+ * one indexed read. -1 leaves the rows for the next call. */
 int storage_pending_sync(struct storage_handle *h, struct err *e);
 /* how often pending manifest files are synced */
 #define PENDING_SYNC_MS 100
@@ -133,9 +134,8 @@ struct storage {
      * wrote, and with a connection per worker that was every commit */
     struct storage_handle *wh;
     int walfd; /* meta.db-wal, opened by the first group fsync; -1 before */
-    int pending_files;           /* manifest files written since the last
-                                    storage_pending_sync (atomic) */
-    unsigned long pending_syncs; /* syncfs rounds done for them (atomic; tests) */
+    unsigned long pending_syncs; /* syncfs rounds for pending manifest files
+                                    (atomic; tests read it) */
     unsigned long durable_commits; /* commits that waited for walsync (atomic) */
     struct ckpt *ckpt;
 };
