@@ -145,6 +145,24 @@ Test(http_main, serve_ready_file_requests_and_sigterm_exit_0)
     unlink(s.log);
 }
 
+/* wait up to 10 s for the server's ready file; line gets its first line ("" if
+ * it never came) */
+static void
+wait_ready_line(const char *ready, char *line, size_t cap)
+{
+    line[0] = '\0';
+    for (int i = 0; i < 1000 && !line[0]; i++) {
+        FILE *rf = fopen(ready, "r");
+        if (rf) {
+            if (!fgets(line, (int)cap, rf))
+                line[0] = '\0';
+            fclose(rf);
+        }
+        if (!line[0])
+            usleep(10000);
+    }
+}
+
 Test(http_main, config_file_is_read_and_env_wins)
 {
     char root[] = "/tmp/http_main_root.XXXXXX";
@@ -168,17 +186,8 @@ Test(http_main, config_file_is_read_and_env_wins)
         execl(bin(), bin(), "serve", "-c", conf, "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
-    char line[128] = "";
-    for (int i = 0; i < 1000 && !line[0]; i++) {
-        FILE *rf = fopen(ready, "r");
-        if (rf) {
-            if (!fgets(line, sizeof(line), rf))
-                line[0] = '\0';
-            fclose(rf);
-        }
-        if (!line[0])
-            usleep(10000);
-    }
+    char line[128];
+    wait_ready_line(ready, line, sizeof(line));
     cr_assert_eq(strncmp(line, "127.0.0.1:", 10), 0, "ready file: '%s'", line);
     cr_assert_gt(atoi(line + 10), 1);
     cr_assert_eq(line[strlen(line) - 1], '\n');
@@ -226,17 +235,8 @@ spawn_limited(rlim_t nofile, const char *root, const char *log, int *port)
         execl(bin(), bin(), "serve", "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
-    char line[128] = "";
-    for (int i = 0; i < 1000 && !line[0]; i++) {
-        FILE *rf = fopen(ready, "r");
-        if (rf) {
-            if (!fgets(line, sizeof(line), rf))
-                line[0] = '\0';
-            fclose(rf);
-        }
-        if (!line[0])
-            usleep(10000);
-    }
+    char line[128];
+    wait_ready_line(ready, line, sizeof(line));
     cr_assert_eq(strncmp(line, "127.0.0.1:", 10), 0, "ready file: '%s'", line);
     *port = atoi(line + 10);
     unlink(ready);

@@ -1,6 +1,5 @@
 #include "tests/lib/inproc.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "storage/storage.h"
+#include "tests/lib/integ_util.h"
 #include "tests/lib/testsrv.h"
 
 #include "common/banned.h"
@@ -98,15 +98,6 @@ fail:
     return -1;
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 void
 inproc_stop(struct inproc *p)
 {
@@ -121,5 +112,5 @@ inproc_stop(struct inproc *p)
     p->api = NULL;
     p->st = NULL;
     if (p->root[0])
-        nftw(p->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        integ_rm_rf(p->root);
 }

@@ -3,7 +3,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <openssl/evp.h>
@@ -18,6 +17,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tests/lib/integ_util.h"
 
 #include "common/banned.h"
 
@@ -151,22 +152,13 @@ testsrv_alive(struct testsrv *s)
     return 1;
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 void
 testsrv_cleanup(struct testsrv *s)
 {
     if (s->pid > 0)
         testsrv_stop(s);
     if (s->own_root && s->root[0]) {
-        nftw(s->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        integ_rm_rf(s->root);
         unlink(s->log);
         s->own_root = 0;
     }

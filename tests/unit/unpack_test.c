@@ -807,19 +807,27 @@ read_text(const char *path, char *buf, size_t len)
     fclose(f);
 }
 
+/* the probe-cache tests: root only (else skipped); tmp gets a fresh folder
+ * below the test's top; OCIRUN_REPROBE unset */
+static void
+probe_test_begin(char *tmp, size_t cap)
+{
+    if (geteuid() != 0) {
+        teardown_dirs();
+        cr_skip_test("the probe cache is only used as root");
+    }
+    snprintf(tmp, cap, "%s/tmp", g_top);
+    cr_assert_eq(mkdir(tmp, 0700), 0);
+    unsetenv("OCIRUN_REPROBE");
+}
+
 Test(unpack, probe_cache_is_written_then_read_back, .init = setup_dirs, .fini = teardown_dirs)
 {
     char p[512], line[512], tmp[512], flipped[512];
     enum layerfs_mode mode, mode2;
     int ovl, ovl2;
 
-    if (geteuid() != 0) {
-        teardown_dirs();
-        cr_skip_test("the probe cache is only used as root");
-    }
-    snprintf(tmp, sizeof(tmp), "%s/tmp", g_top);
-    cr_assert_eq(mkdir(tmp, 0700), 0);
-    unsetenv("OCIRUN_REPROBE");
+    probe_test_begin(tmp, sizeof(tmp));
     layerfs_probe_cached(g_top, &mode, &ovl);
     cr_assert_eq(mode, layerfs_default_mode(tmp));
     cr_assert_eq(ovl, layerfs_overlay_works(tmp));
@@ -851,13 +859,7 @@ Test(unpack, probe_cache_with_another_key_or_garbage_is_ignored, .init = setup_d
     enum layerfs_mode mode;
     int ovl, want;
 
-    if (geteuid() != 0) {
-        teardown_dirs();
-        cr_skip_test("the probe cache is only used as root");
-    }
-    snprintf(tmp, sizeof(tmp), "%s/tmp", g_top);
-    cr_assert_eq(mkdir(tmp, 0700), 0);
-    unsetenv("OCIRUN_REPROBE");
+    probe_test_begin(tmp, sizeof(tmp));
     want = layerfs_overlay_works(tmp);
     probe_file(p, sizeof(p));
     /* another kernel release: stale, whatever it says */
