@@ -17,12 +17,184 @@
 #include "storage/storage.h"
 #include "storage/storage_internal.h"
 
+#include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "common/banned.h"
+
+/* ---- bounded JSON loading ----
+ *
+ * jansson builds the whole tree: measured per value, an empty object costs
+ * ~235 bytes of heap, an empty array ~140, a short string ~90, a number ~40, an
+ * object member ~70 plus its key; a 4 MiB body of "[]," made 185 MiB and 16
+ * concurrent ones took the server to 2 GiB. So:
+ *   1. json_scan walks the bytes once, allocating nothing, counting values and
+ *      nesting as jansson's tokenizer sees them up to its first error, and
+ *      refuses more than MANIFEST_MAX_JSON_VALUES values or a nesting deeper
+ *      than MANIFEST_MAX_JSON_DEPTH before jansson sees the body. It does not
+ *      validate: jansson reports syntax errors, and its tree never holds more
+ *      than the scan counted.
+ *   2. From the counts, a bound on the tree's heap (cost_of). A parse bound
+ *      above GATE_FREE takes a share of GATE_BUDGET, in arrival order (tickets,
+ *      so a stream of small parses cannot starve a large one); one larger than
+ *      the whole budget runs alone. So however many workers parse at once, the
+ *      trees alive together stay near max(GATE_BUDGET, the largest single
+ *      tree) instead of growing with the worker count.
+ *   3. glibc keeps freed heap in each thread's arena: after a parse bound
+ *      above TRIM_OVER, malloc_trim gives the free pages back before the share
+ *      is returned, so the next large parse on another worker does not stack
+ *      its tree on top of this one's leftovers. */
+
+/* the most that runs without the gate: the workers' small parses together
+ * stay a few MiB */
+#define GATE_FREE (256u << 10)
+#define GATE_BUDGET (32u << 20)
+#define TRIM_OVER (4u << 20)
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t next, serving; /* tickets */
+    size_t used;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+
+struct jshape {
+    size_t values, objects, arrays, members;
+};
+
+/* json_scan - count the values of body into *sh; ERR_MANIFEST_INVALID over the
+ * limits */
+static int
+json_scan(const char *p, size_t n, struct jshape *sh, struct err *e)
+{
+    static const char delims[] = " \t\n\r,:[]{}\"";
+    unsigned char in_object[MANIFEST_MAX_JSON_DEPTH + 1];
+    unsigned depth = 0;
+    int key = 0; /* the next string is an object key */
+    struct jshape c = {0};
+    for (size_t i = 0; i < n; i++) {
+        switch (p[i]) {
+        case ' ':
+        case '\t':
+        case '\n':
+        case '\r':
+        case ':':
+            continue;
+        case ',':
+            key = depth && in_object[depth];
+            continue;
+        case '}':
+        case ']':
+            if (depth)
+                depth--;
+            key = 0;
+            continue;
+        case '{':
+        case '[':
+            if (depth == MANIFEST_MAX_JSON_DEPTH)
+                return err_set(e, ERR_MANIFEST_INVALID, 0,
+                               "invalid manifest: json nested deeper than %u levels",
+                               MANIFEST_MAX_JSON_DEPTH);
+            in_object[++depth] = p[i] == '{';
+            key = p[i] == '{';
+            c.values++;
+            if (p[i] == '{')
+                c.objects++;
+            else
+                c.arrays++;
+            break;
+        case '"': {
+            size_t j = i + 1;
+            while (j < n && p[j] != '"')
+                j += p[j] == '\\' ? 2 : 1;
+            if (key)
+                c.members++;
+            else
+                c.values++;
+            key = 0;
+            i = j;
+            break;
+        }
+        default: /* a number or a literal: up to the next delimiter */
+            c.values++;
+            key = 0;
+            while (i + 1 < n && !memchr(delims, p[i + 1], sizeof(delims) - 1))
+                i++;
+            break;
+        }
+        if (c.values > MANIFEST_MAX_JSON_VALUES)
+            return err_set(e, ERR_MANIFEST_INVALID, 0,
+                           "invalid manifest: json has more than %u values",
+                           MANIFEST_MAX_JSON_VALUES);
+    }
+    *sh = c;
+    return 0;
+}
+
+/* cost_of - a bound on the heap jansson's tree of a body of n bytes with this
+ * shape takes (the per-value figures above, rounded up; every string byte at
+ * most once) */
+static size_t
+cost_of(const struct jshape *sh, size_t n)
+{
+    size_t scalars = sh->values - sh->objects - sh->arrays;
+    return sh->objects * 256 + sh->arrays * 160 + scalars * 96 + sh->members * 96 + n;
+}
+
+static size_t
+gate_enter(size_t cost)
+{
+    if (cost <= GATE_FREE)
+        return 0;
+    pthread_mutex_lock(&gate.mu);
+    uint64_t me = gate.next++;
+    while (me != gate.serving || (gate.used && gate.used + cost > GATE_BUDGET))
+        pthread_cond_wait(&gate.cv, &gate.mu);
+    gate.serving++;
+    gate.used += cost;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    return cost;
+}
+
+static void
+gate_leave(size_t held)
+{
+    if (!held)
+        return;
+    if (held > TRIM_OVER)
+        malloc_trim(0);
+    pthread_mutex_lock(&gate.mu);
+    gate.used -= held;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* json_load_bounded - json_loadb within the limits and the gate. On success
+ * *root is the tree (json_decref it, then gate_leave(*held)); on failure
+ * nothing is held. */
+static int
+json_load_bounded(const char *body, size_t len, size_t flags, json_t **root, size_t *held,
+                  struct err *e)
+{
+    struct jshape sh = {0};
+    if (json_scan(body, len, &sh, e) < 0)
+        return -1;
+    size_t h = gate_enter(cost_of(&sh, len));
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, flags, &jerr);
+    if (!j) {
+        gate_leave(h);
+        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: json: %s", jerr.text);
+    }
+    *root = j;
+    *held = h;
+    return 0;
+}
 
 enum mkind { MK_NONE, MK_IMAGE, MK_INDEX };
 
@@ -208,13 +380,11 @@ manifest_parse(const char *body, size_t len, const char *content_type, struct ma
 {
     struct manifest_info mi;
     memset(&mi, 0, sizeof(mi));
-    json_error_t jerr;
     int rc = -1;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: json: %s", jerr.text);
-        goto out;
-    }
+    json_t *root = NULL;
+    size_t held = 0;
+    if (json_load_bounded(body, len, JSON_REJECT_DUPLICATES, &root, &held, e) < 0)
+        return -1;
     if (!json_is_object(root)) {
         invalid(e, "not a json object");
         goto out;
@@ -372,16 +542,17 @@ manifest_parse(const char *body, size_t len, const char *content_type, struct ma
 out:
     manifest_info_release(&mi);
     json_decref(root);
+    gate_leave(held);
     return rc;
 }
 
 int
 manifest_annotations_of(const char *body, size_t len, char **out, struct err *e)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, 0, &jerr);
-    if (!root)
-        return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid manifest: %s", jerr.text);
+    json_t *root = NULL;
+    size_t held = 0;
+    if (json_load_bounded(body, len, 0, &root, &held, e) < 0)
+        return -1;
     int rc = 0;
     char *text = NULL;
     json_t *ann = json_is_object(root) ? json_object_get(root, "annotations") : NULL;
@@ -392,6 +563,7 @@ manifest_annotations_of(const char *body, size_t len, char **out, struct err *e)
             rc = err_set(e, ERR_NOMEM, 0, "out of memory");
     }
     json_decref(root);
+    gate_leave(held);
     if (rc == 0)
         *out = text;
     return rc;

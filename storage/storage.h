@@ -125,10 +125,24 @@ struct manifest_info {
     struct manifest_ref *refs; /* malloc'd array */
 };
 
+/* The JSON shape a manifest body may have: jansson spends 40-250 bytes of heap
+ * per value, so a 4 MiB body of tiny values ("[],[],...") would cost ~185 MiB.
+ * manifest_parse scans the bytes first (no allocation) and refuses a body with
+ * more values (objects, arrays, strings, numbers, true/false/null; object keys
+ * are not counted) or deeper nesting with ERR_MANIFEST_INVALID, before building
+ * anything. An index of 10,000 descriptors, each with a platform and a few
+ * annotations, holds ~100,000 values and nests 4 deep. */
+#define MANIFEST_MAX_JSON_VALUES 150000u
+#define MANIFEST_MAX_JSON_DEPTH 64u
+
 /* manifest_parse - validate a manifest body: JSON object, schemaVersion 2, a known
  * media type (the body's mediaType must agree with content_type when both are
  * given; content_type may be NULL), descriptors well-formed (digest grammar, size
  * >= 0), config and layers present for image manifests, manifests[] for indexes.
+ * At most MANIFEST_MAX_JSON_VALUES values nested MANIFEST_MAX_JSON_DEPTH deep
+ * (ERR_MANIFEST_INVALID naming the limit). Parses are admitted against a
+ * process-wide budget of estimated heap (a large one may wait for others to
+ * finish), and freed heap is given back to the system after a large one.
  * Returns 0 with *out filled (free with manifest_info_release), or -1 with
  * ERR_MANIFEST_INVALID / ERR_DIGEST_INVALID / ERR_UNSUPPORTED (unknown media type). */
 int manifest_parse(const char *body, size_t len, const char *content_type,

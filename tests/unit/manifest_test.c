@@ -1,6 +1,7 @@
 /* manifest_test.c - manifest_parse: the four known types, artifacts, media type
  * agreement, descriptor validation, references and invalid bodies. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,4 +291,158 @@ Test(manifest, many_layers)
     cr_assert_eq(mi.nrefs, 1001);
     manifest_info_release(&mi);
     free(b);
+}
+
+/* oci_manifest with an extra top-level "x" holding `n` copies of `item`, or
+ * `n` nested arrays when item is NULL; malloc'd */
+static char *
+with_extra(size_t n, const char *item)
+{
+    size_t il = item ? strlen(item) + 1 : 2;
+    size_t cap = sizeof(oci_manifest) + 16 + n * il;
+    char *b = malloc(cap);
+    size_t off = sizeof(oci_manifest) - 2; /* drop the closing brace */
+    memcpy(b, oci_manifest, off);
+    off += (size_t)snprintf(b + off, cap - off, ",\"x\":");
+    if (item) {
+        b[off++] = '[';
+        for (size_t i = 0; i < n; i++)
+            off += (size_t)snprintf(b + off, cap - off, "%s%s", i ? "," : "", item);
+        b[off++] = ']';
+    } else {
+        memset(b + off, '[', n);
+        memset(b + off + n, ']', n);
+        off += 2 * n;
+    }
+    b[off++] = '}';
+    b[off] = '\0';
+    return b;
+}
+
+/* values of oci_manifest itself: root, schemaVersion, mediaType, config (4),
+ * layers (1 + 2 * 4), annotations (2) */
+#define OWN_VALUES 18u
+
+Test(manifest, values_over_the_limit_are_refused_before_parsing)
+{
+    /* at the limit: x itself plus MAX - OWN - 1 empty arrays */
+    char *b = with_extra(MANIFEST_MAX_JSON_VALUES - OWN_VALUES - 1, "[]");
+    struct manifest_info mi;
+    struct err e = {0};
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), 0, "%s", e.msg);
+    manifest_info_release(&mi);
+    free(b);
+
+    const char *items[] = {"[]", "{}", "0", "\"\"", "null", "{\"a\":{}}"};
+    for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+        b = with_extra(MANIFEST_MAX_JSON_VALUES - OWN_VALUES, items[i]);
+        memset(&e, 0, sizeof(e));
+        cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), -1, "item %s", items[i]);
+        cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
+        cr_assert(strstr(e.msg, "more than 150000 values"), "%s", e.msg);
+        free(b);
+    }
+    /* over the limit and broken at the end: still the limit, not a syntax error
+     * after building the tree */
+    b = with_extra(2 * MANIFEST_MAX_JSON_VALUES, "[]");
+    b[strlen(b) - 3] = '#';
+    memset(&e, 0, sizeof(e));
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), -1);
+    cr_assert(strstr(e.msg, "more than"), "%s", e.msg);
+    free(b);
+}
+
+Test(manifest, nesting_deeper_than_the_limit_is_refused)
+{
+    /* the root object is level 1, x's arrays levels 2.. */
+    char *b = with_extra(MANIFEST_MAX_JSON_DEPTH - 1, NULL);
+    struct manifest_info mi;
+    struct err e = {0};
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), 0, "%s", e.msg);
+    manifest_info_release(&mi);
+    free(b);
+    b = with_extra(MANIFEST_MAX_JSON_DEPTH, NULL);
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), -1);
+    cr_assert_eq(e.code, ERR_MANIFEST_INVALID);
+    cr_assert(strstr(e.msg, "deeper than 64 levels"), "%s", e.msg);
+    free(b);
+}
+
+Test(manifest, brackets_and_escapes_inside_strings_are_not_values)
+{
+    /* one string value of 400,000 brackets, quotes and backslashes */
+    size_t n = 400000;
+    char *item = malloc(n + 3);
+    item[0] = '"';
+    for (size_t i = 0; i < n; i += 4)
+        memcpy(item + 1 + i, "[{\\\"", 4);
+    item[n + 1] = '"';
+    item[n + 2] = '\0';
+    char *b = with_extra(1, item);
+    struct manifest_info mi;
+    struct err e = {0};
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), 0, "%s", e.msg);
+    manifest_info_release(&mi);
+    free(b);
+    free(item);
+}
+
+/* an index of 10,000 descriptors (the default max_manifest_refs), each with a
+ * platform and annotations: far inside the limits */
+Test(manifest, big_index_with_annotations_is_within_the_limits)
+{
+    size_t cap = 10000 * 400 + 200;
+    char *b = malloc(cap);
+    size_t off = (size_t)snprintf(b, cap, "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_INDEX
+                                          "\",\"manifests\":[");
+    for (int i = 0; i < 10000; i++)
+        off += (size_t)snprintf(
+            b + off, cap - off,
+            "%s{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"" D1 "\",\"size\":%d,"
+            "\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\",\"variant\":\"v%d\"},"
+            "\"annotations\":{\"org.opencontainers.image.ref.name\":\"v%d\","
+            "\"org.opencontainers.image.created\":\"2024-01-01T00:00:00Z\"}}",
+            i ? "," : "", i, i % 4, i);
+    snprintf(b + off, cap - off, "]}");
+    struct manifest_info mi;
+    struct err e = {0};
+    cr_assert_eq(manifest_parse(b, strlen(b), NULL, &mi, &e), 0, "%s", e.msg);
+    cr_assert_eq(mi.nrefs, 10000);
+    manifest_info_release(&mi);
+    free(b);
+}
+
+struct par {
+    const char *body;
+    int rc;
+};
+
+static void *
+par_parse(void *arg)
+{
+    struct par *p = arg;
+    struct manifest_info mi;
+    struct err e = {0};
+    p->rc = manifest_parse(p->body, strlen(p->body), NULL, &mi, &e);
+    if (p->rc == 0)
+        manifest_info_release(&mi);
+    return NULL;
+}
+
+/* large parses queue on the process-wide budget: all finish, none fails */
+Test(manifest, concurrent_large_parses_all_complete)
+{
+    char *big = with_extra(MANIFEST_MAX_JSON_VALUES - OWN_VALUES - 1, "{}");
+    pthread_t t[8];
+    struct par p[8];
+    for (int i = 0; i < 8; i++) {
+        p[i].body = i % 2 ? big : oci_manifest;
+        p[i].rc = -2;
+        cr_assert_eq(pthread_create(&t[i], NULL, par_parse, &p[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(p[i].rc, 0, "parse %d", i);
+    }
+    free(big);
 }
