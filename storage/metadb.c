@@ -15,7 +15,7 @@
  * covers their frames too. Every blob file is fsync'd (file and directory) BEFORE
  * the row naming it commits, so a row that survives always has its file.
  *
- * Schema version 2 (PRAGMA user_version). Digests are stored as their text
+ * Schema version 4 (PRAGMA user_version). Digests are stored as their text
  * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
  * collation), which is the order the spec's tag list and catalog want. Every
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
@@ -27,10 +27,11 @@
  *   manifests(id, repo, digest, media_type, size, subject, artifact_type,
  *             created)            an ordinary rowid table, UNIQUE(repo, digest):
  *                                 rows stay small whatever the manifest holds
- *   manifest_annotations(manifest_id, annotations)   the manifest's annotations
- *                                 (compact JSON) when it has any; NULL when they
- *                                 are larger than METADB_MAX_ANNOTATIONS, then the
- *                                 referrers query reads them from the body file
+ *   manifest_annotations(manifest_id, annotations)   the annotations (compact
+ *                                 JSON, whole) of a manifest with a subject, when
+ *                                 it has any: what a referrers page lists, so a
+ *                                 GET never reads a body. NULL only in rows left
+ *                                 by v3 until storage_open fills them
  *   manifest_refs(repo, digest, ref, kind)   what a manifest references (gc marks)
  *   tags(repo, tag, digest, updated)
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
@@ -77,9 +78,9 @@ static const char *const schema_v1 =
  * text, so one manifest with MB-sized annotations spread its b-tree over
  * overflow-laden pages and slowed every manifest lookup of every repository.
  * Now an ordinary rowid table with UNIQUE(repo, digest), annotations in their
- * own table, at most METADB_MAX_ANNOTATIONS bytes each (larger: NULL, read from
- * the body when needed). A new database also goes v0 -> v1 -> v2, so this path
- * runs on every fresh root. */
+ * own table, at most 64 KiB each (larger: NULL; v4 fills those). A new
+ * database also goes v0 -> v1 -> v2 -> ..., so this path runs on every fresh
+ * root. */
 static const char *const migrate_v2 =
     "CREATE TABLE manifests2(id INTEGER PRIMARY KEY, repo TEXT NOT NULL,"
     "  digest TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL,"
@@ -108,11 +109,21 @@ static const char *const migrate_v3 =
     "CREATE TABLE pending_manifest_files(id INTEGER PRIMARY KEY,"
     "  digest TEXT NOT NULL UNIQUE, body BLOB NOT NULL);";
 
+/* v3 -> v4: a referrers GET parsed the whole stored body of every referrer
+ * whose annotations were over 64 KiB (NULL here); now annotations are kept
+ * whole, and only for manifests with a subject (no other manifest is ever
+ * listed). The rows of others go; the NULL rows are indexed for
+ * storage_open, which reads their bodies once (fill_annotations). */
+static const char *const migrate_v4 =
+    "DELETE FROM manifest_annotations WHERE manifest_id NOT IN"
+    "  (SELECT id FROM manifests WHERE subject IS NOT NULL);"
+    "CREATE INDEX manifest_annotations_unfilled ON manifest_annotations(manifest_id)"
+    "  WHERE annotations IS NULL;";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3};
+static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3, migrate_v4};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
                "one migration per schema version");
-_Static_assert(METADB_MAX_ANNOTATIONS == 65536, "migrate_v2 spells the cap out");
 
 static const char *const stmt_sql[Q__COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -163,13 +174,12 @@ static const char *const stmt_sql[Q__COUNT] = {
                   " (EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.name) OR"
                   "  EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.name))"
                   " ORDER BY name LIMIT ?2",
-    /* referrers: column 5 is 1 when there are annotations, column 4 NULL when
-     * they were too large to keep (read from the body). Keyset pages
+    /* referrers, column 4 the annotations or NULL. Keyset pages
      * (storage_referrers_page): a range on the manifests_subject
      * index (repo, subject, digest) from ?3, so a page never rescans the rows
      * of the pages before it; ?4 = n + 1 tells whether more exist */
-    [Q_REFERRERS_PAGE] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
-                         " a.manifest_id IS NOT NULL FROM manifests m"
+    [Q_REFERRERS_PAGE] = "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations"
+                         " FROM manifests m"
                          " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                          " WHERE m.repo = ?1 AND m.subject = ?2 AND m.digest > ?3"
                          " ORDER BY m.digest LIMIT ?4",
@@ -178,7 +188,7 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_PENDING_DONE] = "DELETE FROM pending_manifest_files WHERE id <= ?1",
     [Q_PENDING_ALL] = "SELECT id, digest, body FROM pending_manifest_files ORDER BY id",
     [Q_REFERRERS_AT_PAGE] = "SELECT m.digest, m.media_type, m.size, m.artifact_type,"
-                            " a.annotations, a.manifest_id IS NOT NULL FROM manifests m"
+                            " a.annotations FROM manifests m"
                             " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                             " WHERE m.repo = ?1 AND m.subject = ?2 AND m.digest > ?3"
                             " AND m.artifact_type = ?5 ORDER BY m.digest LIMIT ?4",

@@ -100,6 +100,7 @@ make_layout(struct storage *st, struct err *e)
 }
 
 static int restore_pending(struct storage_handle *h, struct err *e);
+static int fill_annotations(struct storage_handle *h, struct err *e);
 
 /* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
  * blob_put included), then rows whose file is missing. */
@@ -264,6 +265,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
         rrc = upload_counts_load(h, e);
     if (rrc == 0)
         rrc = restore_pending(h, e);
+    if (rrc == 0)
+        rrc = fill_annotations(h, e);
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
@@ -408,6 +411,133 @@ restore_pending(struct storage_handle *h, struct err *e)
         return -1;
     log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", n);
     return 0;
+}
+
+/* ---- annotations kept before schema v4 ----
+ *
+ * Up to v3, a manifest's annotations over 64 KiB were left out of
+ * manifest_annotations (annotations NULL) and every referrers GET parsed the
+ * body again to list them. From v4 a referrer's annotations are stored whole at
+ * PUT; the v4 migration leaves the old NULL rows (indexed) for fill_annotations
+ * to read from their bodies, once, at open. A row is settled in its own
+ * transaction, so a crash half-way leaves only the rest to do. A body that is
+ * gone or no longer parses (e.g. over the JSON limits) settles to "no
+ * annotations", with a warning. */
+
+struct unfilled {
+    int64_t id;
+    struct digest d;
+    uint64_t size;
+};
+
+/* annotations_from_body - the annotations text of the stored body d; *out NULL
+ * when it has none or cannot be read */
+static void
+annotations_from_body(struct storage_handle *h, const struct unfilled *u, char **out)
+{
+    char rel[BLOB_RELPATH_MAX], ds[DIGEST_STR_MAX];
+    struct err e = {0};
+    char *buf = NULL;
+    size_t got = 0;
+    *out = NULL;
+    blob_relpath(&u->d, rel);
+    digest_format(&u->d, ds);
+    int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
+    if (f < 0) {
+        err_sys(&e, ERR_IO, errno, "open manifest");
+        goto out;
+    }
+    buf = malloc(u->size ? u->size : 1);
+    if (!buf) {
+        err_set(&e, ERR_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    while (got < u->size) {
+        ssize_t r = pread(f, buf + got, u->size - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err_sys(&e, ERR_IO, r < 0 ? errno : EIO, "read manifest");
+            goto out;
+        }
+        got += (size_t)r;
+    }
+    manifest_annotations_of(buf, u->size, out, &e);
+out:
+    if (e.code)
+        log_warn("storage", NULL, "migration: annotations of manifest %s dropped: %s", ds, e.msg);
+    free(buf);
+    if (f >= 0)
+        close(f);
+}
+
+static int
+fill_annotations(struct storage_handle *h, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    struct unfilled *u = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1, step;
+    if (sqlite3_prepare_v2(h->db,
+                           "SELECT a.manifest_id, m.digest, m.size FROM manifest_annotations a"
+                           " JOIN manifests m ON m.id = a.manifest_id WHERE a.annotations IS NULL",
+                           -1, &s, NULL) != SQLITE_OK) {
+        metadb_err(h, "migration: read annotations", e);
+        goto out;
+    }
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *dt = (const char *)sqlite3_column_text(s, 1);
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct unfilled *nu = realloc(u, cap * sizeof(*u));
+            if (!nu) {
+                err_set(e, ERR_NOMEM, 0, "out of memory");
+                goto out;
+            }
+            u = nu;
+        }
+        u[n].id = sqlite3_column_int64(s, 0);
+        u[n].size = (uint64_t)sqlite3_column_int64(s, 2);
+        /* a row with a bad digest has no body to read: settled empty */
+        if (!dt || digest_parse(dt, strlen(dt), &u[n].d, NULL) < 0)
+            u[n].size = UINT64_MAX;
+        n++;
+    }
+    if (step != SQLITE_DONE) {
+        metadb_err(h, "migration: read annotations", e);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *ann = NULL;
+        /* every body was at most max_manifest when pushed: a larger size is a
+         * damaged row (or a lowered limit), not worth a huge read */
+        if (u[i].size <= h->st->max_manifest)
+            annotations_from_body(h, &u[i], &ann);
+        if (metadb_begin(h, e) < 0) {
+            free(ann);
+            goto out;
+        }
+        sqlite3_stmt *q = metadb_q(h, ann ? Q_ANN_PUT : Q_ANN_DELETE);
+        metadb_bind_int64(q, 1, u[i].id);
+        if (ann)
+            metadb_bind_text(q, 2, ann);
+        int r = metadb_run(h, q, e);
+        free(ann);
+        if (r < 0) {
+            metadb_rollback(h);
+            goto out;
+        }
+        if (metadb_commit(h, e) < 0)
+            goto out;
+    }
+    if (n)
+        log_info("storage", NULL, "migration: annotations of %zu referrer(s) read from their bodies",
+                 n);
+    rc = 0;
+out:
+    sqlite3_finalize(s);
+    free(u);
+    return rc;
 }
 
 int
@@ -874,16 +1004,15 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     int64_t mid = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
-    s = metadb_q(h, mi.annotations_json ? Q_ANN_PUT : Q_ANN_DELETE);
+    /* what a referrers page shows, kept whole now so that a GET never reads
+     * the body: only a manifest with a subject is ever listed. Their size is
+     * bounded by the body's (max_manifest): the compact dump is never longer
+     * than the text it came from. */
+    int keep_ann = mi.annotations_json && mi.has_subject;
+    s = metadb_q(h, keep_ann ? Q_ANN_PUT : Q_ANN_DELETE);
     metadb_bind_int64(s, 1, mid);
-    if (mi.annotations_json) {
-        /* larger annotations stay in the body (the client's content, accepted
-         * as is); the referrers query reads them from there */
-        if (strlen(mi.annotations_json) <= METADB_MAX_ANNOTATIONS)
-            metadb_bind_text(s, 2, mi.annotations_json);
-        else
-            sqlite3_bind_null(s, 2);
-    }
+    if (keep_ann)
+        metadb_bind_text(s, 2, mi.annotations_json);
     if (metadb_run(h, s, e) < 0)
         goto fail_txn;
     for (size_t i = 0; i < mi.nrefs; i++) {
@@ -1129,46 +1258,6 @@ storage_catalog(struct storage_handle *h, const char *last, long n, storage_name
     return page(h, s, n, fn, arg, more, &count, e);
 }
 
-/* read_annotations - the annotations of the manifest body d (size bytes) */
-static int
-read_annotations(struct storage_handle *h, const struct digest *d, uint64_t size, char **out,
-                 struct err *e)
-{
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(d, rel);
-    /* size: a body this registry accepted (<= max_manifest when pushed) */
-    int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-    if (f < 0) {
-        if (errno == ENOENT) { /* lost body: list it without annotations */
-            *out = NULL;
-            return 0;
-        }
-        return err_sys(e, ERR_IO, errno, "open manifest");
-    }
-    int rc = -1;
-    char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        err_set(e, ERR_NOMEM, 0, "out of memory");
-        goto out;
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t r = pread(f, buf + got, size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            err_sys(e, ERR_IO, r < 0 ? errno : EIO, "read manifest");
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    rc = manifest_annotations_of(buf, size, out, e);
-out:
-    free(buf);
-    close(f);
-    return rc;
-}
-
 int
 storage_referrers(struct storage_handle *h, const char *repo, const struct digest *subject,
                   const char *artifact_type, storage_referrer_fn fn, void *arg, struct err *e)
@@ -1209,15 +1298,6 @@ storage_referrers_page(struct storage_handle *h, const char *repo, const struct 
         const char *mt = (const char *)sqlite3_column_text(s, 1);
         const char *at = (const char *)sqlite3_column_text(s, 3);
         const char *ann = (const char *)sqlite3_column_text(s, 4);
-        char *big = NULL;
-        if (!ann && sqlite3_column_int(s, 5)) {
-            /* too large to keep in the database: from the body */
-            if (read_annotations(h, &d, (uint64_t)sqlite3_column_int64(s, 2), &big, e) < 0) {
-                sqlite3_reset(s);
-                return -1;
-            }
-            ann = big;
-        }
         struct referrer r = {
             .media_type = mt ? mt : "",
             .digest = &d,
@@ -1226,7 +1306,6 @@ storage_referrers_page(struct storage_handle *h, const char *repo, const struct 
             .annotations_json = ann,
         };
         int stop = fn(arg, &r);
-        free(big);
         if (stop != 0) {
             rc = SQLITE_DONE;
             break;

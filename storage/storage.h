@@ -337,7 +337,9 @@ struct manifest_meta {
  * More than max_manifest_refs descriptors (config + layers, or manifests[], plus
  * subject; repeats count) is ERR_MANIFEST_INVALID ("too many descriptors"). A
  * referenced blob whose file is missing is ERR_MANIFEST_BLOB_UNKNOWN. Any size of
- * annotations is accepted (it is the client's content). */
+ * annotations is accepted (it is the client's content); those of a manifest with
+ * a subject are stored whole (at most the body's size, max_manifest) for the
+ * referrers listing, which never reads a body. */
 int storage_manifest_put(struct storage_handle *h, const char *repo, const char *body,
                          size_t len, const char *content_type, const struct digest *ref_digest,
                          const char *const *tags, size_t ntags, struct manifest_meta *meta,
@@ -389,8 +391,8 @@ int storage_referrers(struct storage_handle *h, const char *repo, const struct d
  * most n of them (n < 0 = all), in digest order. *more (may be NULL) = 1 when
  * further referrers follow the n-th. A keyset query: the rows before `last`
  * are not read. fn returning non-zero ends the page early (*more is then
- * left 0: the caller knows it stopped). Errors: ERR_DB, ERR_IO / ERR_NOMEM
- * (annotations too large for the database are read from the manifest body). */
+ * left 0: the caller knows it stopped). Everything listed comes from the
+ * database (no manifest body is read). Errors: ERR_DB. */
 int storage_referrers_page(struct storage_handle *h, const char *repo,
                            const struct digest *subject, const char *artifact_type,
                            const struct digest *last, long n, storage_referrer_fn fn, void *arg,

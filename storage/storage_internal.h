@@ -192,7 +192,9 @@ int uuid_valid(const char *s);
 /* ---- manifest.c ---- */
 /* manifest_annotations_of - the compact JSON text of the body's top-level
  * "annotations" (what manifest_parse puts in annotations_json); *out NULL when
- * there are none. *out is malloc'd, owned by the caller. */
+ * there are none. *out is malloc'd, owned by the caller. Within the same JSON
+ * limits as manifest_parse (ERR_MANIFEST_INVALID). Only the v4 migration reads
+ * stored bodies with it (storage_open). */
 int manifest_annotations_of(const char *body, size_t len, char **out, struct err *e);
 
 /* ---- metadb.c ---- */
@@ -247,10 +249,7 @@ struct storage_handle {
     int durable; /* the open transaction waits for the WAL fsync at commit */
 };
 
-#define METADB_SCHEMA_VERSION 3
-/* annotations kept in manifest_annotations up to this size; larger ones are
- * read from the manifest body by the referrers query */
-#define METADB_MAX_ANNOTATIONS 65536
+#define METADB_SCHEMA_VERSION 4
 /* "unix-excl": the process holds an exclusive lock on meta.db (one process per
  * root anyway, see the flock in storage_open) and the WAL index lives in heap
  * memory shared by the process's connections, so a read transaction takes no

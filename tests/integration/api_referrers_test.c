@@ -255,3 +255,43 @@ Test(api_referrers, last_between_digests_resumes_after_it_and_n_is_ignored)
     snprintf(path, sizeof(path), "/v2/k/referrers/%s?n=abc", subj);
     cr_assert_eq(status_of("GET", path), 200);
 }
+
+/* annotations over 64 KiB used to be read from the stored body by every GET
+ * (a parse of the whole manifest per referrer); they are stored at PUT now, so
+ * a body overwritten with garbage (same size) does not change the listing */
+Test(api_referrers, large_annotations_are_served_without_reading_the_body)
+{
+    char subj[80], dg[80], path[300], file[600];
+    push_image("ann", "base", "s", subj);
+    push_referrer("ann", subj, "application/vnd.example.sig", 300000, 7, dg);
+
+    const char *hex = strchr(dg, ':') + 1;
+    snprintf(file, sizeof(file), "%s/blobs/sha256/%.2s/%s", S.root, hex, hex);
+    FILE *f = fopen(file, "r+");
+    cr_assert_not_null(f, "%s", file);
+    cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    cr_assert_gt(size, 300000);
+    rewind(f);
+    for (long i = 0; i < size; i++)
+        fputc('[', f);
+    cr_assert_eq(fclose(f), 0);
+
+    snprintf(path, sizeof(path), "/v2/ann/referrers/%s", subj);
+    struct tresp r;
+    req("GET", path, NULL, NULL, 0, &r);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_error_t je;
+    json_t *j = json_loadb(r.body, r.len, 0, &je);
+    cr_assert_not_null(j, "%s", je.text);
+    json_t *d = json_array_get(json_object_get(j, "manifests"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(d, "digest")), dg);
+    json_t *ann = json_object_get(d, "annotations");
+    cr_assert_str_eq(json_string_value(json_object_get(ann, "seed")), "7");
+    const char *big = json_string_value(json_object_get(ann, "big"));
+    cr_assert_not_null(big);
+    cr_assert_eq(strlen(big), 300000);
+    cr_assert_eq(strspn(big, "a"), 300000);
+    json_decref(j);
+    tresp_free(&r);
+}

@@ -1,5 +1,5 @@
 /* metadb_test.c - the sqlite metadata: schema version, WAL, refusal of a newer
- * schema, migration of a version-1 database, that the hot queries are index
+ * schema, migration of version-1 and version-3 databases, that the hot queries are index
  * lookups, and that acknowledged commits fsync the WAL (a counting VFS shim). */
 #include <sqlite3.h>
 #include <sys/syscall.h>
@@ -50,7 +50,7 @@ int_query(sqlite3 *db, const char *sql)
 Test(metadb, schema_version_and_wal)
 {
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
     sqlite3_stmt *s = NULL;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
@@ -86,7 +86,7 @@ Test(metadb, reopen_keeps_schema)
     tu_close_only(&T);
     tu_open_at(&T, 0);
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
     sqlite3_close(db);
 }
 
@@ -121,8 +121,8 @@ Test(metadb, hot_queries_are_index_lookups)
                           " WHERE repo = ?1 AND digest = ?2");
     assert_uses_index(db,
                       "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3");
-    assert_uses_index(db, "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations,"
-                          " a.manifest_id IS NOT NULL FROM manifests m"
+    assert_uses_index(db, "SELECT m.digest, m.media_type, m.size, m.artifact_type, a.annotations"
+                          " FROM manifests m"
                           " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                           " WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest");
     assert_uses_index(db, "SELECT 1 FROM blob_links WHERE digest = ?1");
@@ -382,15 +382,16 @@ Test(metadb, version1_database_is_migrated)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 3);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests"), 3);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
                  0);
-    /* small annotations copied, the large one left in the body */
+    /* small annotations copied by v2, the large one (NULL in v2) filled from
+     * its body by v4 */
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations"), 2);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations WHERE annotations IS NULL"),
-                 1);
+                 0);
     sqlite3_close(db);
 
     struct err e = {0};
@@ -502,4 +503,62 @@ Test(durability, acknowledged_commits_fsync_the_wal)
     cr_assert(wal_syncs() - before >= 1, "blob delete fsyncs the WAL");
 
     tu_close(&S);
+}
+
+/* v3 kept annotations over 64 KiB as NULL (a referrers GET parsed the body
+ * for them) and annotations of every manifest: v4 reads the NULL ones from
+ * their bodies once at open, drops those whose body is gone, and drops the
+ * rows of manifests without a subject (never listed) */
+Test(metadb, version3_database_gets_annotations_from_bodies)
+{
+    struct digest subj = tu_manifest_put(T.h, "r", "base", "base", NULL);
+    char *big_ann = NULL, *lost_ann = NULL, *plain_ann = NULL;
+    char *big = tu_big_annotations(&subj, 100000, &big_ann);
+    char *lost = tu_big_annotations(&subj, 70000, &lost_ann);
+    char *plain = tu_big_annotations(NULL, 10, &plain_ann);
+    struct digest dbig = tu_manifest_put(T.h, "r", NULL, "big", big);
+    struct digest dlost = tu_manifest_put(T.h, "r", NULL, "lost", lost);
+    struct digest dplain = tu_manifest_put(T.h, "r", "plain", "plain", plain);
+    tu_close_only(&T);
+
+    char ds[DIGEST_STR_MAX], sql[512];
+    sqlite3 *db = raw_db();
+    exec_ok(db, "BEGIN; DROP INDEX manifest_annotations_unfilled;"
+                "UPDATE manifest_annotations SET annotations = NULL;");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO manifest_annotations SELECT id, 'x' FROM manifests WHERE digest = '%s';"
+             "PRAGMA user_version = 3; COMMIT;",
+             digest_format(&dplain, ds));
+    exec_ok(db, sql);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations WHERE annotations IS NULL"),
+                 2);
+    sqlite3_close(db);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", T.root, dlost.hex, dlost.hex);
+    cr_assert_eq(unlink(path), 0, "%s", path);
+
+    tu_open_at(&T, 0);
+    db = raw_db();
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations"), 1,
+                 "the lost body's row and the plain manifest's row are gone");
+    sqlite3_close(db);
+    struct err e = {0};
+    struct ann_list l = {0};
+    cr_assert_eq(storage_referrers(T.h, "r", &subj, NULL, collect_ann, &l, &e), 0, "%s", e.msg);
+    cr_assert_eq(l.n, 2);
+    int seen_big = 0, seen_none = 0;
+    for (int i = 0; i < 2; i++) {
+        seen_big += l.ann[i] && strcmp(l.ann[i], big_ann) == 0;
+        seen_none += l.ann[i] == NULL;
+    }
+    cr_assert(seen_big == 1 && seen_none == 1);
+    (void)dbig;
+    ann_list_free(&l);
+    free(big);
+    free(lost);
+    free(plain);
+    free(big_ann);
+    free(lost_ann);
+    free(plain_ann);
 }
