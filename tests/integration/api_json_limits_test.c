@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "tests/integration/api_test.h"
+#include "tests/lib/integ_util.h"
 
 #include "storage/storage.h"
 
@@ -124,6 +125,14 @@ Test(api_json_limits, sixteen_hostile_puts_keep_peak_rss_bounded)
     long peak = status_kib("VmHWM"), after = status_kib("VmRSS");
     cr_log_info("idle %ld KiB, peak %ld KiB (+%ld), after %ld KiB (+%ld)", idle, peak,
                 peak - idle, after, after - idle);
+    /* ASan's allocator adds redzones and shadow to every small block, keeps
+     * freed ones in quarantine and ignores malloc_trim: the figures hold for
+     * the server's own allocator only; under ASan the PUTs must still all
+     * complete, leak-free */
+    if (integ_server_is_asan()) {
+        free(body);
+        return;
+    }
     cr_assert_lt(peak - idle, 64 * 1024, "peak RSS grew by %ld KiB", peak - idle);
     /* freed trees go back to the system, not into 16 arenas */
     cr_assert_lt(after - idle, 16 * 1024, "RSS after the PUTs grew by %ld KiB", after - idle);
