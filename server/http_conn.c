@@ -349,6 +349,14 @@ conn_headers_done(struct http_conn *c)
         http_req_fail(r, ERR_BAD_REQUEST, "invalid request target");
         return;
     }
+    if (r->http10 && http_req_header(r, "Transfer-Encoding")) {
+        /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+         * framing (a 1.0 hop may have passed a chunked body on as raw bytes),
+         * and a request whose body length is unreliable gets 400 and a close
+         * (6.3): nothing after it on this connection can be trusted */
+        http_req_fail(r, ERR_BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
+        return;
+    }
     int te = te_check(r);
     if (te == 400) {
         http_req_fail(r, ERR_BAD_REQUEST, "chunked is not the final transfer coding");

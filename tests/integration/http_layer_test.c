@@ -1231,6 +1231,38 @@ Test(http_layer, chunked_not_final_is_400_and_closes)
     resp_free(&r);
 }
 
+/* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing
+ * (a 1.0 hop may have forwarded the chunked body as raw bytes): 400, and
+ * nothing after it on the connection is answered, even with keep-alive */
+Test(http_layer, http10_with_transfer_encoding_is_400_and_closes)
+{
+    start_default();
+    expect_fail_and_close("POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("GET /info HTTP/1.0\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("POST /echo HTTP/1.0\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: gzip\r\n\r\n",
+                          400);
+    cr_assert_eq(atomic_load(&n_complete), 0);
+    /* HTTP/1.0 keep-alive with a Content-Length body still works */
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET /info?a=next HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strcasestr(r.head, "Connection: keep-alive"), "%s", r.head);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=next\n"));
+    resp_free(&r);
+    tc_close(&c);
+}
+
 Test(http_layer, obs_fold_header_is_400_and_closes)
 {
     start_default();
