@@ -362,6 +362,18 @@ http_server_overlapped_reads(const struct http_server *s)
     return n;
 }
 
+unsigned long
+http_server_input_held_max(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        unsigned long v = atomic_load(&s->workers[i].held_max);
+        if (v > n)
+            n = v;
+    }
+    return n;
+}
+
 void
 http_server_stop(struct http_server *s)
 {

@@ -153,6 +153,11 @@ enum http_io {
     HTTP_IO_POSIX = 2  /* sendfile(2), pwrite(2) */
 };
 
+/* Input a connection reads ahead of the request it serves (pipelined requests):
+ * at most this many bytes are kept while a reply waits for the socket, the rest
+ * stays in the kernel's socket buffer (docs/server.md, "Connections"). */
+#define HTTP_READ_AHEAD_MAX 4096
+
 struct http_server_opts {
     const char *listen;          /* "host:port"; port 0 picks a free port */
     int workers;                 /* threads; <= 0: number of cores */
@@ -178,6 +183,10 @@ const char *http_server_upload_io_name(const struct http_server *s);
  * was in flight (the overlap of the next read with the previous write) */
 unsigned long http_server_uring_writes(const struct http_server *s);
 unsigned long http_server_overlapped_reads(const struct http_server *s);
+/* the most bytes of input one connection has kept, read but not yet parsed
+ * (pipelined requests behind a reply that waits for the socket): at most
+ * HTTP_READ_AHEAD_MAX; for tests */
+unsigned long http_server_input_held_max(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

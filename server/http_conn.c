@@ -11,8 +11,9 @@
  *             the collect buffer / nowhere (after an early reply). No byte for
  *             body_timeout: the connection dies (on_abort).
  *   WRITING   replied, !reply_done. Reading is off; input already read stays in
- *             c->pend. The write event drives http_conn_flush (body_timeout when the
- *             client reads nothing).
+ *             c->pend (at most HTTP_READ_AHEAD_MAX bytes: conn_read_limit bounds
+ *             each recv). The write event drives http_conn_flush (body_timeout
+ *             when the client reads nothing).
  *   LINGER    the last reply is out and the connection must close: the write side is
  *             shut and input is read and dropped for at most HTTP_LINGER_MS, so that
  *             a client still sending gets our reply instead of a reset.
@@ -349,6 +350,14 @@ conn_headers_done(struct http_conn *c)
         http_req_fail(r, ERR_BAD_REQUEST, "invalid request target");
         return;
     }
+    if (r->http10 && http_req_header(r, "Transfer-Encoding")) {
+        /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+         * framing (a 1.0 hop may have passed a chunked body on as raw bytes),
+         * and a request whose body length is unreliable gets 400 and a close
+         * (6.3): nothing after it on this connection can be trusted */
+        http_req_fail(r, ERR_BAD_REQUEST, "Transfer-Encoding in an HTTP/1.0 request");
+        return;
+    }
     int te = te_check(r);
     if (te == 400) {
         http_req_fail(r, ERR_BAD_REQUEST, "chunked is not the final transfer coding");
@@ -597,11 +606,21 @@ conn_req_end(struct http_conn *c)
     http_req_free(r);
 }
 
+/* Keep input read ahead of the request in progress until it can be parsed (its
+ * reply waits for the socket, or for the request's writes). conn_read_limit
+ * keeps that below HTTP_READ_AHEAD_MAX, except after a chunked body, whose end
+ * no limit can foresee: more than that is dropped and the connection closes
+ * after the current reply (a client that pipelines must be ready to send
+ * unanswered requests again, RFC 9112 9.3.2). */
 static void
 conn_save_input(struct http_conn *c, const char *buf, size_t len)
 {
     if (!len)
         return;
+    if (len > HTTP_READ_AHEAD_MAX) {
+        c->closing = 1;
+        return;
+    }
     char *p = malloc(len);
     if (!p)
         abort();
@@ -609,6 +628,9 @@ conn_save_input(struct http_conn *c, const char *buf, size_t len)
     free(c->pend);
     c->pend = p;
     c->pend_len = len;
+    struct http_worker *w = c->w;
+    if (len > atomic_load_explicit(&w->held_max, memory_order_relaxed))
+        atomic_store_explicit(&w->held_max, len, memory_order_relaxed);
 }
 
 /* Consume input. Returns when it is all used, when a reply waits for the socket
@@ -759,6 +781,29 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
 
 /* ---- events ---- */
 
+/* How many bytes the next recv may add to the have bytes kept. Input read
+ * beyond the message in progress is kept on the heap when a reply then waits
+ * for the socket (conn_save_input), so a recv may take at most
+ * HTTP_READ_AHEAD_MAX bytes beyond what the message still needs (the rest of a
+ * Content-Length body); pipelined input past that stays in the kernel and a
+ * client that does not read its replies holds no more than that here. A
+ * chunked body's end is unknown: a whole buffer (uploads need large reads). */
+static size_t
+conn_read_limit(const struct http_conn *c, size_t have, size_t cap)
+{
+    const struct http_req *r = c->req;
+    size_t limit = HTTP_READ_AHEAD_MAX;
+    if (c->lingering || (r && r->headers_done && !r->msg_done && r->chunked)) {
+        limit = cap;
+    } else if (r && r->headers_done && !r->msg_done && r->content_length >= 0) {
+        uint64_t left = (uint64_t)r->content_length - r->body_seen;
+        limit = left >= cap ? cap : (size_t)left + HTTP_READ_AHEAD_MAX;
+    }
+    if (limit > cap)
+        limit = cap;
+    return limit > have ? limit - have : 0;
+}
+
 static void
 read_on(struct http_conn *c, long ms)
 {
@@ -902,14 +947,15 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
             cap = rb->cap;
         }
     }
-    if (have >= cap) {
+    size_t want = conn_read_limit(c, have, cap);
+    if (want == 0) {
         /* cannot happen: reading is off while more than a method token is kept */
         log_error("http", NULL, "connection input buffer overrun");
         c->dead = 1;
         conn_settle(c);
         return;
     }
-    ssize_t n = recv(fd, buf + have, cap - have, 0);
+    ssize_t n = recv(fd, buf + have, want, 0);
     if (n > 0) {
         if (c->lingering) {
             if (ms_until(&c->deadline) <= 0)

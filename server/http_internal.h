@@ -103,6 +103,7 @@ struct http_worker {
     unsigned writes_inflight;
     int nzombies; /* dead connections waiting for their writes (http_conn.c) */
     atomic_ulong uring_writes, overlapped_reads; /* counters for tests */
+    atomic_ulong held_max; /* most input bytes one connection kept (c->pend) */
 };
 
 struct http_server {
@@ -137,7 +138,8 @@ struct http_conn {
     unsigned uring_wait : 1; /* io_uring splices in flight: wait for their completion */
     unsigned zombie : 1;     /* dead, kept only until its request's writes end */
     struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
-    char *pend;               /* unprocessed input saved while a reply is written */
+    char *pend;               /* unprocessed input saved while a reply is written
+                                 (at most HTTP_READ_AHEAD_MAX bytes) */
     size_t pend_len;
     http_parser parser;
     struct http_req *req; /* the request in progress, NULL when idle */

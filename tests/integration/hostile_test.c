@@ -405,6 +405,13 @@ Test(hostile, framing_conflicts_and_bad_chunks, .init = start, .fini = stop)
         expect_4xx(reqs[i], reqs[i], 0);
     /* CL+TE must be 400 exactly (request smuggling) */
     expect_4xx("Content-Length with Transfer-Encoding", reqs[0], integ_reference() ? 0 : 400);
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing (the layer's
+     * test, http_layer::http10_with_transfer_encoding_is_400_and_closes, checks
+     * that the pipelined request behind it is not answered) */
+    expect_4xx("Transfer-Encoding in HTTP/1.0",
+               "POST /v2/a/blobs/uploads/ HTTP/1.0\r\n" H "Connection: keep-alive\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/ HTTP/1.1\r\n" H "\r\n",
+               integ_reference() ? 0 : 400);
 
     /* bad chunk sizes on a real upload session */
     static const char *const bodies[] = {

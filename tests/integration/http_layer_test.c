@@ -38,7 +38,7 @@
 
 /* ---- the test app ---- */
 
-static atomic_int n_abort, n_complete, n_worker_init, n_worker_release;
+static atomic_int n_abort, n_complete, n_worker_init, n_worker_release, n_file;
 static char file_path[256];
 static size_t file_size;
 
@@ -217,6 +217,7 @@ app_dispatch(struct http_req *r, void *wctx)
         uint64_t off = o ? strtoull(o, NULL, 10) : 0;
         uint64_t len = l ? strtoull(l, NULL, 10) : file_size - off;
         int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+        atomic_fetch_add(&n_file, 1);
         http_reply_header(r, "X-Test", "file %d", 1);
         http_reply_fd(r, 200, "application/octet-stream", fd, off, len);
     } else if (strncmp(p, "/info", 5) == 0) {
@@ -248,6 +249,7 @@ app_dispatch(struct http_req *r, void *wctx)
 static struct http_server *srv;
 static pthread_t srv_thread;
 static int srv_port;
+static int srv_joined; /* stopped and joined by the test itself (server_join) */
 
 static void *
 srv_main(void *arg)
@@ -311,14 +313,26 @@ stop_server(void)
 {
     if (!srv)
         return;
-    http_server_stop(srv);
-    pthread_join(srv_thread, NULL);
+    if (!srv_joined) {
+        http_server_stop(srv);
+        pthread_join(srv_thread, NULL);
+    }
+    srv_joined = 0;
     http_server_free(srv);
     srv = NULL;
     if (file_path[0])
         unlink(file_path);
     file_path[0] = '\0';
     libevent_global_shutdown();
+}
+
+/* stop the server and wait for its workers: their counters are final */
+static void
+server_join(void)
+{
+    http_server_stop(srv);
+    pthread_join(srv_thread, NULL);
+    srv_joined = 1;
 }
 
 /* ---- a raw client ---- */
@@ -1155,6 +1169,123 @@ Test(http_layer, big_streamed_body_keeps_memory_flat)
     free(b);
 }
 
+/* A client that pipelines 1 MiB of requests behind a GET of a big file and
+ * never reads: while the reply waits for the socket, a connection keeps at most
+ * HTTP_READ_AHEAD_MAX bytes of what it read (the rest stays in the kernel),
+ * instead of everything its last recv got (up to body_buffer, 1 MiB). */
+Test(http_layer, pipelined_input_behind_a_blocked_reply_is_bounded)
+{
+    start_default();
+    enum { NCONN = 16 };
+    static const char first[] = "GET /file HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char next[] = "GET /info?a=pipelined HTTP/1.1\r\nHost: x\r\n\r\n";
+    size_t len = 1 << 20;
+    char *flood = malloc(len);
+    memcpy(flood, first, sizeof(first) - 1);
+    for (size_t o = sizeof(first) - 1; o < len; o += sizeof(next) - 1)
+        memcpy(flood + o, next, o + sizeof(next) - 1 <= len ? sizeof(next) - 1 : len - o);
+    int fds[NCONN];
+    for (int i = 0; i < NCONN; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert(fds[i] >= 0);
+        /* a small receive window: the file reply fills the socket at once */
+        int rcv = 4096;
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv_port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        cr_assert_eq(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
+                     strerror(errno));
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        /* as much as the socket buffers take: the server stops reading */
+        size_t sent = 0;
+        while (sent < len) {
+            ssize_t n = send(fds[i], flood + sent, len - sent, MSG_NOSIGNAL);
+            if (n <= 0)
+                break;
+            sent += (size_t)n;
+        }
+        cr_assert_gt(sent, 4 * HTTP_READ_AHEAD_MAX, "only %zu bytes sent", sent);
+    }
+    free(flood);
+    /* every connection got to its file reply */
+    for (int waited = 0; atomic_load(&n_file) < NCONN; waited++) {
+        cr_assert_lt(waited, 3000, "%d of %d file replies started", atomic_load(&n_file), NCONN);
+        usleep(10000);
+    }
+    for (int i = 0; i < NCONN; i++)
+        close(fds[i]);
+    server_join();
+    unsigned long held = http_server_input_held_max(srv);
+    cr_assert_leq(held, HTTP_READ_AHEAD_MAX, "a connection kept %lu bytes of input", held);
+}
+
+/* PUT /write with a chunked body of 1000 bytes sent after the 100 Continue (so
+ * that it is received into the request's own buffer and written through the
+ * ring), and npipe pipelined GETs in the same send: the message ends while
+ * its write is in flight, and what follows must wait. Returns the connection
+ * after the PUT's 200 was read and checked. */
+static void
+chunked_write_then_pipelined(struct tc *c, int npipe, struct resp *r)
+{
+    tc_open(c);
+    tc_sends(c, "PUT /write HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                "Expect: 100-continue\r\n\r\n");
+    cr_assert_eq(tc_read(c, r, 0, 5000), 0);
+    cr_assert_eq(r->status, 100);
+    resp_free(r);
+    static const char next[] = "GET /info?a=next HTTP/1.1\r\nHost: x\r\n\r\n";
+    char body[1000];
+    memset(body, 'b', sizeof(body));
+    size_t cap = 64 + sizeof(body) + (size_t)npipe * sizeof(next);
+    char *msg = malloc(cap);
+    size_t n = (size_t)snprintf(msg, cap, "%zx\r\n", sizeof(body));
+    memcpy(msg + n, body, sizeof(body));
+    n += sizeof(body);
+    memcpy(msg + n, "\r\n0\r\n\r\n", 7);
+    n += 7;
+    for (int i = 0; i < npipe; i++) {
+        memcpy(msg + n, next, sizeof(next) - 1);
+        n += sizeof(next) - 1;
+    }
+    tc_send(c, msg, n);
+    free(msg);
+    cr_assert_eq(tc_read(c, r, 0, 5000), 0);
+    cr_assert_eq(r->status, 200, "%s", r->head);
+    char want[65];
+    sha_hex(body, sizeof(body), want);
+    cr_assert_eq(strncmp(r->body, want, 64), 0, "%s", r->body);
+}
+
+/* After a chunked body, whose end no read limit can foresee, a recv may take
+ * more pipelined input than a connection keeps: beyond HTTP_READ_AHEAD_MAX it
+ * is dropped and the connection closes after the reply (which says so), so
+ * nothing behind it is answered; less is kept and answered in order. */
+Test(http_layer, pipelined_input_after_chunked_body_over_the_bound_closes)
+{
+    struct http_server_opts o = {.io = HTTP_IO_URING, .workers = 1};
+    start_with(&o);
+    cr_assert_str_eq(http_server_upload_io_name(srv), "uring");
+    struct tc c;
+    struct resp r;
+    chunked_write_then_pipelined(&c, 2, &r);
+    cr_assert_null(strcasestr(r.head, "Connection: close"), "%s", r.head);
+    resp_free(&r);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(tc_read(&c, &r, 0, 5000), 0, "pipelined request %d not answered", i);
+        cr_assert_not_null(strstr(r.body, "a=next\n"));
+        resp_free(&r);
+    }
+    tc_close(&c);
+
+    chunked_write_then_pipelined(&c, 2 * HTTP_READ_AHEAD_MAX / 40, &r);
+    cr_assert_not_null(strcasestr(r.head, "Connection: close"), "%s", r.head);
+    resp_free(&r);
+    cr_assert(tc_closed(&c, 3000), "connection left open");
+    cr_assert_null(strstr(c.buf, "a=next"), "pipelined request answered");
+    tc_close(&c);
+    cr_assert_leq(http_server_input_held_max(srv), HTTP_READ_AHEAD_MAX);
+}
+
 /* ---- framing defects found in review ---- */
 
 /* send req; expect status `want`, Connection: close and the connection closed
@@ -1229,6 +1360,38 @@ Test(http_layer, chunked_not_final_is_400_and_closes)
     sha_hex("hello", 5, want);
     cr_assert_str_eq(r.body, want);
     resp_free(&r);
+}
+
+/* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing
+ * (a 1.0 hop may have forwarded the chunked body as raw bytes): 400, and
+ * nothing after it on the connection is answered, even with keep-alive */
+Test(http_layer, http10_with_transfer_encoding_is_400_and_closes)
+{
+    start_default();
+    expect_fail_and_close("POST /echo HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("GET /info HTTP/1.0\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                          400);
+    expect_fail_and_close("POST /echo HTTP/1.0\r\nConnection: keep-alive\r\n"
+                          "Transfer-Encoding: gzip\r\n\r\n",
+                          400);
+    cr_assert_eq(atomic_load(&n_complete), 0);
+    /* HTTP/1.0 keep-alive with a Content-Length body still works */
+    struct tc c;
+    tc_open(&c);
+    tc_sends(&c, "POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET /info?a=next HTTP/1.1\r\nHost: x\r\n\r\n");
+    struct resp r;
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strcasestr(r.head, "Connection: keep-alive"), "%s", r.head);
+    resp_free(&r);
+    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+    cr_assert_not_null(strstr(r.body, "a=next\n"));
+    resp_free(&r);
+    tc_close(&c);
 }
 
 Test(http_layer, obs_fold_header_is_400_and_closes)

@@ -292,6 +292,8 @@ rm -rf "$root"
 root=$work/root-http
 $ocirun --root "$root" pull -q "$R/ocirun/busybox" >/dev/null 2>"$work/err"
 check "https is the default (plain-HTTP registry fails without --insecure)" [ $? -ne 0 ]
+check "plain HTTP without --insecure: said so, not OpenSSL's words" \
+    grep -q "server gave an HTTP response to an HTTPS client; .*use --insecure" "$work/err"
 OCIRUN_INSECURE_REGISTRIES="example.com,127.0.0.1:$REGPORT" \
     $ocirun --root "$root" pull -q "$R/ocirun/busybox" >/dev/null 2>"$work/err"
 check "OCIRUN_INSECURE_REGISTRIES allows plain HTTP" [ $? -eq 0 ]
@@ -400,6 +402,12 @@ if [ -x "$ocireg" ]; then
     done
     if [ -n "$addr" ] && push_fixtures "$addr"; then
         pull_suite ocireg "$addr"
+        $ocirun --root "$work/root-ocireg-https" pull -q "$addr/ocirun/busybox" >/dev/null 2>"$work/err"
+        check "ocireg: plain HTTP without --insecure fails" [ $? -ne 0 ]
+        check "ocireg: ... with the server gave an HTTP response to an HTTPS client" \
+            grep -q "^ocirun-lite: error: $addr: the server gave an HTTP response to an HTTPS client; for a plain-HTTP registry use --insecure" "$work/err"
+        grep -q "wrong version number" "$work/err" && bad "ocireg: OpenSSL's message shown: $(cat "$work/err")"
+        rm -rf "$work/root-ocireg-https"
     else
         echo "SKIP ocireg: it did not start or did not accept the fixtures"
         tail -5 "$work/ocireg.log" "$work/skopeo.log" 2>/dev/null

@@ -210,6 +210,11 @@ handle(int fd)
             return;
         n += (size_t)r;
         req[n] = '\0';
+        if (req[0] < 'A' || req[0] > 'Z') {
+            /* not HTTP (a TLS ClientHello): answered at once, as real servers do */
+            reply(fd, 400, NULL, NULL, "", 0);
+            return;
+        }
         if (strstr(req, "\r\n\r\n"))
             break;
     }
@@ -366,8 +371,8 @@ teardown(void)
 static struct regauth_creds g_creds = {"alice", "s3cret"};
 
 static int
-do_pull(const char *name, int with_creds, struct cstore *cs, struct cstore_image *img,
-        struct err *e)
+do_pull_scheme(const char *name, int with_creds, int plain_http, struct cstore *cs,
+               struct cstore_image *img, struct err *e)
 {
     char s[256];
     struct imgref r;
@@ -375,7 +380,7 @@ do_pull(const char *name, int with_creds, struct cstore *cs, struct cstore_image
     snprintf(s, sizeof(s), "127.0.0.1:%d/ocirun/%s", g_fake.port, name);
     cr_assert_eq(imgref_parse(s, &r, e), 0);
     memset(&o, 0, sizeof(o));
-    o.client.plain_http = 1;
+    o.client.plain_http = plain_http;
     o.client.tls_verify = 1;
     o.client.creds = with_creds ? &g_creds : NULL;
     o.quiet = 1;
@@ -384,6 +389,13 @@ do_pull(const char *name, int with_creds, struct cstore *cs, struct cstore_image
     o.platform.variant[0] = '\0';
     err_clear(e);
     return pull_image(cs, &r, &o, img, e);
+}
+
+static int
+do_pull(const char *name, int with_creds, struct cstore *cs, struct cstore_image *img,
+        struct err *e)
+{
+    return do_pull_scheme(name, with_creds, 1, cs, img, e);
 }
 
 static const char *
@@ -604,5 +616,22 @@ Test(fakereg, manifest_without_media_type_recognised, .init = setup, .fini = tea
     cr_assert_str_eq(img.digest, d);
     cr_assert_str_eq(img.config, expected("image", "busybox", "config", 3));
     cstore_image_release(&img);
+    cstore_close(cs);
+}
+
+/* https (the default) to a registry that speaks plain HTTP: OpenSSL reports
+ * "wrong version number"; the user is told what podman says and what to do */
+Test(fakereg, plain_http_registry_without_insecure_says_so, .init = setup, .fini = teardown)
+{
+    struct cstore_image img;
+    struct err e;
+    fake_start("oci");
+    struct cstore *cs = store("root");
+    cr_assert_eq(do_pull_scheme("busybox", 0, 0, cs, &img, &e), -1);
+    cr_assert_eq(e.code, ERR_IO, "%d %s", e.code, e.msg);
+    cr_assert(strstr(e.msg, "server gave an HTTP response to an HTTPS client") != NULL, "%s",
+              e.msg);
+    cr_assert(strstr(e.msg, "--insecure") != NULL, "%s", e.msg);
+    cr_assert(strstr(e.msg, "wrong version number") == NULL, "%s", e.msg);
     cstore_close(cs);
 }

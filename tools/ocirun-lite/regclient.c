@@ -194,6 +194,53 @@ registry_error_text(const struct resp *r, char *out, size_t len)
     json_decref(o);
 }
 
+/* 1 when origin ("http://host:port") answers a plain HTTP request */
+static int
+answers_plain_http(const char *origin)
+{
+    char url[700];
+    long code = 0;
+    CURL *c = curl_easy_init();
+    if (!c)
+        return 0;
+    snprintf(url, sizeof(url), "%s/v2/", origin);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return code > 0;
+}
+
+/* The error of handle c's failed transfer. A registry that speaks plain HTTP
+ * answers the TLS ClientHello with an HTTP 400, which OpenSSL reports as
+ * "wrong version number" (it reads "HTTP/" as a record header); when a plain
+ * request to the same host and port gets an answer, say what podman says, and
+ * what to do about it. The probe sends no credentials. */
+static void
+transfer_error(CURL *c, CURLcode cc, const char *errbuf, const char *what, struct err *e)
+{
+    char origin[600];
+    char *url = NULL; /* the last one asked for, after redirects */
+    curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &url);
+    if (cc == CURLE_SSL_CONNECT_ERROR && url && strncmp(url, "https://", 8) == 0) {
+        size_t n = strcspn(url + 8, "/?#");
+        snprintf(origin, sizeof(origin), "http://%.*s", (int)n, url + 8);
+        if (answers_plain_http(origin)) {
+            err_set(e, ERR_IO, 0,
+                    "%s: the server gave an HTTP response to an HTTPS client; for a "
+                    "plain-HTTP registry use --insecure (or $OCIRUN_INSECURE_REGISTRIES)",
+                    origin + 7);
+            return;
+        }
+    }
+    err_set(e, ERR_IO, 0, "%s failed: %s", what, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+}
+
 /* GET url, buffered. with_auth: send rc->authz. Returns the HTTP status, or -1
  * with ERR_IO on a transport failure. */
 static long
@@ -238,9 +285,11 @@ do_get(struct regclient *rc, const char *url, const char *accept, int with_auth,
     if (cc != CURLE_OK) {
         if (r->too_large)
             err_set(e, ERR_TOO_LARGE, 0, "response from %s exceeds %zu bytes", url, max);
-        else
-            err_set(e, ERR_IO, 0, "request to %s failed: %s", url,
-                    errbuf[0] ? errbuf : curl_easy_strerror(cc));
+        else {
+            char what[700];
+            snprintf(what, sizeof(what), "request to %s", url);
+            transfer_error(c, cc, errbuf, what, e);
+        }
     } else {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     }
@@ -659,8 +708,9 @@ regclient_fetch_blobs(struct regclient *rc, struct cstore *cs, const struct regc
                 continue;
             }
             if (res != CURLE_OK) {
-                err_set(e, ERR_IO, 0, "blob %s: download failed: %s", x->blob->digest,
-                        x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+                char what[160];
+                snprintf(what, sizeof(what), "blob %s: download", x->blob->digest);
+                transfer_error(x->c, res, x->errbuf, what, e);
             } else {
                 char what[160];
                 snprintf(what, sizeof(what), "blob %s", x->blob->digest);
