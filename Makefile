@@ -138,6 +138,9 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%_test.o $(ALL_LIBS
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
+# ---- fuzzing: `make fuzz` (tests/fuzz/, clang + libFuzzer) goes here; .ci/run
+# calls it as `make fuzz FUZZ_SECONDS=20` -----------------------------------
+
 deps:
 ifneq ($(NODEPS),1)
 	@sh scripts/install-deps.sh
