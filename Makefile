@@ -12,33 +12,69 @@
 #
 # Knobs (make VAR=value):
 #   BUILD      output folder (default build)
+#   CC         compiler: gcc and clang both build warning-free (e.g. make CC=clang)
+#   OPT        optimisation flags (default -O2; -g is always given)
+#   CFLAGS     extra compiler flags, appended after the project's own (which are
+#              always applied), so they win: make CFLAGS=-O0 builds without
+#              optimisation and keeps -Wall, -std=gnu11, the include paths, ...
+#   CPPFLAGS, LDFLAGS, LDLIBS   likewise appended to the project's own
+#   HARDEN     1 (default) = -fstack-protector-strong, -D_FORTIFY_SOURCE=2 (only
+#              when optimising and not with SANITIZE=1, which it conflicts with),
+#              PIE and full RELRO (-z relro -z now); 0 = none of them
 #   SANITIZE   1 = build with -fsanitize=address,undefined (make check sets it)
-#   OPT        optimisation flags (default -O2)
 #   NODEPS     1 = skip scripts/install-deps.sh (for machines set up by hand)
 #   TESTS      glob of test names for `make test` (default: all), e.g. TESTS='storage*'
+#
+# The libraries are found with pkg-config when something is compiled or linked:
+# a missing one stops the build with its name (clean and format need none).
 
 BUILD    ?= build
 OPT      ?= -O2
 SANITIZE ?= 0
-CC       ?= cc
+HARDEN   ?= 1
 
-PKGS      := libevent_pthreads libevent openssl jansson sqlite3 libarchive liburing libcurl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKGS := libevent_pthreads libevent openssl jansson sqlite3 libarchive liburing libcurl
+# Expanded once, on first use: only recipes that compile or link use them, so
+# clean, format and deps run on a machine without the packages (make test
+# installs them first, then builds in a sub-make).
+pkg_missing = $(eval pkg_missing := $$(shell for p in $$(PKGS); do \
+                  pkg-config --exists $$$$p || echo $$$$p; done))$(pkg_missing)
+pkg_config = $(if $(pkg_missing),$(error pkg-config cannot find: $(pkg_missing) \
+                 (install their -dev packages: sh scripts/install-deps.sh)),$(shell pkg-config $(1) $(PKGS)))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(call pkg_config,--cflags))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(call pkg_config,--libs))$(PKG_LIBS)
 
-WARN   := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wformat-truncation=0 \
-          -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
-          -Wvla -Wpointer-arith -Wundef
-CFLAGS ?= $(OPT) -g
-CFLAGS += -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) \
-          -fno-strict-aliasing -pthread
-LDLIBS += $(PKG_LIBS) -lhttp_parser -lcap -pthread -lm
-# link only what each binary uses: fewer shared objects = faster exec (ocirun-lite run)
-LDFLAGS += -Wl,--as-needed
-ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+# gcc's -Wformat-truncation flags snprintf calls whose truncation is handled
+# (the result is checked); clang has no such warning and, under -Werror,
+# refuses the unknown option. Probed once per make run.
+cc_accepts = $(shell $(CC) -Werror $(1) -E -x c /dev/null >/dev/null 2>&1 && echo $(1))
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+        -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+        -Wvla -Wpointer-arith -Wundef $(call cc_accepts,-Wformat-truncation=0)
+
+# FORTIFY needs optimisation (glibc warns without it, and -Werror makes that an
+# error) and conflicts with ASan's own interceptors; the last -O given wins.
+opt_level := $(lastword $(filter -O%,$(OPT) $(CFLAGS)))
+ifeq ($(HARDEN),1)
+HARDEN_CFLAGS  := -fstack-protector-strong -fPIE
+HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
+ifneq ($(SANITIZE),1)
+ifneq ($(filter-out -O0,$(opt_level)),)
+HARDEN_CFLAGS  += -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=2
 endif
+endif
+endif
+ifeq ($(SANITIZE),1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+# git's ALL_CFLAGS: the project's flags first, then the user's, which win.
+ALL_CFLAGS  = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -I. \
+              $(PKG_CFLAGS) -fno-strict-aliasing -pthread $(HARDEN_CFLAGS) $(SAN_FLAGS) \
+              $(CPPFLAGS) $(CFLAGS)
+# link only what each binary uses: fewer shared objects = faster exec (ocirun-lite run)
+ALL_LDFLAGS = -Wl,--as-needed $(HARDEN_LDFLAGS) $(SAN_FLAGS) $(LDFLAGS)
+ALL_LDLIBS  = $(PKG_LIBS) -lhttp_parser -lcap -pthread -lm $(LDLIBS)
 
 # ---- sources -------------------------------------------------------------
 CORE_SRC := $(wildcard common/*.c storage/*.c auth/*.c gc/*.c server/*.c)
@@ -67,7 +103,7 @@ all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 define mklib
 $(1): $(call obj,$(2))
@@ -85,22 +121,25 @@ $(eval $(call mklib,$(LIBTEST),$(TLIB_SRC)))
 ALL_LIBS := $(LIBTEST) $(LIBRUN) $(LIBBENCH) $(LIBCONF) $(LIBCORE)
 
 $(BUILD)/ocireg: $(call obj,server/main.c) $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/ocirun-lite: $(call obj,tools/ocirun-lite/main.c) $(LIBRUN) $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBCORE)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%_test.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lcriterion
 $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%_test.o $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lcriterion
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
+
+# ---- fuzzing: `make fuzz` (tests/fuzz/, clang + libFuzzer) goes here; .ci/run
+# calls it as `make fuzz FUZZ_SECONDS=20` -----------------------------------
 
 deps:
 ifneq ($(NODEPS),1)

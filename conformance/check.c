@@ -33,7 +33,7 @@ check_begin(struct check *c, const char *id, const char *desc)
     return 1;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 fail_v(struct check *c, const char *fmt, va_list ap)
 {
     if (c->failed)

@@ -104,8 +104,8 @@ suite_errors(struct ctx *x)
                 "a malformed digest answers 400 DIGEST_INVALID (or 404 on GET), never 2xx");
     if (check_require(&c, x->base_ok, "base-v2")) {
         const char *bad[] = {"sha256:nothex", "sha256:abc",
-                             "sha256:"
-                             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeX",
+                             ("sha256:"
+                              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeX"),
                              "md5:d41d8cd98f00b204e9800998ecf8427e"};
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]) && check_ok(&c); i++) {
             snprintf(path, sizeof(path), "/v2/%s/blobs/%s", x->repo, bad[i]);

@@ -4,7 +4,8 @@
 # present. Must run as root on Debian 12 (or use sudo) when something is missing.
 set -eu
 
-PKGS="build-essential pkg-config
+# clang and libclang-rt-14-dev: make fuzz (libFuzzer) and make CC=clang
+PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libjansson-dev libsqlite3-dev libarchive-dev liburing-dev
 libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev
 docker-registry skopeo busybox-static runc crun curl jq libarchive-tools

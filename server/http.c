@@ -581,6 +581,8 @@ worker_main(void *arg)
             goto out;
         }
     }
+    /* tests wait for this line: the worker holds every descriptor it needs */
+    log_debug("http", NULL, "worker %d: accepting", w->index);
     if (!atomic_load(&s->stop))
         event_add(w->listen_ev, NULL);
     event_base_dispatch(w->base);

@@ -514,7 +514,18 @@ Test(api_blobs, lease_is_exclusive_and_released_when_the_client_dies)
     int n = snprintf(raw, sizeof(raw),
                      "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789", loc);
     cr_assert_eq(send(fd, raw, (size_t)n, 0), n);
-    nap_ms(300);
+    /* wait until the server holds the lease for it: an empty PATCH (which
+     * changes nothing when it gets the lease first) answers 409 from then on
+     * (30 s: a guard only) */
+    long st = 0;
+    for (int i = 0; i < 600 && st != 409; i++) {
+        if (i)
+            nap_ms(50);
+        req("PATCH", loc, NULL, NULL, 0, &r);
+        st = r.status;
+        tresp_free(&r);
+    }
+    cr_assert_eq(st, 409, "the stalled PATCH never took the lease");
 
     /* the session is busy meanwhile */
     cr_assert_eq(patch(loc, NULL, "x", 1, &r), 409, "%ld %s", r.status, r.body);
@@ -523,7 +534,7 @@ Test(api_blobs, lease_is_exclusive_and_released_when_the_client_dies)
     /* the client dies mid-body: the lease comes back, the session stays */
     close(fd);
     int ok = 0;
-    for (int i = 0; i < 50 && !ok; i++) {
+    for (int i = 0; i < 600 && !ok; i++) {
         nap_ms(50);
         req("GET", loc, NULL, NULL, 0, &r);
         ok = r.status == 204;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,7 +39,7 @@
 
 /* ---- the test app ---- */
 
-static atomic_int n_abort, n_complete, n_worker_init, n_worker_release, n_file;
+static atomic_int n_abort, n_complete, n_worker_init, n_worker_release, n_file, n_echo_bytes;
 static char file_path[256];
 static size_t file_size;
 
@@ -72,6 +73,7 @@ echo_body(struct http_req *r, void *state, const void *data, size_t n)
 {
     struct echo_state *s = state;
     s->seen += n;
+    atomic_fetch_add(&n_echo_bytes, (int)n);
     if (s->fail_after && s->seen > s->fail_after) {
         http_reply_errorf(r, ERR_IO, "failing after %llu bytes", (unsigned long long)s->fail_after);
         return -1;
@@ -524,6 +526,9 @@ Test(http_layer, keepalive_serves_several_requests_on_one_connection)
         resp_free(&r);
     }
     tc_close(&c);
+    /* the worker that did not serve may still be starting (30 s: a guard only) */
+    for (int i = 0; i < 3000 && atomic_load(&n_worker_init) < 2; i++)
+        usleep(10000);
     cr_assert_eq(atomic_load(&n_worker_init), 2);
 }
 
@@ -674,7 +679,16 @@ Test(http_layer, file_reply_streams_whole_file_to_slow_reader)
     int small = 32768;
     setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\n");
-    usleep(200000); /* let the server fill the socket and wait for the write event */
+    /* read nothing until the server has filled the socket (then it waits for
+     * the write event); 30 s: a guard only */
+    int queued = 0;
+    for (int i = 0; i < 3000 && queued < small / 2; i++) {
+        if (ioctl(c.fd, FIONREAD, &queued) < 0)
+            break;
+        if (queued < small / 2)
+            usleep(10000);
+    }
+    cr_assert_geq(queued, small / 2, "%d bytes queued", queued);
     struct resp r;
     cr_assert_eq(tc_read(&c, &r, 0, 10000), 0);
     cr_assert_eq(r.blen, file_size);
@@ -971,7 +985,7 @@ Test(http_layer, idle_and_body_timeouts_close)
     tc_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n012");
     cr_assert(tc_closed(&c, 3000));
     tc_close(&c);
-    for (int i = 0; i < 50 && atomic_load(&n_abort) == 0; i++)
+    for (int i = 0; i < 1500 && atomic_load(&n_abort) == 0; i++) /* 30 s: a guard only */
         usleep(20000);
     cr_assert_eq(atomic_load(&n_abort), 1);
 }
@@ -999,15 +1013,21 @@ Test(http_layer, max_connections_answers_503)
     cr_assert(tc_closed(&c, 3000));
     resp_free(&r);
     tc_close(&c);
-    /* a freed slot is usable again */
+    /* a freed slot is usable again, once the server has seen the close (503
+     * until then; 30 s: a guard only) */
     tc_close(&a);
-    usleep(100000);
-    tc_open(&c);
-    tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
-    cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
-    cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    tc_close(&c);
+    long st = 503;
+    for (int i = 0; i < 300 && st == 503; i++) {
+        if (i)
+            usleep(100000);
+        tc_open(&c);
+        tc_sends(&c, "GET /info HTTP/1.1\r\n\r\n");
+        cr_assert_eq(tc_read(&c, &r, 0, 5000), 0);
+        st = r.status;
+        resp_free(&r);
+        tc_close(&c);
+    }
+    cr_assert_eq(st, 200);
     tc_close(&b);
 }
 
@@ -1082,11 +1102,16 @@ Test(http_layer, stop_lets_a_request_in_progress_finish)
     start_default();
     struct tc c;
     tc_open(&c);
+    int echoed = atomic_load(&n_echo_bytes);
     tc_sends(&c, "PUT /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234");
-    usleep(100000);
+    /* the request is in progress once its first bytes reached the app (30 s:
+     * a guard only) */
+    for (int i = 0; i < 3000 && atomic_load(&n_echo_bytes) < echoed + 5; i++)
+        usleep(10000);
+    cr_assert_eq(atomic_load(&n_echo_bytes), echoed + 5);
     http_server_stop(srv);
-    usleep(100000);
-    /* a new connection is refused or closed without a reply */
+    /* a new connection, whether it comes before or after the worker has seen
+     * the stop, is refused or closed without a reply */
     struct tc d;
     memset(&d, 0, sizeof(d));
     d.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1518,7 +1543,6 @@ file_slow_reader(int io)
     int small = 16384;
     setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
     tc_sends(&c, "GET /file HTTP/1.1\r\nHost: x\r\n\r\nGET /info?a=next HTTP/1.1\r\n\r\n");
-    size_t got = 0;
     int rounds = 0;
     while (c.len < 200 || !strstr(c.buf, "\r\n\r\n")) {
         cr_assert_gt(tc_fill(&c, 5000), 0);
@@ -1528,7 +1552,6 @@ file_slow_reader(int io)
         usleep(5000);
         long n = tc_fill(&c, 5000);
         cr_assert_gt(n, 0);
-        got += (size_t)n;
         rounds++;
     }
     struct resp r;
@@ -1693,7 +1716,7 @@ body_writes(int io)
         }
         tc_close(&d);
     }
-    for (int i = 0; i < 200 && atomic_load(&n_write_abort) < aborts0 + 4; i++)
+    for (int i = 0; i < 3000 && atomic_load(&n_write_abort) < aborts0 + 4; i++) /* 30 s guard */
         usleep(10000);
     cr_assert_eq(atomic_load(&n_write_abort), aborts0 + 4);
     cr_assert_eq(atomic_load(&n_write_violations), 0,

@@ -232,6 +232,7 @@ spawn_limited(rlim_t nofile, const char *root, const char *log, int *port)
         setenv("OCIREG_SERVER_WORKERS", "2", 1);
         setenv("OCIREG_STORAGE_ROOT", root, 1);
         setenv("OCIREG_STORAGE_FSYNC", "false", 1);
+        setenv("OCIREG_LOG_LEVEL", "debug", 1); /* "worker N: accepting" */
         execl(bin(), bin(), "serve", "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
@@ -241,25 +242,6 @@ spawn_limited(rlim_t nofile, const char *root, const char *log, int *port)
     *port = atoi(line + 10);
     unlink(ready);
     return pid;
-}
-
-static double
-proc_cpu_sec(pid_t pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, stt = 0;
-    /* fields after ")": state(3) ... utime(14) stime(15) */
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2)
-        return -1;
-    return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static int
@@ -274,6 +256,17 @@ count_lines(const char *path, const char *needle)
         if (strstr(line, needle))
             n++;
     fclose(f);
+    return n;
+}
+
+/* poll the log until it holds `want` lines with needle; the count (60 s: a
+ * guard against a hang only) */
+static int
+wait_lines(const char *path, const char *needle, int want)
+{
+    int n = 0;
+    for (int i = 0; i < 6000 && (n = count_lines(path, needle)) < want; i++)
+        usleep(10000);
     return n;
 }
 
@@ -300,9 +293,9 @@ Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning)
     pid_t pid = spawn_limited(40, root, log, &port);
     /* the clamp is logged at start */
     int clamp_lines = count_lines(log, "max_connections lowered from 10000 to 8");
-    /* the ready file is written before the workers run: let them start (each
-     * opens its event loop and storage handle) before the descriptors run out */
-    usleep(500000);
+    /* the ready file is written before the workers run: wait until both have
+     * opened their event loop and storage handle before the descriptors run out */
+    int started = wait_lines(log, ": accepting", 2);
 
     enum { NC = 100 };
     int fds[NC], nfd = 0;
@@ -311,18 +304,15 @@ Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning)
         if (fds[i] >= 0)
             nfd++;
     }
-    usleep(200000);
-    double cpu0 = proc_cpu_sec(pid);
-    usleep(2500000);
-    double cpu1 = proc_cpu_sec(pid);
-    int lines = count_lines(log, "out of file descriptors");
+    int lines = wait_lines(log, "out of file descriptors", 1);
+    int paused = count_lines(log, "accepting paused for");
 
     /* once the descriptors are back the server accepts again */
     for (int i = 0; i < NC; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     int ok = 0;
-    for (int i = 0; i < 100 && !ok; i++) {
+    for (int i = 0; i < 300 && !ok; i++) {
         int fd = connect_port(port);
         if (fd >= 0) {
             const char req[] = "GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
@@ -351,27 +341,19 @@ Test(http_main, out_of_descriptors_pauses_accept_instead_of_spinning)
     char cmd[1400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", root, log);
 
+    cr_assert_eq(started, 2, "%d of 2 workers started; log %s", started, log);
     cr_assert_eq(nfd, NC, "only %d of %d connections", nfd, NC);
     cr_assert_eq(clamp_lines, 1, "no clamp line in %s", log);
     cr_assert_geq(lines, 1, "EMFILE never hit; log %s", log);
-    /* before: a busy loop on the listening socket, ~50k lines per second */
-    cr_assert_leq(lines, 6, "%d 'out of file descriptors' lines", lines);
-    cr_assert_lt(cpu1 - cpu0, 0.5, "server used %.2f s CPU in 2.5 s while out of fds",
-                 cpu1 - cpu0);
+    /* before: a busy loop on the listening socket, one line per failed accept.
+     * How little CPU the pause costs is a figure, not asserted here. */
+    cr_assert_eq(paused, lines, "EMFILE without a pause of accepting; log %s", log);
     cr_assert(ok, "server did not serve /v2/ after descriptors were freed");
     cr_assert(exited_zero(st), "exit status %d", st);
     cr_assert_eq(system(cmd), 0);
 }
 
 /* ---- the maintenance thread ---- */
-
-static double
-now_sec(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 Test(http_main, idle_upload_sessions_expire)
 {
@@ -388,9 +370,10 @@ Test(http_main, idle_upload_sessions_expire)
     cr_assert_eq(treq(&s, "GET", loc, NULL, NULL, 0, &r), 0);
     cr_assert_eq(r.status, 204, "status %ld", r.status);
     tresp_free(&r);
-    /* idle for more than 1 s, checked every 100 ms: gone within a few seconds */
+    /* idle for more than 1 s, checked every 100 ms: gone within a few seconds
+     * (60 s: a guard against a hang only) */
     long status = 0;
-    for (int i = 0; i < 80; i++) {
+    for (int i = 0; i < 600; i++) {
         usleep(100000);
         cr_assert_eq(treq(&s, "GET", loc, NULL, NULL, 0, &r), 0);
         status = r.status;
@@ -398,7 +381,7 @@ Test(http_main, idle_upload_sessions_expire)
         if (status == 404)
             break;
     }
-    cr_assert_eq(status, 404, "upload session still there after 8 s");
+    cr_assert_eq(status, 404, "upload session still there after 60 s");
     cr_assert_geq(count_lines(s.log, "expired 1 upload session"), 1);
     int st = testsrv_stop(&s);
     cr_assert(exited_zero(st), "exit status %d", st);
@@ -412,13 +395,12 @@ Test(http_main, maintenance_thread_stops_promptly_on_sigterm)
      * wait for that */
     struct testsrv s;
     cr_assert_eq(testsrv_start(&s, NULL, NULL), 0);
-    usleep(200000);
-    double t0 = now_sec();
+    /* logged once the thread runs */
+    cr_assert_eq(wait_lines(s.log, "checked every 60000 ms", 1), 1, "log %s", s.log);
+    /* testsrv_stop sends SIGKILL after 5 s, far less than the thread's 60 s
+     * sleep: a zero exit status is the server stopping without waiting it out */
     int st = testsrv_stop(&s);
-    double el = now_sec() - t0;
     cr_assert(exited_zero(st), "exit status %d", st);
-    cr_assert_lt(el, 2.0, "stop took %.2f s", el);
-    cr_assert_eq(count_lines(s.log, "checked every 60000 ms"), 1, "log %s", s.log);
     testsrv_cleanup(&s);
     unlink(s.log);
 }

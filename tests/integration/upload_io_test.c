@@ -278,7 +278,7 @@ case_chunked_over_limit(int io)
     req("GET", loc, NULL, NULL, 0, &r);
     assert_err(&r, 404, "BLOB_UPLOAD_UNKNOWN");
     tresp_free(&r);
-    for (int i = 0; i < 100 && uploads_left(); i++)
+    for (int i = 0; i < 1500 && uploads_left(); i++) /* 30 s: a guard only */
         sleep_ms(20);
     cr_assert_eq(uploads_left(), 0);
     char dg[80];
@@ -310,7 +310,7 @@ case_disconnect(int io)
              "Content-Length: %zu\r\n\r\n",
              dg, n);
     send_partial_and_close(head, b, 5 * MIB + 100);
-    for (int i = 0; i < 250 && uploads_left(); i++)
+    for (int i = 0; i < 1500 && uploads_left(); i++) /* 30 s: a guard only */
         sleep_ms(20);
     cr_assert_eq(uploads_left(), 0, "the cut monolithic upload left its file");
     snprintf(head, sizeof(head), "/v2/io/cut/blobs/%s", dg);
@@ -327,7 +327,7 @@ case_disconnect(int io)
     send_partial_and_close(head, b, 9 * MIB + 4321);
     struct tresp r;
     long st = 0;
-    for (int i = 0; i < 250; i++) {
+    for (int i = 0; i < 1500; i++) { /* 30 s: a guard only */
         /* an empty PATCH takes the lease: 409 BUSY until the server has seen the
          * close and every write of the cut request has ended */
         req("PATCH", loc, NULL, NULL, 0, &r);

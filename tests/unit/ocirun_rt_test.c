@@ -108,7 +108,7 @@ make_rootfs(const char *dir_arg)
         name[strcspn(name, "\n")] = '\0';
         if (!name[0] || strcmp(name, "busybox") == 0)
             continue;
-        symlink("busybox", path_join(path_join(dir, "bin"), name));
+        cr_assert_eq(symlink("busybox", path_join(path_join(dir, "bin"), name)), 0, "%s", name);
     }
     pclose(f);
     put_file(path_join(dir, "etc/passwd"),
@@ -453,7 +453,7 @@ Test(ocirun_rt, users_resolve_forms, .init = setup_tmp, .fini = teardown_tmp)
     rt_mkdir_p(path_join(r2, "etc"), 0755, NULL);
     rt_mkdir_p(path_join(r2, "data"), 0755, NULL);
     put_file(path_join(r2, "data/pw"), "svc:x:321:322::/srv:/bin/sh\n", 0644);
-    symlink("/data/pw", path_join(r2, "etc/passwd"));
+    cr_assert_eq(symlink("/data/pw", path_join(r2, "etc/passwd")), 0);
     const char *roots2[1] = {r2};
     cr_assert_eq(rt_users_resolve("svc", roots2, 1, &u, &e), 0, "%s", e.msg);
     cr_assert_eq(u.uid, 321);

@@ -65,7 +65,7 @@ Test(router, every_route_kind)
     expect_ok(HTTP_M_PATCH, "/v2/foo/blobs/uploads/0b9d6a1e-7c3f-4e52-9a1b-1c2d3e4f5a6b",
               ROUTE_UPLOAD, "foo", "0b9d6a1e-7c3f-4e52-9a1b-1c2d3e4f5a6b");
     expect_ok(HTTP_M_GET, "/v2/foo/blobs/" D64, ROUTE_BLOB, "foo", D64);
-    cr_assert_str_eq(rt.digest.hex, D64 + 7);
+    cr_assert_str_eq(rt.digest.hex, &D64[7]);
     expect_ok(HTTP_M_DELETE, "/v2/foo/blobs/" D64, ROUTE_BLOB, "foo", D64);
     expect_ok(HTTP_M_GET, "/v2/foo/referrers/" D64, ROUTE_REFERRERS, "foo", D64);
 }
@@ -207,7 +207,7 @@ Test(router, references_tags_and_digests)
     expect_err(HTTP_M_GET, "/v2/foo/referrers/notadigest", ERR_DIGEST_INVALID);
     expect_err(HTTP_M_GET, "/v2/foo/blobs/" D64 "00", ERR_DIGEST_INVALID);
     char d512[200];
-    snprintf(d512, sizeof(d512), "/v2/foo/blobs/sha512:%s%s", D64 + 7, D64 + 7);
+    snprintf(d512, sizeof(d512), "/v2/foo/blobs/sha512:%s%s", &D64[7], &D64[7]);
     expect_ok(HTTP_M_GET, d512, ROUTE_BLOB, "foo", d512 + 14);
     cr_assert_eq(rt.digest.algo, DIGEST_SHA512);
 }

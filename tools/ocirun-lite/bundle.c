@@ -186,13 +186,24 @@ clear_dir(int dfd, const char *rel, struct err *e)
     return rc;
 }
 
+/* Owner, mode and times are copied as far as the caller may set them: without
+ * CAP_CHOWN the chown fails (EPERM) and the copy keeps the caller's owner, which
+ * is what a rootless bundle needs. A function, not a (void) cast, because glibc
+ * marks chown and friends warn_unused_result under _FORTIFY_SOURCE and gcc
+ * ignores the cast. */
+static void
+best_effort(int rc)
+{
+    (void)rc;
+}
+
 static void
 set_meta(int dfd, const char *name, const struct stat *st, int is_link)
 {
     int fl = is_link ? AT_SYMLINK_NOFOLLOW : 0;
-    (void)fchownat(dfd, name, st->st_uid, st->st_gid, fl);
+    best_effort(fchownat(dfd, name, st->st_uid, st->st_gid, fl));
     if (!is_link)
-        (void)fchmodat(dfd, name, st->st_mode & 07777, 0);
+        best_effort(fchmodat(dfd, name, st->st_mode & 07777, 0));
     struct timespec ts[2] = {st->st_atim, st->st_mtim};
     (void)utimensat(dfd, name, ts, fl);
 }
@@ -231,7 +242,7 @@ copy_reg(int sdir, int ddir, const char *name, const struct stat *st, const char
     if (rc == 0) {
         copy_xattrs(in, out);
         /* chown before chmod: chown clears set-id bits */
-        (void)fchown(out, st->st_uid, st->st_gid);
+        best_effort(fchown(out, st->st_uid, st->st_gid));
         (void)fchmod(out, st->st_mode & 07777);
         struct timespec ts[2] = {st->st_atim, st->st_mtim};
         (void)futimens(out, ts);
@@ -372,7 +383,7 @@ apply_layer(const char *src, int dst_root, struct err *e)
     int rc = copy_tree(&c, sfd, dst_root, "");
     struct stat st;
     if (rc == 0 && fstat(sfd, &st) == 0) {
-        (void)fchown(dst_root, st.st_uid, st.st_gid);
+        best_effort(fchown(dst_root, st.st_uid, st.st_gid));
         (void)fchmod(dst_root, st.st_mode & 07777);
     }
     for (size_t i = 0; i < c.nlinks; i++)
