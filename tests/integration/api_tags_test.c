@@ -148,6 +148,22 @@ Test(api_tags, n_over_max_page_is_clamped)
     cr_assert_eq(list("/v2/c/tags/list?n=1000", "tags", out, sizeof(out), link, sizeof(link)), 200);
     cr_assert_str_eq(out, "t1,t2");
     cr_assert_str_eq(link, "</v2/c/tags/list?n=2&last=t2>; rel=\"next\"");
+    /* however many digits: clamped as docs/api.md says, not a 400 */
+    const char *huge[] = {"/v2/c/tags/list?n=9999999999999999999",
+                          "/v2/c/tags/list?n=123456789012345678901234567890",
+                          "/v2/_catalog?n=99999999999999999999999"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *key = i == 2 ? "repositories" : "tags";
+        cr_assert_eq(list(huge[i], key, out, sizeof(out), link, sizeof(link)), 200, "%s: %s",
+                     huge[i], out);
+        cr_assert_str_eq(out, i == 2 ? "c" : "t1,t2", "%s", huge[i]);
+    }
+    /* leading zeros are still the number they spell */
+    cr_assert_eq(list("/v2/c/tags/list?n=00000000000000000000001", "tags", out, sizeof(out), link,
+                      sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "t1");
+    cr_assert_str_eq(link, "</v2/c/tags/list?n=1&last=t1>; rel=\"next\"");
 }
 
 /* the spec lets a registry page even without `n`: max_page is the default */
