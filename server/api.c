@@ -268,7 +268,8 @@ api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxl
         return 0;
     /* absent -> max_page; digits only; above max_page clamped to it (the spec
      * lets a registry return fewer than n and point at the rest with Link),
-     * however many digits: the value saturates instead of overflowing */
+     * however many digits: digits stop counting once above max_page (at most
+     * 10^7, common/config.c), so the value never overflows */
     size_t sl = strlen(s);
     if (!sl || strspn(s, "0123456789") != sl) {
         http_reply_errorf(r, ERR_BAD_REQUEST, "invalid pagination number n");
