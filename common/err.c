@@ -78,9 +78,11 @@ err_code_name(enum err_code code)
     case ERR_METHOD:
     case ERR_NOT_FOUND:
     case ERR_BAD_REQUEST:
-    case ERR_TIMEOUT: return "UNSUPPORTED";
+    case ERR_TIMEOUT:
+    case ERR_NOT_IMPLEMENTED: return "UNSUPPORTED";
     case ERR_HEADERS_TOO_LARGE: return "SIZE_INVALID";
     case ERR_BUSY: return "BLOB_UPLOAD_INVALID";
+    case ERR_OVERLOADED: return "TOOMANYREQUESTS";
     /* 5xx bodies are not constrained by the spec: name the cause */
     case ERR_NOSPACE: return "NOSPACE";
     case ERR_IO: return "IO_ERROR";

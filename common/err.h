@@ -6,8 +6,9 @@
  * stop, "what failed: why". The message buffer is fixed so the error path never
  * allocates. An err may be NULL, in which case nothing is recorded.
  *
- * The distribution-spec codes map to an HTTP status and the spec's JSON body in
- * exactly one place (server/reply.c: reply_error). */
+ * Every code maps to an HTTP status in exactly one place (server/reply.c:
+ * reply_status) and to the code of the spec's JSON body in err_code_name; no
+ * caller chooses a status of its own for an error. */
 #ifndef OCIREG_ERR_H
 #define OCIREG_ERR_H
 
@@ -28,22 +29,29 @@ enum err_code {
     ERR_SIZE_INVALID,          /* 400 */
     ERR_UNAUTHORIZED,          /* 401 */
     ERR_DENIED,                /* 403 */
-    ERR_UNSUPPORTED,           /* 415 for media types, 400/405 otherwise */
+    ERR_UNSUPPORTED,           /* 415: unknown manifest media type */
     ERR_TOOMANYREQUESTS,       /* 429 */
     /* protocol-level conditions that still answer with a spec JSON body */
     ERR_RANGE_INVALID,         /* 416, code BLOB_UPLOAD_INVALID (out-of-order chunk) */
     ERR_RANGE_NOT_SATISFIABLE, /* 416 on GET with a Range past the end */
     ERR_TOO_LARGE,             /* 413, code SIZE_INVALID */
-    ERR_BAD_REQUEST,           /* 400, malformed HTTP */
-    ERR_NOT_FOUND,             /* 404, no such route */
+    ERR_BAD_REQUEST,           /* 400, code UNSUPPORTED: malformed HTTP, or a query
+                                  parameter outside its grammar (paging n/last,
+                                  artifactType) */
+    ERR_NOT_FOUND,             /* 404, code UNSUPPORTED: no such route */
     ERR_METHOD,                /* 405, code UNSUPPORTED */
     ERR_HEADERS_TOO_LARGE,     /* 431 */
     ERR_TIMEOUT,               /* 408 */
-    ERR_BUSY,                  /* 409/503: resource locked by another request */
+    ERR_BUSY,                  /* 409, code BLOB_UPLOAD_INVALID: an upload session
+                                  leased by another request (the spec has no
+                                  code for it and allows only its own) */
+    ERR_NOT_IMPLEMENTED,       /* 501, code UNSUPPORTED: a transfer coding the
+                                  server cannot decode */
+    ERR_OVERLOADED,            /* 503, code TOOMANYREQUESTS: connection limit */
     /* internal */
     ERR_IO,                    /* 500 */
     ERR_NOSPACE,               /* 507 */
-    ERR_DB,                    /* 500 (503 when sqlite is busy) */
+    ERR_DB,                    /* 500 */
     ERR_CONFIG,
     ERR_NOMEM,
     ERR_INTERNAL,

@@ -28,6 +28,32 @@ expect_400_or_404(struct check *c, const struct resp *r, const char *code, const
     }
 }
 
+/* GET and HEAD of manifests/<ref> in the run's repository: 404, and a JSON
+ * body (the spec allows any 4xx body format) with code MANIFEST_UNKNOWN */
+static void
+expect_manifest_unknown(struct ctx *x, struct check *c, const char *ref)
+{
+    char path[2048];
+    struct resp r;
+    snprintf(path, sizeof(path), "/v2/%s/manifests/%s", x->repo, ref);
+    suite_req(x, "GET", path, &r);
+    if (check_transport(c, &r, path)) {
+        char ct[128];
+        resp_header(&r, "Content-Type", ct, sizeof(ct));
+        if (strncmp(ct, "application/json", 16) == 0)
+            check_error_body(c, &r, 404, "MANIFEST_UNKNOWN", path);
+        else
+            check_status(c, &r, 404, path);
+    }
+    resp_release(&r);
+    if (!check_ok(c))
+        return;
+    suite_req(x, "HEAD", path, &r);
+    if (check_transport(c, &r, path))
+        check_status(c, &r, 404, path);
+    resp_release(&r);
+}
+
 void
 suite_errors(struct ctx *x)
 {
@@ -51,6 +77,33 @@ suite_errors(struct ctx *x)
         check_error_body(&c, &r, 404, "MANIFEST_UNKNOWN", path);
         resp_release(&r);
         suite_expect_unknown(x, &c, "GET", "manifests", "MANIFEST_UNKNOWN");
+    }
+    check_end(&c);
+
+    /* spec "Pulling manifests": a manifest not found MUST be 404. A reference
+     * that is neither a tag nor a digest names no manifest, so a GET or HEAD
+     * of it is 404 as well, not 400 (clients treat 404 as "not there"); a
+     * JSON body says MANIFEST_UNKNOWN */
+    check_begin(&c, "err-manifest-invalid-reference",
+                "GET/HEAD of a manifest reference that is not a valid tag (leading '-' or '.', "
+                "129 characters, '+') answers 404 (code MANIFEST_UNKNOWN when JSON), never 400");
+    if (check_require(&c, x->base_ok, "base-v2")) {
+        char longtag[140];
+        memset(longtag, 'a', 129);
+        longtag[129] = '\0';
+        const char *refs[] = {"-dash", ".dot", longtag, "bad+tag"};
+        for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]) && check_ok(&c); i++)
+            expect_manifest_unknown(x, &c, refs[i]);
+    }
+    check_end(&c);
+
+    check_begin(&c, "err-manifest-malformed-digest",
+                "GET/HEAD of a manifest at a malformed digest (sha256:abc, sha256:nothex) answers "
+                "404 (code MANIFEST_UNKNOWN when JSON)");
+    if (check_require(&c, x->base_ok, "base-v2")) {
+        const char *refs[] = {"sha256:abc", "sha256:nothex"};
+        for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]) && check_ok(&c); i++)
+            expect_manifest_unknown(x, &c, refs[i]);
     }
     check_end(&c);
 

@@ -260,20 +260,24 @@ api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxl
     p->key[0] = '\0';
     p->last = http_req_query(r, "last");
     if (p->last && strlen(p->last) > maxlast) {
-        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid pagination marker last: too long");
+        http_reply_errorf(r, ERR_BAD_REQUEST, "invalid pagination marker last: too long");
         return -1;
     }
     const char *s = with_n ? http_req_query(r, "n") : NULL;
     if (!s)
         return 0;
     /* absent -> max_page; digits only; above max_page clamped to it (the spec
-     * lets a registry return fewer than n and point at the rest with Link) */
+     * lets a registry return fewer than n and point at the rest with Link),
+     * however many digits: digits stop counting once above max_page (at most
+     * 10^7, common/config.c), so the value never overflows */
     size_t sl = strlen(s);
-    if (!sl || strspn(s, "0123456789") != sl || sl > 18) {
-        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid pagination number n");
+    if (!sl || strspn(s, "0123456789") != sl) {
+        http_reply_errorf(r, ERR_BAD_REQUEST, "invalid pagination number n");
         return -1;
     }
-    long n = strtol(s, NULL, 10);
+    long n = 0;
+    for (size_t i = 0; i < sl && n <= max_page; i++)
+        n = n * 10 + (s[i] - '0');
     p->n = n > max_page ? max_page : n;
     return 0;
 }
@@ -324,14 +328,6 @@ api_reply_err(struct http_req *r, const struct err *e)
         log_error(API_MOD, http_req_id(r), "%s %s: %s", http_req_method_name(r), http_req_path(r),
                   e->msg);
     http_reply_error(r, e);
-}
-
-void
-api_reply_code(struct http_req *r, int status, enum err_code code, const char *msg)
-{
-    char body[512];
-    size_t n = reply_error_json(code, msg, body, sizeof(body));
-    http_reply(r, status, CT_JSON, body, n);
 }
 
 void
@@ -399,20 +395,12 @@ dispatch(struct http_req *r, void *wctx)
     enum http_method m = http_req_method(r);
 
     if (router_match(m, http_req_path(r), rt, &e) < 0) {
-        switch (e.code) {
-        case ERR_NOT_FOUND:
-            /* no spec code means "no such endpoint": UNSUPPORTED is the closest
-             * ("the operation is unsupported"), with the 404 status */
-            api_reply_code(r, 404, ERR_UNSUPPORTED, "no such endpoint");
-            return;
-        case ERR_METHOD:
+        /* ERR_NOT_FOUND (no such endpoint) is 404 with the spec code closest
+         * to it, UNSUPPORTED (common/err.c) */
+        if (e.code == ERR_METHOD)
             http_reply_header(r, "Allow", "%s", router_allow(rt->kind));
-            http_reply_error(r, &e);
-            return;
-        default:
-            http_reply_error(r, &e);
-            return;
-        }
+        http_reply_error(r, &e);
+        return;
     }
 
     switch (rt->kind) {
@@ -463,7 +451,7 @@ dispatch(struct http_req *r, void *wctx)
     case ROUTE_NONE:
         break;
     }
-    api_reply_code(r, 404, ERR_UNSUPPORTED, "no such endpoint");
+    http_reply_errorf(r, ERR_NOT_FOUND, "no such endpoint");
 }
 
 void

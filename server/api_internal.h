@@ -89,8 +89,9 @@ struct api_page {
     char key[API_PAGE_KEY_MAX + 1]; /* the last entry kept (Link's last=) */
 };
 /* api_page_begin - read `n` (when with_n) and `last` of the query into p.
- * `n`: digits only (else 400); `last`: at most maxlast bytes (else 400; pass
- * SIZE_MAX to check it elsewhere). Returns 0, or -1 after having replied 400. */
+ * `n`: digits only (else ERR_BAD_REQUEST, 400), any number of them (above
+ * max_page it is clamped); `last`: at most maxlast bytes (else ERR_BAD_REQUEST;
+ * pass SIZE_MAX to check it elsewhere). Returns 0, or -1 after having replied. */
 int api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxlast,
                    struct api_page *p);
 /* api_page_fit - after an entry was written to j from `mark`: 1 when it stays
@@ -113,9 +114,6 @@ void api_fault_alloc(int count);
 /* ---- replies ---- */
 /* reply the error of e (http_reply_error), logging 5xx once */
 void api_reply_err(struct http_req *r, const struct err *e);
-/* reply a spec JSON error body with an explicit status, for the few places the
- * one code->status mapping has no entry for (unknown route 404, bad paging 400) */
-void api_reply_code(struct http_req *r, int status, enum err_code code, const char *msg);
 /* answer a HEAD: Content-Length `size`, no body, no file opened */
 void api_reply_head(struct http_req *r, int status, const char *content_type, uint64_t size);
 /* Location + Range + Docker-Upload-UUID of an upload session */

@@ -90,7 +90,7 @@ api_manifest_put(struct api_worker *w, struct http_req *r, const struct route *r
     size_t nq = http_req_query_all(r, "tag", q, PUT_MAX_TAGS + 1);
     for (size_t i = 0; i < nq; i++) {
         if (tag_validate(q[i], strlen(q[i]), &e) < 0) {
-            api_reply_code(r, 400, ERR_MANIFEST_INVALID, "invalid tag in query");
+            http_reply_errorf(r, ERR_MANIFEST_INVALID, "invalid tag in query");
             return;
         }
         size_t k;
@@ -100,7 +100,7 @@ api_manifest_put(struct api_worker *w, struct http_req *r, const struct route *r
         if (k < c->ntags)
             continue;
         if (c->ntags == PUT_MAX_TAGS) {
-            api_reply_code(r, 400, ERR_MANIFEST_INVALID, "too many tags");
+            http_reply_errorf(r, ERR_MANIFEST_INVALID, "too many tags");
             return;
         }
         c->tags[c->ntags++] = q[i];

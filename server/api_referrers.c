@@ -109,7 +109,7 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
         at = NULL;
     if (at && strlen(at) > 255) {
         /* media types are at most 127/127 characters (RFC 6838) */
-        api_reply_code(r, 400, ERR_UNSUPPORTED, "invalid artifactType: too long");
+        http_reply_errorf(r, ERR_BAD_REQUEST, "invalid artifactType: too long");
         return;
     }
     struct refctx *c = http_req_alloc(r, sizeof(*c));
@@ -119,7 +119,7 @@ api_referrers(struct api_worker *w, struct http_req *r, const struct route *rt)
         return;
     const char *last = c->pg.last;
     if (last && *last && digest_parse(last, strlen(last), &ld, NULL) < 0) {
-        api_reply_code(r, 400, ERR_DIGEST_INVALID, "invalid pagination marker last");
+        http_reply_errorf(r, ERR_DIGEST_INVALID, "invalid pagination marker last");
         return;
     }
     jbuf_init(&c->j, w, c->pg.budget + w->a->o.max_manifest + REF_SLACK);

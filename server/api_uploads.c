@@ -195,9 +195,8 @@ refuse_too_large(struct http_req *r, struct upctx *c)
     c->u = NULL;
     if (c->cancel_on_abort)
         storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
-    char msg[96];
-    snprintf(msg, sizeof(msg), "blob larger than the limit of %llu bytes", (unsigned long long)max);
-    api_reply_code(r, 413, ERR_TOO_LARGE, msg);
+    http_reply_errorf(r, ERR_TOO_LARGE, "blob larger than the limit of %llu bytes",
+                      (unsigned long long)max);
     return 1;
 }
 
@@ -249,8 +248,8 @@ check_content_range(struct http_req *r, struct upctx *c)
          * are appended: refuse the combination up front */
         upload_release(c->u);
         c->u = NULL;
-        api_reply_code(r, 400, ERR_BLOB_UPLOAD_INVALID,
-                       "Content-Range needs a Content-Length, not a chunked body");
+        http_reply_errorf(r, ERR_BLOB_UPLOAD_INVALID,
+                          "Content-Range needs a Content-Length, not a chunked body");
         return -1;
     } else if ((uint64_t)cl != end - start + 1) {
         err_set(&e, ERR_RANGE_INVALID, 0, "Content-Length does not match Content-Range");
@@ -350,7 +349,7 @@ api_upload_start(struct api_worker *w, struct http_req *r, const struct route *r
     }
 
     if (alg && digest_algo_parse(alg, strlen(alg), &algo, &e) < 0) {
-        api_reply_code(r, 400, ERR_DIGEST_INVALID, "unsupported digest-algorithm");
+        http_reply_errorf(r, ERR_DIGEST_INVALID, "unsupported digest-algorithm");
         return;
     }
     start_session(w, r, rt, algo);
@@ -379,7 +378,7 @@ api_upload_put(struct api_worker *w, struct http_req *r, const struct route *rt)
     const char *dq = http_req_query(r, "digest");
 
     if (!dq) {
-        api_reply_code(r, 400, ERR_DIGEST_INVALID, "digest parameter missing");
+        http_reply_errorf(r, ERR_DIGEST_INVALID, "digest parameter missing");
         return;
     }
     if (parse_query_digest(dq, &d, &e) < 0) {

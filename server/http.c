@@ -305,12 +305,13 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         http_parser_set_max_header_size((uint32_t)(s->o.header_max + 1024));
 
     char body[200];
-    size_t bl = reply_error_json(ERR_TOOMANYREQUESTS, "too many connections", body, sizeof(body));
+    size_t bl = reply_error_json(ERR_OVERLOADED, "too many connections", body, sizeof(body));
+    int rs = reply_status(ERR_OVERLOADED);
     snprintf(s->reject_head, sizeof(s->reject_head),
-             "HTTP/1.1 503 %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
+             "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
              "Docker-Distribution-API-Version: registry/2.0\r\nRetry-After: 1\r\n"
              "Connection: close\r\n",
-             reply_reason(503), bl);
+             rs, reply_reason(rs), bl);
     snprintf(s->reject_tail, sizeof(s->reject_tail), "\r\n%s", body);
 
     /* a peer that resets while we send must be an EPIPE, not a signal */

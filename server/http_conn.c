@@ -364,7 +364,7 @@ conn_headers_done(struct http_conn *c)
         return;
     }
     if (te == 501) {
-        http_req_fail_status(r, 501, ERR_UNSUPPORTED, "transfer coding not implemented");
+        http_req_fail(r, ERR_NOT_IMPLEMENTED, "transfer coding not implemented");
         return;
     }
     const char *exp = http_req_header(r, "Expect");

@@ -701,14 +701,8 @@ http_reply_errorf(struct http_req *r, enum err_code code, const char *fmt, ...)
 void
 http_req_fail(struct http_req *r, enum err_code code, const char *msg)
 {
-    http_req_fail_status(r, reply_status(code), code, msg);
-}
-
-void
-http_req_fail_status(struct http_req *r, int status, enum err_code code, const char *msg)
-{
     r->c->closing = 1;
     if (r->replied)
         return;
-    reply_error_code(r, status, code, msg);
+    reply_error_code(r, reply_status(code), code, msg);
 }

@@ -32,6 +32,8 @@ reply_status(enum err_code code)
     case ERR_RANGE_NOT_SATISFIABLE: return 416;
     case ERR_TOOMANYREQUESTS: return 429;
     case ERR_HEADERS_TOO_LARGE: return 431;
+    case ERR_NOT_IMPLEMENTED: return 501;
+    case ERR_OVERLOADED: return 503;
     case ERR_NOSPACE: return 507;
     case ERR_DB:
     case ERR_IO:

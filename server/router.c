@@ -166,11 +166,11 @@ router_match(enum http_method m, const char *path, struct route *out, struct err
     case ROUTE_MANIFEST:
         if (memchr(seg, ':', slen)) {
             if (slen > DIGEST_STR_MAX || parse_digest(seg, slen, &out->digest, e) < 0)
-                return err_set(e, ERR_DIGEST_INVALID, 0, "invalid digest reference");
+                goto badref;
             out->ref_is_digest = 1;
         } else {
             if (slen > TAG_MAX_LEN || tag_validate(seg, slen, e) < 0)
-                return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid tag");
+                goto badref;
         }
         memcpy(out->ref, seg, slen);
         out->ref[slen] = '\0';
@@ -192,6 +192,17 @@ router_match(enum http_method m, const char *path, struct route *out, struct err
         break;
     }
     return 0;
+
+badref:
+    /* a reference that is neither a tag nor a digest names no manifest: a read
+     * or delete of it is MANIFEST_UNKNOWN (spec: a manifest not found MUST be
+     * 404; the reference registry's route does not match it either); only a
+     * PUT, which would create it, is told what is wrong with it */
+    if (m != HTTP_M_PUT)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+    if (memchr(seg, ':', slen))
+        return err_set(e, ERR_DIGEST_INVALID, 0, "invalid digest reference");
+    return err_set(e, ERR_MANIFEST_INVALID, 0, "invalid tag");
 
 method:
     if (!(kinds[out->kind].methods & (1u << m)))

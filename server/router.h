@@ -52,8 +52,11 @@ struct route {
  *                            router_allow() gives the Allow header)
  *   ERR_NAME_INVALID         repository name fails the grammar (this is where
  *                            "..", "%2e%2e", empty components, upper case end up)
- *   ERR_DIGEST_INVALID       malformed or unsupported digest in the path
- *   ERR_MANIFEST_INVALID     malformed tag
+ *   ERR_DIGEST_INVALID       malformed or unsupported digest in the path (a
+ *                            manifest reference: on PUT only)
+ *   ERR_MANIFEST_INVALID     malformed tag (PUT of a manifest)
+ *   ERR_MANIFEST_UNKNOWN     GET/HEAD/DELETE of a manifest reference that is
+ *                            neither a tag nor a digest (it cannot exist)
  *   ERR_BLOB_UPLOAD_UNKNOWN  upload id of a form the registry never issues
  * out is always written (kind at least). */
 int router_match(enum http_method m, const char *path, struct route *out, struct err *e);

@@ -21,7 +21,15 @@
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
  * OFFSET.
  *
- *   repos(name)                         a repository that ever had a link/manifest
+ *   repos(name)                         the repositories that exist: those with
+ *                                       at least one blob link or manifest. The
+ *                                       transaction that removes a repository's
+ *                                       last link and manifest removes its row
+ *                                       (metadb_repo_prune), and open removes rows
+ *                                       left empty by older versions, so the
+ *                                       catalog and tags/list read this one
+ *                                       definition and a catalog page never
+ *                                       skips dead rows
  *   blobs(digest, size, created)        a blob file that is installed under blobs/
  *   blob_links(repo, digest, created)   blob visible in repo
  *   manifests(id, repo, digest, media_type, size, subject, artifact_type,
@@ -169,11 +177,19 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
     [Q_TAG_DELETE_DIGEST] = "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
     [Q_TAGS_LIST] = "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
-    [Q_REPO_HAS_MF] = "SELECT 1 FROM manifests WHERE repo = ?1 LIMIT 1",
-    [Q_CATALOG] = "SELECT name FROM repos r WHERE name > ?1 AND"
-                  " (EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.name) OR"
-                  "  EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.name))"
-                  " ORDER BY name LIMIT ?2",
+    [Q_REPO_EXISTS] = "SELECT 1 FROM repos WHERE name = ?1",
+    [Q_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2",
+    /* a repository with no link and no manifest left stops existing */
+    [Q_REPO_PRUNE] = "DELETE FROM repos WHERE name = ?1"
+                     " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE repo = ?1)"
+                     " AND NOT EXISTS(SELECT 1 FROM manifests WHERE repo = ?1)",
+    /* the same for every repository linking blob ?1, run before its links go:
+     * those left with no other link and no manifest */
+    [Q_REPO_PRUNE_DIGEST] = "DELETE FROM repos WHERE name IN"
+                            " (SELECT repo FROM blob_links WHERE digest = ?1)"
+                            " AND NOT EXISTS(SELECT 1 FROM blob_links l"
+                            "  WHERE l.repo = repos.name AND l.digest <> ?1)"
+                            " AND NOT EXISTS(SELECT 1 FROM manifests m WHERE m.repo = repos.name)",
     /* referrers, column 4 the annotations or NULL. Keyset pages
      * (storage_referrers_page): a range on the manifests_subject
      * index (repo, subject, digest) from ?3, so a page never rescans the rows
@@ -462,4 +478,42 @@ void
 metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v)
 {
     sqlite3_bind_int64(s, i, v);
+}
+
+int
+metadb_repo_prune(struct storage_handle *h, const char *repo, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(h, Q_REPO_PRUNE);
+    metadb_bind_text(s, 1, repo);
+    return metadb_run(h, s, e);
+}
+
+/* rows of repositories emptied before metadb_repo_prune existed; one pass over
+ * repos with two index probes per row */
+static const char *const prune_all_sql =
+    "DELETE FROM repos WHERE NOT EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = repos.name)"
+    " AND NOT EXISTS(SELECT 1 FROM manifests m WHERE m.repo = repos.name)";
+
+int
+metadb_repos_prune_all(struct storage_handle *h, struct err *e)
+{
+    if (metadb_begin_light(h, e) < 0)
+        return -1;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(h)->db, prune_all_sql, -1, &s, NULL) != SQLITE_OK) {
+        metadb_err(h, "prune repositories", e);
+        metadb_rollback(h);
+        return -1;
+    }
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        metadb_err(h, "prune repositories", e);
+        metadb_rollback(h);
+        return -1;
+    }
+    int n = metadb_changes(h);
+    if (metadb_commit(h, e) < 0)
+        return -1;
+    return n;
 }

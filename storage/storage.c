@@ -267,6 +267,13 @@ storage_open(const struct storage_opts *opts, struct err *e)
         rrc = restore_pending(h, e);
     if (rrc == 0)
         rrc = fill_annotations(h, e);
+    if (rrc == 0) {
+        /* emptied repositories of a database written by an older version */
+        int pruned = metadb_repos_prune_all(h, e);
+        if (pruned > 0)
+            log_info("storage", NULL, "recovery removed_empty_repos=%d", pruned);
+        rrc = pruned < 0 ? -1 : 0;
+    }
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
@@ -617,11 +624,16 @@ link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t s
 
 /* ---- blobs ------------------------------------------------------------------- */
 
-/* forget_blob - inside a write transaction: the blobs row and every link of ds */
+/* forget_blob - inside a write transaction: the blobs row and every link of ds
+ * (and the rows of the repositories that this leaves empty) */
 static int
 forget_blob(struct storage_handle *h, const char *ds, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_LINKS_FORGET);
+    sqlite3_stmt *s = metadb_q(h, Q_REPO_PRUNE_DIGEST);
+    metadb_bind_text(s, 1, ds);
+    if (metadb_run(h, s, e) < 0)
+        return -1;
+    s = metadb_q(h, Q_LINKS_FORGET);
     metadb_bind_text(s, 1, ds);
     if (metadb_run(h, s, e) < 0)
         return -1;
@@ -727,6 +739,8 @@ storage_blob_delete(struct storage_handle *h, const char *repo, const struct dig
         err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
         goto fail;
     }
+    if (metadb_repo_prune(h, repo, e) < 0)
+        goto fail;
     return metadb_commit(h, e);
 fail:
     metadb_rollback(h);
@@ -859,9 +873,13 @@ dedup_refs(struct manifest_info *mi)
 }
 
 /* check_ref_files - outside the write lock: every referenced blob's file is
- * there (a row whose file was lost must not satisfy a manifest) */
+ * there (a row whose file was lost must not satisfy a manifest). A missing file
+ * is a lost one only when repo links the blob: then its rows are repaired. A
+ * blob never pushed here (an ordinary client mistake) costs one read and no
+ * write transaction. */
 static int
-check_ref_files(struct storage_handle *h, const struct manifest_info *mi, struct err *e)
+check_ref_files(struct storage_handle *h, const char *repo, const struct manifest_info *mi,
+                struct err *e)
 {
     for (size_t i = 0; i < mi->nrefs; i++) {
         const struct manifest_ref *r = &mi->refs[i];
@@ -870,12 +888,19 @@ check_ref_files(struct storage_handle *h, const struct manifest_info *mi, struct
         int ex = blobstore_exists(h->st, &r->digest, UINT64_MAX, e);
         if (ex < 0)
             return -1;
-        if (ex == 0) {
-            char ds[DIGEST_STR_MAX];
-            repair_lost_blob(h, &r->digest, digest_format(&r->digest, ds), UINT64_MAX);
-            return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, 0, "manifest references unknown blob %s",
-                           ds);
-        }
+        if (ex == 1)
+            continue;
+        char ds[DIGEST_STR_MAX];
+        digest_format(&r->digest, ds);
+        int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+        if (linked < 0)
+            return -1;
+        if (linked)
+            repair_lost_blob(h, &r->digest, ds, UINT64_MAX);
+        else
+            log_debug("storage", NULL, "manifest references a blob not in the repository repo=%s"
+                      " digest=%s", repo, ds);
+        return err_set(e, ERR_MANIFEST_BLOB_UNKNOWN, 0, "manifest references unknown blob %s", ds);
     }
     return 0;
 }
@@ -949,7 +974,7 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     /* files are checked before anything is written and outside the write lock;
      * the rows once, under it */
-    if (check_ref_files(h, &mi, e) < 0)
+    if (check_ref_files(h, repo, &mi, e) < 0)
         goto out;
     /* the file without an fsync of it or its directory: the body goes into
      * pending_manifest_files in the transaction below (see "manifest files") */
@@ -1167,6 +1192,8 @@ storage_manifest_delete(struct storage_handle *h, const char *repo, const char *
         metadb_bind_text(s, 2, ds);
         if (metadb_run(h, s, e) < 0)
             goto fail;
+        if (metadb_repo_prune(h, repo, e) < 0)
+            goto fail;
     } else {
         s = metadb_q(h, Q_TAG_DELETE);
         metadb_bind_text(s, 1, repo);
@@ -1236,7 +1263,9 @@ storage_tags_list(struct storage_handle *h, const char *repo, const char *last, 
     if (page(h, s, n, fn, arg, &m, &count, e) < 0)
         return -1;
     if (count == 0 && !m) {
-        int ex = exists1(h, Q_REPO_HAS_MF, repo, NULL, e);
+        /* the catalog's definition: a repository with a blob link or a
+         * manifest, tagged or not (an empty list, as distribution answers) */
+        int ex = exists1(h, Q_REPO_EXISTS, repo, NULL, e);
         if (ex < 0)
             return -1;
         if (ex == 0)

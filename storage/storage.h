@@ -360,13 +360,19 @@ int storage_manifest_delete(struct storage_handle *h, const char *repo, const ch
 /* iteration callback: return 0 to go on, non-zero to stop */
 typedef int (*storage_name_fn)(void *arg, const char *name);
 
+/* A repository exists while it has at least one blob link or manifest: it is
+ * then listed by storage_catalog and storage_tags_list answers for it (an
+ * empty list when nothing is tagged); once its last link and manifest are
+ * deleted it is neither. */
+
 /* storage_tags_list - tags of repo in lexical (byte) order, after `last` (NULL =
  * from the start), at most n (n < 0 = all). *more = 1 when further tags exist.
- * ERR_NAME_UNKNOWN when the repo has no manifests and no tags. */
+ * ERR_NAME_UNKNOWN when the repo does not exist (no blob link, no manifest). */
 int storage_tags_list(struct storage_handle *h, const char *repo, const char *last, long n,
                       storage_name_fn fn, void *arg, int *more, struct err *e);
 
-/* storage_catalog - repository names in lexical order, same paging as tags. */
+/* storage_catalog - names of the repositories that exist, in lexical order,
+ * same paging as tags; a page reads only its own rows. */
 int storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn,
                     void *arg, int *more, struct err *e);
 

@@ -230,8 +230,10 @@ enum stmt_id {
     Q_TAG_DELETE,
     Q_TAG_DELETE_DIGEST,
     Q_TAGS_LIST,
-    Q_REPO_HAS_MF,
+    Q_REPO_EXISTS,
     Q_CATALOG,
+    Q_REPO_PRUNE,
+    Q_REPO_PRUNE_DIGEST,
     Q_REFERRERS_PAGE,
     Q_REFERRERS_AT_PAGE,
     Q_PENDING_ADD,
@@ -292,6 +294,12 @@ int metadb_changes(struct storage_handle *h);
 /* metadb_durable_point - wait until everything committed so far is durable (a
  * read that acknowledges a state, e.g. a mount of an already linked blob). */
 int metadb_durable_point(struct storage_handle *h, struct err *e);
+/* metadb_repo_prune - inside a write transaction that removed a link or a
+ * manifest of repo: remove repo's row when nothing of it is left */
+int metadb_repo_prune(struct storage_handle *h, const char *repo, struct err *e);
+/* metadb_repos_prune_all - remove the row of every repository without links or
+ * manifests (storage_open). Returns how many, or -1. */
+int metadb_repos_prune_all(struct storage_handle *h, struct err *e);
 /* bind helpers (SQLITE_STATIC: the caller keeps the text alive until reset) */
 void metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t);
 void metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v);

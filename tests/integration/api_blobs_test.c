@@ -527,8 +527,10 @@ Test(api_blobs, lease_is_exclusive_and_released_when_the_client_dies)
     }
     cr_assert_eq(st, 409, "the stalled PATCH never took the lease");
 
-    /* the session is busy meanwhile */
+    /* the session is busy meanwhile: 409 with a spec code (the spec allows
+     * only its own codes in a JSON error body and has none for "busy") */
     cr_assert_eq(patch(loc, NULL, "x", 1, &r), 409, "%ld %s", r.status, r.body);
+    cr_assert_str_eq(ecode(&r), "BLOB_UPLOAD_INVALID", "%s", r.body);
     tresp_free(&r);
 
     /* the client dies mid-body: the lease comes back, the session stays */

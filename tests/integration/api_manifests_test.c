@@ -371,3 +371,84 @@ Test(api_manifests, delete_by_tag_and_by_digest)
     assert_err(&r, 404, "MANIFEST_UNKNOWN");
     tresp_free(&r);
 }
+
+/* lines of the server log at level error (the text format's level column) */
+static int
+error_lines_in_log(char *first, size_t cap)
+{
+    FILE *f = fopen(S.log, "r");
+    char line[1024];
+    int n = 0;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strstr(line, " error ")) {
+            if (n++ == 0)
+                snprintf(first, cap, "%s", line);
+        }
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* a manifest naming a blob that was never pushed is an ordinary client
+ * mistake: 400 MANIFEST_BLOB_UNKNOWN, and not the lost-file repair (which logs
+ * an error and commits a transaction) */
+Test(api_manifests, never_pushed_blob_is_400_without_an_error_log)
+{
+    char cdg[80], missing[80], body[1024], first[1024] = "";
+    push_blob("nb", "{}", cdg);
+    tdigest("never pushed", 12, missing);
+    snprintf(body, sizeof(body),
+             "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{"
+             "\"mediaType\":\"" MT_OCI_CONFIG "\",\"digest\":\"%s\",\"size\":2},\"layers\":[{"
+             "\"mediaType\":\"" MT_OCI_LAYER "\",\"digest\":\"%s\",\"size\":12}]}",
+             cdg, missing);
+    struct tresp r;
+    const char *h[] = {"Content-Type: " MT_OCI_MANIFEST, NULL};
+    req("PUT", "/v2/nb/manifests/v1", h, body, strlen(body), &r);
+    assert_err(&r, 400, "MANIFEST_BLOB_UNKNOWN");
+    tresp_free(&r);
+    /* the reply was sent after the request was handled, so the log line of a
+     * repair would already be written */
+    cr_assert_eq(error_lines_in_log(first, sizeof(first)), 0, "error logged: %s", first);
+}
+
+/* GET, HEAD and DELETE of a reference that is neither a tag nor a digest: the
+ * manifest cannot exist, 404 MANIFEST_UNKNOWN (as the reference registry,
+ * whose route does not match it); PUT keeps its 400 */
+Test(api_manifests, invalid_reference_is_unknown_except_on_put)
+{
+    push_image("ir", "v1", "i", NULL);
+    char longtag[140], path[400];
+    memset(longtag, 'a', 129);
+    longtag[129] = '\0';
+    const char *refs[] = {"bad+tag", "-dash", ".dot", longtag, "sha256:abc", "sha256:nothex",
+                          "md5:d41d8cd98f00b204e9800998ecf8427e"};
+    const char *methods[] = {"GET", "HEAD", "DELETE"};
+    struct tresp r;
+    for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) {
+        snprintf(path, sizeof(path), "/v2/ir/manifests/%s", refs[i]);
+        for (size_t m = 0; m < 3; m++) {
+            req(methods[m], path, NULL, NULL, 0, &r);
+            if (m == 1)
+                cr_assert_eq(r.status, 404, "HEAD %s: %ld", path, r.status);
+            else
+                assert_err(&r, 404, "MANIFEST_UNKNOWN");
+            tresp_free(&r);
+        }
+    }
+    char body[1024];
+    make_image("ir", 0, "j", body, sizeof(body));
+    const char *h[] = {"Content-Type: " MT_OCI_MANIFEST, NULL};
+    req("PUT", "/v2/ir/manifests/bad+tag", h, body, strlen(body), &r);
+    assert_err(&r, 400, "MANIFEST_INVALID");
+    tresp_free(&r);
+    req("PUT", "/v2/ir/manifests/sha256:abc", h, body, strlen(body), &r);
+    assert_err(&r, 400, "DIGEST_INVALID");
+    tresp_free(&r);
+    /* an invalid repository name is still NAME_INVALID */
+    req("GET", "/v2/Bad/manifests/bad+tag", NULL, NULL, 0, &r);
+    assert_err(&r, 400, "NAME_INVALID");
+    tresp_free(&r);
+    cr_assert_eq(status_of("GET", "/v2/ir/manifests/v1"), 200);
+}

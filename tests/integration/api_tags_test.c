@@ -148,6 +148,22 @@ Test(api_tags, n_over_max_page_is_clamped)
     cr_assert_eq(list("/v2/c/tags/list?n=1000", "tags", out, sizeof(out), link, sizeof(link)), 200);
     cr_assert_str_eq(out, "t1,t2");
     cr_assert_str_eq(link, "</v2/c/tags/list?n=2&last=t2>; rel=\"next\"");
+    /* however many digits: clamped as docs/api.md says, not a 400 */
+    const char *huge[] = {"/v2/c/tags/list?n=9999999999999999999",
+                          "/v2/c/tags/list?n=123456789012345678901234567890",
+                          "/v2/_catalog?n=99999999999999999999999"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *key = i == 2 ? "repositories" : "tags";
+        cr_assert_eq(list(huge[i], key, out, sizeof(out), link, sizeof(link)), 200, "%s: %s",
+                     huge[i], out);
+        cr_assert_str_eq(out, i == 2 ? "c" : "t1,t2", "%s", huge[i]);
+    }
+    /* leading zeros are still the number they spell */
+    cr_assert_eq(list("/v2/c/tags/list?n=00000000000000000000001", "tags", out, sizeof(out), link,
+                      sizeof(link)),
+                 200);
+    cr_assert_str_eq(out, "t1");
+    cr_assert_str_eq(link, "</v2/c/tags/list?n=1&last=t1>; rel=\"next\"");
 }
 
 /* the spec lets a registry page even without `n`: max_page is the default */
@@ -232,4 +248,44 @@ Test(api_tags, page_body_and_link_are_byte_exact)
     cr_assert_eq(r.len, 0);
     cr_assert_str_eq(H(&r, "Link"), "</v2/x/y/tags/list?n=2&last=a.1>; rel=\"next\"");
     tresp_free(&r);
+}
+
+/* one definition of "the repository exists" for the catalog and tags/list:
+ * with blob links but no manifest left it is listed and its tag list is empty
+ * (200, as distribution answers: skopeo list-tags works); with nothing left it
+ * is neither listed nor known */
+Test(api_tags, catalog_and_tags_list_agree_on_emptied_repositories)
+{
+    char dg[80], out[256], path[300], cdg[80], ldg[80];
+    push_image("emptied", "v1", "e", dg);
+    push_image("other", "v1", "o", NULL);
+    snprintf(path, sizeof(path), "/v2/emptied/manifests/%s", dg);
+    cr_assert_eq(status_of("DELETE", path), 202);
+
+    cr_assert_eq(list("/v2/_catalog", "repositories", out, sizeof(out), NULL, 0), 200);
+    cr_assert_str_eq(out, "emptied,other");
+    cr_assert_eq(list("/v2/emptied/tags/list", "tags", out, sizeof(out), NULL, 0), 200);
+    cr_assert_str_eq(out, "");
+    struct tresp r;
+    req("GET", "/v2/emptied/tags/list", NULL, NULL, 0, &r);
+    cr_assert_eq(r.len, strlen("{\"name\":\"emptied\",\"tags\":[]}"), "%s", r.body);
+    cr_assert(memcmp(r.body, "{\"name\":\"emptied\",\"tags\":[]}", r.len) == 0, "%s", r.body);
+    tresp_free(&r);
+
+    /* the blobs make_image pushed (same bytes as its config and layer) */
+    char cfg[128], layer[128];
+    snprintf(cfg, sizeof(cfg), "{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"%s\"}",
+             "e");
+    snprintf(layer, sizeof(layer), "layer bytes of %s", "e");
+    tdigest(cfg, strlen(cfg), cdg);
+    tdigest(layer, strlen(layer), ldg);
+    snprintf(path, sizeof(path), "/v2/emptied/blobs/%s", cdg);
+    cr_assert_eq(status_of("DELETE", path), 202);
+    snprintf(path, sizeof(path), "/v2/emptied/blobs/%s", ldg);
+    cr_assert_eq(status_of("DELETE", path), 202);
+
+    cr_assert_eq(list("/v2/_catalog", "repositories", out, sizeof(out), NULL, 0), 200);
+    cr_assert_str_eq(out, "other");
+    cr_assert_eq(list("/v2/emptied/tags/list", "tags", out, sizeof(out), NULL, 0), 404);
+    cr_assert_str_eq(out, "NAME_UNKNOWN");
 }

@@ -126,6 +126,9 @@ Test(metadb, hot_queries_are_index_lookups)
                           " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                           " WHERE m.repo = ?1 AND m.subject = ?2 ORDER BY m.digest");
     assert_uses_index(db, "SELECT 1 FROM blob_links WHERE digest = ?1");
+    /* catalog page and repository existence */
+    assert_uses_index(db, "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2");
+    assert_uses_index(db, "SELECT 1 FROM repos WHERE name = ?1");
     sqlite3_close(db);
 }
 
@@ -143,6 +146,70 @@ Test(metadb, rows_match_files_after_pushes)
     cr_assert_eq(int_query(db, "SELECT count(*) FROM blob_links WHERE repo = 'r'"), 10);
     sqlite3_close(db);
     cr_assert_eq(tu_count_files(T.root, "blobs"), 10);
+}
+
+/* exec_ok - run SQL on the raw connection */
+static void
+exec_ok(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_free(msg);
+}
+
+/* a repository emptied by deletes leaves no row behind, so a catalog page
+ * never walks over dead repositories (20,000 of them made a one-entry page 30
+ * times slower) */
+Test(metadb, emptied_repositories_leave_no_rows)
+{
+    struct err e = {0};
+    char repo[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(repo, sizeof(repo), "r%02d", i);
+        struct digest md = tu_manifest_put(T.h, repo, "t", repo, NULL);
+        if (i % 2 == 0) {
+            /* the manifest, then each blob link */
+            char ds[DIGEST_STR_MAX];
+            cr_assert_eq(storage_manifest_delete(T.h, repo, digest_format(&md, ds), &e), 0, "%s",
+                         e.msg);
+            char cfg[64], layer[64];
+            snprintf(cfg, sizeof(cfg), "{\"cfg\":\"%s\"}", repo);
+            snprintf(layer, sizeof(layer), "layer-%s", repo);
+            struct digest dc, dl;
+            digest_of(DIGEST_SHA256, cfg, strlen(cfg), &dc);
+            digest_of(DIGEST_SHA256, layer, strlen(layer), &dl);
+            cr_assert_eq(storage_blob_delete(T.h, repo, &dc, &e), 0, "%s", e.msg);
+            cr_assert_eq(storage_blob_delete(T.h, repo, &dl, &e), 0, "%s", e.msg);
+        }
+    }
+    tu_close_only(&T);
+    sqlite3 *db = raw_db();
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM repos"), 10);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM repos WHERE name IN ('r00', 'r18')"), 0);
+    sqlite3_close(db);
+    tu_open_at(&T, 0);
+}
+
+/* rows of emptied repositories left by an older version go at open */
+Test(metadb, dead_repository_rows_are_removed_at_open)
+{
+    tu_manifest_put(T.h, "live", "t", "live", NULL);
+    struct digest d = tu_put(T.h, "blobs-only", "x");
+    (void)d;
+    tu_close_only(&T);
+    sqlite3 *db = raw_db();
+    exec_ok(db, "INSERT INTO repos(name) VALUES('dead1'), ('dead2'), ('zz/dead')");
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM repos"), 5);
+    sqlite3_close(db);
+    tu_open_at(&T, 0);
+    tu_close_only(&T);
+    db = raw_db();
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM repos"), 2);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM repos WHERE name IN ('live', 'blobs-only')"),
+                 2);
+    sqlite3_close(db);
+    tu_open_at(&T, 0);
 }
 
 /* ---- kill -9 in the middle of writes: every row names a complete file ---- */
@@ -327,15 +394,6 @@ ann_list_free(struct ann_list *l)
         free(l->ann[i]);
 }
 
-/* exec_ok - run SQL on the raw connection */
-static void
-exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    cr_assert_eq(rc, SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
-    sqlite3_free(msg);
-}
 
 Test(metadb, version1_database_is_migrated)
 {

@@ -178,9 +178,12 @@ Test(router, references_tags_and_digests)
 {
     expect_ok(HTTP_M_GET, "/v2/foo/manifests/v1.2.3-rc_1", ROUTE_MANIFEST, "foo", "v1.2.3-rc_1");
     expect_ok(HTTP_M_GET, "/v2/foo/manifests/_x", ROUTE_MANIFEST, "foo", "_x");
-    expect_err(HTTP_M_GET, "/v2/foo/manifests/-bad", ERR_MANIFEST_INVALID);
-    expect_err(HTTP_M_GET, "/v2/foo/manifests/.bad", ERR_MANIFEST_INVALID);
-    expect_err(HTTP_M_GET, "/v2/foo/manifests/..", ERR_MANIFEST_INVALID);
+    /* a reference that is neither a tag nor a digest cannot name a manifest:
+     * unknown on GET/HEAD/DELETE, invalid on PUT */
+    expect_err(HTTP_M_GET, "/v2/foo/manifests/-bad", ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_HEAD, "/v2/foo/manifests/.bad", ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_DELETE, "/v2/foo/manifests/..", ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_PUT, "/v2/foo/manifests/-bad", ERR_MANIFEST_INVALID);
     expect_err(HTTP_M_PUT, "/v2/foo/manifests/a+b", ERR_MANIFEST_INVALID);
     char path[512], tag[TAG_MAX_LEN + 2];
     memset(tag, 'x', TAG_MAX_LEN);
@@ -190,10 +193,13 @@ Test(router, references_tags_and_digests)
     tag[TAG_MAX_LEN] = 'x';
     tag[TAG_MAX_LEN + 1] = '\0';
     snprintf(path, sizeof(path), "/v2/foo/manifests/%s", tag);
-    expect_err(HTTP_M_GET, path, ERR_MANIFEST_INVALID);
+    expect_err(HTTP_M_GET, path, ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_PUT, path, ERR_MANIFEST_INVALID);
 
-    expect_err(HTTP_M_GET, "/v2/foo/manifests/sha256:abc", ERR_DIGEST_INVALID);
-    expect_err(HTTP_M_GET, "/v2/foo/manifests/sha256:..", ERR_DIGEST_INVALID);
+    expect_err(HTTP_M_GET, "/v2/foo/manifests/sha256:abc", ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_HEAD, "/v2/foo/manifests/sha256:..", ERR_MANIFEST_UNKNOWN);
+    expect_err(HTTP_M_PUT, "/v2/foo/manifests/sha256:abc", ERR_DIGEST_INVALID);
+    expect_err(HTTP_M_PUT, "/v2/foo/manifests/sha256:..", ERR_DIGEST_INVALID);
     expect_err(HTTP_M_GET, "/v2/foo/blobs/sha256:0123", ERR_DIGEST_INVALID);
     expect_err(HTTP_M_GET, "/v2/foo/blobs/latest", ERR_DIGEST_INVALID);
     expect_err(

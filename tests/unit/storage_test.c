@@ -212,6 +212,26 @@ Test(storage, manifest_put_missing_blob_is_manifest_blob_unknown)
     free(m);
 }
 
+/* a blob never pushed is an ordinary client mistake, not a lost file: the
+ * refusal reads, it commits no repair transaction */
+Test(storage, manifest_naming_a_never_pushed_blob_writes_nothing)
+{
+    struct digest dc = put("r", "{}"), missing;
+    digest_of(DIGEST_SHA256, "never pushed", 12, &missing);
+    char *m = image_manifest(&dc, 2, &missing, 12, NULL);
+    struct err e = {0};
+    unsigned long c0 = __atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
+                                          NULL, &e),
+                     -1);
+        cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN, "%d %s", e.code, e.msg);
+    }
+    cr_assert_eq(__atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED), c0,
+                 "an unknown blob committed a write transaction");
+    free(m);
+}
+
 Test(storage, manifest_put_checks_reference_digest)
 {
     struct digest dc = put("r", "{}"), dl = put("r", "L");
@@ -487,10 +507,11 @@ Test(storage, tags_list_unknown_repo)
     struct err e = {0};
     cr_assert_eq(storage_tags_list(T.h, "nope", NULL, -1, collect, &ns, &more, &e), -1);
     cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
-    /* a repo with only blobs has no tags: NAME_UNKNOWN as well */
+    /* a repo with only blobs exists (the catalog lists it): an empty list */
     put("blobsonly", "x");
-    cr_assert_eq(storage_tags_list(T.h, "blobsonly", NULL, -1, collect, &ns, &more, &e), -1);
-    cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
+    cr_assert_eq(storage_tags_list(T.h, "blobsonly", NULL, -1, collect, &ns, &more, &e), 0,
+                 "%s", e.msg);
+    cr_assert_eq(ns.n, 0);
     /* a repo with an untagged manifest: empty list */
     push_image("untagged", NULL, "1", NULL);
     cr_assert_eq(storage_tags_list(T.h, "untagged", NULL, -1, collect, &ns, &more, &e), 0);
@@ -530,6 +551,55 @@ Test(storage, catalog_lists_repos_with_blobs_or_manifests)
     struct names ns2 = {0};
     cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &ns2, &more, &e), 0);
     cr_assert_eq(ns2.n, 2);
+}
+
+static void rm_blob_file(const struct digest *d);
+
+/* catalog and tags/list agree on which repositories exist, through every way
+ * a repository loses its content */
+Test(storage, emptied_repository_is_neither_listed_nor_known)
+{
+    char cfg[] = "{\"cfg\":\"gone\"}", layer[] = "layer-gone";
+    struct digest md = push_image("gone", "t", "gone", NULL);
+    push_image("kept", "t", "kept", NULL);
+    struct names ns = {0};
+    int more;
+    struct err e = {0};
+    char ds[DIGEST_STR_MAX];
+    /* every manifest deleted, blobs still linked: listed, empty tag list */
+    cr_assert_eq(storage_manifest_delete(T.h, "gone", digest_format(&md, ds), &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_tags_list(T.h, "gone", NULL, -1, collect, &ns, &more, &e), 0, "%s",
+                 e.msg);
+    cr_assert_eq(ns.n, 0);
+    struct names cat = {0};
+    cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &cat, &more, &e), 0);
+    cr_assert_eq(cat.n, 2);
+    cr_assert_str_eq(cat.v[0], "gone");
+    /* last link deleted: neither listed nor known */
+    struct digest dc, dl;
+    digest_of(DIGEST_SHA256, cfg, strlen(cfg), &dc);
+    digest_of(DIGEST_SHA256, layer, strlen(layer), &dl);
+    cr_assert_eq(storage_blob_delete(T.h, "gone", &dc, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_tags_list(T.h, "gone", NULL, -1, collect, &ns, &more, &e), 0);
+    cr_assert_eq(storage_blob_delete(T.h, "gone", &dl, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_tags_list(T.h, "gone", NULL, -1, collect, &ns, &more, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
+    struct names cat2 = {0};
+    cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &cat2, &more, &e), 0);
+    cr_assert_eq(cat2.n, 1);
+    cr_assert_str_eq(cat2.v[0], "kept");
+    /* a repository whose only blob file was lost (repaired on read): gone too */
+    struct digest dx = put("lost", "only blob");
+    rm_blob_file(&dx);
+    cr_assert_eq(storage_blob_open(T.h, "lost", &dx, NULL, NULL, &e), -1);
+    cr_assert_eq(storage_tags_list(T.h, "lost", NULL, -1, collect, &ns, &more, &e), -1);
+    cr_assert_eq(e.code, ERR_NAME_UNKNOWN);
+    struct names cat3 = {0};
+    cr_assert_eq(storage_catalog(T.h, NULL, -1, collect, &cat3, &more, &e), 0);
+    cr_assert_eq(cat3.n, 1);
+    /* pushed again: exists again */
+    put("gone", "again");
+    cr_assert_eq(storage_tags_list(T.h, "gone", NULL, -1, collect, &ns, &more, &e), 0);
 }
 
 /* ---- referrers ---- */
