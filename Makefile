@@ -99,6 +99,9 @@ UNIT_BINS  := $(patsubst tests/unit/%_test.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%_test.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
 
 .PHONY: all deps run test check bench conformance format clean tests
+# test objects are intermediate files to make; keep them so a rebuild only
+# compiles what changed
+.SECONDARY:
 all: $(BINS)
 
 $(BUILD)/obj/%.o: %.c

@@ -178,6 +178,27 @@ for t in $tags; do
     fi
 done
 
+# skopeo list-tags, and the same after the repository's only image is deleted:
+# its blobs stay linked, so the repository still exists with an empty tag list
+# (the catalog lists it and tags/list answers 200, as distribution does)
+t1=$(echo "$tags" | head -1)
+lt=$work/list-tags.json
+if skopeo list-tags --tls-verify=false "docker://$reg/fixtures/$t1" >"$lt" 2>>"$work/skopeo.log" &&
+    [ "$(jq -c .Tags "$lt")" = '["latest"]' ]; then
+    ok "list-tags $t1"
+else
+    bad "list-tags $t1: $(cat "$lt")"
+fi
+if sk delete --tls-verify=false "docker://$reg/fixtures/$t1:latest" &&
+    skopeo list-tags --tls-verify=false "docker://$reg/fixtures/$t1" >"$lt" 2>>"$work/skopeo.log" &&
+    [ "$(jq -c '.Tags | length' "$lt")" = 0 ] &&
+    curl -fs "http://$reg/v2/_catalog" | jq -e --arg r "fixtures/$t1" '.repositories | index($r)' >/dev/null; then
+    ok "list-tags $t1 after its image was deleted: empty, still in the catalog"
+else
+    tail -3 "$work/skopeo.log"
+    bad "list-tags $t1 after delete: $(cat "$lt")"
+fi
+
 # every fixture blob went through the registry and came back
 (cd "$FIX/oci/blobs/sha256" && ls) | sort >"$work/want.lst"
 for t in $tags; do
