@@ -1,0 +1,129 @@
+/* http_fuzz.c - libFuzzer target: request framing through the connection layer
+ * (server/http_conn.c, http_req.c over libhttp-parser): request line, headers,
+ * Content-Length and chunked bodies, pipelined requests, early replies, the
+ * header and body limits.
+ *
+ * The input is what a client sends on one connection. Its last byte also says
+ * how the bytes arrive: 1..127 = reads of that many bytes, else one read, so
+ * that the fuzzer explores every split of a request across reads.
+ *
+ * The app answers by path, so that every body mode is reached:
+ *   /c...  collect the body (at most 1024 bytes), reply 201 when it is complete
+ *   /s...  stream the body, reply 202 at its end; over 8192 bytes: 413 from on_body
+ *   /e...  reply 400 at once, before the body (discarded or connection closed)
+ *   /x...  reply 200 with Connection: close
+ *   else   reply 200 at once
+ * Every request also reads its accessors (headers, query, path). */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/http.h"
+#include "tests/fuzz/fuzz_http.h"
+
+struct stream_state {
+    uint64_t seen;
+};
+
+static void
+touch_accessors(struct http_req *r)
+{
+    const char *v[8];
+    size_t n = http_req_query_all(r, "n", v, 8);
+    for (size_t i = 0; i < n; i++)
+        (void)strlen(v[i]);
+    const char *h = http_req_header(r, "Content-Type");
+    if (h)
+        (void)strlen(h);
+    (void)http_req_query(r, "last");
+    (void)http_req_content_length(r);
+    (void)strlen(http_req_raw_target(r));
+    (void)strlen(http_req_method_name(r));
+}
+
+static void
+collect_done(struct http_req *r, void *state)
+{
+    size_t n;
+    const char *b = http_req_body(r, &n);
+    if (b[n] != '\0')
+        abort(); /* the collected body is NUL-terminated */
+    http_reply(r, 201, "text/plain", b, n > 64 ? 64 : n);
+}
+
+static int
+stream_body(struct http_req *r, void *state, const void *data, size_t n)
+{
+    struct stream_state *s = state;
+    s->seen += n;
+    if (s->seen > 8192) {
+        http_reply_errorf(r, ERR_TOO_LARGE, "stream over %d bytes", 8192);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+stream_done(struct http_req *r, void *state)
+{
+    http_reply(r, 202, NULL, NULL, 0);
+}
+
+static void
+dispatch(struct http_req *r, void *wctx)
+{
+    touch_accessors(r);
+    const char *p = http_req_path(r);
+    http_reply_header(r, "X-Path", "%s", p); /* CR/LF must not reach the wire */
+    switch (p[0] == '/' ? p[1] : 0) {
+    case 'c':
+        http_req_collect_body(r, 1024, collect_done, NULL);
+        break;
+    case 's': {
+        struct stream_state *s = http_req_alloc(r, sizeof(*s));
+        s->seen = 0;
+        http_req_on_body(r, stream_body, stream_done, NULL, s);
+        break;
+    }
+    case 'e':
+        http_reply_errorf(r, ERR_BAD_REQUEST, "early");
+        break;
+    case 'x':
+        http_reply_close(r);
+        http_reply(r, 200, "text/plain", "bye", 3);
+        break;
+    default:
+        http_reply(r, 200, "text/plain", "ok", 2);
+        break;
+    }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    struct http_server_opts o = {
+        .listen = "127.0.0.1:0",
+        .workers = 1,
+        .header_max = 4096, /* small, so that 431 is within the fuzzer's reach */
+        .body_buffer = 16384,
+        .header_timeout_ms = 10000,
+        .idle_timeout_ms = 10000,
+        .body_timeout_ms = 10000,
+        .max_connections = 16,
+    };
+    struct http_app app = {.dispatch = dispatch};
+    fuzz_http_init(&o, &app, NULL);
+    return 0;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t piece = size && data[size - 1] < 128 ? data[size - 1] : 0;
+    fuzz_http_run(data, size, piece, NULL, 0);
+    return 0;
+}
