@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_route(const char *path)
 {
-    static const enum http_method methods[] = {HTTP_M_GET, HTTP_M_PUT, HTTP_M_POST,
-                                                HTTP_M_PATCH, HTTP_M_DELETE};
+    static const enum http_method methods[] = {HTTP_M_GET, HTTP_M_PUT, HTTP_M_POST, HTTP_M_PATCH,
+                                               HTTP_M_DELETE};
     for (size_t k = 0; k < sizeof(methods) / sizeof(methods[0]); k++) {
         struct route rt;
         struct err e;

@@ -27,8 +27,8 @@ static char root[256];
 static char prefix[512]; /* "GET /v2/fz/referrers/<subject>?" */
 static size_t prefix_len;
 
-#define EMPTY_DESC                                                                             \
-    "{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"sha256:"               \
+#define EMPTY_DESC                                                                                 \
+    "{\"mediaType\":\"application/vnd.oci.empty.v1+json\",\"digest\":\"sha256:"                    \
     "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\",\"size\":2}"
 
 static void
@@ -84,8 +84,7 @@ seed_store(struct storage_handle *h, struct digest *subject)
         snprintf(body, sizeof(body),
                  "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST
                  "\",\"artifactType\":\"%s\",\"config\":" EMPTY_DESC ",\"layers\":[],"
-                 "\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST
-                 "\",\"digest\":\"%s\",\"size\":1},"
+                 "\"subject\":{\"mediaType\":\"" MT_OCI_MANIFEST "\",\"digest\":\"%s\",\"size\":1},"
                  "\"annotations\":{\"n\":\"%zu\",\"org.example.note\":\"a \\\"quoted\\\" %%20\"}}",
                  types[i], ds, i);
         put_manifest(h, body, NULL);
