@@ -8,7 +8,9 @@
 #   make bench        side-by-side benchmark against the reference registry (BENCH=full for full mode)
 #   make conformance  run the conformance program against a freshly started ocireg
 #   make format       clang-format every C file
-#   make clean        remove build/ and build-asan/
+#   make fuzz         build the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/
+#                     and run each for FUZZ_SECONDS; fails on any crash (scripts/fuzz.sh)
+#   make clean        remove build/, build-asan/ and build-fuzz/
 #
 # Knobs (make VAR=value):
 #   BUILD      output folder (default build)
@@ -24,6 +26,11 @@
 #   SANITIZE   1 = build with -fsanitize=address,undefined (make check sets it)
 #   NODEPS     1 = skip scripts/install-deps.sh (for machines set up by hand)
 #   TESTS      glob of test names for `make test` (default: all), e.g. TESTS='storage*'
+#   FUZZ_SECONDS  seconds each fuzz target runs in `make fuzz` (default 60)
+#   FUZZ_TARGETS  which targets `make fuzz` runs (default: all), e.g. FUZZ_TARGETS='http range'
+#   FUZZ_CC       compiler of the fuzz build (default clang; libFuzzer needs it)
+#   FUZZ_TIMEOUT, FUZZ_RSS_MB, FUZZ_FLAGS  per-input timeout (s), memory limit (MiB)
+#              and extra libFuzzer flags (scripts/fuzz.sh)
 #
 # The libraries are found with pkg-config when something is compiled or linked:
 # a missing one stops the build with its name (clean and format need none).
@@ -141,9 +148,6 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%_test.o $(ALL_LIBS
 
 tests: $(BINS) $(UNIT_BINS) $(INTEG_BINS)
 
-# ---- fuzzing: `make fuzz` (tests/fuzz/, clang + libFuzzer) goes here; .ci/run
-# calls it as `make fuzz FUZZ_SECONDS=20` -----------------------------------
-
 deps:
 ifneq ($(NODEPS),1)
 	@sh scripts/install-deps.sh
@@ -179,6 +183,44 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+# ---- fuzzing (libFuzzer) -------------------------------------------------
+# The core library is compiled again by clang with the sanitizers and
+# fuzzer-no-link coverage into build-fuzz/ (never mixed with build/ or
+# build-asan/); each tests/fuzz/<name>_fuzz.c links with -fsanitize=fuzzer
+# into build-fuzz/fuzz/<name>_fuzz. scripts/fuzz.sh runs them.
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -O1 -g -std=gnu11 $(filter-out -Wformat-truncation=0,$(WARN)) -D_GNU_SOURCE \
+                -D_FILE_OFFSET_BITS=64 -I. $(PKG_CFLAGS) -fno-strict-aliasing -pthread \
+                $(FUZZ_SAN)
+FUZZ_SRC     := $(wildcard tests/fuzz/*_fuzz.c)
+FUZZ_BINS    := $(patsubst tests/fuzz/%_fuzz.c,$(FUZZ_BUILD)/fuzz/%_fuzz,$(FUZZ_SRC))
+FUZZ_LIB     := $(FUZZ_BUILD)/lib/libocireg.a
+FUZZ_HELPER  := $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_http.o
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(CORE_SRC))
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+$(FUZZ_BUILD)/fuzz/%_fuzz: $(FUZZ_BUILD)/obj/tests/fuzz/%_fuzz.o $(FUZZ_HELPER) $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(ALL_LDLIBS)
+
+.PHONY: fuzz fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@BUILD_FUZZ=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) sh scripts/fuzz.sh $(FUZZ_TARGETS)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

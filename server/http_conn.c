@@ -1291,3 +1291,27 @@ http_conn_kill(struct http_conn *c)
     c->dead = 1;
     http_conn_free(c);
 }
+
+/* ---- test entry ---- */
+
+size_t
+http_conn_feed(struct http_conn *c, const char *buf, size_t len)
+{
+    struct http_worker *w = c->w;
+    size_t have = c->pend_len;
+    if (c->dead || c->lingering || have >= w->scratch_cap)
+        return 0;
+    if (len > w->scratch_cap - have)
+        len = w->scratch_cap - have;
+    /* what conn_on_read does around its recv: kept input first */
+    if (have) {
+        memcpy(w->scratch, c->pend, have);
+        free(c->pend);
+        c->pend = NULL;
+        c->pend_len = 0;
+    }
+    if (len)
+        memcpy(w->scratch + have, buf, len);
+    conn_input(c, w->scratch, have + len);
+    return len;
+}

@@ -242,6 +242,13 @@ int http_conn_flush(struct http_conn *c);
 /* the worker is stopping: close an idle connection, mark the others to close */
 void http_conn_shutdown(struct http_conn *c);
 void http_conn_kill(struct http_conn *c);
+/* http_conn_feed - hand the connection bytes as if recv() had returned them
+ * (after the input it kept in c->pend), without the event loop: the same parser
+ * callbacks, limits and dispatch. Replies are still sent to c->fd. Returns how
+ * many of the len bytes were taken (at most the worker's scratch_cap minus what
+ * was kept); 0 once the connection is dead or lingering. buf must not point
+ * into w->scratch. For tests/fuzz/http_fuzz.c. */
+size_t http_conn_feed(struct http_conn *c, const char *buf, size_t len);
 
 /* the io_uring transfers are over for now (see http_uring.c): go on writing */
 void http_conn_uring_done(struct http_conn *c);
