@@ -41,34 +41,6 @@ status_kib(const char *field)
     return v;
 }
 
-/* the image manifest `base` (closing brace dropped) plus "x": n copies of item,
- * or n nested arrays when item is NULL; malloc'd */
-static char *
-hostile(const char *base, size_t n, const char *item)
-{
-    size_t il = item ? strlen(item) + 1 : 2;
-    size_t bl = strlen(base) - 1, cap = bl + 16 + n * il;
-    char *b = malloc(cap);
-    memcpy(b, base, bl);
-    size_t off = bl + (size_t)snprintf(b + bl, cap - bl, ",\"x\":");
-    if (item) {
-        b[off++] = '[';
-        for (size_t i = 0; i < n; i++) {
-            if (i)
-                b[off++] = ',';
-            memcpy(b + off, item, il - 1);
-            off += il - 1;
-        }
-        b[off++] = ']';
-    } else {
-        memset(b + off, '[', n);
-        memset(b + off + n, ']', n);
-        off += 2 * n;
-    }
-    b[off++] = '}';
-    b[off] = '\0';
-    return b;
-}
 
 /* values of make_image's manifest: root, schemaVersion, mediaType, config (4),
  * layers (1 + 4) */
@@ -101,7 +73,7 @@ Test(api_json_limits, sixteen_hostile_puts_keep_peak_rss_bounded)
     make_image("big", 0, "hostile", base, sizeof(base));
     /* x itself plus empty objects up to the limit: the costliest tiny value
      * (~235 bytes of jansson heap each, ~34 MiB for the tree) */
-    char *body = hostile(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES - 1, "{}");
+    char *body = integ_json_padded(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES - 1, "{}");
     /* warm up: the first PUT's one-time allocations (statements, buffers) are
      * part of idle */
     cr_assert_eq(put_manifest("big", "warm", MT_OCI_MANIFEST, base, NULL), 201);
@@ -146,20 +118,20 @@ Test(api_json_limits, over_the_value_or_depth_limit_is_400_manifest_invalid)
     const char *h[] = {"Content-Type: " MT_OCI_MANIFEST, NULL};
     struct tresp r;
 
-    char *body = hostile(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES - 1, "[]");
+    char *body = integ_json_padded(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES - 1, "[]");
     req("PUT", "/v2/big/manifests/at-limit", h, body, strlen(body), &r);
     cr_assert_eq(r.status, 201, "at the limit: %ld %s", r.status, r.body);
     tresp_free(&r);
     free(body);
 
-    body = hostile(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES, "[]");
+    body = integ_json_padded(base, MANIFEST_MAX_JSON_VALUES - IMAGE_VALUES, "[]");
     req("PUT", "/v2/big/manifests/over", h, body, strlen(body), &r);
     assert_err(&r, 400, "MANIFEST_INVALID");
     cr_assert(strstr(r.body, "150000 values"), "%s", r.body);
     tresp_free(&r);
     free(body);
 
-    body = hostile(base, MANIFEST_MAX_JSON_DEPTH, NULL);
+    body = integ_json_padded(base, MANIFEST_MAX_JSON_DEPTH, NULL);
     req("PUT", "/v2/big/manifests/deep", h, body, strlen(body), &r);
     assert_err(&r, 400, "MANIFEST_INVALID");
     cr_assert(strstr(r.body, "64 levels"), "%s", r.body);

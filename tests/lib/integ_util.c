@@ -888,3 +888,32 @@ integ_rm_rf(const char *path)
 {
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+/* ---- hostile JSON ---- */
+
+char *
+integ_json_padded(const char *base, size_t n, const char *item)
+{
+    size_t il = item ? strlen(item) + 1 : 2;
+    size_t bl = strlen(base) - 1, cap = bl + 16 + n * il;
+    char *b = malloc(cap);
+    memcpy(b, base, bl);
+    size_t off = bl + (size_t)snprintf(b + bl, cap - bl, ",\"x\":");
+    if (item) {
+        b[off++] = '[';
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                b[off++] = ',';
+            memcpy(b + off, item, il - 1);
+            off += il - 1;
+        }
+        b[off++] = ']';
+    } else {
+        memset(b + off, '[', n);
+        memset(b + off + n, ']', n);
+        off += 2 * n;
+    }
+    b[off++] = '}';
+    b[off] = '\0';
+    return b;
+}

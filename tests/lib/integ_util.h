@@ -133,4 +133,11 @@ void integ_rm_rf(const char *path);
 int64_t integ_now_ms(void);
 void integ_sleep_ms(int ms);
 
+/* ---- hostile JSON ---- */
+
+/* integ_json_padded - the JSON object `base` with one more member "x" holding
+ * n copies of `item` in an array, or n nested arrays when item is NULL (the
+ * shapes that make a JSON library's tree large); malloc'd, the caller frees */
+char *integ_json_padded(const char *base, size_t n, const char *item);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "storage/storage.h"
+#include "tests/lib/integ_util.h"
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
@@ -298,25 +299,7 @@ Test(manifest, many_layers)
 static char *
 with_extra(size_t n, const char *item)
 {
-    size_t il = item ? strlen(item) + 1 : 2;
-    size_t cap = sizeof(oci_manifest) + 16 + n * il;
-    char *b = malloc(cap);
-    size_t off = sizeof(oci_manifest) - 2; /* drop the closing brace */
-    memcpy(b, oci_manifest, off);
-    off += (size_t)snprintf(b + off, cap - off, ",\"x\":");
-    if (item) {
-        b[off++] = '[';
-        for (size_t i = 0; i < n; i++)
-            off += (size_t)snprintf(b + off, cap - off, "%s%s", i ? "," : "", item);
-        b[off++] = ']';
-    } else {
-        memset(b + off, '[', n);
-        memset(b + off + n, ']', n);
-        off += 2 * n;
-    }
-    b[off++] = '}';
-    b[off] = '\0';
-    return b;
+    return integ_json_padded(oci_manifest, n, item);
 }
 
 /* values of oci_manifest itself: root, schemaVersion, mediaType, config (4),
