@@ -34,6 +34,7 @@
 
 #include "common/log.h"
 #include "server/http.h"
+#include "server/reply.h"
 
 #include "common/banned.h"
 
@@ -286,10 +287,14 @@ start_with(struct http_server_opts *o)
     log_setup(LOG_WARN, 0, 2);
     if (!file_path[0])
         make_file(want_file_size);
+    /* the registry's error rendering and headers (server/reply.h): the layer
+     * itself sends neither (layer_errors_and_headers_come_from_the_app) */
     struct http_app app = {.arg = NULL,
                            .worker_init = app_worker_init,
                            .worker_release = app_worker_release,
-                           .dispatch = app_dispatch};
+                           .dispatch = app_dispatch,
+                           .error = reply_error_render,
+                           .headers = REPLY_HEADERS};
     o->listen = "127.0.0.1:0";
     if (!o->workers)
         o->workers = 2;
