@@ -13,7 +13,9 @@
  *   WRITING   replied, !reply_done. Reading is off; input already read stays in
  *             c->pend (at most HTTP_READ_AHEAD_MAX bytes: conn_read_limit bounds
  *             each recv). The write event drives http_conn_flush (body_timeout
- *             when the client reads nothing).
+ *             when the client reads nothing). A streamed reply whose producer
+ *             said HTTP_STREAM_AGAIN waits on no event (s_wait) until
+ *             http_req_stream_wake activates the write event.
  *   LINGER    the last reply is out and the connection must close: the write side is
  *             shut and input is read and dropped for at most HTTP_LINGER_MS, so that
  *             a client still sending gets our reply instead of a reset.
@@ -31,6 +33,9 @@
  * a zombie: socket closed, out of the worker's list, but the struct and its
  * request stay until the last write ends (the kernel still reads the buffers,
  * the app's fd stays open), then on_abort runs and both are freed.
+ *
+ * Every socket call goes through the connection's transport (c->t.ops,
+ * http_transport.h), never to the socket directly.
  *
  * Invariants: at most one request per connection at a time (pipelined bytes wait in
  * c->pend or the socket); the worker's scratch buffer holds input only during one
