@@ -382,7 +382,7 @@ worker_release(void *wctx)
 static void
 api_base(struct http_req *r)
 {
-    /* end-1; Docker-Distribution-API-Version is added by the connection layer */
+    /* end-1; Docker-Distribution-API-Version comes with every reply (REPLY_HEADERS) */
     http_reply(r, 200, CT_JSON, "{}", 2);
 }
 
@@ -462,4 +462,6 @@ api_http_app(struct api *a, struct http_app *out)
     out->worker_init = worker_init;
     out->worker_release = worker_release;
     out->dispatch = dispatch;
+    out->error = reply_error_render;
+    out->headers = REPLY_HEADERS;
 }

@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "server/reply.h"
 
 #include "common/banned.h"
 
@@ -193,6 +192,11 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         return NULL;
     }
     s->o = *opts;
+    if (!app->dispatch || !app->error) {
+        free(s);
+        err_set(e, ERR_CONFIG, 0, "http app without dispatch or error callback");
+        return NULL;
+    }
     opts_defaults(&s->o);
     clamp_max_connections(&s->o);
     s->listen = strdup(s->o.listen);
@@ -200,6 +204,8 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         abort();
     s->o.listen = s->listen;
     s->app = *app;
+    s->app_headers_len = app->headers ? strlen(app->headers) : 0;
+    s->transport = s->o.decline_zero_copy ? &http_transport_plain_copy : &http_transport_plain;
     s->nworkers = s->o.workers;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop, 0);
@@ -304,15 +310,25 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     if (s->o.header_max + 1024 > 80 * 1024)
         http_parser_set_max_header_size((uint32_t)(s->o.header_max + 1024));
 
+    /* the 503 over max_connections, rendered once by the app */
+    struct err oe;
+    err_set(&oe, ERR_OVERLOADED, 0, "too many connections");
     char body[200];
-    size_t bl = reply_error_json(ERR_OVERLOADED, "too many connections", body, sizeof(body));
-    int rs = reply_status(ERR_OVERLOADED);
-    snprintf(s->reject_head, sizeof(s->reject_head),
-             "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nContent-Type: application/json\r\n"
-             "Docker-Distribution-API-Version: registry/2.0\r\nRetry-After: 1\r\n"
-             "Connection: close\r\n",
-             rs, reply_reason(rs), bl);
-    snprintf(s->reject_tail, sizeof(s->reject_tail), "\r\n%s", body);
+    size_t bl = 0;
+    const char *ct = NULL;
+    int rs = s->app.error(s->app.arg, &oe, body, sizeof(body), &bl, &ct);
+    if (bl > sizeof(body))
+        bl = sizeof(body);
+    int hl = snprintf(s->reject_head, sizeof(s->reject_head),
+                      "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n%s%s%s%sRetry-After: 1\r\n"
+                      "Connection: close\r\n",
+                      rs, http_status_reason(rs), bl, ct ? "Content-Type: " : "", ct ? ct : "",
+                      ct ? "\r\n" : "", s->app.headers ? s->app.headers : "");
+    if (hl < 0 || (size_t)hl >= sizeof(s->reject_head)) {
+        err_set(e, ERR_CONFIG, 0, "http app headers too long");
+        goto fail;
+    }
+    snprintf(s->reject_tail, sizeof(s->reject_tail), "\r\n%.*s", (int)bl, body);
 
     /* a peer that resets while we send must be an EPIPE, not a signal */
     struct sigaction sa;
@@ -360,6 +376,24 @@ http_server_overlapped_reads(const struct http_server *s)
     unsigned long n = 0;
     for (int i = 0; i < s->nworkers; i++)
         n += atomic_load(&s->workers[i].overlapped_reads);
+    return n;
+}
+
+unsigned long
+http_server_file_copies(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        n += atomic_load(&s->workers[i].file_copies);
+    return n;
+}
+
+unsigned long
+http_server_stream_stalls(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        n += atomic_load(&s->workers[i].stream_stalls);
     return n;
 }
 
@@ -609,6 +643,10 @@ out:
     w->base = NULL;
     free(w->scratch);
     w->scratch = NULL;
+    free(w->copybuf);
+    w->copybuf = NULL;
+    free(w->stream_spare);
+    w->stream_spare = NULL;
     http_worker_rbufs_free(w);
     return NULL;
 }

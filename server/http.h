@@ -22,12 +22,17 @@
  *      keep-alive unless the client or the reply says Connection: close.
  *
  * Ownership: the request and everything from http_req_alloc() is freed by the
- * layer after the reply is written or the connection dies. */
+ * layer after the reply is written or the connection dies.
+ *
+ * The layer speaks HTTP only: error bodies and the headers every response
+ * carries come from the app (struct http_app: error, headers), and bytes reach
+ * the client through the connection's transport (server/http_transport.h). */
 #ifndef OCIREG_HTTP_H
 #define OCIREG_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/err.h"
 
@@ -48,6 +53,19 @@ struct http_app {
     void (*worker_release)(void *wctx);
     /* called with complete headers; see step 2 above */
     void (*dispatch)(struct http_req *r, void *wctx);
+    /* How an error reply looks: for http_reply_error and for the layer's own
+     * errors (400 malformed request, 408, 413, 431, 501 transfer coding, 500 no
+     * reply, 503 over max_connections), which carry ERR_BAD_REQUEST,
+     * ERR_TIMEOUT, ERR_TOO_LARGE, ERR_HEADERS_TOO_LARGE, ERR_NOT_IMPLEMENTED,
+     * ERR_INTERNAL, ERR_OVERLOADED. Writes the body (at most cap bytes) to body
+     * and its length to *len, sets *content_type (a static string) and returns
+     * the status. Called on any thread (the 503 is rendered once by
+     * http_server_new); must not allocate per call. Required. */
+    int (*error)(void *arg, const struct err *e, char *body, size_t cap, size_t *len,
+                 const char **content_type);
+    /* header lines sent on every response after Date, each "Name: value\r\n";
+     * NULL for none. Borrowed: must outlive the server. */
+    const char *headers;
 };
 
 /* body callbacks; return 0 to go on, -1 after having replied (an error): the
@@ -72,7 +90,7 @@ void http_req_collect_body(struct http_req *r, size_t max, http_complete_fn on_c
                            void *state);
 const char *http_req_body(const struct http_req *r, size_t *len);
 
-/* ---- asynchronous body writes (added later) ----
+/* ---- asynchronous body writes ----
  * A streamed body (http_req_on_body) may be written to a file without a copy
  * and without blocking the worker: on_body passes the bytes it was given (or a
  * part of them) to http_req_body_write. When the worker writes uploads through
@@ -134,7 +152,25 @@ void http_reply(struct http_req *r, int status, const char *content_type, const 
  * layer). On HEAD only the headers go out, Content-Length = len. */
 void http_reply_fd(struct http_req *r, int status, const char *content_type, int fd,
                    uint64_t off, uint64_t len);
-/* reply with the spec's JSON error body for e (server/reply.c maps the code) */
+/* Reply with a body produced on demand (backpressure): produce is asked for more
+ * only when everything it gave before was taken by the socket; it fills at most
+ * cap bytes at buf and returns their count, 0 at the end of the body,
+ * HTTP_STREAM_AGAIN when it has nothing yet (it is asked again after
+ * http_req_stream_wake), or -1 on an error (the headers are out: the connection
+ * is closed). len >= 0: Content-Length (a producer that ends early or gives more
+ * is an error); -1: Transfer-Encoding: chunked (HTTP/1.0: the body ends with
+ * the connection). release (may be NULL) runs exactly once on the worker thread:
+ * after the end, an error, or the client going away; at once when no body goes
+ * out (HEAD, 1xx/204/304, a second reply). After release, r must not be used. */
+#define HTTP_STREAM_AGAIN (-2)
+typedef ssize_t (*http_produce_fn)(struct http_req *r, void *arg, char *buf, size_t cap);
+typedef void (*http_release_fn)(struct http_req *r, void *arg);
+void http_reply_stream(struct http_req *r, int status, const char *content_type, int64_t len,
+                       http_produce_fn produce, http_release_fn release, void *arg);
+/* a producer that returned HTTP_STREAM_AGAIN has more: call it again soon.
+ * Worker thread only (the one running the request), before release ran. */
+void http_req_stream_wake(struct http_req *r);
+/* reply with the app's rendering of error e (struct http_app, error) */
 void http_reply_error(struct http_req *r, const struct err *e);
 /* shorthand: http_reply_error with a code and message */
 void http_reply_errorf(struct http_req *r, enum err_code code, const char *fmt, ...)
@@ -167,18 +203,21 @@ struct http_server_opts {
     int idle_timeout_ms;         /* keep-alive idle */
     int body_timeout_ms;         /* no body byte for this long: close */
     int max_connections;         /* across all workers; over: 503 and close */
-    int io;                      /* enum http_io (added later; 0 = auto) */
+    int io;                      /* enum http_io (0 = auto) */
+    int decline_zero_copy;       /* tests: connections get a transport that declines
+                                    sendfile and splice (server/http_transport.h), so
+                                    file bodies take the bounded copy path */
 };
 
 /* http_server_new - bind the listening sockets (so the port is known at once).
  * Returns a server owned by the caller, or NULL with ERR_CONFIG / ERR_IO. */
 struct http_server *http_server_new(const struct http_server_opts *o, const struct http_app *app,
                                     struct err *e);
-/* "uring" or "posix": the file-reply path chosen by http_server_new (added later) */
+/* "uring" or "posix": the file-reply path chosen by http_server_new */
 const char *http_server_io_name(const struct http_server *s);
-/* "uring" or "posix": the upload write path chosen by http_server_new (added later) */
+/* "uring" or "posix": the upload write path chosen by http_server_new */
 const char *http_server_upload_io_name(const struct http_server *s);
-/* counters over all workers, for tests (added later): body writes that went
+/* counters over all workers, for tests: body writes that went
  * through io_uring, and body receives done while a write of the same request
  * was in flight (the overlap of the next read with the previous write) */
 unsigned long http_server_uring_writes(const struct http_server *s);
@@ -187,6 +226,14 @@ unsigned long http_server_overlapped_reads(const struct http_server *s);
  * (pipelined requests behind a reply that waits for the socket): at most
  * HTTP_READ_AHEAD_MAX; for tests */
 unsigned long http_server_input_held_max(const struct http_server *s);
+/* counters over all workers, for tests: file replies (or their rest) copied
+ * through a bounded buffer because the transport declined zero-copy, and times a
+ * streamed reply found the socket full and waited before asking its producer
+ * for more */
+unsigned long http_server_file_copies(const struct http_server *s);
+unsigned long http_server_stream_stalls(const struct http_server *s);
+/* the reason phrase of an HTTP status ("Not Found"; "Unknown" for others) */
+const char *http_status_reason(int status);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

@@ -13,7 +13,9 @@
  *   WRITING   replied, !reply_done. Reading is off; input already read stays in
  *             c->pend (at most HTTP_READ_AHEAD_MAX bytes: conn_read_limit bounds
  *             each recv). The write event drives http_conn_flush (body_timeout
- *             when the client reads nothing).
+ *             when the client reads nothing). A streamed reply whose producer
+ *             said HTTP_STREAM_AGAIN waits on no event (s_wait) until
+ *             http_req_stream_wake activates the write event.
  *   LINGER    the last reply is out and the connection must close: the write side is
  *             shut and input is read and dropped for at most HTTP_LINGER_MS, so that
  *             a client still sending gets our reply instead of a reset.
@@ -32,6 +34,9 @@
  * request stay until the last write ends (the kernel still reads the buffers,
  * the app's fd stays open), then on_abort runs and both are freed.
  *
+ * Every socket call goes through the connection's transport (c->t.ops,
+ * http_transport.h), never to the socket directly.
+ *
  * Invariants: at most one request per connection at a time (pipelined bytes wait in
  * c->pend or the socket); the worker's scratch buffer holds input only during one
  * callback; every request gets exactly one reply unless the connection dies; the
@@ -45,8 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/sendfile.h>
-#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -384,7 +388,8 @@ conn_headers_done(struct http_conn *c)
     }
     if (!r->replied && r->expect_continue && http_req_has_body(r)) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        ssize_t n = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+        struct iovec iov = {.iov_base = (void *)cont, .iov_len = sizeof(cont) - 1};
+        ssize_t n = c->t.ops->sendv(&c->t, &iov, 1, 0);
         if (n != (ssize_t)sizeof(cont) - 1) {
             /* an empty socket buffer takes 25 bytes; anything else is a dead peer */
             c->dead = 1;
@@ -835,9 +840,10 @@ write_on(struct http_conn *c, long ms)
 static void
 write_off(struct http_conn *c)
 {
-    if (c->wr_on) {
-        event_del(c->wev);
+    if (c->wr_on || c->woken) {
+        event_del(c->wev); /* also drops an activation by http_req_stream_wake */
         c->wr_on = 0;
+        c->woken = 0;
     }
 }
 
@@ -853,8 +859,8 @@ conn_settle(struct http_conn *c)
     }
     if (r && r->replied && !r->reply_done) {
         read_off(c);
-        if (c->uring_wait)
-            write_off(c); /* the ring's completion calls back */
+        if (c->uring_wait || r->s_wait)
+            write_off(c); /* the ring's completion or http_req_stream_wake calls back */
         else if (!c->wr_on)
             write_on(c, o->body_timeout_ms);
         return;
@@ -874,7 +880,7 @@ conn_settle(struct http_conn *c)
     if (c->closing && !c->lingering && (!r || r->reply_done)) {
         if (r)
             conn_req_end(c);
-        if (c->peer_eof || shutdown(c->fd, SHUT_WR) < 0) {
+        if (c->peer_eof || c->t.ops->shutdown(&c->t) < 0) {
             http_conn_free(c);
             return;
         }
@@ -955,7 +961,7 @@ conn_on_read(evutil_socket_t fd, short what, void *arg)
         conn_settle(c);
         return;
     }
-    ssize_t n = recv(fd, buf + have, want, 0);
+    ssize_t n = c->t.ops->recv(&c->t, buf + have, want);
     if (n > 0) {
         if (c->lingering) {
             if (ms_until(&c->deadline) <= 0)
@@ -986,12 +992,34 @@ static void
 conn_on_write(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
+    c->woken = 0;
     if (what & EV_TIMEOUT) {
         c->dead = 1;
         conn_settle(c);
         return;
     }
     conn_write_ready(c);
+}
+
+void
+http_req_stream_wake(struct http_req *r)
+{
+    struct http_conn *c = r->c;
+    if (!r->produce || r->s_ended)
+        return;
+    if (r->s_in_produce) {
+        r->s_woken = 1; /* the producer is asked again as soon as it returns */
+        return;
+    }
+    if (!r->s_wait)
+        return;
+    r->s_wait = 0;
+    if (c->dead || c->zombie)
+        return;
+    /* not a direct call: the caller may be inside this connection's own
+     * callbacks; the write callback runs in the loop's next round */
+    c->woken = 1;
+    event_active(c->wev, EV_WRITE, 1);
 }
 
 void
@@ -1077,18 +1105,79 @@ conn_write_ready(struct http_conn *c)
 
 /* ---- output ---- */
 
+/* A file body the transport will not send from the descriptor: pread into the
+ * worker's copy buffer and sendv, HTTP_COPY_BUF bytes at a time. What a short
+ * send left is read again next time, so nothing is kept between calls and the
+ * buffer is shared by the worker's connections. 1 done, 0 socket full, -1 error. */
+static int
+conn_copy_file(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    struct http_worker *w = c->w;
+    if (!w->copybuf) {
+        w->copybuf = malloc(HTTP_COPY_BUF);
+        if (!w->copybuf)
+            abort();
+    }
+    while (r->file_left) {
+        size_t want = r->file_left > HTTP_COPY_BUF ? HTTP_COPY_BUF : (size_t)r->file_left;
+        ssize_t n = pread(r->file_fd, w->copybuf, want, r->file_off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                log_error("http", r->id, "file shorter than the announced length");
+            else
+                log_error("http", r->id, "reading the reply file: %s", strerror(errno));
+            c->dead = 1;
+            return -1;
+        }
+        struct iovec iov = {.iov_base = w->copybuf, .iov_len = (size_t)n};
+        ssize_t k = c->t.ops->sendv(&c->t, &iov, 1, r->file_left > (uint64_t)n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            c->dead = 1;
+            return -1;
+        }
+        r->file_off += k;
+        r->file_left -= (uint64_t)k;
+        if (k < n)
+            return 0;
+    }
+    close(r->file_fd);
+    r->file_fd = -1;
+    return 1;
+}
+
+static void
+conn_file_copy_start(struct http_conn *c)
+{
+    c->req->file_copy = 1;
+    atomic_fetch_add_explicit(&c->w->file_copies, 1, memory_order_relaxed);
+}
+
 /* The one place that moves file bytes to the socket: io_uring splice when the
- * worker has a ring (http_uring.c), else sendfile. 1 when done, 0 when waiting
- * (the socket is full, or a ring completion is awaited), -1 on error. */
+ * worker has a ring and the transport takes a pipe (http_uring.c), else the
+ * transport's sendfile, else (declined) a bounded copy. 1 when done, 0 when
+ * waiting (the socket is full, or a ring completion is awaited), -1 on error. */
 static int
 conn_send_file(struct http_conn *c)
 {
     struct http_req *r = c->req;
-    if (c->w->uring_files)
+    if (r->file_copy)
+        return conn_copy_file(c);
+    if (c->w->uring_files && (c->t.zc & HTTP_TRANSPORT_SPLICE))
         return http_uring_send_file(c);
     while (r->file_left) {
         size_t want = r->file_left > (1u << 30) ? (1u << 30) : (size_t)r->file_left;
-        ssize_t n = sendfile(c->fd, r->file_fd, &r->file_off, want);
+        ssize_t n = c->t.ops->sendfile(&c->t, r->file_fd, &r->file_off, want);
+        if (n == HTTP_TRANSPORT_DECLINED) {
+            conn_file_copy_start(c);
+            return conn_copy_file(c);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1111,27 +1200,125 @@ conn_send_file(struct http_conn *c)
     return 1;
 }
 
+/* Ask a streamed reply's producer for the next piece (its buffer is empty: all
+ * it gave was sent). 1: bytes wait in sbuf; 0: nothing now (the producer waits
+ * for http_req_stream_wake, or the stream is over); -1: error, c->dead set. */
+static int
+stream_fill(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    for (;;) {
+        if (r->s_ended || r->s_wait)
+            return 0;
+        if (r->s_left == 0) {
+            r->s_ended = 1;
+            http_req_stream_release(r);
+            return 0;
+        }
+        char *data = r->sbuf + HTTP_STREAM_HEAD;
+        size_t cap = HTTP_STREAM_BUF;
+        if (r->s_left > 0 && (uint64_t)r->s_left < cap)
+            cap = (size_t)r->s_left;
+        r->s_in_produce = 1;
+        r->s_woken = 0;
+        ssize_t n = r->produce(r, r->sarg, data, cap);
+        r->s_in_produce = 0;
+        if (n == HTTP_STREAM_AGAIN) {
+            if (r->s_woken)
+                continue;
+            r->s_wait = 1;
+            return 0;
+        }
+        if (n < 0 || (size_t)n > cap || (n == 0 && r->s_left > 0)) {
+            if (n == 0)
+                log_error("http", r->id, "streamed body ended %lld bytes short",
+                          (long long)r->s_left);
+            else if (n > 0)
+                log_error("http", r->id, "stream producer overran its buffer");
+            c->dead = 1; /* the headers are out: only a close tells the client */
+            return -1;
+        }
+        if (n == 0) {
+            r->s_ended = 1;
+            http_req_stream_release(r);
+            if (!r->s_chunked)
+                return 0;
+            memcpy(r->sbuf, "0\r\n\r\n", 5);
+            r->s_pos = 0;
+            r->s_end = 5;
+            return 1;
+        }
+        r->bytes_out += (uint64_t)n;
+        if (r->s_left > 0)
+            r->s_left -= n;
+        if (r->s_chunked) {
+            char line[HTTP_STREAM_HEAD + 1];
+            int hl = snprintf(line, sizeof(line), "%zx\r\n", (size_t)n);
+            memcpy(data - hl, line, (size_t)hl);
+            memcpy(data + n, "\r\n", 2);
+            r->s_pos = HTTP_STREAM_HEAD - (size_t)hl;
+            r->s_end = HTTP_STREAM_HEAD + (size_t)n + 2;
+        } else {
+            r->s_pos = HTTP_STREAM_HEAD;
+            r->s_end = HTTP_STREAM_HEAD + (size_t)n;
+        }
+        return 1;
+    }
+}
+
 int
 http_conn_flush(struct http_conn *c)
 {
     struct http_req *r = c->req;
     if (c->dead)
         return -1;
-    while (r->out && r->out_pos < r->out_len) {
-        size_t left = r->out_len - r->out_pos;
-        int flags = MSG_NOSIGNAL | (r->file_left ? MSG_MORE : 0);
-        ssize_t n = send(c->fd, r->out + r->out_pos, left, flags);
+    /* the unsent headers (and memory body) and a streamed reply's pending piece
+     * go out together: one sendv for the headers and the first piece */
+    for (;;) {
+        if (r->produce && r->s_pos == r->s_end && stream_fill(c) < 0)
+            return -1;
+        struct iovec iov[2];
+        int niov = 0;
+        size_t total = 0;
+        if (r->out && r->out_pos < r->out_len) {
+            iov[niov].iov_base = r->out + r->out_pos;
+            iov[niov].iov_len = r->out_len - r->out_pos;
+            total += iov[niov++].iov_len;
+        }
+        if (r->produce && r->s_pos < r->s_end) {
+            iov[niov].iov_base = r->sbuf + r->s_pos;
+            iov[niov].iov_len = r->s_end - r->s_pos;
+            total += iov[niov++].iov_len;
+        }
+        if (niov == 0)
+            break;
+        ssize_t n = c->t.ops->sendv(&c->t, iov, niov, r->file_left != 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN)
+            if (errno == EAGAIN) {
+                if (r->produce)
+                    atomic_fetch_add_explicit(&c->w->stream_stalls, 1, memory_order_relaxed);
                 return 0;
+            }
             c->dead = 1;
             return -1;
         }
-        r->out_pos += (size_t)n;
-        if ((size_t)n < left)
+        size_t k = (size_t)n;
+        if (r->out && r->out_pos < r->out_len) {
+            size_t o = r->out_len - r->out_pos;
+            if (o > k)
+                o = k;
+            r->out_pos += o;
+            k -= o;
+        }
+        if (r->produce)
+            r->s_pos += k;
+        if ((size_t)n < total) {
+            if (r->produce)
+                atomic_fetch_add_explicit(&c->w->stream_stalls, 1, memory_order_relaxed);
             return 0;
+        }
     }
     if (r->out) {
         if (r->out_heap)
@@ -1139,6 +1326,8 @@ http_conn_flush(struct http_conn *c)
         r->out = NULL;
         r->out_heap = 0;
     }
+    if (r->produce && !r->s_ended)
+        return 0; /* the producer waits for http_req_stream_wake */
     if (r->file_left) {
         int rc = conn_send_file(c);
         if (rc <= 0)
@@ -1171,7 +1360,8 @@ http_conn_new(struct http_worker *w, int fd, int counted)
     c->rev = (struct event *)((char *)c + off);
     c->wev = (struct event *)((char *)c + off + evsz);
     c->w = w;
-    c->fd = fd;
+    c->t.ops = w->srv->transport;
+    c->t.fd = fd;
     c->counted = counted ? 1 : 0;
     event_assign(c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
     event_assign(c->wev, w->base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
@@ -1181,6 +1371,8 @@ http_conn_new(struct http_worker *w, int fd, int counted)
     w->conns = c;
     w->nconns++;
     deadline_in(&c->deadline, w->srv->o.header_timeout_ms);
+    if (c->t.ops->open(&c->t) < 0)
+        c->dead = 1; /* closed by the first conn_settle */
     return c;
 }
 
@@ -1196,9 +1388,8 @@ conn_unlink(struct http_conn *c)
     struct http_worker *w = c->w;
     read_off(c);
     write_off(c);
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+    c->t.ops->close(&c->t);
+    c->t.fd = -1;
     free(c->pend);
     c->pend = NULL;
     c->pend_len = 0;
@@ -1233,8 +1424,8 @@ http_conn_free(struct http_conn *c)
         return;
     if (c->req && c->req->xfer) {
         /* splices in flight name the socket: it stays open until they end */
-        if (http_uring_detach(c->req->xfer, c->fd))
-            c->fd = -1;
+        if (http_uring_detach(c->req->xfer, c->t.fd))
+            c->t.fd = -1; /* the transport frees its state, the transfer closes the fd */
         c->req->xfer = NULL;
     }
     if (c->req && c->req->wr_inflight) {
@@ -1261,12 +1452,13 @@ http_conn_reject(struct http_worker *w, int fd)
     char buf[sizeof(s->reject_head) + sizeof(s->reject_tail) + 64];
     int len =
         snprintf(buf, sizeof(buf), "%s%s%s", s->reject_head, http_worker_date(w), s->reject_tail);
-    ssize_t n = len > 0 ? send(fd, buf, (size_t)len, MSG_NOSIGNAL) : -1;
-    if (n != (ssize_t)len || shutdown(fd, SHUT_WR) < 0) {
-        close(fd);
+    struct http_conn *c = http_conn_new(w, fd, 0);
+    struct iovec iov = {.iov_base = buf, .iov_len = len > 0 ? (size_t)len : 0};
+    if (c->dead || len <= 0 || c->t.ops->sendv(&c->t, &iov, 1, 0) != (ssize_t)len ||
+        c->t.ops->shutdown(&c->t) < 0) {
+        http_conn_free(c);
         return;
     }
-    struct http_conn *c = http_conn_new(w, fd, 0);
     c->lingering = 1;
     deadline_in(&c->deadline, HTTP_LINGER_MS);
     conn_settle(c);

@@ -2,10 +2,11 @@
  * percent-decoded path and query, the body-acceptance calls, and the replies.
  *
  * A reply is built (status line, headers, a memory body) in one buffer and sent
- * with one send(2); a file body follows with sendfile or io_uring splice
- * (http_conn.c, http_uring.c). Every reply
- * carries Content-Length (except 1xx/204/304) and
- * Docker-Distribution-API-Version: registry/2.0. */
+ * with one sendv of the connection's transport; a file body follows zero-copy
+ * (sendfile or io_uring splice) or copied, a streamed body piece by piece from
+ * its producer (http_conn.c, http_uring.c). Every reply carries Content-Length
+ * (except 1xx/204/304, and chunked streams), Date and the app's headers; error
+ * bodies are the app's (struct http_app: error). */
 #include "server/http_internal.h"
 
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "server/reply.h"
 
 #include "common/banned.h"
 
@@ -155,10 +155,29 @@ http_req_new(struct http_conn *c)
 }
 
 void
+http_req_stream_release(struct http_req *r)
+{
+    if (r->s_released)
+        return;
+    r->s_released = 1;
+    if (r->release)
+        r->release(r, r->sarg);
+}
+
+void
 http_req_free(struct http_req *r)
 {
     if (!r)
         return;
+    http_req_stream_release(r); /* the client went away, or an error */
+    if (r->sbuf) {
+        struct http_worker *w = r->c->w;
+        if (!w->stream_spare)
+            w->stream_spare = r->sbuf;
+        else
+            free(r->sbuf);
+        r->sbuf = NULL;
+    }
     arena_release(r);
     if (r->xfer)
         http_uring_detach(r->xfer, -1); /* the connection normally detached it */
@@ -569,11 +588,49 @@ status_has_body(int status)
     return !(status < 200 || status == 204 || status == 304);
 }
 
+const char *
+http_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 307: return "Temporary Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+/* The reply's headers, then its body: memory (body, n), a file (fd >= 0: flen
+ * bytes from off), or a stream (r->produce set by http_reply_stream, length
+ * r->s_left, -1 unknown). */
 static void
 reply_send(struct http_req *r, int status, const char *ctype, const void *body, size_t n, int fd,
            uint64_t off, uint64_t flen)
 {
     struct http_conn *c = r->c;
+    const struct http_server *srv = c->w->srv;
     if (r->replied) {
         log_error("http", r->id, "second reply to one request ignored (status %d)", status);
         if (fd >= 0)
@@ -587,7 +644,9 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
         c->closing = 1;
 
     int has_body = status_has_body(status);
-    uint64_t clen = fd >= 0 ? flen : n;
+    int stream = r->produce != NULL;
+    int64_t slen = stream ? r->s_left : 0;
+    uint64_t clen = fd >= 0 ? flen : stream ? (uint64_t)slen : n;
     int send_body = has_body && !r->head;
     if (!send_body) {
         n = 0;
@@ -600,20 +659,36 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
         close(fd);
         fd = -1;
     }
+    if (stream && has_body && slen < 0) {
+        if (!r->http10)
+            r->s_chunked = 1;
+        else
+            c->closing = 1; /* HTTP/1.0 has no chunks: the body ends with the connection */
+    }
+    if (stream && !send_body) {
+        r->produce = NULL; /* no body: the producer is never asked */
+        http_req_stream_release(r);
+    }
 
     char stackbuf[8192];
-    size_t hcap = 512 + r->rh_len + (ctype ? strlen(ctype) : 0);
+    size_t hcap = 512 + r->rh_len + srv->app_headers_len + (ctype ? strlen(ctype) : 0);
     size_t total_cap = hcap + (fd >= 0 ? 0 : n);
     char *buf = total_cap <= sizeof(stackbuf) ? stackbuf : xmalloc(total_cap);
     size_t h = 0;
-    h += (size_t)snprintf(buf + h, hcap - h, "HTTP/1.1 %d %s\r\n", status, reply_reason(status));
-    if (has_body)
+    h += (size_t)snprintf(buf + h, hcap - h, "HTTP/1.1 %d %s\r\n", status,
+                          http_status_reason(status));
+    if (has_body && (!stream || slen >= 0))
         h += (size_t)snprintf(buf + h, hcap - h, "Content-Length: %llu\r\n",
                               (unsigned long long)clen);
+    else if (has_body && r->s_chunked)
+        h += (size_t)snprintf(buf + h, hcap - h, "Transfer-Encoding: chunked\r\n");
     if (ctype && *ctype && has_body)
         h += (size_t)snprintf(buf + h, hcap - h, "Content-Type: %s\r\n", ctype);
-    h += (size_t)snprintf(buf + h, hcap - h, "Docker-Distribution-API-Version: registry/2.0\r\n%s",
-                          http_worker_date(c->w));
+    if (srv->app_headers_len) {
+        memcpy(buf + h, srv->app.headers, srv->app_headers_len);
+        h += srv->app_headers_len;
+    }
+    h += (size_t)snprintf(buf + h, hcap - h, "%s", http_worker_date(c->w));
     if (c->closing)
         h += (size_t)snprintf(buf + h, hcap - h, "Connection: close\r\n");
     else if (r->http10)
@@ -628,7 +703,7 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
         memcpy(buf + h, body, n);
         h += n;
     }
-    r->bytes_out = send_body ? clen : 0;
+    r->bytes_out = send_body && !stream ? clen : 0; /* a stream counts as it goes */
     r->out = buf;
     r->out_len = h;
     r->out_pos = 0;
@@ -637,6 +712,12 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
         r->file_fd = fd;
         r->file_off = (off_t)off;
         r->file_left = flen;
+    }
+    if (r->produce) {
+        struct http_worker *w = c->w;
+        r->sbuf = w->stream_spare ? w->stream_spare : xmalloc(HTTP_STREAM_ALLOC);
+        w->stream_spare = NULL;
+        r->s_pos = r->s_end = 0;
     }
     int rc = http_conn_flush(c);
     if (rc == 0 && r->out && !r->out_heap) {
@@ -670,19 +751,35 @@ http_reply_fd(struct http_req *r, int status, const char *content_type, int fd, 
     reply_send(r, status, content_type, NULL, 0, fd, off, len);
 }
 
-static void
-reply_error_code(struct http_req *r, int status, enum err_code code, const char *msg)
+void
+http_reply_stream(struct http_req *r, int status, const char *content_type, int64_t len,
+                  http_produce_fn produce, http_release_fn release, void *arg)
 {
-    char body[1024];
-    size_t n = reply_error_json(code, msg, body, sizeof(body));
-    reply_send(r, status, "application/json", body, n, -1, 0, 0);
+    if (r->replied || r->release) {
+        log_error("http", r->id, "second reply to one request ignored (status %d)", status);
+        if (release)
+            release(r, arg);
+        return;
+    }
+    r->produce = produce;
+    r->release = release;
+    r->sarg = arg;
+    r->s_left = len < 0 ? -1 : len;
+    reply_send(r, status, content_type, NULL, 0, -1, 0, 0);
 }
 
 void
 http_reply_error(struct http_req *r, const struct err *e)
 {
-    enum err_code code = e ? e->code : ERR_INTERNAL;
-    reply_error_code(r, reply_status(code), code, e ? e->msg : "internal error");
+    static const struct err internal = {.code = ERR_INTERNAL, .msg = "internal error"};
+    const struct http_app *app = &r->c->w->srv->app;
+    char body[1024];
+    size_t n = 0;
+    const char *ctype = NULL;
+    int status = app->error(app->arg, e ? e : &internal, body, sizeof(body), &n, &ctype);
+    if (n > sizeof(body))
+        n = sizeof(body);
+    reply_send(r, status, ctype, body, n, -1, 0, 0);
 }
 
 void
@@ -704,5 +801,5 @@ http_req_fail(struct http_req *r, enum err_code code, const char *msg)
     r->c->closing = 1;
     if (r->replied)
         return;
-    reply_error_code(r, reply_status(code), code, msg);
+    http_reply_errorf(r, code, "%s", msg);
 }

@@ -11,7 +11,8 @@
  *   FILL        pipe empty, file bytes left: one SQE splices up to a pipe-full
  *               from the file offset into the pipe (c->uring_wait: the connection
  *               waits on neither read nor write until the completion).
- *   DRAIN       bytes in the pipe: splice(2) pipe -> socket on the event loop,
+ *   DRAIN       bytes in the pipe: the transport's splice (plain: splice(2))
+ *               pipe -> socket on the event loop,
  *               SPLICE_F_NONBLOCK and a non-blocking socket, so it never sleeps:
  *               EAGAIN (socket full) -> WAIT_WRITE; pipe empty -> FILL or DONE.
  *   WAIT_WRITE  the connection arms EV_WRITE (with body_timeout) and calls again.
@@ -268,14 +269,14 @@ xfer_submit_fill(struct http_xfer *x)
     return 0;
 }
 
-/* pipe -> socket on the event loop: never blocks (socket and pipe end are
+/* pipe -> socket on the event loop, through the connection's transport (which
+ * offered HTTP_TRANSPORT_SPLICE): never blocks (socket and pipe end are
  * non-blocking); 1 pipe empty, 0 socket full, -1 error */
 static int
-xfer_drain(struct http_xfer *x, int sock)
+xfer_drain(struct http_xfer *x, struct http_transport *t)
 {
     while (x->in_pipe) {
-        ssize_t n = splice(x->pipe_r, NULL, sock, NULL, x->in_pipe,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n = t->ops->splice(t, x->pipe_r, x->in_pipe);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -344,7 +345,7 @@ http_uring_send_file(struct http_conn *c)
         r->file_left = 0;
         return 1;
     }
-    int d = xfer_drain(x, c->fd);
+    int d = xfer_drain(x, &c->t);
     if (d < 0) {
         if (x->err != EPIPE && x->err != ECONNRESET)
             log_warn("http", r->id, "splice: %s", strerror(x->err));
