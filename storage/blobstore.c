@@ -31,20 +31,20 @@ storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count)
 }
 
 int
-fault_hit(struct storage *st, unsigned op)
+fault_hit(struct fault *f, unsigned op)
 {
-    if (!__atomic_load_n(&st->fault.armed, __ATOMIC_ACQUIRE))
+    if (!f || !__atomic_load_n(&f->armed, __ATOMIC_ACQUIRE))
         return 0;
     int hit = 0;
-    pthread_mutex_lock(&st->fault.mu);
-    if (st->fault.count > 0 && (st->fault.ops & op)) {
-        st->fault.count--;
+    pthread_mutex_lock(&f->mu);
+    if (f->count > 0 && (f->ops & op)) {
+        f->count--;
         hit = 1;
-        errno = st->fault.err_no ? st->fault.err_no : EIO;
-        if (st->fault.count == 0)
-            __atomic_store_n(&st->fault.armed, 0, __ATOMIC_RELEASE);
+        errno = f->err_no ? f->err_no : EIO;
+        if (f->count == 0)
+            __atomic_store_n(&f->armed, 0, __ATOMIC_RELEASE);
     }
-    pthread_mutex_unlock(&st->fault.mu);
+    pthread_mutex_unlock(&f->mu);
     return hit;
 }
 
@@ -73,7 +73,7 @@ blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, uint
     const char *p = data;
     while (n > 0) {
         ssize_t w;
-        if (fault_hit(st, FAULT_WRITE))
+        if (fault_hit(&st->fault, FAULT_WRITE))
             w = -1;
         else
             w = pwrite(fd, p, n, (off_t)off);
@@ -94,7 +94,7 @@ blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, uint
 int
 blobstore_fsync(struct storage *st, int fd, struct err *e)
 {
-    if (fault_hit(st, FAULT_FSYNC))
+    if (fault_hit(&st->fault, FAULT_FSYNC))
         return err_sys(e, ERR_IO, errno, "fsync blob data");
     if (!st->fsync)
         return 0;
@@ -110,7 +110,7 @@ blobstore_fsync(struct storage *st, int fd, struct err *e)
 int
 blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *e)
 {
-    if (fault_hit(st, FAULT_FSYNC))
+    if (fault_hit(&st->fault, FAULT_FSYNC))
         return err_sys(e, ERR_IO, errno, "fsync directory '%s'", rel);
     __atomic_add_fetch(&st->dir_fsyncs, 1, __ATOMIC_RELAXED); /* also when fsync is off */
     if (!st->fsync)
@@ -172,7 +172,7 @@ blobstore_install(struct storage *st, int fromdir, const char *from, const struc
         }
         return blobstore_fsync_dir(st, st->blobsfd, dir, e);
     }
-    if (fault_hit(st, FAULT_RENAME) || renameat(fromdir, from, st->blobsfd, rel) < 0)
+    if (fault_hit(&st->fault, FAULT_RENAME) || renameat(fromdir, from, st->blobsfd, rel) < 0)
         return err_sys(e, ERR_IO, errno, "rename into blobs");
     return blobstore_fsync_dir(st, st->blobsfd, dir, e);
 }
@@ -220,7 +220,7 @@ blobstore_put_buffer_mode(struct storage *st, const struct digest *d, const void
         char rel[BLOB_RELPATH_MAX], dir[16];
         blob_relpath(d, rel);
         blob_dirpath(d, dir, sizeof(dir));
-        if (fault_hit(st, FAULT_RENAME) || renameat(st->uploadsfd, tmp, st->blobsfd, rel) < 0) {
+        if (fault_hit(&st->fault, FAULT_RENAME) || renameat(st->uploadsfd, tmp, st->blobsfd, rel) < 0) {
             err_sys(e, ERR_IO, errno, "rename into blobs");
             goto out;
         }

@@ -17,6 +17,7 @@
  * deleted in one transaction (after checking again under the write lock), so
  * the blob is unknown everywhere and a re-push heals it. */
 #include "storage/storage_internal.h"
+#include "storage/meta.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,8 +29,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "common/log.h"
 
@@ -102,6 +101,33 @@ make_layout(struct storage *st, struct err *e)
 static int restore_pending(struct storage_handle *h, struct err *e);
 static int fill_annotations(struct storage_handle *h, struct err *e);
 
+struct recovery {
+    struct storage_handle *h;
+    size_t n, cap;
+    char (*gone)[UPLOAD_ID_LEN + 1];
+};
+
+/* a session row whose file is missing */
+static int
+recover_row(void *arg, const char *uuid, const char *repo)
+{
+    struct recovery *r = arg;
+    struct stat sb;
+    (void)repo;
+    if (uuid_valid(uuid) && fstatat(r->h->st->uploadsfd, uuid, &sb, 0) == 0)
+        return 0;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        void *p = realloc(r->gone, nc * sizeof(*r->gone));
+        if (!p)
+            return 1;
+        r->gone = p;
+        r->cap = nc;
+    }
+    snprintf(r->gone[r->n++], UPLOAD_ID_LEN + 1, "%s", uuid);
+    return 0;
+}
+
 /* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
  * blob_put included), then rows whose file is missing. */
 static int
@@ -124,10 +150,9 @@ recover(struct storage_handle *h, struct err *e)
             continue;
         int keep = 0;
         if (uuid_valid(de->d_name)) {
-            sqlite3_stmt *s = metadb_q(h, Q_UP_GET);
-            metadb_bind_text(s, 1, de->d_name);
-            keep = sqlite3_step(s) == SQLITE_ROW;
-            sqlite3_reset(s);
+            char repo[NAME_MAX_LEN + 1];
+            enum digest_algo algo;
+            keep = meta_upload_get(h->mc, de->d_name, repo, &algo, NULL) == 1;
         }
         if (!keep) {
             if (unlinkat(st->uploadsfd, de->d_name, 0) == 0)
@@ -139,50 +164,34 @@ recover(struct storage_handle *h, struct err *e)
     }
     closedir(dir);
 
-    sqlite3 *db = h->db;
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT uuid FROM uploads", -1, &s, NULL) != SQLITE_OK)
-        return metadb_err(h, "recovery", e);
-    size_t n = 0, cap = 0;
-    char(*gone)[UPLOAD_ID_LEN + 1] = NULL;
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(s, 0);
-        struct stat sb;
-        if (id && uuid_valid(id) && fstatat(st->uploadsfd, id, &sb, 0) == 0)
-            continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            void *p = realloc(gone, nc * sizeof(*gone));
-            if (!p)
-                break;
-            gone = p;
-            cap = nc;
-        }
-        snprintf(gone[n++], UPLOAD_ID_LEN + 1, "%s", id ? id : "");
-    }
-    sqlite3_finalize(s);
-    int rc = 0;
-    if (n) {
-        if (metadb_begin_light(h, e) < 0) {
+    struct recovery r = {.h = h};
+    int rc = meta_uploads_each(h->mc, 0, recover_row, &r, e);
+    if (rc == 0 && r.n) {
+        if (meta_begin_light(h->mc, e) < 0) {
             rc = -1;
         } else {
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                sqlite3_stmt *d = metadb_q(h, Q_UP_DELETE);
-                metadb_bind_text(d, 1, gone[i]);
-                rc = metadb_run(h, d, e);
+            char repo[NAME_MAX_LEN + 1];
+            for (size_t i = 0; i < r.n && rc == 0; i++) {
+                rc = meta_upload_delete(h->mc, r.gone[i], repo, e) < 0 ? -1 : 0;
                 removed_rows++;
             }
             if (rc == 0)
-                rc = metadb_commit(h, e);
+                rc = meta_commit(h->mc, e);
             else
-                metadb_rollback(h);
+                meta_rollback(h->mc);
         }
     }
-    free(gone);
+    free(r.gone);
     if (removed_files || removed_rows)
         log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", removed_files,
                  removed_rows);
     return rc;
+}
+
+static int
+pending_sync_cb(void *arg, struct err *e)
+{
+    return storage_pending_sync(arg, e);
 }
 
 struct storage *
@@ -192,13 +201,12 @@ storage_open(const struct storage_opts *opts, struct err *e)
         err_set(e, ERR_CONFIG, 0, "storage root not set");
         return NULL;
     }
-    sqlmem_install();
     struct storage *st = calloc(1, sizeof(*st));
     if (!st) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         return NULL;
     }
-    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = st->walfd = -1;
+    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = -1;
     st->fsync = opts->fsync ? 1 : 0;
     st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
     st->upload_expiry_sec = opts->upload_expiry_sec;
@@ -210,17 +218,13 @@ storage_open(const struct storage_opts *opts, struct err *e)
         opts->max_manifest_refs ? opts->max_manifest_refs : STORAGE_DEFAULT_MAX_MANIFEST_REFS;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
-    pthread_mutex_init(&st->wmu, NULL);
-    gsync_init(&st->walsync);
     size_t rl = strlen(opts->root);
     st->root = malloc(rl + 1);
-    st->dbpath = malloc(rl + sizeof("/meta.db"));
-    if (!st->root || !st->dbpath) {
+    if (!st->root) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         goto fail;
     }
     memcpy(st->root, opts->root, rl + 1);
-    snprintf(st->dbpath, rl + sizeof("/meta.db"), "%s/meta.db", opts->root);
 
     if (mkdir_p(st->root, e) < 0)
         goto fail;
@@ -246,16 +250,9 @@ storage_open(const struct storage_opts *opts, struct err *e)
     if (make_layout(st, e) < 0)
         goto fail;
 
-    sqlite3 *db = NULL;
-    if (metadb_connect(st->dbpath, st->fsync, &db, e) < 0)
-        goto fail;
-    int mrc = metadb_migrate(db, e);
-    sqlite3_close(db);
-    if (mrc < 0)
-        goto fail;
-
-    st->wh = storage_handle_open(st, e);
-    if (!st->wh)
+    struct meta_opts mo = {.root = st->root, .fsync = st->fsync, .fault = &st->fault};
+    st->meta = meta_open(&mo, e);
+    if (!st->meta)
         goto fail;
     struct storage_handle *h = storage_handle_open(st, e);
     if (!h)
@@ -269,7 +266,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
         rrc = fill_annotations(h, e);
     if (rrc == 0) {
         /* emptied repositories of a database written by an older version */
-        int pruned = metadb_repos_prune_all(h, e);
+        int pruned = meta_repos_prune_all(h->mc, e);
         if (pruned > 0)
             log_info("storage", NULL, "recovery removed_empty_repos=%d", pruned);
         rrc = pruned < 0 ? -1 : 0;
@@ -277,8 +274,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
-    st->ckpt = ckpt_start(st, e);
-    if (!st->ckpt)
+    st->synch = storage_handle_open(st, e);
+    if (!st->synch || meta_start(st->meta, pending_sync_cb, st->synch, e) < 0)
         goto fail;
     return st;
 fail:
@@ -291,10 +288,8 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
-    ckpt_stop(st->ckpt); /* syncs pending manifest files through wh */
-    storage_handle_close(st->wh);
-    if (st->walfd >= 0)
-        close(st->walfd);
+    meta_close(st->meta); /* a last storage_pending_sync through synch */
+    storage_handle_close(st->synch);
     upload_table_free(st);
     if (st->blobsfd >= 0)
         close(st->blobsfd);
@@ -306,21 +301,8 @@ storage_close(struct storage *st)
         close(st->rootfd);
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->fault.mu);
-    pthread_mutex_destroy(&st->wmu);
-    gsync_destroy(&st->walsync);
     free(st->root);
-    free(st->dbpath);
     free(st);
-}
-
-/* the WAL hook: runs after every commit of a worker connection; it replaces
- * sqlite's autocheckpoint (see ckpt.c) */
-static int
-wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    struct storage *st = arg;
-    ckpt_poke(st->ckpt, pages);
-    return SQLITE_OK;
 }
 
 struct storage_handle *
@@ -332,12 +314,11 @@ storage_handle_open(struct storage *st, struct err *e)
         return NULL;
     }
     h->st = st;
-    /* synchronous=OFF: durable commits wait for the group WAL fsync instead */
-    if (metadb_connect(st->dbpath, 0, &h->db, e) < 0 || metadb_prepare(h, e) < 0) {
-        storage_handle_close(h);
+    h->mc = meta_conn_open(st->meta, e);
+    if (!h->mc) {
+        free(h);
         return NULL;
     }
-    sqlite3_wal_hook(h->db, wal_grew, st);
     return h;
 }
 
@@ -346,9 +327,7 @@ storage_handle_close(struct storage_handle *h)
 {
     if (!h)
         return;
-    metadb_rollback(h);
-    metadb_finalize(h);
-    sqlite3_close(h->db);
+    meta_conn_close(h->mc);
     free(h);
 }
 
@@ -371,52 +350,52 @@ storage_handle_close(struct storage_handle *h)
 static int
 pending_drop(struct storage_handle *h, int64_t max, int durable, struct err *e)
 {
-    if ((durable ? metadb_begin(h, e) : metadb_begin_light(h, e)) < 0)
+    if ((durable ? meta_begin(h->mc, e) : meta_begin_light(h->mc, e)) < 0)
         return -1;
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_DONE);
-    metadb_bind_int64(s, 1, max);
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
+    if (meta_pending_drop(h->mc, max, e) < 0) {
+        meta_rollback(h->mc);
         return -1;
     }
-    return metadb_commit(h, e);
+    return meta_commit(h->mc, e);
+}
+
+struct restore {
+    struct storage_handle *h;
+    struct err *e;
+    int n;
+    int64_t max;
+};
+
+static int
+restore_one(void *arg, int64_t id, const char *ds, const void *body, size_t len)
+{
+    struct restore *r = arg;
+    struct digest d;
+    if (digest_parse(ds, strlen(ds), &d, NULL) < 0) {
+        log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
+                 (long long)id);
+    } else if (blobstore_put_buffer_mode(r->h->st, &d, body, len, BLOB_PUT_REPLACE, r->e) < 0) {
+        return 1;
+    } else {
+        r->n++;
+    }
+    if (id > r->max)
+        r->max = id;
+    return 0;
 }
 
 /* restore_pending - at open: rewrite the files of pending rows, then drop them */
 static int
 restore_pending(struct storage_handle *h, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_ALL);
-    int n = 0, rc = 0;
-    int64_t max = 0;
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(s, 0);
-        const char *ds = (const char *)sqlite3_column_text(s, 1);
-        const void *body = sqlite3_column_blob(s, 2);
-        int len = sqlite3_column_bytes(s, 2);
-        struct digest d;
-        if (!ds || digest_parse(ds, strlen(ds), &d, NULL) < 0) {
-            log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
-                     (long long)id);
-        } else if (blobstore_put_buffer_mode(h->st, &d, body ? body : "", (size_t)len,
-                                             BLOB_PUT_REPLACE, e) < 0) {
-            rc = -1;
-            break;
-        } else {
-            n++;
-        }
-        if (id > max)
-            max = id;
-    }
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = metadb_err(h, "recovery: read pending manifests", e);
-    sqlite3_reset(s);
-    if (rc < 0 || max == 0)
-        return rc;
-    if (pending_drop(h, max, 1, e) < 0)
+    struct restore r = {.h = h, .e = e};
+    if (meta_pending_each(h->mc, restore_one, &r, e) < 0)
         return -1;
-    log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", n);
+    if (r.max == 0)
+        return 0;
+    if (pending_drop(h, r.max, 1, e) < 0)
+        return -1;
+    log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", r.n);
     return 0;
 }
 
@@ -478,72 +457,64 @@ out:
         close(f);
 }
 
+struct unfilled_list {
+    struct unfilled *u;
+    size_t n, cap;
+};
+
+static int
+unfilled_add(void *arg, int64_t id, const char *ds, uint64_t size)
+{
+    struct unfilled_list *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 16;
+        struct unfilled *nu = realloc(l->u, nc * sizeof(*nu));
+        if (!nu)
+            return 1;
+        l->u = nu;
+        l->cap = nc;
+    }
+    struct unfilled *u = &l->u[l->n++];
+    u->id = id;
+    u->size = size;
+    /* a row with a bad digest has no body to read: settled empty */
+    if (digest_parse(ds, strlen(ds), &u->d, NULL) < 0)
+        u->size = UINT64_MAX;
+    return 0;
+}
+
 static int
 fill_annotations(struct storage_handle *h, struct err *e)
 {
-    sqlite3_stmt *s = NULL;
-    struct unfilled *u = NULL;
-    size_t n = 0, cap = 0;
-    int rc = -1, step;
-    if (sqlite3_prepare_v2(h->db,
-                           "SELECT a.manifest_id, m.digest, m.size FROM manifest_annotations a"
-                           " JOIN manifests m ON m.id = a.manifest_id WHERE a.annotations IS NULL",
-                           -1, &s, NULL) != SQLITE_OK) {
-        metadb_err(h, "migration: read annotations", e);
+    struct unfilled_list l = {0};
+    int rc = -1;
+    if (meta_annotations_unfilled(h->mc, unfilled_add, &l, e) < 0)
         goto out;
-    }
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *dt = (const char *)sqlite3_column_text(s, 1);
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            struct unfilled *nu = realloc(u, cap * sizeof(*u));
-            if (!nu) {
-                err_set(e, ERR_NOMEM, 0, "out of memory");
-                goto out;
-            }
-            u = nu;
-        }
-        u[n].id = sqlite3_column_int64(s, 0);
-        u[n].size = (uint64_t)sqlite3_column_int64(s, 2);
-        /* a row with a bad digest has no body to read: settled empty */
-        if (!dt || digest_parse(dt, strlen(dt), &u[n].d, NULL) < 0)
-            u[n].size = UINT64_MAX;
-        n++;
-    }
-    if (step != SQLITE_DONE) {
-        metadb_err(h, "migration: read annotations", e);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < l.n; i++) {
         char *ann = NULL;
         /* every body was at most max_manifest when pushed: a larger size is a
          * damaged row (or a lowered limit), not worth a huge read */
-        if (u[i].size <= h->st->max_manifest)
-            annotations_from_body(h, &u[i], &ann);
-        if (metadb_begin(h, e) < 0) {
+        if (l.u[i].size <= h->st->max_manifest)
+            annotations_from_body(h, &l.u[i], &ann);
+        if (meta_begin(h->mc, e) < 0) {
             free(ann);
             goto out;
         }
-        sqlite3_stmt *q = metadb_q(h, ann ? Q_ANN_PUT : Q_ANN_DELETE);
-        metadb_bind_int64(q, 1, u[i].id);
-        if (ann)
-            metadb_bind_text(q, 2, ann);
-        int r = metadb_run(h, q, e);
+        int r = meta_annotations_set(h->mc, l.u[i].id, ann, e);
         free(ann);
         if (r < 0) {
-            metadb_rollback(h);
+            meta_rollback(h->mc);
             goto out;
         }
-        if (metadb_commit(h, e) < 0)
+        if (meta_commit(h->mc, e) < 0)
             goto out;
     }
-    if (n)
+    if (l.n)
         log_info("storage", NULL, "migration: annotations of %zu referrer(s) read from their bodies",
-                 n);
+                 l.n);
     rc = 0;
 out:
-    sqlite3_finalize(s);
-    free(u);
+    free(l.u);
     return rc;
 }
 
@@ -551,11 +522,9 @@ int
 storage_pending_sync(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
-    int64_t max = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
-    if (max < 0)
-        return metadb_err(h, "read pending manifests", e);
+    int64_t max;
+    if (meta_pending_max(h->mc, &max, e) < 0)
+        return -1;
     if (max == 0)
         return 0;
     /* every row up to max was committed before this read, so its file was
@@ -569,12 +538,6 @@ storage_pending_sync(struct storage_handle *h, struct err *e)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static int64_t
-now_sec(void)
-{
-    return (int64_t)time(NULL);
-}
-
 static int
 repo_ok(const char *repo, struct err *e)
 {
@@ -583,64 +546,7 @@ repo_ok(const char *repo, struct err *e)
     return name_validate(repo, strlen(repo), e);
 }
 
-/* exists1 - run a "SELECT 1 ..." with up to two text binds: 1 / 0 / -1 */
-static int
-exists1(struct storage_handle *h, enum stmt_id id, const char *a, const char *b, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, id);
-    metadb_bind_text(s, 1, a);
-    if (b)
-        metadb_bind_text(s, 2, b);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "database read", e);
-}
-
-/* link_blob - inside a transaction: blobs row, repo row, link row */
-static int
-link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t size, struct err *e)
-{
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)size);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, repo);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_LINK_INSERT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_int64(s, 3, now);
-    return metadb_run(h, s, e);
-}
-
 /* ---- blobs ------------------------------------------------------------------- */
-
-/* forget_blob - inside a write transaction: the blobs row and every link of ds
- * (and the rows of the repositories that this leaves empty) */
-static int
-forget_blob(struct storage_handle *h, const char *ds, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, Q_REPO_PRUNE_DIGEST);
-    metadb_bind_text(s, 1, ds);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_LINKS_FORGET);
-    metadb_bind_text(s, 1, ds);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_BLOB_FORGET);
-    metadb_bind_text(s, 1, ds);
-    return metadb_run(h, s, e);
-}
 
 /* repair_lost_blob - the file of blob d was found missing or damaged outside a
  * transaction: check again under the write lock (a concurrent commit may have
@@ -651,20 +557,20 @@ static void
 repair_lost_blob(struct storage_handle *h, const struct digest *d, const char *ds, uint64_t size)
 {
     struct err e;
-    if (metadb_begin(h, &e) < 0)
+    if (meta_begin(h->mc, &e) < 0)
         goto fail;
     int ex = blobstore_exists(h->st, d, size, &e);
     if (ex != 0) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         if (ex < 0)
             goto fail;
         return;
     }
-    if (forget_blob(h, ds, &e) < 0) {
-        metadb_rollback(h);
+    if (meta_blob_forget(h->mc, ds, &e) < 0) {
+        meta_rollback(h->mc);
         goto fail;
     }
-    if (metadb_commit(h, &e) < 0)
+    if (meta_commit(h->mc, &e) < 0)
         goto fail;
     log_error("storage", NULL, "blob file missing or damaged, rows removed digest=%s", ds);
     return;
@@ -678,16 +584,12 @@ storage_blob_open(struct storage_handle *h, const char *repo, const struct diges
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_STAT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    int rc = sqlite3_step(s);
-    uint64_t sz = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
+    uint64_t sz = 0;
+    int found = meta_blob_size(h->mc, repo, ds, &sz, e);
+    if (found < 0)
+        return -1;
+    if (found == 0)
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-    if (rc != SQLITE_ROW)
-        return metadb_err(h, "read blob", e);
     /* HEAD and GET look at the file the same way: missing or of the wrong size
      * means unknown (and the rows are repaired) */
     char rel[BLOB_RELPATH_MAX];
@@ -728,23 +630,16 @@ storage_blob_delete(struct storage_handle *h, const char *repo, const struct dig
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    sqlite3_stmt *s = metadb_q(h, Q_LINK_DELETE);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    if (metadb_run(h, s, e) < 0)
-        goto fail;
-    if (metadb_changes(h) == 0) {
-        err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-        goto fail;
+    int del = meta_blob_unlink(h->mc, repo, ds, e);
+    if (del <= 0) {
+        if (del == 0)
+            err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+        meta_rollback(h->mc);
+        return -1;
     }
-    if (metadb_repo_prune(h, repo, e) < 0)
-        goto fail;
-    return metadb_commit(h, e);
-fail:
-    metadb_rollback(h);
-    return -1;
+    return meta_commit(h->mc, e);
 }
 
 int
@@ -757,18 +652,18 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
         return 0;
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+    int linked = meta_link_exists(h->mc, repo, ds, e);
     if (linked < 0)
         goto fail;
     int ex = linked;
     if (!linked) {
-        ex = from ? exists1(h, Q_LINK_EXISTS, from, ds, e) : exists1(h, Q_LINK_ANY, ds, NULL, e);
+        ex = meta_link_exists(h->mc, from, ds, e);
         if (ex < 0)
             goto fail;
         if (ex == 0) {
-            metadb_rollback(h);
+            meta_rollback(h->mc);
             return 0;
         }
     }
@@ -778,27 +673,27 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
     if (ex < 0)
         goto fail;
     if (ex == 0) {
-        if (forget_blob(h, ds, e) < 0)
+        if (meta_blob_forget(h->mc, ds, e) < 0)
             goto fail;
-        if (metadb_commit(h, e) < 0)
+        if (meta_commit(h->mc, e) < 0)
             return -1;
         log_error("storage", NULL, "blob file missing, rows removed digest=%s", ds);
         return 0;
     }
     if (linked) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         /* the link we saw may be another thread's commit still before its WAL
          * fsync: acknowledge only a durable one */
-        return metadb_durable_point(h, e) < 0 ? -1 : 1;
+        return meta_durable_point(h->mc, e) < 0 ? -1 : 1;
     }
     /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
-    if (link_blob(h, repo, ds, 0, e) < 0)
+    if (meta_blob_link(h->mc, repo, ds, 0, e) < 0)
         goto fail;
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         return -1;
     return 1;
 fail:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
     return -1;
 }
 
@@ -809,7 +704,7 @@ commit_blob_rows(struct storage_handle *h, const char *repo, const struct digest
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
     int ex = blobstore_exists(h->st, d, n, e);
     if (ex <= 0) {
@@ -817,11 +712,11 @@ commit_blob_rows(struct storage_handle *h, const char *repo, const struct digest
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
         goto fail;
     }
-    if (link_blob(h, repo, ds, n, e) < 0)
+    if (meta_blob_link(h->mc, repo, ds, n, e) < 0)
         goto fail;
-    return metadb_commit(h, e);
+    return meta_commit(h->mc, e);
 fail:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
     return -1;
 }
 
@@ -892,7 +787,7 @@ check_ref_files(struct storage_handle *h, const char *repo, const struct manifes
             continue;
         char ds[DIGEST_STR_MAX];
         digest_format(&r->digest, ds);
-        int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+        int linked = meta_link_exists(h->mc, repo, ds, e);
         if (linked < 0)
             return -1;
         if (linked)
@@ -917,7 +812,8 @@ check_refs(struct storage_handle *h, const char *repo, const struct manifest_inf
             continue;
         char ds[DIGEST_STR_MAX];
         digest_format(&r->digest, ds);
-        int ex = exists1(h, r->kind == REF_MANIFEST ? Q_MF_EXISTS : Q_LINK_EXISTS, repo, ds, e);
+        int ex = r->kind == REF_MANIFEST ? meta_manifest_exists(h->mc, repo, ds, e)
+                                         : meta_link_exists(h->mc, repo, ds, e);
         if (ex < 0)
             return -1;
         if (ex == 0)
@@ -986,7 +882,7 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     digest_format(&d, ds);
     if (mi.has_subject)
         digest_format(&mi.subject, ss);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         goto out;
     int ex = blobstore_exists(st, &d, len, e);
     if (ex <= 0) {
@@ -996,74 +892,30 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     if (check_refs(h, repo, &mi, e) < 0)
         goto fail_txn;
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)len);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
+    /* the annotations a referrers page shows are kept whole so that a GET
+     * never reads the body: only a manifest with a subject is ever listed.
+     * Their size is bounded by the body's (max_manifest): the compact dump is
+     * never longer than the text it came from. */
+    struct meta_manifest mf = {
+        .repo = repo,
+        .digest = ds,
+        .media_type = mi.media_type,
+        .size = len,
+        .subject = mi.has_subject ? ss : NULL,
+        .artifact_type = mi.artifact_type,
+        .annotations = mi.annotations_json,
+        .refs = mi.refs,
+        .nrefs = mi.nrefs,
+        .tags = tags,
+        .ntags = ntags,
+        .pending_body = st->fsync ? body : NULL,
+    };
+    if (meta_manifest_put(h->mc, &mf, e) < 0)
         goto fail_txn;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, repo);
-    if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
-    if (st->fsync) {
-        s = metadb_q(h, Q_PENDING_ADD);
-        metadb_bind_text(s, 1, ds);
-        sqlite3_bind_blob(s, 2, body, (int)len, SQLITE_STATIC);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    s = metadb_q(h, Q_MF_INSERT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_text(s, 3, mi.media_type);
-    metadb_bind_int64(s, 4, (int64_t)len);
-    metadb_bind_text(s, 5, mi.has_subject ? ss : NULL);
-    metadb_bind_text(s, 6, mi.artifact_type);
-    metadb_bind_int64(s, 7, now);
-    if (sqlite3_step(s) != SQLITE_ROW) {
-        metadb_err(h, "record manifest", e);
-        sqlite3_reset(s);
-        goto fail_txn;
-    }
-    int64_t mid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    /* what a referrers page shows, kept whole now so that a GET never reads
-     * the body: only a manifest with a subject is ever listed. Their size is
-     * bounded by the body's (max_manifest): the compact dump is never longer
-     * than the text it came from. */
-    int keep_ann = mi.annotations_json && mi.has_subject;
-    s = metadb_q(h, keep_ann ? Q_ANN_PUT : Q_ANN_DELETE);
-    metadb_bind_int64(s, 1, mid);
-    if (keep_ann)
-        metadb_bind_text(s, 2, mi.annotations_json);
-    if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
-    for (size_t i = 0; i < mi.nrefs; i++) {
-        char rs[DIGEST_STR_MAX];
-        digest_format(&mi.refs[i].digest, rs);
-        s = metadb_q(h, Q_REF_INSERT);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        metadb_bind_text(s, 3, rs);
-        sqlite3_bind_int(s, 4, (int)mi.refs[i].kind);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    for (size_t i = 0; i < ntags; i++) {
-        s = metadb_q(h, Q_TAG_UPSERT);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, tags[i]);
-        metadb_bind_text(s, 3, ds);
-        metadb_bind_int64(s, 4, now);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto out;
     if (st->fsync)
-        ckpt_poke_files(st->ckpt);
+        meta_files_pending(st->meta);
     if (meta) {
         meta->digest = d;
         copy_str(meta->media_type, sizeof(meta->media_type), mi.media_type);
@@ -1076,7 +928,7 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     rc = 0;
     goto out;
 fail_txn:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
 out:
     manifest_info_release(&mi);
     return rc;
@@ -1089,40 +941,22 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
     if (!ref)
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     size_t rl = strlen(ref);
-    sqlite3_stmt *s;
     char ds[DIGEST_STR_MAX];
-    if (memchr(ref, ':', rl)) {
+    int is_digest = memchr(ref, ':', rl) != NULL;
+    if (is_digest) {
         struct digest rd;
         if (digest_parse(ref, rl, &rd, e) < 0)
             return -1;
         digest_format(&rd, ds);
-        s = metadb_q(h, Q_MF_GET_DIGEST);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-    } else {
-        if (tag_validate(ref, rl, NULL) < 0)
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        s = metadb_q(h, Q_MF_GET_TAG);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ref);
-    }
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        if (rc == SQLITE_DONE)
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        return metadb_err(h, "read manifest", e);
+    } else if (tag_validate(ref, rl, NULL) < 0) {
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
     struct manifest_meta m;
-    const char *dt = (const char *)sqlite3_column_text(s, 0);
-    int dl = sqlite3_column_bytes(s, 0);
-    if (!dt || digest_parse(dt, (size_t)dl, &m.digest, NULL) < 0) {
-        sqlite3_reset(s);
-        return err_set(e, ERR_DB, 0, "corrupt manifest row");
-    }
-    copy_str(m.media_type, sizeof(m.media_type), (const char *)sqlite3_column_text(s, 1));
-    m.size = (uint64_t)sqlite3_column_int64(s, 2);
-    sqlite3_reset(s);
+    int found = meta_manifest_get(h->mc, repo, is_digest ? ds : NULL, ref, &m, e);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     /* HEAD checks the body file too, so it agrees with GET; a re-push of the
      * manifest writes the file again and heals it */
     char rel[BLOB_RELPATH_MAX];
@@ -1162,110 +996,33 @@ storage_manifest_delete(struct storage_handle *h, const char *repo, const char *
     } else if (tag_validate(ref, rl, NULL) < 0) {
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    sqlite3_stmt *s;
-    if (is_digest) {
-        s = metadb_q(h, Q_MF_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        int rc = sqlite3_step(s);
-        int64_t mid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        sqlite3_reset(s);
-        if (rc == SQLITE_DONE)
-            goto unknown;
-        if (rc != SQLITE_ROW) {
-            metadb_err(h, "delete manifest", e);
-            goto fail;
-        }
-        s = metadb_q(h, Q_ANN_DELETE);
-        metadb_bind_int64(s, 1, mid);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        s = metadb_q(h, Q_REF_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        s = metadb_q(h, Q_TAG_DELETE_DIGEST);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        if (metadb_repo_prune(h, repo, e) < 0)
-            goto fail;
-    } else {
-        s = metadb_q(h, Q_TAG_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ref);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        if (metadb_changes(h) == 0)
-            goto unknown;
+    int del = is_digest ? meta_manifest_delete(h->mc, repo, ds, e)
+                        : meta_tag_delete(h->mc, repo, ref, e);
+    if (del <= 0) {
+        if (del == 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+        meta_rollback(h->mc);
+        return -1;
     }
-    return metadb_commit(h, e);
-unknown:
-    err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-fail:
-    metadb_rollback(h);
-    return -1;
+    return meta_commit(h->mc, e);
 }
 
 /* ---- lists ------------------------------------------------------------------------ */
-
-/* limit_of - SQL LIMIT for a page of n: one more row tells whether more exist */
-static int64_t
-limit_of(long n)
-{
-    if (n < 0 || (int64_t)n >= INT64_MAX - 1)
-        return -1;
-    return (int64_t)n + 1;
-}
-
-/* page - step a keyset query whose LIMIT is n + 1, calling fn for the first n */
-static int
-page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void *arg, int *more,
-     long *count, struct err *e)
-{
-    long i = 0;
-    int rc, m = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n >= 0 && i >= n) {
-            m = 1;
-            break;
-        }
-        i++;
-        const char *name = (const char *)sqlite3_column_text(s, 0);
-        if (fn && fn(arg, name ? name : "") != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return metadb_err(h, "list", e);
-    if (more)
-        *more = m;
-    *count = i;
-    return 0;
-}
 
 int
 storage_tags_list(struct storage_handle *h, const char *repo, const char *last, long n,
                   storage_name_fn fn, void *arg, int *more, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_TAGS_LIST);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, last ? last : "");
-    metadb_bind_int64(s, 3, limit_of(n));
     long count = 0;
     int m = 0;
-    if (page(h, s, n, fn, arg, &m, &count, e) < 0)
+    if (meta_tags_page(h->mc, repo, last, n, fn, arg, &m, &count, e) < 0)
         return -1;
     if (count == 0 && !m) {
         /* the catalog's definition: a repository with a blob link or a
          * manifest, tagged or not (an empty list, as distribution answers) */
-        int ex = exists1(h, Q_REPO_EXISTS, repo, NULL, e);
+        int ex = meta_repo_exists(h->mc, repo, e);
         if (ex < 0)
             return -1;
         if (ex == 0)
@@ -1280,11 +1037,8 @@ int
 storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn, void *arg,
                 int *more, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_CATALOG);
-    metadb_bind_text(s, 1, last ? last : "");
-    metadb_bind_int64(s, 2, limit_of(n));
     long count;
-    return page(h, s, n, fn, arg, more, &count, e);
+    return meta_catalog_page(h->mc, last, n, fn, arg, more, &count, e);
 }
 
 int
@@ -1305,45 +1059,5 @@ storage_referrers_page(struct storage_handle *h, const char *repo, const struct 
         digest_format(last, ls);
     else
         ls[0] = '\0'; /* every digest sorts after "" */
-    sqlite3_stmt *s = metadb_q(h, artifact_type ? Q_REFERRERS_AT_PAGE : Q_REFERRERS_PAGE);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ss);
-    metadb_bind_text(s, 3, ls);
-    metadb_bind_int64(s, 4, limit_of(n));
-    if (artifact_type)
-        metadb_bind_text(s, 5, artifact_type);
-    int rc, m = 0;
-    long i = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n >= 0 && i >= n) {
-            m = 1;
-            break;
-        }
-        i++;
-        struct digest d;
-        const char *dt = (const char *)sqlite3_column_text(s, 0);
-        if (!dt || digest_parse(dt, (size_t)sqlite3_column_bytes(s, 0), &d, NULL) < 0)
-            continue;
-        const char *mt = (const char *)sqlite3_column_text(s, 1);
-        const char *at = (const char *)sqlite3_column_text(s, 3);
-        const char *ann = (const char *)sqlite3_column_text(s, 4);
-        struct referrer r = {
-            .media_type = mt ? mt : "",
-            .digest = &d,
-            .size = (uint64_t)sqlite3_column_int64(s, 2),
-            .artifact_type = at ? at : "",
-            .annotations_json = ann,
-        };
-        int stop = fn(arg, &r);
-        if (stop != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return metadb_err(h, "list referrers", e);
-    if (more)
-        *more = m;
-    return 0;
+    return meta_referrers_page(h->mc, repo, ss, artifact_type, ls, n, fn, arg, more, e);
 }

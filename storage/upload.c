@@ -39,7 +39,7 @@
  * Limits: st->nsessions and the per-repository counts (st->counts) count the
  * session rows. storage_upload_start takes one of each under st->mu before it
  * creates anything (ERR_TOOMANYREQUESTS over max_uploads / max_uploads_per_repo);
- * the one place that deletes a session row (Q_UP_DELETE ... RETURNING repo, in
+ * the one place that deletes a session row (meta_upload_delete, in
  * row_delete and in upload_commit's transaction) gives it back after its commit.
  * storage_open counts the rows after recovery. A row whose delete failed keeps
  * its count until expiry or the next start removes it.
@@ -57,6 +57,7 @@
  *     row without a file (dropped by storage_open / treated as unknown);
  *   - commit installs the file (fsync, rename, dir fsync) before the blob row. */
 #include "storage/storage_internal.h"
+#include "storage/meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,8 +66,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "common/log.h"
 
@@ -182,28 +181,21 @@ quota_give(struct storage *st, const char *repo)
     pthread_mutex_unlock(&st->mu);
 }
 
+static int
+count_row(void *arg, const char *uuid, const char *repo)
+{
+    (void)uuid;
+    return count_add(arg, repo, 1) < 0;
+}
+
 int
 upload_counts_load(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_COUNTS);
-    int rc;
     pthread_mutex_lock(&st->mu);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *repo = (const char *)sqlite3_column_text(s, 0);
-        int64_t n = sqlite3_column_int64(s, 1);
-        if (repo && n > 0 && count_add(st, repo, (unsigned)n) < 0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
+    int rc = meta_uploads_each(h->mc, 0, count_row, st, e);
     pthread_mutex_unlock(&st->mu);
-    sqlite3_reset(s);
-    if (rc == SQLITE_NOMEM)
-        return err_set(e, ERR_NOMEM, 0, "out of memory");
-    if (rc != SQLITE_DONE)
-        return metadb_err(h, "count upload sessions", e);
-    return 0;
+    return rc;
 }
 
 static void
@@ -313,43 +305,10 @@ unlease(struct upload *u)
 
 /* row_get - the session row: 1 found (repo copied, algo), 0 none, -1 error */
 static int
-row_get(struct storage_handle *h, const char *uuid, char *repo, size_t repo_sz,
-        enum digest_algo *algo, struct err *e)
+row_get(struct storage_handle *h, const char *uuid, char *repo, enum digest_algo *algo,
+        struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_UP_GET);
-    metadb_bind_text(s, 1, uuid);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *r = (const char *)sqlite3_column_text(s, 0);
-        copy_name(repo, repo_sz, r ? r : "");
-        *algo = sqlite3_column_int(s, 1) == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
-        sqlite3_reset(s);
-        return 1;
-    }
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "read upload", e);
-}
-
-/* up_delete - inside a transaction: delete the session row. 1 with its repo
- * copied (NAME_MAX_LEN + 1 bytes), 0 when there was none, -1 */
-static int
-up_delete(struct storage_handle *h, const char *uuid, char *repo, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, Q_UP_DELETE);
-    metadb_bind_text(s, 1, uuid);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *r = (const char *)sqlite3_column_text(s, 0);
-        copy_name(repo, NAME_MAX_LEN + 1, r ? r : "");
-    }
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "delete upload", e);
+    return meta_upload_get(h->mc, uuid, repo, algo, e);
 }
 
 /* row_delete - delete the session row in its own (light: losing it to a power
@@ -359,14 +318,14 @@ static int
 row_delete(struct storage_handle *h, const char *uuid, struct err *e)
 {
     char repo[NAME_MAX_LEN + 1];
-    if (metadb_begin_light(h, e) < 0)
+    if (meta_begin_light(h->mc, e) < 0)
         return -1;
-    int del = up_delete(h, uuid, repo, e);
+    int del = meta_upload_delete(h->mc, uuid, repo, e);
     if (del < 0) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         return -1;
     }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         return -1;
     if (del)
         quota_give(h->st, repo);
@@ -439,18 +398,13 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     close(fd);
     /* light: a session row lost to a power failure is a session the client
      * restarts, and a row must not cost a WAL fsync (no file is durable either) */
-    if (metadb_begin_light(h, e) < 0)
+    if (meta_begin_light(h->mc, e) < 0)
         goto fail;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_INSERT);
-    metadb_bind_text(s, 1, uuid);
-    metadb_bind_text(s, 2, repo);
-    sqlite3_bind_int(s, 3, (int)algo);
-    metadb_bind_int64(s, 4, now_sec());
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
+    if (meta_upload_insert(h->mc, uuid, repo, algo, e) < 0) {
+        meta_rollback(h->mc);
         goto fail;
     }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto fail;
     unlease(u);
     memcpy(uuid_out, uuid, sizeof(uuid));
@@ -502,7 +456,7 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
      * file holds the bytes */
     char rrepo[NAME_MAX_LEN + 1];
     enum digest_algo algo;
-    int found = row_get(h, uuid, rrepo, sizeof(rrepo), &algo, e);
+    int found = row_get(h, uuid, rrepo, &algo, e);
     if (found <= 0 || strcmp(rrepo, repo) != 0) {
         if (found >= 0)
             err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
@@ -638,7 +592,7 @@ upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err 
     u->wr_inflight--;
     /* the fault hook of the posix path (blobstore_write_all) counts here: the
      * bytes may be on disk, but the session fails as if the write had */
-    if (res >= 0 && fault_hit(u->st, FAULT_WRITE))
+    if (res >= 0 && fault_hit(&u->st->fault, FAULT_WRITE))
         res = -(long)errno;
     if (res >= 0 && (uint64_t)res != n)
         res = -EIO; /* the caller continues short writes: this is no progress */
@@ -743,7 +697,7 @@ rows:
     /* from here a database error (busy after the timeout, disk full, ...) keeps
      * the session: the verified data is in blobs/, a retried PUT only has to
      * commit the rows */
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         goto keep;
     /* inside the write lock, so gc (which unlinks under the same lock) cannot
      * remove the file between this check and our row */
@@ -751,39 +705,24 @@ rows:
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         goto fail;
     }
     /* (any failure below is a database one) */
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)size);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
-        goto keep_txn;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, u->repo);
-    if (metadb_run(h, s, e) < 0)
-        goto keep_txn;
-    s = metadb_q(h, Q_LINK_INSERT);
-    metadb_bind_text(s, 1, u->repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
+    if (meta_blob_link(h->mc, u->repo, ds, size, e) < 0)
         goto keep_txn;
     char rrepo[NAME_MAX_LEN + 1];
-    int del = up_delete(h, u->uuid, rrepo, e);
+    int del = meta_upload_delete(h->mc, u->uuid, rrepo, e);
     if (del < 0)
         goto keep_txn;
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto keep;
     if (del)
         quota_give(st, rrepo);
     drop(u);
     return 0;
 keep_txn:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
 keep:
     log_warn("storage", NULL, "upload commit kept for a retry uuid=%s digest=%s: %s", u->uuid, ds,
              e ? e->msg : "?");
@@ -816,7 +755,7 @@ storage_upload_status(struct storage_handle *h, const char *repo, const char *uu
     /* not in memory (restart) or being rebuilt: the file's length is the offset */
     char rrepo[NAME_MAX_LEN + 1];
     enum digest_algo algo;
-    int found = row_get(h, uuid, rrepo, sizeof(rrepo), &algo, e);
+    int found = row_get(h, uuid, rrepo, &algo, e);
     if (found < 0)
         return -1;
     if (!found || strcmp(rrepo, repo) != 0)
@@ -840,7 +779,7 @@ remove_claimed(struct storage_handle *h, struct upload *u, int fresh, const char
     if (fresh) {
         char rrepo[NAME_MAX_LEN + 1];
         enum digest_algo algo;
-        int found = row_get(h, u->uuid, rrepo, sizeof(rrepo), &algo, e);
+        int found = row_get(h, u->uuid, rrepo, &algo, e);
         if (found <= 0 || (repo && strcmp(rrepo, repo) != 0)) {
             if (found >= 0)
                 err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
@@ -864,39 +803,50 @@ storage_upload_cancel(struct storage_handle *h, const char *repo, const char *uu
     return remove_claimed(h, u, fresh, repo, e);
 }
 
+struct idlist {
+    size_t n, cap;
+    char (*ids)[UPLOAD_ID_LEN + 1];
+    int oom;
+};
+
+static int
+id_add(void *arg, const char *uuid, const char *repo)
+{
+    struct idlist *l = arg;
+    (void)repo;
+    if (!uuid_valid(uuid))
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        void *p = realloc(l->ids, nc * sizeof(*l->ids));
+        if (!p) {
+            l->oom = 1;
+            return 1;
+        }
+        l->ids = p;
+        l->cap = nc;
+    }
+    memcpy(l->ids[l->n++], uuid, UPLOAD_ID_LEN + 1);
+    return 0;
+}
+
 int
 storage_expire_uploads(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
     if (st->upload_expiry_sec <= 0)
         return 0;
-    size_t n = 0, cap = 0;
-    char(*ids)[UPLOAD_ID_LEN + 1] = NULL;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_EXPIRED);
-    metadb_bind_int64(s, 1, now_sec() - st->upload_expiry_sec);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(s, 0);
-        if (!id || !uuid_valid(id))
-            continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            void *p = realloc(ids, nc * sizeof(*ids));
-            if (!p) {
-                sqlite3_reset(s);
-                free(ids);
-                return err_set(e, ERR_NOMEM, 0, "out of memory");
-            }
-            ids = p;
-            cap = nc;
-        }
-        memcpy(ids[n++], id, UPLOAD_ID_LEN + 1);
+    struct idlist l = {0};
+    if (meta_uploads_each(h->mc, now_sec() - st->upload_expiry_sec, id_add, &l, e) < 0) {
+        free(l.ids);
+        return -1;
     }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        free(ids);
-        return metadb_err(h, "list expired uploads", e);
+    if (l.oom) {
+        free(l.ids);
+        return err_set(e, ERR_NOMEM, 0, "out of memory");
     }
+    size_t n = l.n;
+    char(*ids)[UPLOAD_ID_LEN + 1] = l.ids;
     int removed = 0;
     int64_t cutoff = now_sec() - st->upload_expiry_sec;
     for (size_t i = 0; i < n; i++) {

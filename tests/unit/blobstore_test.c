@@ -191,7 +191,7 @@ Test(blobstore, db_fault_on_delete_keeps_state)
 }
 
 /* white-box: the count of directory fsyncs */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 static unsigned long
 dir_fsyncs(void)

@@ -2,7 +2,7 @@
  * checkpointer (storage/ckpt.c): one fsync shared by concurrent committers,
  * a failed WAL fsync refusing later writes until a restart, checkpoints keeping
  * the WAL bounded, and everything committed surviving a close and reopen. */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 #include "tests/unit/storage_testutil.h"
 
 #include <sqlite3.h>
@@ -166,11 +166,11 @@ Test(group_commit, concurrent_manifest_puts_share_wal_fsyncs_and_survive_reopen)
     struct tu_store t;
     tu_open(&t, 1);
     enum { W = 8, R = 12 };
-    unsigned long c0 = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED);
-    unsigned long r0 = t.st->walsync.rounds;
+    unsigned long c0 = __atomic_load_n(&t.st->meta->durable_commits, __ATOMIC_RELAXED);
+    unsigned long r0 = t.st->meta->walsync.rounds;
     tu_run_workers(t.st, W, put_manifest_round, R);
-    unsigned long commits = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED) - c0;
-    unsigned long rounds = t.st->walsync.rounds - r0;
+    unsigned long commits = __atomic_load_n(&t.st->meta->durable_commits, __ATOMIC_RELAXED) - c0;
+    unsigned long rounds = t.st->meta->walsync.rounds - r0;
     /* each round: 2 blob puts + 1 manifest put, all durable */
     cr_assert_eq(commits, (unsigned long)W * R * 3, "durable commits %lu", commits);
     cr_assert_gt(rounds, 0);
@@ -278,7 +278,7 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
 static int64_t
 pending_max(struct storage_handle *h)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
+    sqlite3_stmt *s = metadb_q(h->mc, Q_PENDING_MAX);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
     int64_t v = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);

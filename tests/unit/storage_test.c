@@ -8,7 +8,7 @@
 
 #include "storage_testutil.h"
 /* white-box: statement run counters of the handle */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 TU_STORE_SUITE(storage, 0);
 
@@ -220,14 +220,14 @@ Test(storage, manifest_naming_a_never_pushed_blob_writes_nothing)
     digest_of(DIGEST_SHA256, "never pushed", 12, &missing);
     char *m = image_manifest(&dc, 2, &missing, 12, NULL);
     struct err e = {0};
-    unsigned long c0 = __atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED);
+    unsigned long c0 = __atomic_load_n(&T.st->meta->durable_commits, __ATOMIC_RELAXED);
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
                                           NULL, &e),
                      -1);
         cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN, "%d %s", e.code, e.msg);
     }
-    cr_assert_eq(__atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED), c0,
+    cr_assert_eq(__atomic_load_n(&T.st->meta->durable_commits, __ATOMIC_RELAXED), c0,
                  "an unknown blob committed a write transaction");
     free(m);
 }
@@ -851,7 +851,7 @@ Test(storage, referrers_page_cost_does_not_grow_with_its_position)
     struct err e = {0};
     int more;
     struct refpage p = {0};
-    sqlite3_stmt *q = T.h->q[Q_REFERRERS_PAGE];
+    sqlite3_stmt *q = T.h->mc->q[Q_REFERRERS_PAGE];
     sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
     cr_assert_eq(
         storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p, &more, &e), 0);
@@ -1230,7 +1230,7 @@ Test(storage, duplicate_descriptors_are_checked_and_recorded_once)
 {
     struct cfg_layer b = cfg_layer_put("dup");
     /* write transactions run on the store's write connection (st->wh) */
-    sqlite3_stmt **q = T.st->wh->q;
+    sqlite3_stmt **q = T.st->meta->wh->q;
     sqlite3_stmt_status(q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 1);
     sqlite3_stmt_status(q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 1);
     struct err e = {0};
@@ -1327,8 +1327,8 @@ static int
 db_pages_fetched(struct storage_handle *h)
 {
     int hit = 0, miss = 0, hw;
-    sqlite3_db_status(h->db, SQLITE_DBSTATUS_CACHE_HIT, &hit, &hw, 0);
-    sqlite3_db_status(h->db, SQLITE_DBSTATUS_CACHE_MISS, &miss, &hw, 0);
+    sqlite3_db_status(h->mc->db, SQLITE_DBSTATUS_CACHE_HIT, &hit, &hw, 0);
+    sqlite3_db_status(h->mc->db, SQLITE_DBSTATUS_CACHE_MISS, &miss, &hw, 0);
     return hit + miss;
 }
 
