@@ -1,22 +1,26 @@
 /* storage.c - storage_open/close and recovery, handles, blobs, manifests, tags,
- * catalog and referrers on top of blobstore.c (files) and metadb.c (rows).
+ * catalog and referrers on top of the two interfaces: the blob backend
+ * (blob.h: bytes) and the metadata (meta.h: rows). Neither knows the other;
+ * the invariants between them live here:
  *
- * Every write follows the same order: files are written, fsync'd, renamed into
- * blobs/ and the directory fsync'd BEFORE the transaction that adds a row naming
- * them commits; inside that transaction the file's presence is checked again, so
- * gc (which must unlink a blob file only inside its own BEGIN IMMEDIATE
- * transaction, after deleting the row) can never leave a row without its file.
+ * Every write follows the same order: the bytes are made durable under their
+ * digest by the backend (fs: written, fsync'd, renamed into blobs/, directory
+ * fsync'd) BEFORE the transaction that adds a row naming them commits; inside
+ * that transaction the blob's presence is checked again (backend stat), so gc
+ * (which must remove a blob only inside its own durable write transaction,
+ * after deleting the row) can never leave a row without its blob.
  *
  * Reads on the hot paths (blob HEAD/GET, manifest GET by tag or digest) are one
- * indexed SELECT through a statement prepared when the handle was opened, with
- * stack buffers only: no heap allocation per call, plus one fstatat (HEAD) or
- * openat+fstat (GET) of the file, so HEAD and GET agree when a file was lost.
+ * indexed metadata lookup with stack buffers only: no heap allocation per
+ * call, plus one backend stat (HEAD) or open (GET, a reader in the caller's
+ * memory), so HEAD and GET agree when a blob was lost.
  *
- * A row whose file is gone (disk damage, an operator's rm) is repaired when a
+ * A row whose blob is gone (disk damage, an operator's rm) is repaired when a
  * read or a mount finds it: the blobs row and every link of that digest are
  * deleted in one transaction (after checking again under the write lock), so
  * the blob is unknown everywhere and a re-push heals it. */
 #include "storage/storage_internal.h"
+#include "storage/blob.h"
 #include "storage/meta.h"
 
 #include <dirent.h>
@@ -60,44 +64,6 @@ mkdir_p(const char *path, struct err *e)
     return 0;
 }
 
-static int
-mkdir_at(int dirfd, const char *rel, struct err *e)
-{
-    if (mkdirat(dirfd, rel, 0755) < 0 && errno != EEXIST)
-        return err_sys(e, ERR_IO, errno, "create directory '%s'", rel);
-    return 0;
-}
-
-static int
-make_layout(struct storage *st, struct err *e)
-{
-    static const char *const algos[] = {"sha256", "sha512"};
-    if (mkdir_at(st->rootfd, "blobs", e) < 0 || mkdir_at(st->rootfd, "uploads", e) < 0)
-        return -1;
-    st->blobsfd = openat(st->rootfd, "blobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    st->uploadsfd = openat(st->rootfd, "uploads", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->blobsfd < 0 || st->uploadsfd < 0)
-        return err_sys(e, ERR_IO, errno, "open storage directories");
-    /* the 2 x 256 fan-out directories exist up front: a commit never has to
-     * create (and fsync) a directory */
-    for (int a = 0; a < 2; a++) {
-        char rel[16];
-        if (mkdir_at(st->blobsfd, algos[a], e) < 0)
-            return -1;
-        for (int i = 0; i < 256; i++) {
-            snprintf(rel, sizeof(rel), "%s/%02x", algos[a], i);
-            if (mkdir_at(st->blobsfd, rel, e) < 0)
-                return -1;
-        }
-        if (blobstore_fsync_dir(st, st->blobsfd, algos[a], e) < 0)
-            return -1;
-    }
-    if (blobstore_fsync_dir(st, st->rootfd, "blobs", e) < 0 ||
-        blobstore_fsync_dir(st, st->rootfd, ".", e) < 0)
-        return -1;
-    return 0;
-}
-
 static int restore_pending(struct storage_handle *h, struct err *e);
 static int fill_annotations(struct storage_handle *h, struct err *e);
 
@@ -105,16 +71,18 @@ struct recovery {
     struct storage_handle *h;
     size_t n, cap;
     char (*gone)[UPLOAD_ID_LEN + 1];
+    int removed_files;
 };
 
-/* a session row whose file is missing */
+/* a session row whose bytes are missing */
 static int
 recover_row(void *arg, const char *uuid, const char *repo)
 {
     struct recovery *r = arg;
-    struct stat sb;
+    struct blob_backend *b = r->h->st->blobs;
+    uint64_t size;
     (void)repo;
-    if (uuid_valid(uuid) && fstatat(r->h->st->uploadsfd, uuid, &sb, 0) == 0)
+    if (uuid_valid(uuid) && b->ops->w_stat(b, uuid, &size, NULL) == 1)
         return 0;
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 16;
@@ -128,43 +96,36 @@ recover_row(void *arg, const char *uuid, const char *repo)
     return 0;
 }
 
-/* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
- * blob_put included), then rows whose file is missing. */
+/* a session area entry without a session row */
+static int
+recover_entry(void *arg, const char *name)
+{
+    struct recovery *r = arg;
+    struct blob_backend *b = r->h->st->blobs;
+    if (uuid_valid(name)) {
+        char repo[NAME_MAX_LEN + 1];
+        enum digest_algo algo;
+        if (meta_upload_get(r->h->mc, name, repo, &algo, NULL) == 1)
+            return 0;
+    }
+    struct err e = {0};
+    if (b->ops->w_remove(b, name, &e) == 0)
+        r->removed_files++;
+    else
+        log_warn("storage", NULL, "recovery: cannot remove uploads/%s: %s", name, e.msg);
+    return 0;
+}
+
+/* recover - session data without a session row goes (temp files <uuid>.tmp of
+ * blob puts included), then rows whose data is missing. */
 static int
 recover(struct storage_handle *h, struct err *e)
 {
-    struct storage *st = h->st;
-    int dfd = dup(st->uploadsfd);
-    if (dfd < 0)
-        return err_sys(e, ERR_IO, errno, "open uploads");
-    DIR *dir = fdopendir(dfd);
-    if (!dir) {
-        close(dfd);
-        return err_sys(e, ERR_IO, errno, "open uploads");
-    }
-    rewinddir(dir);
-    int removed_files = 0, removed_rows = 0;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        int keep = 0;
-        if (uuid_valid(de->d_name)) {
-            char repo[NAME_MAX_LEN + 1];
-            enum digest_algo algo;
-            keep = meta_upload_get(h->mc, de->d_name, repo, &algo, NULL) == 1;
-        }
-        if (!keep) {
-            if (unlinkat(st->uploadsfd, de->d_name, 0) == 0)
-                removed_files++;
-            else
-                log_warn("storage", NULL, "recovery: cannot remove uploads/%s errno=%d", de->d_name,
-                         errno);
-        }
-    }
-    closedir(dir);
-
+    struct blob_backend *b = h->st->blobs;
     struct recovery r = {.h = h};
+    if (b->ops->w_list(b, recover_entry, &r, e) < 0)
+        return -1;
+    int removed_rows = 0;
     int rc = meta_uploads_each(h->mc, 0, recover_row, &r, e);
     if (rc == 0 && r.n) {
         if (meta_begin_light(h->mc, e) < 0) {
@@ -182,8 +143,8 @@ recover(struct storage_handle *h, struct err *e)
         }
     }
     free(r.gone);
-    if (removed_files || removed_rows)
-        log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", removed_files,
+    if (r.removed_files || removed_rows)
+        log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", r.removed_files,
                  removed_rows);
     return rc;
 }
@@ -206,7 +167,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
         err_set(e, ERR_NOMEM, 0, "out of memory");
         return NULL;
     }
-    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = -1;
+    st->rootfd = st->lockfd = -1;
     st->fsync = opts->fsync ? 1 : 0;
     st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
     st->upload_expiry_sec = opts->upload_expiry_sec;
@@ -247,7 +208,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
             err_sys(e, ERR_IO, errno, "lock '%s/lock'", st->root);
         goto fail;
     }
-    if (make_layout(st, e) < 0)
+    st->blobs = blob_fs_open(st->rootfd, st->fsync, &st->fault, e);
+    if (!st->blobs)
         goto fail;
 
     struct meta_opts mo = {.root = st->root, .fsync = st->fsync, .fault = &st->fault};
@@ -291,10 +253,8 @@ storage_close(struct storage *st)
     meta_close(st->meta); /* a last storage_pending_sync through synch */
     storage_handle_close(st->synch);
     upload_table_free(st);
-    if (st->blobsfd >= 0)
-        close(st->blobsfd);
-    if (st->uploadsfd >= 0)
-        close(st->uploadsfd);
+    if (st->blobs)
+        st->blobs->ops->close(st->blobs);
     if (st->lockfd >= 0)
         close(st->lockfd); /* releases the flock */
     if (st->rootfd >= 0)
@@ -343,7 +303,7 @@ storage_handle_close(struct storage_handle *h)
  * (ckpt.c) calls storage_pending_sync every PENDING_SYNC_MS while rows are
  * pending: one syncfs() makes all those files durable at once, then the rows
  * go. A blob commit that finds a manifest's file already in place fsyncs that
- * file too (blobstore_install), so it never counts on a pending one. */
+ * file too (the backend's dedup path), so it never counts on a pending one. */
 
 /* pending_drop - delete the pending rows up to id max, in a durable or a light
  * transaction */
@@ -374,7 +334,8 @@ restore_one(void *arg, int64_t id, const char *ds, const void *body, size_t len)
     if (digest_parse(ds, strlen(ds), &d, NULL) < 0) {
         log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
                  (long long)id);
-    } else if (blobstore_put_buffer_mode(r->h->st, &d, body, len, BLOB_PUT_REPLACE, r->e) < 0) {
+    } else if (r->h->st->blobs->ops->put(r->h->st->blobs, &d, body, len, BLOB_PUT_REPLACE,
+                                         r->e) < 0) {
         return 1;
     } else {
         r->n++;
@@ -421,16 +382,22 @@ struct unfilled {
 static void
 annotations_from_body(struct storage_handle *h, const struct unfilled *u, char **out)
 {
-    char rel[BLOB_RELPATH_MAX], ds[DIGEST_STR_MAX];
+    struct blob_backend *b = h->st->blobs;
+    char ds[DIGEST_STR_MAX];
     struct err e = {0};
+    struct blob_reader rd = {0};
     char *buf = NULL;
-    size_t got = 0;
     *out = NULL;
-    blob_relpath(&u->d, rel);
     digest_format(&u->d, ds);
-    int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-    if (f < 0) {
-        err_sys(&e, ERR_IO, errno, "open manifest");
+    int ex = b->ops->open(b, &u->d, &rd, &e);
+    if (ex <= 0) {
+        if (ex == 0)
+            err_set(&e, ERR_IO, 0, "body missing");
+        goto out;
+    }
+    if (rd.size != u->size) {
+        err_set(&e, ERR_IO, 0, "body of %llu bytes, %llu expected", (unsigned long long)rd.size,
+                (unsigned long long)u->size);
         goto out;
     }
     buf = malloc(u->size ? u->size : 1);
@@ -438,23 +405,13 @@ annotations_from_body(struct storage_handle *h, const struct unfilled *u, char *
         err_set(&e, ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    while (got < u->size) {
-        ssize_t r = pread(f, buf + got, u->size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            err_sys(&e, ERR_IO, r < 0 ? errno : EIO, "read manifest");
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    manifest_annotations_of(buf, u->size, out, &e);
+    if (blob_reader_read_all(&rd, buf, &e) == 0)
+        manifest_annotations_of(buf, u->size, out, &e);
 out:
     if (e.code)
         log_warn("storage", NULL, "migration: annotations of manifest %s dropped: %s", ds, e.msg);
     free(buf);
-    if (f >= 0)
-        close(f);
+    blob_reader_close(&rd);
 }
 
 struct unfilled_list {
@@ -529,14 +486,75 @@ storage_pending_sync(struct storage_handle *h, struct err *e)
         return 0;
     /* every row up to max was committed before this read, so its file was
      * written (and renamed) before the syncfs below starts */
-    if (syncfs(st->rootfd) < 0)
-        return err_sys(e, ERR_IO, errno, "syncfs for manifest files");
+    if (st->blobs->ops->sync(st->blobs, e) < 0)
+        return -1;
     __atomic_add_fetch(&st->pending_syncs, 1, __ATOMIC_RELAXED);
     /* losing this delete to a crash only makes recovery rewrite the files */
     return pending_drop(h, max, 0, e);
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
+
+int
+storage_blob_present(struct storage *st, const struct digest *d, uint64_t size, struct err *e)
+{
+    uint64_t got = 0;
+    int ex = st->blobs->ops->stat(st->blobs, d, &got, e);
+    if (ex <= 0)
+        return ex;
+    return size == UINT64_MAX || got == size;
+}
+
+/* ---- readers ---- */
+
+int
+blob_reader_fd(struct blob_reader *rd, int *fd, uint64_t *off)
+{
+    if (!rd->ops || !rd->ops->fd)
+        return -1;
+    return rd->ops->fd(rd, fd, off);
+}
+
+long
+blob_reader_read(struct blob_reader *rd, uint64_t off, void *buf, size_t n, struct err *e)
+{
+    if (!rd->ops)
+        return err_set(e, ERR_INTERNAL, 0, "reader not open");
+    return rd->ops->read(rd, off, buf, n, e);
+}
+
+int
+blob_reader_read_all(struct blob_reader *rd, void *buf, struct err *e)
+{
+    uint64_t got = 0;
+    while (got < rd->size) {
+        long r = blob_reader_read(rd, got, (char *)buf + got, (size_t)(rd->size - got), e);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return err_set(e, ERR_IO, 0, "blob ends after %llu of %llu bytes",
+                           (unsigned long long)got, (unsigned long long)rd->size);
+        got += (uint64_t)r;
+    }
+    return 0;
+}
+
+int
+blob_reader_redirect(struct blob_reader *rd, char *url, size_t urlsz, struct err *e)
+{
+    if (!rd->ops || !rd->ops->redirect)
+        return -1;
+    return rd->ops->redirect(rd, url, urlsz, e);
+}
+
+void
+blob_reader_close(struct blob_reader *rd)
+{
+    if (rd && rd->ops) {
+        rd->ops->close(rd);
+        rd->ops = NULL;
+    }
+}
 
 static int
 repo_ok(const char *repo, struct err *e)
@@ -559,7 +577,7 @@ repair_lost_blob(struct storage_handle *h, const struct digest *d, const char *d
     struct err e;
     if (meta_begin(h->mc, &e) < 0)
         goto fail;
-    int ex = blobstore_exists(h->st, d, size, &e);
+    int ex = storage_blob_present(h->st, d, size, &e);
     if (ex != 0) {
         meta_rollback(h->mc);
         if (ex < 0)
@@ -579,8 +597,8 @@ fail:
 }
 
 int
-storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d, int *fd,
-                  uint64_t *size, struct err *e)
+storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d,
+                  struct blob_reader *rd, uint64_t *size, struct err *e)
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
@@ -590,35 +608,31 @@ storage_blob_open(struct storage_handle *h, const char *repo, const struct diges
         return -1;
     if (found == 0)
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-    /* HEAD and GET look at the file the same way: missing or of the wrong size
-     * means unknown (and the rows are repaired) */
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(d, rel);
-    struct stat sb;
-    int f = -1;
-    if (fd) {
-        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-        if (f >= 0 && fstat(f, &sb) < 0) {
-            int er = errno;
-            close(f);
-            return err_sys(e, ERR_IO, er, "stat blob");
-        }
+    /* HEAD and GET look at the stored blob the same way: missing or of the
+     * wrong size means unknown (and the rows are repaired) */
+    struct blob_backend *b = h->st->blobs;
+    uint64_t got = 0;
+    int ex;
+    if (rd) {
+        ex = b->ops->open(b, d, rd, e);
+        if (ex == 1)
+            got = rd->size;
+    } else {
+        ex = b->ops->stat(b, d, &got, e);
     }
-    if (f < 0 && (fd ? -1 : fstatat(h->st->blobsfd, rel, &sb, 0)) < 0) {
-        if (errno != ENOENT)
-            return err_sys(e, ERR_IO, errno, fd ? "open blob" : "stat blob");
+    if (ex < 0)
+        return -1;
+    if (ex == 0) {
         repair_lost_blob(h, d, ds, UINT64_MAX);
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
     }
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != sz) {
-        if (f >= 0)
-            close(f);
+    if (got != sz) {
+        if (rd)
+            blob_reader_close(rd);
         /* a damaged file: install replaces it when the blob is pushed again */
         repair_lost_blob(h, d, ds, sz);
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
     }
-    if (fd)
-        *fd = f;
     if (size)
         *size = sz;
     return 0;
@@ -669,7 +683,7 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
     }
     /* the file must be there (checked under the write lock, where gc also
      * deletes); a lost one is forgotten and the client uploads it again */
-    ex = blobstore_exists(h->st, d, UINT64_MAX, e);
+    ex = storage_blob_present(h->st, d, UINT64_MAX, e);
     if (ex < 0)
         goto fail;
     if (ex == 0) {
@@ -706,7 +720,7 @@ commit_blob_rows(struct storage_handle *h, const char *repo, const struct digest
     digest_format(d, ds);
     if (meta_begin(h->mc, e) < 0)
         return -1;
-    int ex = blobstore_exists(h->st, d, n, e);
+    int ex = storage_blob_present(h->st, d, n, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
@@ -728,7 +742,7 @@ storage_blob_put(struct storage_handle *h, const char *repo, const void *data, s
         return -1;
     struct digest d;
     digest_of(algo, data, n, &d);
-    if (blobstore_put_buffer(h->st, &d, data, n, e) < 0)
+    if (h->st->blobs->ops->put(h->st->blobs, &d, data, n, BLOB_PUT_DURABLE, e) < 0)
         return -1;
     if (commit_blob_rows(h, repo, &d, n, e) < 0)
         return -1;
@@ -780,7 +794,7 @@ check_ref_files(struct storage_handle *h, const char *repo, const struct manifes
         const struct manifest_ref *r = &mi->refs[i];
         if (r->kind != REF_BLOB)
             continue;
-        int ex = blobstore_exists(h->st, &r->digest, UINT64_MAX, e);
+        int ex = storage_blob_present(h->st, &r->digest, UINT64_MAX, e);
         if (ex < 0)
             return -1;
         if (ex == 1)
@@ -874,8 +888,8 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
         goto out;
     /* the file without an fsync of it or its directory: the body goes into
      * pending_manifest_files in the transaction below (see "manifest files") */
-    if (blobstore_put_buffer_mode(st, &d, body, len, st->fsync ? BLOB_PUT_LAZY : BLOB_PUT_DURABLE,
-                                  e) < 0)
+    if (st->blobs->ops->put(st->blobs, &d, body, len,
+                            st->fsync ? BLOB_PUT_LAZY : BLOB_PUT_DURABLE, e) < 0)
         goto out;
 
     char ds[DIGEST_STR_MAX], ss[DIGEST_STR_MAX];
@@ -884,7 +898,7 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
         digest_format(&mi.subject, ss);
     if (meta_begin(h->mc, e) < 0)
         goto out;
-    int ex = blobstore_exists(st, &d, len, e);
+    int ex = storage_blob_present(st, &d, len, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "manifest file vanished during commit, retry");
@@ -936,7 +950,7 @@ out:
 
 int
 storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref,
-                     struct manifest_meta *meta, int *fd, struct err *e)
+                     struct manifest_meta *meta, struct blob_reader *rd, struct err *e)
 {
     if (!ref)
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
@@ -944,10 +958,10 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
     char ds[DIGEST_STR_MAX];
     int is_digest = memchr(ref, ':', rl) != NULL;
     if (is_digest) {
-        struct digest rd;
-        if (digest_parse(ref, rl, &rd, e) < 0)
+        struct digest pd;
+        if (digest_parse(ref, rl, &pd, e) < 0)
             return -1;
-        digest_format(&rd, ds);
+        digest_format(&pd, ds);
     } else if (tag_validate(ref, rl, NULL) < 0) {
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
@@ -957,24 +971,18 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
         return -1;
     if (found == 0)
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-    /* HEAD checks the body file too, so it agrees with GET; a re-push of the
-     * manifest writes the file again and heals it */
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(&m.digest, rel);
-    int f = -1;
-    struct stat sb;
-    if (fd)
-        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-    if (fd ? f < 0 : fstatat(h->st->blobsfd, rel, &sb, 0) < 0) {
-        if (errno == ENOENT) {
-            log_error("storage", NULL, "manifest row without file digest=%s",
-                      digest_format(&m.digest, ds));
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        }
-        return err_sys(e, ERR_IO, errno, "open manifest");
+    /* HEAD checks the body too, so it agrees with GET; a re-push of the
+     * manifest writes it again and heals it */
+    struct blob_backend *b = h->st->blobs;
+    uint64_t got;
+    int ex = rd ? b->ops->open(b, &m.digest, rd, e) : b->ops->stat(b, &m.digest, &got, e);
+    if (ex < 0)
+        return -1;
+    if (ex == 0) {
+        log_error("storage", NULL, "manifest row without file digest=%s",
+                  digest_format(&m.digest, ds));
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
-    if (fd)
-        *fd = f;
     if (meta)
         *meta = m;
     return 0;

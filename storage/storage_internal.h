@@ -3,7 +3,9 @@
  * Files:
  *   grammar.c   name/tag matchers               digest.c   digest text, EVP hashing
  *   range.c     Content-Range / Range parsing     manifest.c manifest_parse (jansson)
- *   blobstore.c paths, data-file I/O, fsync, rename, fault injection
+ *   blob.h      the blob backend interface; blob_fs.c its filesystem backend
+ *               (paths, data-file I/O, fsync, rename)
+ *   util.c      fault injection, upload ids
  *   meta.h      the metadata interface (domain operations, transactions); its
  *               sqlite implementation, the only SQL: metadb.c (+ metadb.h),
  *               gsync.c (group commit), ckpt.c (checkpointer), sqlmem.c
@@ -23,7 +25,7 @@
 /* "sha512/ab/" + 128 hex + NUL */
 #define BLOB_RELPATH_MAX (7 + 3 + 128 + 1)
 
-/* ---- blobstore.c ---- */
+/* ---- util.c, upload.c ---- */
 
 struct fault {
     pthread_mutex_t mu;
@@ -45,7 +47,7 @@ struct upload {
     struct hasher *hash; /* NULL while a placeholder is being rebuilt */
     uint64_t offset;     /* atomically accessed: status reads it unleased */
     int leased;
-    int fd;            /* open while leased, else -1 */
+    struct blob_writer *w; /* the session's bytes, open while leased, else NULL */
     int64_t last_used; /* time of start/acquire/release (atomic) */
     /* INSTALLED (see upload.c): the data is the blob installed_digest, only the
      * rows are missing; set by the lease holder */
@@ -56,7 +58,6 @@ struct upload {
     unsigned wr_inflight; /* begun, not yet ended */
     int wr_failed;        /* a write failed: destroyed when the last one ends */
     struct err wr_err;
-    uint64_t wb_start;    /* early writeback started for [0, wb_start) */
 };
 
 /* storage_pending_sync - one sync of the blob backend for every pending
@@ -69,7 +70,8 @@ int storage_pending_sync(struct storage_handle *h, struct err *e);
 
 struct storage {
     char *root;
-    int rootfd, blobsfd, uploadsfd, lockfd;
+    int rootfd, lockfd;
+    struct blob_backend *blobs;
     int fsync;
     uint64_t max_manifest;
     int upload_expiry_sec;
@@ -81,7 +83,6 @@ struct storage {
      * session's file and row are created, given back when its row is deleted */
     unsigned nsessions;
     struct upload_count *counts[UPLOAD_BUCKETS];
-    unsigned long dir_fsyncs; /* directory fsyncs done (atomic; tests read it) */
     struct fault fault;
     struct meta *meta;
     /* the handle the metadata's background thread syncs pending manifest
@@ -101,47 +102,14 @@ struct storage_handle {
  * configured value), else 0. */
 int fault_hit(struct fault *f, unsigned op);
 
-/* blob_relpath - "sha256/ab/<hex>" relative to st->blobsfd into buf
- * (BLOB_RELPATH_MAX). Only ever built from a parsed digest. */
-void blob_relpath(const struct digest *d, char *buf);
-/* blob_dirpath - "sha256/ab" */
-void blob_dirpath(const struct digest *d, char *buf, size_t bufsz);
+/* storage_blob_present - blob d is stored with `size` bytes (UINT64_MAX: any
+ * size): 1, 0, or -1 with ERR_IO (storage.c) */
+int storage_blob_present(struct storage *st, const struct digest *d, uint64_t size, struct err *e);
 
-/* blobstore_write_all - the one write path for data files: pwrite n bytes at off
- * (looping on short writes), subject to FAULT_WRITE. 0 or -1 with ERR_IO/NOSPACE. */
-int blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, uint64_t off,
-                        struct err *e);
-/* blobstore_fsync - fsync(fd) when st->fsync, subject to FAULT_FSYNC. */
-int blobstore_fsync(struct storage *st, int fd, struct err *e);
-/* blobstore_fsync_dir - open the directory relative to dirfd, fsync, close
- * (counted in st->dir_fsyncs). */
-int blobstore_fsync_dir(struct storage *st, int dirfd, const char *rel, struct err *e);
-/* blobstore_install - rename (fromdir, from) to the blob's final path, then fsync
- * the blob's directory. If the final file already exists with the same size it is
- * kept (immutable, identical content) and `from` is unlinked instead; the
- * directory is fsync'd on that path too (another thread may have renamed it a
- * moment ago and not yet made the entry durable). */
-int blobstore_install(struct storage *st, int fromdir, const char *from, const struct digest *d,
-                      uint64_t size, struct err *e);
-/* blobstore_exists - 1 when the blob file exists with `size` bytes (size
- * UINT64_MAX: any size), 0 when not, -1 with ERR_IO on other errors. */
-int blobstore_exists(struct storage *st, const struct digest *d, uint64_t size, struct err *e);
-enum blob_put_mode {
-    BLOB_PUT_DURABLE, /* fsync, rename (or keep an existing copy), directory fsync */
-    BLOB_PUT_LAZY,    /* no fsync at all: the caller keeps the bytes elsewhere
-                         (pending_manifest_files) until a syncfs covered them */
-    BLOB_PUT_REPLACE  /* durable, and over whatever file is there (recovery) */
-};
-/* blobstore_put_buffer_mode - blobstore_put_buffer with a mode */
-int blobstore_put_buffer_mode(struct storage *st, const struct digest *d, const void *data,
-                              size_t n, enum blob_put_mode mode, struct err *e);
-/* blobstore_put_buffer - write a buffer as blob d (tmp file under uploads/, fsync,
- * install). No-op when it already exists. */
-int blobstore_put_buffer(struct storage *st, const struct digest *d, const void *data, size_t n,
-                         struct err *e);
-/* blobstore_hash_fd - hash the whole file; *size gets its length. */
-int blobstore_hash_fd(int fd, enum digest_algo algo, struct digest *out, uint64_t *size,
-                      struct hasher **keep, struct err *e);
+/* blob_relpath - "sha256/ab/<hex>", a blob's path under <root>/blobs in the
+ * filesystem backend, into buf (BLOB_RELPATH_MAX). Only ever built from a
+ * parsed digest. */
+void blob_relpath(const struct digest *d, char *buf);
 /* uuid_generate / uuid_valid - random (v4) lower-case uuid text. */
 int uuid_generate(char out[UPLOAD_ID_LEN + 1], struct err *e);
 int uuid_valid(const char *s);

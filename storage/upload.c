@@ -48,7 +48,7 @@
  * destroys the session, so the space is freed at once.
  *
  * Invariants:
- *   - only the lease holder touches hash, fd and the file; offset is also read by
+ *   - only the lease holder touches hash, the writer and the bytes; offset is also read by
  *     storage_upload_status without the lease, hence atomic;
  *   - "claiming" a uuid (acquire, cancel, expire) puts a leased entry in the table
  *     under st->mu first, so two requests never rebuild or remove the same session;
@@ -57,6 +57,7 @@
  *     row without a file (dropped by storage_open / treated as unknown);
  *   - commit installs the file (fsync, rename, dir fsync) before the blob row. */
 #include "storage/storage_internal.h"
+#include "storage/blob.h"
 #include "storage/meta.h"
 
 #include <errno.h>
@@ -203,8 +204,8 @@ upload_free(struct upload *u)
 {
     if (!u)
         return;
-    if (u->fd >= 0)
-        close(u->fd);
+    if (u->w)
+        u->st->blobs->ops->w_close(u->w);
     hasher_free(u->hash);
     free(u);
 }
@@ -272,7 +273,6 @@ claim(struct storage *st, const char *repo, const char *uuid, int *fresh, struct
         return NULL;
     }
     u->st = st;
-    u->fd = -1;
     u->leased = 1;
     copy_name(u->uuid, sizeof(u->uuid), uuid);
     copy_name(u->repo, sizeof(u->repo), repo ? repo : "");
@@ -338,13 +338,14 @@ static void
 destroy(struct storage_handle *h, struct upload *u)
 {
     struct storage *st = u->st;
-    if (u->fd >= 0) {
-        close(u->fd);
-        u->fd = -1;
-    }
-    if (unlinkat(st->uploadsfd, u->uuid, 0) < 0 && errno != ENOENT)
-        log_warn("storage", NULL, "remove upload file failed uuid=%s errno=%d", u->uuid, errno);
+    struct blob_backend *b = st->blobs;
     struct err de;
+    if (u->w) {
+        b->ops->w_close(u->w);
+        u->w = NULL;
+    }
+    if (b->ops->w_remove(b, u->uuid, &de) < 0)
+        log_warn("storage", NULL, "remove upload data failed uuid=%s: %s", u->uuid, de.msg);
     if (h && row_delete(h, u->uuid, &de) < 0)
         log_warn("storage", NULL, "remove upload row failed uuid=%s: %s", u->uuid, de.msg);
     drop(u);
@@ -377,7 +378,6 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
         return err_set(e, ERR_NOMEM, 0, "out of memory");
     }
     u->st = st;
-    u->fd = -1;
     u->algo = algo;
     u->last_used = now_sec();
     memcpy(u->uuid, uuid, sizeof(uuid));
@@ -388,14 +388,11 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     table_insert(st, u);
     pthread_mutex_unlock(&st->mu);
 
-    int fd = openat(st->uploadsfd, uuid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_sys(e, ERR_IO, errno, "create upload file");
+    if (st->blobs->ops->w_create(st->blobs, uuid, e) < 0) {
         drop(u);
         quota_give(st, repo);
         return -1;
     }
-    close(fd);
     /* light: a session row lost to a power failure is a session the client
      * restarts, and a row must not cost a WAL fsync (no file is durable either) */
     if (meta_begin_light(h->mc, e) < 0)
@@ -410,7 +407,7 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     memcpy(uuid_out, uuid, sizeof(uuid));
     return 0;
 fail:
-    unlinkat(st->uploadsfd, uuid, 0);
+    st->blobs->ops->w_remove(st->blobs, uuid, NULL);
     drop(u);
     quota_give(st, repo);
     return -1;
@@ -432,23 +429,23 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
     __atomic_store_n(&u->last_used, now_sec(), __ATOMIC_RELEASE);
     if (!fresh && u->installed)
         return u; /* its data is in blobs/ already, only the commit is left */
-    int fd = openat(st->uploadsfd, uuid, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
+    struct blob_writer *w = NULL;
+    int opened = st->blobs->ops->w_open(st->blobs, uuid, &w, e);
+    if (opened <= 0) {
+        if (opened == 0) {
             /* row without file: what storage_open would drop */
             err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
             row_delete(h, uuid, NULL);
             drop(u);
             return NULL;
         }
-        err_sys(e, ERR_IO, errno, "open upload file");
         if (fresh)
             drop(u);
         else
             unlease(u);
         return NULL;
     }
-    u->fd = fd;
+    u->w = w;
     if (!fresh)
         return u;
 
@@ -465,7 +462,7 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
     }
     uint64_t size;
     struct hasher *hh = NULL;
-    if (blobstore_hash_fd(fd, algo, NULL, &size, &hh, e) < 0) {
+    if (st->blobs->ops->w_hash(w, algo, NULL, &size, &hh, e) < 0) {
         drop(u);
         return NULL;
     }
@@ -484,24 +481,12 @@ upload_offset(const struct upload *u)
     return __atomic_load_n(&u->offset, __ATOMIC_ACQUIRE);
 }
 
-/* Early writeback: with fsync on, the commit's fsync would otherwise find the
- * whole blob dirty (a 256 MiB push spent 230-250 ms of its ~650 ms there when
- * the disk was busy). Every UPLOAD_WB_STEP bytes the pages written so far are
- * handed to the disk (SYNC_FILE_RANGE_WRITE starts the I/O and does not wait
- * for it), so the disk works while the rest arrives. Measured, 256 MiB pushes
- * (posix path, interleaved): 2 MiB steps 672-703 MB/s, 8 MiB 588-668, 32 MiB
- * 619-655, none 628-653, server CPU per GB the same. */
-#define UPLOAD_WB_STEP (2u << 20)
-
+/* the bytes up to the offset are written: the backend may start their
+ * writeback (the fs backend does every 2 MiB, see blob_fs.c) */
 static void
 writeback_maybe(struct upload *u)
 {
-    uint64_t off = u->offset;
-    if (!u->st->fsync || off < u->wb_start || off - u->wb_start < UPLOAD_WB_STEP)
-        return;
-    if (sync_file_range(u->fd, (off_t)u->wb_start, (off_t)(off - u->wb_start),
-                        SYNC_FILE_RANGE_WRITE) == 0)
-        u->wb_start = off;
+    u->st->blobs->ops->w_written(u->w, u->offset);
 }
 
 int
@@ -522,7 +507,7 @@ upload_write(struct upload *u, const void *data, size_t n, struct err *e)
         destroy(u->h, u);
         return -1;
     }
-    if (blobstore_write_all(u->st, u->fd, data, n, off, e) < 0) {
+    if (u->st->blobs->ops->w_append(u->w, data, n, off, e) < 0) {
         /* ENOSPC/EIO: free the space now, the client has to start over anyway */
         destroy(u->h, u);
         return -1;
@@ -553,6 +538,14 @@ write_doom(struct upload *u, struct err *e)
 }
 
 int
+upload_write_async(const struct upload *u)
+{
+    int fd;
+    uint64_t base;
+    return u->w && u->st->blobs->ops->w_fd(u->w, &fd, &base) == 0;
+}
+
+int
 upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64_t *off,
                    struct err *e)
 {
@@ -574,11 +567,17 @@ upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64
                 (unsigned long long)max);
         return write_doom(u, e);
     }
+    int wfd;
+    uint64_t base;
+    if (u->st->blobs->ops->w_fd(u->w, &wfd, &base) < 0) {
+        err_set(e, ERR_INTERNAL, 0, "upload_write_begin on a session without asynchronous writes");
+        return write_doom(u, e);
+    }
     hasher_update(u->hash, data, n);
     u->wr_next = at + n;
     u->wr_inflight++;
-    *fd = u->fd;
-    *off = at;
+    *fd = wfd;
+    *off = base + at;
     return 0;
 }
 
@@ -590,7 +589,7 @@ upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err 
         return -1;
     }
     u->wr_inflight--;
-    /* the fault hook of the posix path (blobstore_write_all) counts here: the
+    /* the fault hook of the synchronous path (the backend's append) counts here: the
      * bytes may be on disk, but the session fails as if the write had */
     if (res >= 0 && fault_hit(&u->st->fault, FAULT_WRITE))
         res = -(long)errno;
@@ -630,9 +629,9 @@ upload_release(struct upload *u)
 {
     if (!u)
         return;
-    if (u->fd >= 0) {
-        close(u->fd);
-        u->fd = -1;
+    if (u->w) {
+        u->st->blobs->ops->w_close(u->w);
+        u->w = NULL;
     }
     __atomic_store_n(&u->last_used, now_sec(), __ATOMIC_RELEASE);
     unlease(u);
@@ -676,19 +675,18 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
         /* the client finished with another algorithm than the session hashed
          * with: hash the file again */
         uint64_t sz2;
-        if (blobstore_hash_fd(u->fd, expected->algo, &got, &sz2, NULL, e) < 0)
+        if (st->blobs->ops->w_hash(u->w, expected->algo, &got, &sz2, NULL, e) < 0)
             goto fail;
     }
     if (!digest_equal(&got, expected)) {
         err_set(e, ERR_DIGEST_INVALID, 0, "digest does not match the uploaded content");
         goto fail;
     }
-    if (blobstore_fsync(st, u->fd, e) < 0)
+    /* durable under its digest before any row names it */
+    if (st->blobs->ops->w_commit(u->w, &got, size, e) < 0)
         goto fail;
-    close(u->fd);
-    u->fd = -1;
-    if (blobstore_install(st, st->uploadsfd, u->uuid, &got, size, e) < 0)
-        goto fail;
+    st->blobs->ops->w_close(u->w);
+    u->w = NULL;
     u->installed = 1;
     u->installed_digest = got;
 
@@ -701,7 +699,7 @@ rows:
         goto keep;
     /* inside the write lock, so gc (which unlinks under the same lock) cannot
      * remove the file between this check and our row */
-    int ex = blobstore_exists(st, &got, size, e);
+    int ex = storage_blob_present(st, &got, size, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
@@ -760,13 +758,13 @@ storage_upload_status(struct storage_handle *h, const char *repo, const char *uu
         return -1;
     if (!found || strcmp(rrepo, repo) != 0)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
-    struct stat sb;
-    if (fstatat(st->uploadsfd, uuid, &sb, 0) < 0) {
-        if (errno == ENOENT)
-            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
-        return err_sys(e, ERR_IO, errno, "stat upload");
-    }
-    *offset = (uint64_t)sb.st_size;
+    uint64_t size;
+    int ex = st->blobs->ops->w_stat(st->blobs, uuid, &size, e);
+    if (ex < 0)
+        return -1;
+    if (ex == 0)
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
+    *offset = size;
     return 0;
 }
 

@@ -207,7 +207,7 @@ Test(group_commit, a_failed_wal_fsync_refuses_writes_until_restart)
     /* reads go on */
     struct manifest_meta meta;
     int fd = -1;
-    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+    cr_assert_eq(tu_manifest_get_fd(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
                  e.msg);
     cr_assert(digest_equal(&meta.digest, &before));
     close(fd);
@@ -215,7 +215,7 @@ Test(group_commit, a_failed_wal_fsync_refuses_writes_until_restart)
     /* a restart clears it */
     tu_reopen_with(&t, (struct storage_opts){.fsync = 1});
     tu_manifest_put(t.h, "poison/repo", "after", "after", NULL);
-    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+    cr_assert_eq(tu_manifest_get_fd(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
                  e.msg);
     close(fd);
     tu_close(&t);
@@ -345,7 +345,7 @@ read_manifest(struct storage_handle *h, const char *tag)
     struct manifest_meta meta;
     int fd = -1;
     struct err e = {0};
-    cr_assert_eq(storage_manifest_get(h, "crash/repo", tag, &meta, &fd, &e), 0, "%s: %s", tag,
+    cr_assert_eq(tu_manifest_get_fd(h, "crash/repo", tag, &meta, &fd, &e), 0, "%s: %s", tag,
                  e.msg);
     char *buf = calloc(1, meta.size + 1);
     cr_assert_eq(pread(fd, buf, meta.size, 0), (ssize_t)meta.size);

@@ -101,7 +101,7 @@ Test(upload, chunks_offset_and_commit)
     struct err e = {0};
     uint64_t size;
     int fd;
-    cr_assert_eq(storage_blob_open(T.h, "r", &want, &fd, &size, &e), 0, "%s", e.msg);
+    cr_assert_eq(tu_blob_open_fd(T.h, "r", &want, &fd, &size, &e), 0, "%s", e.msg);
     cr_assert_eq(size, 11);
     size_t n;
     char *body = tu_read_fd(fd, &n);
