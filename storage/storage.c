@@ -209,6 +209,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
         goto fail;
     }
     st->blobs = blob_fs_open(st->rootfd, st->fsync, &st->fault, e);
+    if (st->blobs && opts->test_blobs)
+        st->blobs = opts->test_blobs(st->blobs, e);
     if (!st->blobs)
         goto fail;
 

@@ -156,6 +156,7 @@ void manifest_info_release(struct manifest_info *mi);
 
 struct storage;
 struct storage_handle;
+struct blob_backend;
 
 struct storage_opts {
     const char *root;          /* created if missing */
@@ -173,6 +174,10 @@ struct storage_opts {
     unsigned max_manifest_refs;    /* descriptors in one manifest (config, layers,
                                       manifests[], subject); over it
                                       ERR_MANIFEST_INVALID. 0 = default */
+    /* tests only: replaces the filesystem blob backend by what this returns
+     * (tests/lib/blob_nofd.c wraps it into a backend offering no
+     * descriptor); it owns fs from then on. NULL: the filesystem backend. */
+    struct blob_backend *(*test_blobs)(struct blob_backend *fs, struct err *e);
 };
 
 #define STORAGE_DEFAULT_MAX_UPLOADS 10000u

@@ -6,6 +6,7 @@
 #include "storage/storage_internal.h"
 
 #include "storage_testutil.h"
+#include "tests/lib/blob_nofd.h"
 
 struct be_case {
     char root[64];
@@ -24,6 +25,10 @@ setup(void)
     cr_assert_geq(C.rootfd, 0);
     struct err e = {0};
     C.b = blob_fs_open(C.rootfd, 0, NULL, &e);
+    cr_assert_not_null(C.b, "%s", e.msg);
+    /* OCIREG_TEST_BLOBS=nofd: the same conformance on the test backend */
+    if (blob_nofd_selected())
+        C.b = blob_nofd_wrap(C.b, &e);
     cr_assert_not_null(C.b, "%s", e.msg);
 }
 
@@ -85,6 +90,8 @@ Test(blob_backend, put_stat_open_read_remove_list)
 
 Test(blob_backend, fs_reader_hands_its_descriptor_over)
 {
+    if (blob_nofd_selected())
+        cr_skip_test("the test backend offers no descriptor");
     const struct blob_backend_ops *o = C.b->ops;
     struct err e = {0};
     struct digest d;
@@ -157,4 +164,31 @@ Test(blob_backend, session_area_lists_and_removes)
     n = 0;
     cr_assert_eq(o->w_list(C.b, count_entry, &n, &e), 0);
     cr_assert_eq(n, 0);
+}
+
+Test(blob_backend, nofd_backend_offers_no_descriptor_but_reads_and_writes)
+{
+    struct err e = {0};
+    struct blob_backend *b = blob_nofd_selected() ? C.b : blob_nofd_wrap(C.b, &e);
+    C.b = b;
+    const struct blob_backend_ops *o = b->ops;
+    struct digest d;
+    digest_of(DIGEST_SHA256, "no-fd", 5, &d);
+    cr_assert_eq(o->put(b, &d, "no-fd", 5, BLOB_PUT_DURABLE, &e), 0, "%s", e.msg);
+    struct blob_reader rd = {0};
+    cr_assert_eq(o->open(b, &d, &rd, &e), 1);
+    int fd = -1;
+    uint64_t off = 0;
+    cr_assert_eq(blob_reader_fd(&rd, &fd, &off), -1);
+    char buf[5];
+    cr_assert_eq(blob_reader_read_all(&rd, buf, &e), 0);
+    cr_assert_eq(memcmp(buf, "no-fd", 5), 0);
+    blob_reader_close(&rd);
+    const char *id = "2b0c9d4e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
+    struct blob_writer *w = NULL;
+    cr_assert_eq(o->w_create(b, id, &e), 0);
+    cr_assert_eq(o->w_open(b, id, &w, &e), 1);
+    cr_assert_eq(o->w_fd(w, &fd, &off), -1, "no descriptor for asynchronous writes");
+    cr_assert_eq(o->w_append(w, "x", 1, 0, &e), 0);
+    o->w_close(w);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "storage/storage.h"
+#include "tests/lib/blob_nofd.h"
 
 static inline int
 tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -98,6 +99,9 @@ static inline void
 tu_open_opts_at(struct tu_store *t, struct storage_opts o)
 {
     o.root = t->root;
+    /* OCIREG_TEST_BLOBS=nofd: the same tests on a backend without descriptors */
+    if (!o.test_blobs)
+        o.test_blobs = blob_nofd_selected();
     struct err e = {0};
     t->st = storage_open(&o, &e);
     cr_assert_not_null(t->st, "storage_open: %s", e.msg);
