@@ -702,7 +702,7 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
          * fsync: acknowledge only a durable one */
         return meta_durable_point(h->mc, e) < 0 ? -1 : 1;
     }
-    /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
+    /* the size comes with the existing blobs row; meta_blob_link keeps it */
     if (meta_blob_link(h->mc, repo, ds, 0, e) < 0)
         goto fail;
     if (meta_commit(h->mc, e) < 0)
