@@ -1,7 +1,6 @@
 /* api_blobs.c - end-2/end-3 (GET/HEAD blob, with Range) and end-10 (DELETE blob). */
 #include <inttypes.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "server/api_internal.h"
 
@@ -11,12 +10,12 @@ void
 api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
     struct err e;
-    int fd = -1;
+    struct blob_reader rd = {0};
     uint64_t size = 0;
     int head = http_req_method(r) == HTTP_M_HEAD;
 
     /* HEAD: size from the metadata alone, no file opened */
-    if (storage_blob_open(w->h, rt->name, &rt->digest, head ? NULL : &fd, &size, &e) < 0) {
+    if (storage_blob_open(w->h, rt->name, &rt->digest, head ? NULL : &rd, &size, &e) < 0) {
         api_reply_err(r, &e);
         return;
     }
@@ -30,7 +29,7 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
         uint64_t start = 0, end = 0;
         int rc = range_parse_request(range, strlen(range), size, &start, &end, &e);
         if (rc < 0) {
-            close(fd);
+            blob_reader_close(&rd);
             http_reply_header(r, "Content-Range", "bytes */%" PRIu64, size);
             http_reply_error(r, &e);
             return;
@@ -38,7 +37,7 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
         if (rc == 1) {
             http_reply_header(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
                               end, size);
-            http_reply_fd(r, 206, CT_OCTET, fd, start, end - start + 1);
+            api_reply_reader(w, r, 206, CT_OCTET, &rd, start, end - start + 1);
             return;
         }
         /* rc == 0: a form we do not serve partially (multi-range): whole body */
@@ -47,7 +46,7 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
         api_reply_head(r, 200, CT_OCTET, size);
         return;
     }
-    http_reply_fd(r, 200, CT_OCTET, fd, 0, size);
+    api_reply_reader(w, r, 200, CT_OCTET, &rd, 0, size);
 }
 
 void

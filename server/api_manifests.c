@@ -11,12 +11,12 @@ api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *r
 {
     struct err e;
     struct manifest_meta meta;
-    int fd = -1;
+    struct blob_reader rd = {0};
     int head = http_req_method(r) == HTTP_M_HEAD;
 
     /* No Accept negotiation: the stored media type is served whatever the client
      * lists (there is one representation per digest; see docs/api.md). */
-    if (storage_manifest_get(w->h, rt->name, rt->ref, &meta, head ? NULL : &fd, &e) < 0) {
+    if (storage_manifest_get(w->h, rt->name, rt->ref, &meta, head ? NULL : &rd, &e) < 0) {
         api_reply_err(r, &e);
         return;
     }
@@ -28,7 +28,7 @@ api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *r
     if (head)
         api_reply_head(r, 200, ct, meta.size);
     else
-        http_reply_fd(r, 200, ct, fd, 0, meta.size);
+        api_reply_reader(w, r, 200, ct, &rd, 0, meta.size);
 }
 
 struct putctx {

@@ -19,7 +19,8 @@
  * calls on_complete / on_abort only after the last write ended, so the lease
  * (and the file descriptor the ring writes to) outlives every write. A failed
  * write dooms the session: storage destroys it when the last write in flight
- * has ended (ctx->inflight reaches 0). Without a ring: upload_write, as before.
+ * has ended (ctx->inflight reaches 0). Without a ring, or when the session's
+ * blob writer offers no descriptor (upload_write_async): upload_write.
  *
  * A declared Content-Length that would take the upload past max_blob_size is
  * answered 413 (SIZE_INVALID) before any body byte is read.
@@ -146,7 +147,7 @@ up_body(struct http_req *r, void *state, const void *data, size_t n)
         return up_fail_reply(r, c);
     if (!c->u)
         return -1;
-    if (!http_req_async_writes(r)) {
+    if (!http_req_async_writes(r) || !upload_write_async(c->u)) {
         if (upload_write(c->u, data, n, &e) < 0) {
             c->u = NULL; /* storage destroyed the session and released it */
             api_reply_err(r, &e);

@@ -20,7 +20,7 @@
  * CKPT_CATCHUP pages the checkpoint therefore runs with the write mutex held, so
  * it copies everything and the next commit restarts the WAL (the measured pause:
  * a few ms). A checkpoint error is logged and retried at the next poke. */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -34,7 +34,7 @@
 #define CKPT_CATCHUP (4 * CKPT_PAGES)
 
 struct ckpt {
-    struct storage *st;
+    struct meta *m;
     sqlite3 *db;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -43,7 +43,8 @@ struct ckpt {
     int stop;  /* under mu */
     int armed; /* atomic: 1 while a poke is pending (fast path for ckpt_poke) */
     int pages; /* atomic: WAL size reported by the last poke */
-    struct storage_handle *h; /* for storage_pending_sync */
+    int (*sync_files)(void *arg, struct err *e); /* pending manifest files */
+    void *sync_arg;
     int files;       /* under mu: manifest files are pending */
     int files_armed; /* atomic: fast path for ckpt_poke_files */
 };
@@ -62,10 +63,10 @@ wait_ms(struct ckpt *k, long ms)
 
 /* 0, or -1 after logging (the rows stay; the caller tries again later) */
 static int
-sync_files(struct ckpt *k)
+sync_pending(struct ckpt *k)
 {
     struct err e = {0};
-    if (storage_pending_sync(k->h, &e) == 0)
+    if (!k->sync_files || k->sync_files(k->sync_arg, &e) == 0)
         return 0;
     log_warn("storage", NULL, "sync of new manifest files failed (retried): %s", e.msg);
     return -1;
@@ -87,7 +88,7 @@ ckpt_main(void *arg)
             k->files = 0;
             __atomic_store_n(&k->files_armed, 0, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&k->mu);
-            int failed = sync_files(k) < 0;
+            int failed = sync_pending(k) < 0;
             pthread_mutex_lock(&k->mu);
             if (failed)
                 k->files = 1; /* again after another PENDING_SYNC_MS */
@@ -101,11 +102,11 @@ ckpt_main(void *arg)
         __atomic_store_n(&k->armed, 0, __ATOMIC_RELEASE);
         int catchup = __atomic_load_n(&k->pages, __ATOMIC_RELAXED) >= CKPT_CATCHUP;
         if (catchup)
-            pthread_mutex_lock(&k->st->wmu);
+            pthread_mutex_lock(&k->m->wmu);
         int wal = 0, copied = 0;
         int rc = sqlite3_wal_checkpoint_v2(k->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &copied);
         if (catchup)
-            pthread_mutex_unlock(&k->st->wmu);
+            pthread_mutex_unlock(&k->m->wmu);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_warn("storage", NULL, "WAL checkpoint failed: %s", sqlite3_errmsg(k->db));
         else
@@ -118,21 +119,17 @@ ckpt_main(void *arg)
 }
 
 struct ckpt *
-ckpt_start(struct storage *st, struct err *e)
+ckpt_start(struct meta *m, int (*sync_files)(void *arg, struct err *e), void *arg, struct err *e)
 {
     struct ckpt *k = calloc(1, sizeof(*k));
     if (!k) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         return NULL;
     }
-    k->st = st;
-    if (metadb_connect(st->dbpath, st->fsync, &k->db, e) < 0) {
-        free(k);
-        return NULL;
-    }
-    k->h = storage_handle_open(st, e);
-    if (!k->h) {
-        sqlite3_close(k->db);
+    k->m = m;
+    k->sync_files = sync_files;
+    k->sync_arg = arg;
+    if (metadb_connect(m->dbpath, m->fsync, &k->db, e) < 0) {
         free(k);
         return NULL;
     }
@@ -142,7 +139,6 @@ ckpt_start(struct storage *st, struct err *e)
         err_set(e, ERR_INTERNAL, 0, "cannot start the checkpoint thread");
         pthread_mutex_destroy(&k->mu);
         pthread_cond_destroy(&k->cv);
-        storage_handle_close(k->h);
         sqlite3_close(k->db);
         free(k);
         return NULL;
@@ -185,8 +181,7 @@ ckpt_stop(struct ckpt *k)
     pthread_cond_signal(&k->cv);
     pthread_mutex_unlock(&k->mu);
     pthread_join(k->thread, NULL);
-    sync_files(k); /* a clean stop leaves no pending manifest file */
-    storage_handle_close(k->h);
+    sync_pending(k); /* a clean stop leaves no pending manifest file */
     /* every handle is closed by now (storage_close's contract): copy all and
      * shrink the WAL to nothing, so the next start reads a small one */
     sqlite3_busy_timeout(k->db, 200); /* a handle still reading: give up soon */

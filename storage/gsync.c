@@ -17,7 +17,7 @@
  * dirty pages, so a later fsync's success would prove nothing. The store's
  * acknowledged writes stop until a restart (which recovers from what is on
  * disk), as PostgreSQL does after a failed fsync. */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 #include "common/banned.h"
 

@@ -1,17 +1,19 @@
-/* metadb.c - the sqlite3 metadata: schema, migrations, per-handle statements.
+/* metadb.c - the sqlite3 implementation of the metadata interface (meta.h):
+ * schema, migrations, per-connection statements, transactions, the domain
+ * operations. The only file with SQL in it.
  *
- * One connection per storage_handle (so per worker thread), opened NOMUTEX: a
+ * One connection per meta_conn (so per worker thread), opened NOMUTEX: a
  * handle is never shared. WAL lets readers run beside the single writer; writers
  * take BEGIN IMMEDIATE so a busy database is waited for (busy_timeout) at the
  * start of a transaction, never half-way.
  *
  * Durability: when the store fsyncs, every commit that is acknowledged to a
  * client (blob commit, manifest put, tag and manifest delete, blob unlink, mount)
- * is in a WAL that was fsync'd after its COMMIT, before metadb_commit returns, so
+ * is in a WAL that was fsync'd after its COMMIT, before meta_commit returns, so
  * a power loss cannot undo a 201. The fsync is shared by concurrent committers
  * (group commit, see "transactions" below). Transactions whose loss is harmless -
  * upload session rows (start, cancel, expiry, destroy) and start-up recovery - go
- * through metadb_begin_light and do not wait; the next durable commit's WAL fsync
+ * through meta_begin_light and do not wait; the next durable commit's WAL fsync
  * covers their frames too. Every blob file is fsync'd (file and directory) BEFORE
  * the row naming it commits, so a row that survives always has its file.
  *
@@ -25,7 +27,7 @@
  *                                       at least one blob link or manifest. The
  *                                       transaction that removes a repository's
  *                                       last link and manifest removes its row
- *                                       (metadb_repo_prune), and open removes rows
+ *                                       (repo_prune), and open removes rows
  *                                       left empty by older versions, so the
  *                                       catalog and tags/list read this one
  *                                       definition and a catalog page never
@@ -45,7 +47,7 @@
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
  *                                        last use is kept in memory: a PATCH
  *                                        writes no row */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +56,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -148,10 +151,9 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_UP_INSERT] = "INSERT INTO uploads(uuid, repo, algo, created) VALUES(?1, ?2, ?3, ?4)",
     [Q_UP_GET] = "SELECT repo, algo FROM uploads WHERE uuid = ?1",
     [Q_UP_DELETE] = "DELETE FROM uploads WHERE uuid = ?1 RETURNING repo",
-    [Q_UP_COUNTS] = "SELECT repo, count(*) FROM uploads GROUP BY repo",
     [Q_BLOB_FORGET] = "DELETE FROM blobs WHERE digest = ?1",
     [Q_LINKS_FORGET] = "DELETE FROM blob_links WHERE digest = ?1",
-    [Q_UP_EXPIRED] = "SELECT uuid FROM uploads WHERE created < ?1",
+    [Q_UP_EXPIRED] = "SELECT uuid, repo FROM uploads WHERE created < ?1",
     [Q_MF_EXISTS] = "SELECT 1 FROM manifests WHERE repo = ?1 AND digest = ?2",
     [Q_MF_GET_DIGEST] =
         "SELECT digest, media_type, size FROM manifests WHERE repo = ?1 AND digest = ?2",
@@ -250,8 +252,8 @@ exec(sqlite3 *db, const char *sql, struct err *e)
     return 0;
 }
 
-int
-metadb_migrate(struct sqlite3 *db, struct err *e)
+static int
+migrate(struct sqlite3 *db, struct err *e)
 {
     if (exec(db, "BEGIN IMMEDIATE", e) < 0)
         return -1;
@@ -286,66 +288,202 @@ fail:
     return -1;
 }
 
-int
-metadb_prepare(struct storage_handle *h, struct err *e)
+
+/* ---- connections ---- */
+
+/* the WAL hook: runs after every commit of a worker connection; it replaces
+ * sqlite's autocheckpoint (see ckpt.c) */
+static int
+wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct meta *m = arg;
+    (void)db;
+    (void)name;
+    ckpt_poke(m->ckpt, pages);
+    return SQLITE_OK;
+}
+
+static int
+prepare(struct meta_conn *c, struct err *e)
 {
     for (int i = 0; i < Q__COUNT; i++) {
-        if (sqlite3_prepare_v3(h->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &h->q[i], NULL) !=
+        if (sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->q[i], NULL) !=
             SQLITE_OK)
-            return err_set(e, ERR_DB, 0, "prepare statement %d: %s", i, sqlite3_errmsg(h->db));
+            return err_set(e, ERR_DB, 0, "prepare statement %d: %s", i, sqlite3_errmsg(c->db));
     }
     return 0;
 }
 
-void
-metadb_finalize(struct storage_handle *h)
+struct meta_conn *
+meta_conn_open(struct meta *m, struct err *e)
 {
-    for (int i = 0; i < Q__COUNT; i++) {
-        sqlite3_finalize(h->q[i]);
-        h->q[i] = NULL;
+    struct meta_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        return NULL;
     }
+    c->m = m;
+    /* synchronous=OFF: durable commits wait for the group WAL fsync instead */
+    if (metadb_connect(m->dbpath, 0, &c->db, e) < 0 || prepare(c, e) < 0) {
+        meta_conn_close(c);
+        return NULL;
+    }
+    sqlite3_wal_hook(c->db, wal_grew, m);
+    return c;
 }
 
-/* the connection h's statements run on: the store's write connection while h
- * is in a write transaction (see struct storage's wh), else h's own */
-static struct storage_handle *
-cur(struct storage_handle *h)
+void
+meta_conn_close(struct meta_conn *c)
 {
-    return h->in_txn && h->st->wh ? h->st->wh : h;
+    if (!c)
+        return;
+    meta_rollback(c);
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(c->q[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+struct meta *
+meta_open(const struct meta_opts *o, struct err *e)
+{
+    sqlmem_install();
+    struct meta *m = calloc(1, sizeof(*m));
+    if (!m) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    m->fsync = o->fsync ? 1 : 0;
+    m->fault = o->fault;
+    m->walfd = -1;
+    pthread_mutex_init(&m->wmu, NULL);
+    gsync_init(&m->walsync);
+    size_t rl = strlen(o->root);
+    m->dbpath = malloc(rl + sizeof("/meta.db"));
+    if (!m->dbpath) {
+        err_set(e, ERR_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    snprintf(m->dbpath, rl + sizeof("/meta.db"), "%s/meta.db", o->root);
+    sqlite3 *db = NULL;
+    if (metadb_connect(m->dbpath, m->fsync, &db, e) < 0)
+        goto fail;
+    int mrc = migrate(db, e);
+    sqlite3_close(db);
+    if (mrc < 0)
+        goto fail;
+    m->wh = meta_conn_open(m, e);
+    if (!m->wh)
+        goto fail;
+    return m;
+fail:
+    meta_close(m);
+    return NULL;
+}
+
+int
+meta_start(struct meta *m, int (*sync_files)(void *arg, struct err *e), void *arg, struct err *e)
+{
+    m->ckpt = ckpt_start(m, sync_files, arg, e);
+    return m->ckpt ? 0 : -1;
+}
+
+void
+meta_files_pending(struct meta *m)
+{
+    if (m->fsync)
+        ckpt_poke_files(m->ckpt);
+}
+
+void
+meta_close(struct meta *m)
+{
+    if (!m)
+        return;
+    ckpt_stop(m->ckpt); /* its last sync_files commits through wh */
+    meta_conn_close(m->wh);
+    if (m->walfd >= 0)
+        close(m->walfd);
+    pthread_mutex_destroy(&m->wmu);
+    gsync_destroy(&m->walsync);
+    free(m->dbpath);
+    free(m);
+}
+
+/* the connection c's statements run on: the store's write connection while c
+ * is in a write transaction (see struct meta's wh), else c's own */
+static struct meta_conn *
+cur(struct meta_conn *c)
+{
+    return c->in_txn && c->m->wh ? c->m->wh : c;
 }
 
 struct sqlite3_stmt *
-metadb_q(struct storage_handle *h, enum stmt_id id)
+metadb_q(struct meta_conn *c, enum stmt_id id)
 {
-    sqlite3_stmt *s = cur(h)->q[id];
+    sqlite3_stmt *s = cur(c)->q[id];
     sqlite3_reset(s);
     return s;
 }
 
-int
-metadb_err(struct storage_handle *h, const char *what, struct err *e)
+static int
+dberr(struct meta_conn *c, const char *what, struct err *e)
 {
-    sqlite3 *db = cur(h)->db;
+    sqlite3 *db = cur(c)->db;
     int code = sqlite3_errcode(db);
     if (code == SQLITE_FULL)
         return err_set(e, ERR_NOSPACE, 0, "%s: %s", what, sqlite3_errmsg(db));
     return err_set(e, ERR_DB, 0, "%s: %s", what, sqlite3_errmsg(db));
 }
 
-int
-metadb_changes(struct storage_handle *h)
+static int
+changes(struct meta_conn *c)
 {
-    return sqlite3_changes(cur(h)->db);
+    return sqlite3_changes(cur(c)->db);
 }
 
-int
-metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e)
+/* run - step a statement to completion (or its first row) and reset */
+static int
+run(struct meta_conn *c, sqlite3_stmt *s, struct err *e)
 {
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return metadb_err(h, "database write", e);
+        return dberr(c, "database write", e);
     return 0;
+}
+
+/* bind helpers (SQLITE_STATIC: the caller keeps the text alive until reset) */
+static void
+bind_text(sqlite3_stmt *s, int i, const char *t)
+{
+    if (t)
+        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void
+bind_int64(sqlite3_stmt *s, int i, int64_t v)
+{
+    sqlite3_bind_int64(s, i, v);
+}
+
+static int64_t
+now_sec(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void
+copy_str(char *dst, size_t dstsz, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= dstsz)
+        n = dstsz - 1;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 /* ---- transactions and group commit ----
@@ -370,150 +508,698 @@ metadb_run(struct storage_handle *h, struct sqlite3_stmt *s, struct err *e)
  * The one difference: a reader may see a commit a moment before it is durable
  * (between its COMMIT and the shared fsync). A crash then loses it, as it would
  * have lost it under FULL; its writer was never told it succeeded. A read that
- * acknowledges such a state calls metadb_durable_point first.
+ * acknowledges such a state calls meta_durable_point first.
  * A failed WAL fsync is final (gsync.c): later durable writes get ERR_IO. */
 
 static int
 wal_sync(void *arg, struct err *e)
 {
-    struct storage_handle *h = arg;
-    struct storage *st = h->st;
-    if (fault_hit(st, FAULT_WALSYNC))
+    struct meta *m = arg;
+    if (fault_hit(m->fault, FAULT_WALSYNC))
         return err_sys(e, ERR_IO, errno, "fsync database WAL");
     /* only the leader of a round runs this, one at a time: no race on walfd.
      * The file stays the same while the store is open (the write connection
      * keeps it from being deleted; restarts and truncation keep the inode). */
-    if (st->walfd < 0) {
+    if (m->walfd < 0) {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s-wal", st->dbpath);
-        st->walfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (st->walfd < 0)
+        snprintf(path, sizeof(path), "%s-wal", m->dbpath);
+        m->walfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (m->walfd < 0)
             return err_sys(e, ERR_IO, errno, "open database WAL");
     }
-    if (fsync(st->walfd) < 0)
+    if (fsync(m->walfd) < 0)
         return err_sys(e, ERR_IO, errno, "fsync database WAL");
     return 0;
 }
 
 static int
-begin(struct storage_handle *h, int durable, struct err *e)
+begin(struct meta_conn *c, int durable, struct err *e)
 {
-    struct storage *st = h->st;
-    if (durable && __atomic_load_n(&st->walsync.failed, __ATOMIC_RELAXED))
+    struct meta *m = c->m;
+    if (durable && __atomic_load_n(&m->walsync.failed, __ATOMIC_RELAXED))
         return err_set(e, ERR_IO, 0,
                        "an earlier fsync of the metadata failed: writes are refused until "
                        "the server restarts");
-    pthread_mutex_lock(&st->wmu);
-    h->in_txn = 1;
-    h->durable = durable;
-    if (metadb_run(h, metadb_q(h, Q_BEGIN), e) < 0) {
-        h->in_txn = 0;
-        pthread_mutex_unlock(&st->wmu);
+    pthread_mutex_lock(&m->wmu);
+    c->in_txn = 1;
+    c->durable = durable;
+    if (run(c, metadb_q(c, Q_BEGIN), e) < 0) {
+        c->in_txn = 0;
+        pthread_mutex_unlock(&m->wmu);
         return -1;
     }
     return 0;
 }
 
 int
-metadb_begin_light(struct storage_handle *h, struct err *e)
+meta_begin_light(struct meta_conn *c, struct err *e)
 {
-    return begin(h, 0, e);
+    return begin(c, 0, e);
 }
 
 int
-metadb_begin(struct storage_handle *h, struct err *e)
+meta_begin(struct meta_conn *c, struct err *e)
 {
-    return begin(h, 1, e);
+    return begin(c, 1, e);
 }
 
 void
-metadb_rollback(struct storage_handle *h)
+meta_rollback(struct meta_conn *c)
 {
-    if (!h->in_txn)
+    if (!c->in_txn)
         return;
-    sqlite3_stmt *s = metadb_q(h, Q_ROLLBACK);
+    sqlite3_stmt *s = metadb_q(c, Q_ROLLBACK);
     sqlite3_step(s);
     sqlite3_reset(s);
-    h->in_txn = 0;
-    pthread_mutex_unlock(&h->st->wmu);
+    c->in_txn = 0;
+    pthread_mutex_unlock(&c->m->wmu);
 }
 
 int
-metadb_durable_point(struct storage_handle *h, struct err *e)
+meta_durable_point(struct meta_conn *c, struct err *e)
 {
-    if (!h->st->fsync)
+    if (!c->m->fsync)
         return 0;
-    return gsync_wait(&h->st->walsync, wal_sync, h, e);
+    return gsync_wait(&c->m->walsync, wal_sync, c->m, e);
 }
 
 int
-metadb_commit(struct storage_handle *h, struct err *e)
+meta_commit(struct meta_conn *c, struct err *e)
 {
-    if (fault_hit(h->st, FAULT_DB)) {
-        metadb_rollback(h);
+    if (fault_hit(c->m->fault, FAULT_DB)) {
+        meta_rollback(c);
         return err_set(e, ERR_DB, 0, "commit: injected fault");
     }
-    if (metadb_run(h, metadb_q(h, Q_COMMIT), e) < 0) {
-        metadb_rollback(h);
+    if (run(c, metadb_q(c, Q_COMMIT), e) < 0) {
+        meta_rollback(c);
         return -1;
     }
-    h->in_txn = 0;
-    pthread_mutex_unlock(&h->st->wmu);
-    if (!h->durable)
+    c->in_txn = 0;
+    pthread_mutex_unlock(&c->m->wmu);
+    if (!c->durable)
         return 0;
-    __atomic_add_fetch(&h->st->durable_commits, 1, __ATOMIC_RELAXED);
-    return metadb_durable_point(h, e);
+    __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
+    return meta_durable_point(c, e);
 }
 
-void
-metadb_bind_text(struct sqlite3_stmt *s, int i, const char *t)
+/* ---- small query shapes ---- */
+
+/* exists1 - a "SELECT 1 ..." with up to two text binds: 1 / 0 / -1 */
+static int
+exists1(struct meta_conn *c, enum stmt_id id, const char *a, const char *b, struct err *e)
 {
-    if (t)
-        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(s, i);
+    sqlite3_stmt *s = metadb_q(c, id);
+    bind_text(s, 1, a);
+    if (b)
+        bind_text(s, 2, b);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "database read", e);
 }
 
-void
-metadb_bind_int64(struct sqlite3_stmt *s, int i, int64_t v)
+/* run2 - a write with up to two text binds */
+static int
+run2(struct meta_conn *c, enum stmt_id id, const char *a, const char *b, struct err *e)
 {
-    sqlite3_bind_int64(s, i, v);
+    sqlite3_stmt *s = metadb_q(c, id);
+    bind_text(s, 1, a);
+    if (b)
+        bind_text(s, 2, b);
+    return run(c, s, e);
+}
+
+/* repo_prune - inside a write transaction that removed a link or a manifest
+ * of repo: remove repo's row when nothing of it is left */
+static int
+repo_prune(struct meta_conn *c, const char *repo, struct err *e)
+{
+    return run2(c, Q_REPO_PRUNE, repo, NULL, e);
+}
+
+/* ---- repositories and blobs ---- */
+
+int
+meta_repo_exists(struct meta_conn *c, const char *repo, struct err *e)
+{
+    return exists1(c, Q_REPO_EXISTS, repo, NULL, e);
 }
 
 int
-metadb_repo_prune(struct storage_handle *h, const char *repo, struct err *e)
+meta_blob_size(struct meta_conn *c, const char *repo, const char *ds, uint64_t *size,
+               struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_REPO_PRUNE);
-    metadb_bind_text(s, 1, repo);
-    return metadb_run(h, s, e);
+    sqlite3_stmt *s = metadb_q(c, Q_BLOB_STAT);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *size = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "read blob", e);
 }
 
-/* rows of repositories emptied before metadb_repo_prune existed; one pass over
- * repos with two index probes per row */
+int
+meta_link_exists(struct meta_conn *c, const char *repo, const char *ds, struct err *e)
+{
+    if (!repo)
+        return exists1(c, Q_LINK_ANY, ds, NULL, e);
+    return exists1(c, Q_LINK_EXISTS, repo, ds, e);
+}
+
+int
+meta_blob_link(struct meta_conn *c, const char *repo, const char *ds, uint64_t size,
+               struct err *e)
+{
+    int64_t now = now_sec();
+    sqlite3_stmt *s = metadb_q(c, Q_BLOB_INSERT);
+    bind_text(s, 1, ds);
+    bind_int64(s, 2, (int64_t)size);
+    bind_int64(s, 3, now);
+    if (run(c, s, e) < 0 || run2(c, Q_REPO_INSERT, repo, NULL, e) < 0)
+        return -1;
+    s = metadb_q(c, Q_LINK_INSERT);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds);
+    bind_int64(s, 3, now);
+    return run(c, s, e);
+}
+
+int
+meta_blob_unlink(struct meta_conn *c, const char *repo, const char *ds, struct err *e)
+{
+    if (run2(c, Q_LINK_DELETE, repo, ds, e) < 0)
+        return -1;
+    if (changes(c) == 0)
+        return 0;
+    return repo_prune(c, repo, e) < 0 ? -1 : 1;
+}
+
+int
+meta_blob_forget(struct meta_conn *c, const char *ds, struct err *e)
+{
+    if (run2(c, Q_REPO_PRUNE_DIGEST, ds, NULL, e) < 0 || run2(c, Q_LINKS_FORGET, ds, NULL, e) < 0)
+        return -1;
+    return run2(c, Q_BLOB_FORGET, ds, NULL, e);
+}
+
+/* rows of repositories emptied before repo_prune existed; one pass over repos
+ * with two index probes per row */
 static const char *const prune_all_sql =
     "DELETE FROM repos WHERE NOT EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = repos.name)"
     " AND NOT EXISTS(SELECT 1 FROM manifests m WHERE m.repo = repos.name)";
 
-int
-metadb_repos_prune_all(struct storage_handle *h, struct err *e)
+/* exec_once - an unprepared statement (rare paths), run to completion inside
+ * c's transaction */
+static int
+exec_once(struct meta_conn *c, const char *sql, struct err *e)
 {
-    if (metadb_begin_light(h, e) < 0)
-        return -1;
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(cur(h)->db, prune_all_sql, -1, &s, NULL) != SQLITE_OK) {
-        metadb_err(h, "prune repositories", e);
-        metadb_rollback(h);
-        return -1;
-    }
+    if (sqlite3_prepare_v2(cur(c)->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "prepare", e);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        metadb_err(h, "prune repositories", e);
-        metadb_rollback(h);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "database write", e);
+    return 0;
+}
+
+int
+meta_repos_prune_all(struct meta_conn *c, struct err *e)
+{
+    if (meta_begin_light(c, e) < 0)
+        return -1;
+    if (exec_once(c, prune_all_sql, e) < 0) {
+        meta_rollback(c);
         return -1;
     }
-    int n = metadb_changes(h);
-    if (metadb_commit(h, e) < 0)
+    int n = changes(c);
+    if (meta_commit(c, e) < 0)
         return -1;
     return n;
+}
+
+/* ---- manifests and tags ---- */
+
+int
+meta_manifest_exists(struct meta_conn *c, const char *repo, const char *ds, struct err *e)
+{
+    return exists1(c, Q_MF_EXISTS, repo, ds, e);
+}
+
+int
+meta_manifest_get(struct meta_conn *c, const char *repo, const char *ds, const char *tag,
+                  struct manifest_meta *m, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, ds ? Q_MF_GET_DIGEST : Q_MF_GET_TAG);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds ? ds : tag);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(s);
+        if (rc == SQLITE_DONE)
+            return 0;
+        return dberr(c, "read manifest", e);
+    }
+    const char *dt = (const char *)sqlite3_column_text(s, 0);
+    int dl = sqlite3_column_bytes(s, 0);
+    if (!dt || digest_parse(dt, (size_t)dl, &m->digest, NULL) < 0) {
+        sqlite3_reset(s);
+        return err_set(e, ERR_DB, 0, "corrupt manifest row");
+    }
+    copy_str(m->media_type, sizeof(m->media_type), (const char *)sqlite3_column_text(s, 1));
+    m->size = (uint64_t)sqlite3_column_int64(s, 2);
+    sqlite3_reset(s);
+    return 1;
+}
+
+int
+meta_manifest_put(struct meta_conn *c, const struct meta_manifest *mf, struct err *e)
+{
+    int64_t now = now_sec();
+    sqlite3_stmt *s = metadb_q(c, Q_BLOB_INSERT);
+    bind_text(s, 1, mf->digest);
+    bind_int64(s, 2, (int64_t)mf->size);
+    bind_int64(s, 3, now);
+    if (run(c, s, e) < 0 || run2(c, Q_REPO_INSERT, mf->repo, NULL, e) < 0)
+        return -1;
+    if (mf->pending_body) {
+        s = metadb_q(c, Q_PENDING_ADD);
+        bind_text(s, 1, mf->digest);
+        sqlite3_bind_blob(s, 2, mf->pending_body, (int)mf->size, SQLITE_STATIC);
+        if (run(c, s, e) < 0)
+            return -1;
+    }
+    s = metadb_q(c, Q_MF_INSERT);
+    bind_text(s, 1, mf->repo);
+    bind_text(s, 2, mf->digest);
+    bind_text(s, 3, mf->media_type);
+    bind_int64(s, 4, (int64_t)mf->size);
+    bind_text(s, 5, mf->subject);
+    bind_text(s, 6, mf->artifact_type);
+    bind_int64(s, 7, now);
+    if (sqlite3_step(s) != SQLITE_ROW) {
+        dberr(c, "record manifest", e);
+        sqlite3_reset(s);
+        return -1;
+    }
+    int64_t mid = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    /* what a referrers page shows, kept whole so that a GET never reads the
+     * body: only a manifest with a subject is ever listed */
+    if (meta_annotations_set(c, mid, mf->subject ? mf->annotations : NULL, e) < 0)
+        return -1;
+    for (size_t i = 0; i < mf->nrefs; i++) {
+        char rs[DIGEST_STR_MAX];
+        digest_format(&mf->refs[i].digest, rs);
+        s = metadb_q(c, Q_REF_INSERT);
+        bind_text(s, 1, mf->repo);
+        bind_text(s, 2, mf->digest);
+        bind_text(s, 3, rs);
+        sqlite3_bind_int(s, 4, (int)mf->refs[i].kind);
+        if (run(c, s, e) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < mf->ntags; i++) {
+        s = metadb_q(c, Q_TAG_UPSERT);
+        bind_text(s, 1, mf->repo);
+        bind_text(s, 2, mf->tags[i]);
+        bind_text(s, 3, mf->digest);
+        bind_int64(s, 4, now);
+        if (run(c, s, e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int
+meta_manifest_delete(struct meta_conn *c, const char *repo, const char *ds, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_MF_DELETE);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds);
+    int rc = sqlite3_step(s);
+    int64_t mid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return dberr(c, "delete manifest", e);
+    s = metadb_q(c, Q_ANN_DELETE);
+    bind_int64(s, 1, mid);
+    if (run(c, s, e) < 0 || run2(c, Q_REF_DELETE, repo, ds, e) < 0 ||
+        run2(c, Q_TAG_DELETE_DIGEST, repo, ds, e) < 0 || repo_prune(c, repo, e) < 0)
+        return -1;
+    return 1;
+}
+
+int
+meta_tag_delete(struct meta_conn *c, const char *repo, const char *tag, struct err *e)
+{
+    if (run2(c, Q_TAG_DELETE, repo, tag, e) < 0)
+        return -1;
+    return changes(c) ? 1 : 0;
+}
+
+/* ---- lists ---- */
+
+/* limit_of - SQL LIMIT for a page of n: one more row tells whether more exist */
+static int64_t
+limit_of(long n)
+{
+    if (n < 0 || (int64_t)n >= INT64_MAX - 1)
+        return -1;
+    return (int64_t)n + 1;
+}
+
+/* page - step a keyset query whose LIMIT is n + 1, calling fn for the first n */
+static int
+page(struct meta_conn *c, sqlite3_stmt *s, long n, meta_name_fn fn, void *arg, int *more,
+     long *count, struct err *e)
+{
+    long i = 0;
+    int rc, m = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n >= 0 && i >= n) {
+            m = 1;
+            break;
+        }
+        i++;
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        if (fn && fn(arg, name ? name : "") != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return dberr(c, "list", e);
+    if (more)
+        *more = m;
+    if (count)
+        *count = i;
+    return 0;
+}
+
+int
+meta_tags_page(struct meta_conn *c, const char *repo, const char *last, long n, meta_name_fn fn,
+               void *arg, int *more, long *count, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_TAGS_LIST);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, last ? last : "");
+    bind_int64(s, 3, limit_of(n));
+    return page(c, s, n, fn, arg, more, count, e);
+}
+
+int
+meta_catalog_page(struct meta_conn *c, const char *last, long n, meta_name_fn fn, void *arg,
+                  int *more, long *count, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_CATALOG);
+    bind_text(s, 1, last ? last : "");
+    bind_int64(s, 2, limit_of(n));
+    return page(c, s, n, fn, arg, more, count, e);
+}
+
+int
+meta_referrers_page(struct meta_conn *c, const char *repo, const char *subject,
+                    const char *artifact_type, const char *last, long n, meta_referrer_fn fn,
+                    void *arg, int *more, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, artifact_type ? Q_REFERRERS_AT_PAGE : Q_REFERRERS_PAGE);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, subject);
+    bind_text(s, 3, last ? last : "");
+    bind_int64(s, 4, limit_of(n));
+    if (artifact_type)
+        bind_text(s, 5, artifact_type);
+    int rc, m = 0;
+    long i = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n >= 0 && i >= n) {
+            m = 1;
+            break;
+        }
+        i++;
+        struct digest d;
+        const char *dt = (const char *)sqlite3_column_text(s, 0);
+        if (!dt || digest_parse(dt, (size_t)sqlite3_column_bytes(s, 0), &d, NULL) < 0)
+            continue;
+        const char *mt = (const char *)sqlite3_column_text(s, 1);
+        const char *at = (const char *)sqlite3_column_text(s, 3);
+        const char *ann = (const char *)sqlite3_column_text(s, 4);
+        struct referrer r = {
+            .media_type = mt ? mt : "",
+            .digest = &d,
+            .size = (uint64_t)sqlite3_column_int64(s, 2),
+            .artifact_type = at ? at : "",
+            .annotations_json = ann,
+        };
+        if (fn(arg, &r) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return dberr(c, "list referrers", e);
+    if (more)
+        *more = m;
+    return 0;
+}
+
+/* ---- upload session rows ---- */
+
+int
+meta_upload_insert(struct meta_conn *c, const char *uuid, const char *repo, enum digest_algo algo,
+                   struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_UP_INSERT);
+    bind_text(s, 1, uuid);
+    bind_text(s, 2, repo);
+    sqlite3_bind_int(s, 3, (int)algo);
+    bind_int64(s, 4, now_sec());
+    return run(c, s, e);
+}
+
+int
+meta_upload_get(struct meta_conn *c, const char *uuid, char *repo, enum digest_algo *algo,
+                struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_UP_GET);
+    bind_text(s, 1, uuid);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        copy_str(repo, NAME_MAX_LEN + 1, (const char *)sqlite3_column_text(s, 0));
+        *algo = sqlite3_column_int(s, 1) == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
+        sqlite3_reset(s);
+        return 1;
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "read upload", e);
+}
+
+int
+meta_upload_delete(struct meta_conn *c, const char *uuid, char *repo, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_UP_DELETE);
+    bind_text(s, 1, uuid);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        copy_str(repo, NAME_MAX_LEN + 1, (const char *)sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "delete upload", e);
+}
+
+int
+meta_uploads_each(struct meta_conn *c, int64_t created_before,
+                  int (*fn)(void *arg, const char *uuid, const char *repo), void *arg,
+                  struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_UP_EXPIRED);
+    bind_int64(s, 1, created_before > 0 ? created_before : INT64_MAX);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(s, 0);
+        const char *repo = (const char *)sqlite3_column_text(s, 1);
+        if (fn(arg, id ? id : "", repo ? repo : "") != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "list uploads", e);
+    return 0;
+}
+
+/* ---- pending manifest files ---- */
+
+int
+meta_pending_each(struct meta_conn *c,
+                  int (*fn)(void *arg, int64_t id, const char *ds, const void *body, size_t len),
+                  void *arg, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_PENDING_ALL);
+    int step, rc = 0;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *ds = (const char *)sqlite3_column_text(s, 1);
+        const void *body = sqlite3_column_blob(s, 2);
+        int len = sqlite3_column_bytes(s, 2);
+        if (fn(arg, sqlite3_column_int64(s, 0), ds ? ds : "", body ? body : "", (size_t)len) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = dberr(c, "read pending manifests", e);
+    sqlite3_reset(s);
+    return rc;
+}
+
+int
+meta_pending_max(struct meta_conn *c, int64_t *max, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_PENDING_MAX);
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    if (v < 0)
+        return dberr(c, "read pending manifests", e);
+    *max = v;
+    return 0;
+}
+
+int
+meta_pending_drop(struct meta_conn *c, int64_t max, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_PENDING_DONE);
+    bind_int64(s, 1, max);
+    return run(c, s, e);
+}
+
+/* ---- annotations left by v3 ---- */
+
+int
+meta_annotations_unfilled(struct meta_conn *c,
+                          int (*fn)(void *arg, int64_t id, const char *ds, uint64_t size),
+                          void *arg, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT a.manifest_id, m.digest, m.size FROM manifest_annotations a"
+                           " JOIN manifests m ON m.id = a.manifest_id WHERE a.annotations IS NULL",
+                           -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "migration: read annotations", e);
+    int step, rc = 0;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *dt = (const char *)sqlite3_column_text(s, 1);
+        if (fn(arg, sqlite3_column_int64(s, 0), dt ? dt : "",
+               (uint64_t)sqlite3_column_int64(s, 2)) != 0) {
+            rc = err_set(e, ERR_NOMEM, 0, "out of memory");
+            break;
+        }
+    }
+    if (rc == 0 && step != SQLITE_DONE)
+        rc = dberr(c, "migration: read annotations", e);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int
+meta_annotations_set(struct meta_conn *c, int64_t id, const char *ann, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, ann ? Q_ANN_PUT : Q_ANN_DELETE);
+    bind_int64(s, 1, id);
+    if (ann)
+        bind_text(s, 2, ann);
+    return run(c, s, e);
+}
+
+/* ---- for gc ---- */
+
+int
+meta_blobs_unreferenced(struct meta_conn *c, int64_t before,
+                        int (*fn)(void *arg, const char *ds, uint64_t size), void *arg,
+                        struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(c)->db,
+                           "SELECT b.digest, b.size FROM blobs b WHERE b.created < ?1"
+                           " AND NOT EXISTS(SELECT 1 FROM blob_links l WHERE l.digest = b.digest)"
+                           " AND NOT EXISTS(SELECT 1 FROM manifests m WHERE m.digest = b.digest)"
+                           " ORDER BY b.digest",
+                           -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "list unreferenced blobs", e);
+    bind_int64(s, 1, before);
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *ds = (const char *)sqlite3_column_text(s, 0);
+        if (fn(arg, ds ? ds : "", (uint64_t)sqlite3_column_int64(s, 1)) != 0) {
+            step = SQLITE_DONE;
+            break;
+        }
+    }
+    int rc = step == SQLITE_DONE ? 0 : dberr(c, "list unreferenced blobs", e);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int
+meta_links_unreferenced(struct meta_conn *c, int64_t before,
+                        int (*fn)(void *arg, const char *repo, const char *ds), void *arg,
+                        struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(c)->db,
+                           "SELECT l.repo, l.digest FROM blob_links l WHERE l.created < ?1"
+                           " AND NOT EXISTS(SELECT 1 FROM manifest_refs r"
+                           "  WHERE r.ref = l.digest AND r.repo = l.repo)"
+                           " ORDER BY l.repo, l.digest",
+                           -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "list unreferenced links", e);
+    bind_int64(s, 1, before);
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *repo = (const char *)sqlite3_column_text(s, 0);
+        const char *ds = (const char *)sqlite3_column_text(s, 1);
+        if (fn(arg, repo ? repo : "", ds ? ds : "") != 0) {
+            step = SQLITE_DONE;
+            break;
+        }
+    }
+    int rc = step == SQLITE_DONE ? 0 : dberr(c, "list unreferenced links", e);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int
+meta_blob_delete(struct meta_conn *c, const char *ds, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(c)->db,
+                           "DELETE FROM blobs WHERE digest = ?1"
+                           " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE digest = ?1)"
+                           " AND NOT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "delete blob", e);
+    bind_text(s, 1, ds);
+    int step = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (step != SQLITE_DONE)
+        return dberr(c, "delete blob", e);
+    return changes(c) ? 1 : 0;
 }

@@ -17,7 +17,7 @@
  * Installed once per process, before sqlite initialises (sqlmem_install, called
  * by storage_open); when sqlite was already initialised by somebody else, the
  * default allocator stays and nothing else changes. */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,22 +1,27 @@
 /* storage.c - storage_open/close and recovery, handles, blobs, manifests, tags,
- * catalog and referrers on top of blobstore.c (files) and metadb.c (rows).
+ * catalog and referrers on top of the two interfaces: the blob backend
+ * (blob.h: bytes) and the metadata (meta.h: rows). Neither knows the other;
+ * the invariants between them live here:
  *
- * Every write follows the same order: files are written, fsync'd, renamed into
- * blobs/ and the directory fsync'd BEFORE the transaction that adds a row naming
- * them commits; inside that transaction the file's presence is checked again, so
- * gc (which must unlink a blob file only inside its own BEGIN IMMEDIATE
- * transaction, after deleting the row) can never leave a row without its file.
+ * Every write follows the same order: the bytes are made durable under their
+ * digest by the backend (fs: written, fsync'd, renamed into blobs/, directory
+ * fsync'd) BEFORE the transaction that adds a row naming them commits; inside
+ * that transaction the blob's presence is checked again (backend stat), so gc
+ * (which must remove a blob only inside its own durable write transaction,
+ * after deleting the row) can never leave a row without its blob.
  *
  * Reads on the hot paths (blob HEAD/GET, manifest GET by tag or digest) are one
- * indexed SELECT through a statement prepared when the handle was opened, with
- * stack buffers only: no heap allocation per call, plus one fstatat (HEAD) or
- * openat+fstat (GET) of the file, so HEAD and GET agree when a file was lost.
+ * indexed metadata lookup with stack buffers only: no heap allocation per
+ * call, plus one backend stat (HEAD) or open (GET, a reader in the caller's
+ * memory), so HEAD and GET agree when a blob was lost.
  *
- * A row whose file is gone (disk damage, an operator's rm) is repaired when a
+ * A row whose blob is gone (disk damage, an operator's rm) is repaired when a
  * read or a mount finds it: the blobs row and every link of that digest are
  * deleted in one transaction (after checking again under the write lock), so
  * the blob is unknown everywhere and a re-push heals it. */
 #include "storage/storage_internal.h"
+#include "storage/blob.h"
+#include "storage/meta.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,8 +33,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "common/log.h"
 
@@ -61,128 +64,95 @@ mkdir_p(const char *path, struct err *e)
     return 0;
 }
 
-static int
-mkdir_at(int dirfd, const char *rel, struct err *e)
-{
-    if (mkdirat(dirfd, rel, 0755) < 0 && errno != EEXIST)
-        return err_sys(e, ERR_IO, errno, "create directory '%s'", rel);
-    return 0;
-}
-
-static int
-make_layout(struct storage *st, struct err *e)
-{
-    static const char *const algos[] = {"sha256", "sha512"};
-    if (mkdir_at(st->rootfd, "blobs", e) < 0 || mkdir_at(st->rootfd, "uploads", e) < 0)
-        return -1;
-    st->blobsfd = openat(st->rootfd, "blobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    st->uploadsfd = openat(st->rootfd, "uploads", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->blobsfd < 0 || st->uploadsfd < 0)
-        return err_sys(e, ERR_IO, errno, "open storage directories");
-    /* the 2 x 256 fan-out directories exist up front: a commit never has to
-     * create (and fsync) a directory */
-    for (int a = 0; a < 2; a++) {
-        char rel[16];
-        if (mkdir_at(st->blobsfd, algos[a], e) < 0)
-            return -1;
-        for (int i = 0; i < 256; i++) {
-            snprintf(rel, sizeof(rel), "%s/%02x", algos[a], i);
-            if (mkdir_at(st->blobsfd, rel, e) < 0)
-                return -1;
-        }
-        if (blobstore_fsync_dir(st, st->blobsfd, algos[a], e) < 0)
-            return -1;
-    }
-    if (blobstore_fsync_dir(st, st->rootfd, "blobs", e) < 0 ||
-        blobstore_fsync_dir(st, st->rootfd, ".", e) < 0)
-        return -1;
-    return 0;
-}
-
 static int restore_pending(struct storage_handle *h, struct err *e);
 static int fill_annotations(struct storage_handle *h, struct err *e);
 
-/* recover - uploads/ entries without a session row go (temp files <uuid>.tmp of
- * blob_put included), then rows whose file is missing. */
+struct recovery {
+    struct storage_handle *h;
+    size_t n, cap;
+    char (*gone)[UPLOAD_ID_LEN + 1];
+    int removed_files;
+};
+
+/* a session row whose bytes are missing */
+static int
+recover_row(void *arg, const char *uuid, const char *repo)
+{
+    struct recovery *r = arg;
+    struct blob_backend *b = r->h->st->blobs;
+    uint64_t size;
+    (void)repo;
+    if (uuid_valid(uuid) && b->ops->w_stat(b, uuid, &size, NULL) == 1)
+        return 0;
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        void *p = realloc(r->gone, nc * sizeof(*r->gone));
+        if (!p)
+            return 1;
+        r->gone = p;
+        r->cap = nc;
+    }
+    snprintf(r->gone[r->n++], UPLOAD_ID_LEN + 1, "%s", uuid);
+    return 0;
+}
+
+/* a session area entry without a session row */
+static int
+recover_entry(void *arg, const char *name)
+{
+    struct recovery *r = arg;
+    struct blob_backend *b = r->h->st->blobs;
+    if (uuid_valid(name)) {
+        char repo[NAME_MAX_LEN + 1];
+        enum digest_algo algo;
+        if (meta_upload_get(r->h->mc, name, repo, &algo, NULL) == 1)
+            return 0;
+    }
+    struct err e = {0};
+    if (b->ops->w_remove(b, name, &e) == 0)
+        r->removed_files++;
+    else
+        log_warn("storage", NULL, "recovery: cannot remove uploads/%s: %s", name, e.msg);
+    return 0;
+}
+
+/* recover - session data without a session row goes (temp files <uuid>.tmp of
+ * blob puts included), then rows whose data is missing. */
 static int
 recover(struct storage_handle *h, struct err *e)
 {
-    struct storage *st = h->st;
-    int dfd = dup(st->uploadsfd);
-    if (dfd < 0)
-        return err_sys(e, ERR_IO, errno, "open uploads");
-    DIR *dir = fdopendir(dfd);
-    if (!dir) {
-        close(dfd);
-        return err_sys(e, ERR_IO, errno, "open uploads");
-    }
-    rewinddir(dir);
-    int removed_files = 0, removed_rows = 0;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        int keep = 0;
-        if (uuid_valid(de->d_name)) {
-            sqlite3_stmt *s = metadb_q(h, Q_UP_GET);
-            metadb_bind_text(s, 1, de->d_name);
-            keep = sqlite3_step(s) == SQLITE_ROW;
-            sqlite3_reset(s);
-        }
-        if (!keep) {
-            if (unlinkat(st->uploadsfd, de->d_name, 0) == 0)
-                removed_files++;
-            else
-                log_warn("storage", NULL, "recovery: cannot remove uploads/%s errno=%d", de->d_name,
-                         errno);
-        }
-    }
-    closedir(dir);
-
-    sqlite3 *db = h->db;
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT uuid FROM uploads", -1, &s, NULL) != SQLITE_OK)
-        return metadb_err(h, "recovery", e);
-    size_t n = 0, cap = 0;
-    char(*gone)[UPLOAD_ID_LEN + 1] = NULL;
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(s, 0);
-        struct stat sb;
-        if (id && uuid_valid(id) && fstatat(st->uploadsfd, id, &sb, 0) == 0)
-            continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            void *p = realloc(gone, nc * sizeof(*gone));
-            if (!p)
-                break;
-            gone = p;
-            cap = nc;
-        }
-        snprintf(gone[n++], UPLOAD_ID_LEN + 1, "%s", id ? id : "");
-    }
-    sqlite3_finalize(s);
-    int rc = 0;
-    if (n) {
-        if (metadb_begin_light(h, e) < 0) {
+    struct blob_backend *b = h->st->blobs;
+    struct recovery r = {.h = h};
+    if (b->ops->w_list(b, recover_entry, &r, e) < 0)
+        return -1;
+    int removed_rows = 0;
+    int rc = meta_uploads_each(h->mc, 0, recover_row, &r, e);
+    if (rc == 0 && r.n) {
+        if (meta_begin_light(h->mc, e) < 0) {
             rc = -1;
         } else {
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                sqlite3_stmt *d = metadb_q(h, Q_UP_DELETE);
-                metadb_bind_text(d, 1, gone[i]);
-                rc = metadb_run(h, d, e);
+            char repo[NAME_MAX_LEN + 1];
+            for (size_t i = 0; i < r.n && rc == 0; i++) {
+                rc = meta_upload_delete(h->mc, r.gone[i], repo, e) < 0 ? -1 : 0;
                 removed_rows++;
             }
             if (rc == 0)
-                rc = metadb_commit(h, e);
+                rc = meta_commit(h->mc, e);
             else
-                metadb_rollback(h);
+                meta_rollback(h->mc);
         }
     }
-    free(gone);
-    if (removed_files || removed_rows)
-        log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", removed_files,
+    free(r.gone);
+    if (r.removed_files || removed_rows)
+        log_info("storage", NULL, "recovery removed_files=%d removed_rows=%d", r.removed_files,
                  removed_rows);
     return rc;
+}
+
+static int
+pending_sync_cb(void *arg, struct err *e)
+{
+    return storage_pending_sync(arg, e);
 }
 
 struct storage *
@@ -192,13 +162,12 @@ storage_open(const struct storage_opts *opts, struct err *e)
         err_set(e, ERR_CONFIG, 0, "storage root not set");
         return NULL;
     }
-    sqlmem_install();
     struct storage *st = calloc(1, sizeof(*st));
     if (!st) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         return NULL;
     }
-    st->rootfd = st->blobsfd = st->uploadsfd = st->lockfd = st->walfd = -1;
+    st->rootfd = st->lockfd = -1;
     st->fsync = opts->fsync ? 1 : 0;
     st->max_manifest = opts->max_manifest ? opts->max_manifest : STORAGE_DEFAULT_MAX_MANIFEST;
     st->upload_expiry_sec = opts->upload_expiry_sec;
@@ -210,17 +179,13 @@ storage_open(const struct storage_opts *opts, struct err *e)
         opts->max_manifest_refs ? opts->max_manifest_refs : STORAGE_DEFAULT_MAX_MANIFEST_REFS;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
-    pthread_mutex_init(&st->wmu, NULL);
-    gsync_init(&st->walsync);
     size_t rl = strlen(opts->root);
     st->root = malloc(rl + 1);
-    st->dbpath = malloc(rl + sizeof("/meta.db"));
-    if (!st->root || !st->dbpath) {
+    if (!st->root) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         goto fail;
     }
     memcpy(st->root, opts->root, rl + 1);
-    snprintf(st->dbpath, rl + sizeof("/meta.db"), "%s/meta.db", opts->root);
 
     if (mkdir_p(st->root, e) < 0)
         goto fail;
@@ -243,19 +208,15 @@ storage_open(const struct storage_opts *opts, struct err *e)
             err_sys(e, ERR_IO, errno, "lock '%s/lock'", st->root);
         goto fail;
     }
-    if (make_layout(st, e) < 0)
+    st->blobs = blob_fs_open(st->rootfd, st->fsync, &st->fault, e);
+    if (st->blobs && opts->test_blobs)
+        st->blobs = opts->test_blobs(st->blobs, e);
+    if (!st->blobs)
         goto fail;
 
-    sqlite3 *db = NULL;
-    if (metadb_connect(st->dbpath, st->fsync, &db, e) < 0)
-        goto fail;
-    int mrc = metadb_migrate(db, e);
-    sqlite3_close(db);
-    if (mrc < 0)
-        goto fail;
-
-    st->wh = storage_handle_open(st, e);
-    if (!st->wh)
+    struct meta_opts mo = {.root = st->root, .fsync = st->fsync, .fault = &st->fault};
+    st->meta = meta_open(&mo, e);
+    if (!st->meta)
         goto fail;
     struct storage_handle *h = storage_handle_open(st, e);
     if (!h)
@@ -269,7 +230,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
         rrc = fill_annotations(h, e);
     if (rrc == 0) {
         /* emptied repositories of a database written by an older version */
-        int pruned = metadb_repos_prune_all(h, e);
+        int pruned = meta_repos_prune_all(h->mc, e);
         if (pruned > 0)
             log_info("storage", NULL, "recovery removed_empty_repos=%d", pruned);
         rrc = pruned < 0 ? -1 : 0;
@@ -277,8 +238,8 @@ storage_open(const struct storage_opts *opts, struct err *e)
     storage_handle_close(h);
     if (rrc < 0)
         goto fail;
-    st->ckpt = ckpt_start(st, e);
-    if (!st->ckpt)
+    st->synch = storage_handle_open(st, e);
+    if (!st->synch || meta_start(st->meta, pending_sync_cb, st->synch, e) < 0)
         goto fail;
     return st;
 fail:
@@ -291,36 +252,19 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
-    ckpt_stop(st->ckpt); /* syncs pending manifest files through wh */
-    storage_handle_close(st->wh);
-    if (st->walfd >= 0)
-        close(st->walfd);
+    meta_close(st->meta); /* a last storage_pending_sync through synch */
+    storage_handle_close(st->synch);
     upload_table_free(st);
-    if (st->blobsfd >= 0)
-        close(st->blobsfd);
-    if (st->uploadsfd >= 0)
-        close(st->uploadsfd);
+    if (st->blobs)
+        st->blobs->ops->close(st->blobs);
     if (st->lockfd >= 0)
         close(st->lockfd); /* releases the flock */
     if (st->rootfd >= 0)
         close(st->rootfd);
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->fault.mu);
-    pthread_mutex_destroy(&st->wmu);
-    gsync_destroy(&st->walsync);
     free(st->root);
-    free(st->dbpath);
     free(st);
-}
-
-/* the WAL hook: runs after every commit of a worker connection; it replaces
- * sqlite's autocheckpoint (see ckpt.c) */
-static int
-wal_grew(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    struct storage *st = arg;
-    ckpt_poke(st->ckpt, pages);
-    return SQLITE_OK;
 }
 
 struct storage_handle *
@@ -332,12 +276,11 @@ storage_handle_open(struct storage *st, struct err *e)
         return NULL;
     }
     h->st = st;
-    /* synchronous=OFF: durable commits wait for the group WAL fsync instead */
-    if (metadb_connect(st->dbpath, 0, &h->db, e) < 0 || metadb_prepare(h, e) < 0) {
-        storage_handle_close(h);
+    h->mc = meta_conn_open(st->meta, e);
+    if (!h->mc) {
+        free(h);
         return NULL;
     }
-    sqlite3_wal_hook(h->db, wal_grew, st);
     return h;
 }
 
@@ -346,9 +289,7 @@ storage_handle_close(struct storage_handle *h)
 {
     if (!h)
         return;
-    metadb_rollback(h);
-    metadb_finalize(h);
-    sqlite3_close(h->db);
+    meta_conn_close(h->mc);
     free(h);
 }
 
@@ -364,59 +305,60 @@ storage_handle_close(struct storage_handle *h)
  * (ckpt.c) calls storage_pending_sync every PENDING_SYNC_MS while rows are
  * pending: one syncfs() makes all those files durable at once, then the rows
  * go. A blob commit that finds a manifest's file already in place fsyncs that
- * file too (blobstore_install), so it never counts on a pending one. */
+ * file too (the backend's dedup path), so it never counts on a pending one. */
 
 /* pending_drop - delete the pending rows up to id max, in a durable or a light
  * transaction */
 static int
 pending_drop(struct storage_handle *h, int64_t max, int durable, struct err *e)
 {
-    if ((durable ? metadb_begin(h, e) : metadb_begin_light(h, e)) < 0)
+    if ((durable ? meta_begin(h->mc, e) : meta_begin_light(h->mc, e)) < 0)
         return -1;
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_DONE);
-    metadb_bind_int64(s, 1, max);
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
+    if (meta_pending_drop(h->mc, max, e) < 0) {
+        meta_rollback(h->mc);
         return -1;
     }
-    return metadb_commit(h, e);
+    return meta_commit(h->mc, e);
+}
+
+struct restore {
+    struct storage_handle *h;
+    struct err *e;
+    int n;
+    int64_t max;
+};
+
+static int
+restore_one(void *arg, int64_t id, const char *ds, const void *body, size_t len)
+{
+    struct restore *r = arg;
+    struct digest d;
+    if (digest_parse(ds, strlen(ds), &d, NULL) < 0) {
+        log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
+                 (long long)id);
+    } else if (r->h->st->blobs->ops->put(r->h->st->blobs, &d, body, len, BLOB_PUT_REPLACE,
+                                         r->e) < 0) {
+        return 1;
+    } else {
+        r->n++;
+    }
+    if (id > r->max)
+        r->max = id;
+    return 0;
 }
 
 /* restore_pending - at open: rewrite the files of pending rows, then drop them */
 static int
 restore_pending(struct storage_handle *h, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_ALL);
-    int n = 0, rc = 0;
-    int64_t max = 0;
-    int step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(s, 0);
-        const char *ds = (const char *)sqlite3_column_text(s, 1);
-        const void *body = sqlite3_column_blob(s, 2);
-        int len = sqlite3_column_bytes(s, 2);
-        struct digest d;
-        if (!ds || digest_parse(ds, strlen(ds), &d, NULL) < 0) {
-            log_warn("storage", NULL, "recovery: pending manifest row %lld has a bad digest",
-                     (long long)id);
-        } else if (blobstore_put_buffer_mode(h->st, &d, body ? body : "", (size_t)len,
-                                             BLOB_PUT_REPLACE, e) < 0) {
-            rc = -1;
-            break;
-        } else {
-            n++;
-        }
-        if (id > max)
-            max = id;
-    }
-    if (rc == 0 && step != SQLITE_DONE)
-        rc = metadb_err(h, "recovery: read pending manifests", e);
-    sqlite3_reset(s);
-    if (rc < 0 || max == 0)
-        return rc;
-    if (pending_drop(h, max, 1, e) < 0)
+    struct restore r = {.h = h, .e = e};
+    if (meta_pending_each(h->mc, restore_one, &r, e) < 0)
         return -1;
-    log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", n);
+    if (r.max == 0)
+        return 0;
+    if (pending_drop(h, r.max, 1, e) < 0)
+        return -1;
+    log_info("storage", NULL, "recovery rewrote %d manifest file(s) not yet synced", r.n);
     return 0;
 }
 
@@ -442,16 +384,22 @@ struct unfilled {
 static void
 annotations_from_body(struct storage_handle *h, const struct unfilled *u, char **out)
 {
-    char rel[BLOB_RELPATH_MAX], ds[DIGEST_STR_MAX];
+    struct blob_backend *b = h->st->blobs;
+    char ds[DIGEST_STR_MAX];
     struct err e = {0};
+    struct blob_reader rd = {0};
     char *buf = NULL;
-    size_t got = 0;
     *out = NULL;
-    blob_relpath(&u->d, rel);
     digest_format(&u->d, ds);
-    int f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-    if (f < 0) {
-        err_sys(&e, ERR_IO, errno, "open manifest");
+    int ex = b->ops->open(b, &u->d, &rd, &e);
+    if (ex <= 0) {
+        if (ex == 0)
+            err_set(&e, ERR_IO, 0, "body missing");
+        goto out;
+    }
+    if (rd.size != u->size) {
+        err_set(&e, ERR_IO, 0, "body of %llu bytes, %llu expected", (unsigned long long)rd.size,
+                (unsigned long long)u->size);
         goto out;
     }
     buf = malloc(u->size ? u->size : 1);
@@ -459,91 +407,73 @@ annotations_from_body(struct storage_handle *h, const struct unfilled *u, char *
         err_set(&e, ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    while (got < u->size) {
-        ssize_t r = pread(f, buf + got, u->size - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            err_sys(&e, ERR_IO, r < 0 ? errno : EIO, "read manifest");
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    manifest_annotations_of(buf, u->size, out, &e);
+    if (blob_reader_read_all(&rd, buf, &e) == 0)
+        manifest_annotations_of(buf, u->size, out, &e);
 out:
     if (e.code)
         log_warn("storage", NULL, "migration: annotations of manifest %s dropped: %s", ds, e.msg);
     free(buf);
-    if (f >= 0)
-        close(f);
+    blob_reader_close(&rd);
+}
+
+struct unfilled_list {
+    struct unfilled *u;
+    size_t n, cap;
+};
+
+static int
+unfilled_add(void *arg, int64_t id, const char *ds, uint64_t size)
+{
+    struct unfilled_list *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 16;
+        struct unfilled *nu = realloc(l->u, nc * sizeof(*nu));
+        if (!nu)
+            return 1;
+        l->u = nu;
+        l->cap = nc;
+    }
+    struct unfilled *u = &l->u[l->n++];
+    u->id = id;
+    u->size = size;
+    /* a row with a bad digest has no body to read: settled empty */
+    if (digest_parse(ds, strlen(ds), &u->d, NULL) < 0)
+        u->size = UINT64_MAX;
+    return 0;
 }
 
 static int
 fill_annotations(struct storage_handle *h, struct err *e)
 {
-    sqlite3_stmt *s = NULL;
-    struct unfilled *u = NULL;
-    size_t n = 0, cap = 0;
-    int rc = -1, step;
-    if (sqlite3_prepare_v2(h->db,
-                           "SELECT a.manifest_id, m.digest, m.size FROM manifest_annotations a"
-                           " JOIN manifests m ON m.id = a.manifest_id WHERE a.annotations IS NULL",
-                           -1, &s, NULL) != SQLITE_OK) {
-        metadb_err(h, "migration: read annotations", e);
+    struct unfilled_list l = {0};
+    int rc = -1;
+    if (meta_annotations_unfilled(h->mc, unfilled_add, &l, e) < 0)
         goto out;
-    }
-    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *dt = (const char *)sqlite3_column_text(s, 1);
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            struct unfilled *nu = realloc(u, cap * sizeof(*u));
-            if (!nu) {
-                err_set(e, ERR_NOMEM, 0, "out of memory");
-                goto out;
-            }
-            u = nu;
-        }
-        u[n].id = sqlite3_column_int64(s, 0);
-        u[n].size = (uint64_t)sqlite3_column_int64(s, 2);
-        /* a row with a bad digest has no body to read: settled empty */
-        if (!dt || digest_parse(dt, strlen(dt), &u[n].d, NULL) < 0)
-            u[n].size = UINT64_MAX;
-        n++;
-    }
-    if (step != SQLITE_DONE) {
-        metadb_err(h, "migration: read annotations", e);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < l.n; i++) {
         char *ann = NULL;
         /* every body was at most max_manifest when pushed: a larger size is a
          * damaged row (or a lowered limit), not worth a huge read */
-        if (u[i].size <= h->st->max_manifest)
-            annotations_from_body(h, &u[i], &ann);
-        if (metadb_begin(h, e) < 0) {
+        if (l.u[i].size <= h->st->max_manifest)
+            annotations_from_body(h, &l.u[i], &ann);
+        if (meta_begin(h->mc, e) < 0) {
             free(ann);
             goto out;
         }
-        sqlite3_stmt *q = metadb_q(h, ann ? Q_ANN_PUT : Q_ANN_DELETE);
-        metadb_bind_int64(q, 1, u[i].id);
-        if (ann)
-            metadb_bind_text(q, 2, ann);
-        int r = metadb_run(h, q, e);
+        int r = meta_annotations_set(h->mc, l.u[i].id, ann, e);
         free(ann);
         if (r < 0) {
-            metadb_rollback(h);
+            meta_rollback(h->mc);
             goto out;
         }
-        if (metadb_commit(h, e) < 0)
+        if (meta_commit(h->mc, e) < 0)
             goto out;
     }
-    if (n)
+    if (l.n)
         log_info("storage", NULL, "migration: annotations of %zu referrer(s) read from their bodies",
-                 n);
+                 l.n);
     rc = 0;
 out:
-    sqlite3_finalize(s);
-    free(u);
+    free(l.u);
     return rc;
 }
 
@@ -551,17 +481,15 @@ int
 storage_pending_sync(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
-    int64_t max = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
-    if (max < 0)
-        return metadb_err(h, "read pending manifests", e);
+    int64_t max;
+    if (meta_pending_max(h->mc, &max, e) < 0)
+        return -1;
     if (max == 0)
         return 0;
     /* every row up to max was committed before this read, so its file was
      * written (and renamed) before the syncfs below starts */
-    if (syncfs(st->rootfd) < 0)
-        return err_sys(e, ERR_IO, errno, "syncfs for manifest files");
+    if (st->blobs->ops->sync(st->blobs, e) < 0)
+        return -1;
     __atomic_add_fetch(&st->pending_syncs, 1, __ATOMIC_RELAXED);
     /* losing this delete to a crash only makes recovery rewrite the files */
     return pending_drop(h, max, 0, e);
@@ -569,10 +497,65 @@ storage_pending_sync(struct storage_handle *h, struct err *e)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static int64_t
-now_sec(void)
+int
+storage_blob_present(struct storage *st, const struct digest *d, uint64_t size, struct err *e)
 {
-    return (int64_t)time(NULL);
+    uint64_t got = 0;
+    int ex = st->blobs->ops->stat(st->blobs, d, &got, e);
+    if (ex <= 0)
+        return ex;
+    return size == UINT64_MAX || got == size;
+}
+
+/* ---- readers ---- */
+
+int
+blob_reader_fd(struct blob_reader *rd, int *fd, uint64_t *off)
+{
+    if (!rd->ops || !rd->ops->fd)
+        return -1;
+    return rd->ops->fd(rd, fd, off);
+}
+
+long
+blob_reader_read(struct blob_reader *rd, uint64_t off, void *buf, size_t n, struct err *e)
+{
+    if (!rd->ops)
+        return err_set(e, ERR_INTERNAL, 0, "reader not open");
+    return rd->ops->read(rd, off, buf, n, e);
+}
+
+int
+blob_reader_read_all(struct blob_reader *rd, void *buf, struct err *e)
+{
+    uint64_t got = 0;
+    while (got < rd->size) {
+        long r = blob_reader_read(rd, got, (char *)buf + got, (size_t)(rd->size - got), e);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return err_set(e, ERR_IO, 0, "blob ends after %llu of %llu bytes",
+                           (unsigned long long)got, (unsigned long long)rd->size);
+        got += (uint64_t)r;
+    }
+    return 0;
+}
+
+int
+blob_reader_redirect(struct blob_reader *rd, char *url, size_t urlsz, struct err *e)
+{
+    if (!rd->ops || !rd->ops->redirect)
+        return -1;
+    return rd->ops->redirect(rd, url, urlsz, e);
+}
+
+void
+blob_reader_close(struct blob_reader *rd)
+{
+    if (rd && rd->ops) {
+        rd->ops->close(rd);
+        rd->ops = NULL;
+    }
 }
 
 static int
@@ -583,64 +566,7 @@ repo_ok(const char *repo, struct err *e)
     return name_validate(repo, strlen(repo), e);
 }
 
-/* exists1 - run a "SELECT 1 ..." with up to two text binds: 1 / 0 / -1 */
-static int
-exists1(struct storage_handle *h, enum stmt_id id, const char *a, const char *b, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, id);
-    metadb_bind_text(s, 1, a);
-    if (b)
-        metadb_bind_text(s, 2, b);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "database read", e);
-}
-
-/* link_blob - inside a transaction: blobs row, repo row, link row */
-static int
-link_blob(struct storage_handle *h, const char *repo, const char *ds, uint64_t size, struct err *e)
-{
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)size);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, repo);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_LINK_INSERT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_int64(s, 3, now);
-    return metadb_run(h, s, e);
-}
-
 /* ---- blobs ------------------------------------------------------------------- */
-
-/* forget_blob - inside a write transaction: the blobs row and every link of ds
- * (and the rows of the repositories that this leaves empty) */
-static int
-forget_blob(struct storage_handle *h, const char *ds, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, Q_REPO_PRUNE_DIGEST);
-    metadb_bind_text(s, 1, ds);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_LINKS_FORGET);
-    metadb_bind_text(s, 1, ds);
-    if (metadb_run(h, s, e) < 0)
-        return -1;
-    s = metadb_q(h, Q_BLOB_FORGET);
-    metadb_bind_text(s, 1, ds);
-    return metadb_run(h, s, e);
-}
 
 /* repair_lost_blob - the file of blob d was found missing or damaged outside a
  * transaction: check again under the write lock (a concurrent commit may have
@@ -651,20 +577,20 @@ static void
 repair_lost_blob(struct storage_handle *h, const struct digest *d, const char *ds, uint64_t size)
 {
     struct err e;
-    if (metadb_begin(h, &e) < 0)
+    if (meta_begin(h->mc, &e) < 0)
         goto fail;
-    int ex = blobstore_exists(h->st, d, size, &e);
+    int ex = storage_blob_present(h->st, d, size, &e);
     if (ex != 0) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         if (ex < 0)
             goto fail;
         return;
     }
-    if (forget_blob(h, ds, &e) < 0) {
-        metadb_rollback(h);
+    if (meta_blob_forget(h->mc, ds, &e) < 0) {
+        meta_rollback(h->mc);
         goto fail;
     }
-    if (metadb_commit(h, &e) < 0)
+    if (meta_commit(h->mc, &e) < 0)
         goto fail;
     log_error("storage", NULL, "blob file missing or damaged, rows removed digest=%s", ds);
     return;
@@ -673,50 +599,42 @@ fail:
 }
 
 int
-storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d, int *fd,
-                  uint64_t *size, struct err *e)
+storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d,
+                  struct blob_reader *rd, uint64_t *size, struct err *e)
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_STAT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    int rc = sqlite3_step(s);
-    uint64_t sz = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
+    uint64_t sz = 0;
+    int found = meta_blob_size(h->mc, repo, ds, &sz, e);
+    if (found < 0)
+        return -1;
+    if (found == 0)
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-    if (rc != SQLITE_ROW)
-        return metadb_err(h, "read blob", e);
-    /* HEAD and GET look at the file the same way: missing or of the wrong size
-     * means unknown (and the rows are repaired) */
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(d, rel);
-    struct stat sb;
-    int f = -1;
-    if (fd) {
-        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-        if (f >= 0 && fstat(f, &sb) < 0) {
-            int er = errno;
-            close(f);
-            return err_sys(e, ERR_IO, er, "stat blob");
-        }
+    /* HEAD and GET look at the stored blob the same way: missing or of the
+     * wrong size means unknown (and the rows are repaired) */
+    struct blob_backend *b = h->st->blobs;
+    uint64_t got = 0;
+    int ex;
+    if (rd) {
+        ex = b->ops->open(b, d, rd, e);
+        if (ex == 1)
+            got = rd->size;
+    } else {
+        ex = b->ops->stat(b, d, &got, e);
     }
-    if (f < 0 && (fd ? -1 : fstatat(h->st->blobsfd, rel, &sb, 0)) < 0) {
-        if (errno != ENOENT)
-            return err_sys(e, ERR_IO, errno, fd ? "open blob" : "stat blob");
+    if (ex < 0)
+        return -1;
+    if (ex == 0) {
         repair_lost_blob(h, d, ds, UINT64_MAX);
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
     }
-    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != sz) {
-        if (f >= 0)
-            close(f);
+    if (got != sz) {
+        if (rd)
+            blob_reader_close(rd);
         /* a damaged file: install replaces it when the blob is pushed again */
         repair_lost_blob(h, d, ds, sz);
         return err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
     }
-    if (fd)
-        *fd = f;
     if (size)
         *size = sz;
     return 0;
@@ -728,23 +646,16 @@ storage_blob_delete(struct storage_handle *h, const char *repo, const struct dig
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    sqlite3_stmt *s = metadb_q(h, Q_LINK_DELETE);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    if (metadb_run(h, s, e) < 0)
-        goto fail;
-    if (metadb_changes(h) == 0) {
-        err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
-        goto fail;
+    int del = meta_blob_unlink(h->mc, repo, ds, e);
+    if (del <= 0) {
+        if (del == 0)
+            err_set(e, ERR_BLOB_UNKNOWN, 0, "blob unknown to repository");
+        meta_rollback(h->mc);
+        return -1;
     }
-    if (metadb_repo_prune(h, repo, e) < 0)
-        goto fail;
-    return metadb_commit(h, e);
-fail:
-    metadb_rollback(h);
-    return -1;
+    return meta_commit(h->mc, e);
 }
 
 int
@@ -757,48 +668,48 @@ storage_blob_mount(struct storage_handle *h, const char *repo, const char *from,
         return 0;
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+    int linked = meta_link_exists(h->mc, repo, ds, e);
     if (linked < 0)
         goto fail;
     int ex = linked;
     if (!linked) {
-        ex = from ? exists1(h, Q_LINK_EXISTS, from, ds, e) : exists1(h, Q_LINK_ANY, ds, NULL, e);
+        ex = meta_link_exists(h->mc, from, ds, e);
         if (ex < 0)
             goto fail;
         if (ex == 0) {
-            metadb_rollback(h);
+            meta_rollback(h->mc);
             return 0;
         }
     }
     /* the file must be there (checked under the write lock, where gc also
      * deletes); a lost one is forgotten and the client uploads it again */
-    ex = blobstore_exists(h->st, d, UINT64_MAX, e);
+    ex = storage_blob_present(h->st, d, UINT64_MAX, e);
     if (ex < 0)
         goto fail;
     if (ex == 0) {
-        if (forget_blob(h, ds, e) < 0)
+        if (meta_blob_forget(h->mc, ds, e) < 0)
             goto fail;
-        if (metadb_commit(h, e) < 0)
+        if (meta_commit(h->mc, e) < 0)
             return -1;
         log_error("storage", NULL, "blob file missing, rows removed digest=%s", ds);
         return 0;
     }
     if (linked) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         /* the link we saw may be another thread's commit still before its WAL
          * fsync: acknowledge only a durable one */
-        return metadb_durable_point(h, e) < 0 ? -1 : 1;
+        return meta_durable_point(h->mc, e) < 0 ? -1 : 1;
     }
-    /* the size comes with the existing blobs row; INSERT OR IGNORE keeps it */
-    if (link_blob(h, repo, ds, 0, e) < 0)
+    /* the size comes with the existing blobs row; meta_blob_link keeps it */
+    if (meta_blob_link(h->mc, repo, ds, 0, e) < 0)
         goto fail;
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         return -1;
     return 1;
 fail:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
     return -1;
 }
 
@@ -809,19 +720,19 @@ commit_blob_rows(struct storage_handle *h, const char *repo, const struct digest
 {
     char ds[DIGEST_STR_MAX];
     digest_format(d, ds);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    int ex = blobstore_exists(h->st, d, n, e);
+    int ex = storage_blob_present(h->st, d, n, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
         goto fail;
     }
-    if (link_blob(h, repo, ds, n, e) < 0)
+    if (meta_blob_link(h->mc, repo, ds, n, e) < 0)
         goto fail;
-    return metadb_commit(h, e);
+    return meta_commit(h->mc, e);
 fail:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
     return -1;
 }
 
@@ -833,7 +744,7 @@ storage_blob_put(struct storage_handle *h, const char *repo, const void *data, s
         return -1;
     struct digest d;
     digest_of(algo, data, n, &d);
-    if (blobstore_put_buffer(h->st, &d, data, n, e) < 0)
+    if (h->st->blobs->ops->put(h->st->blobs, &d, data, n, BLOB_PUT_DURABLE, e) < 0)
         return -1;
     if (commit_blob_rows(h, repo, &d, n, e) < 0)
         return -1;
@@ -885,14 +796,14 @@ check_ref_files(struct storage_handle *h, const char *repo, const struct manifes
         const struct manifest_ref *r = &mi->refs[i];
         if (r->kind != REF_BLOB)
             continue;
-        int ex = blobstore_exists(h->st, &r->digest, UINT64_MAX, e);
+        int ex = storage_blob_present(h->st, &r->digest, UINT64_MAX, e);
         if (ex < 0)
             return -1;
         if (ex == 1)
             continue;
         char ds[DIGEST_STR_MAX];
         digest_format(&r->digest, ds);
-        int linked = exists1(h, Q_LINK_EXISTS, repo, ds, e);
+        int linked = meta_link_exists(h->mc, repo, ds, e);
         if (linked < 0)
             return -1;
         if (linked)
@@ -917,7 +828,8 @@ check_refs(struct storage_handle *h, const char *repo, const struct manifest_inf
             continue;
         char ds[DIGEST_STR_MAX];
         digest_format(&r->digest, ds);
-        int ex = exists1(h, r->kind == REF_MANIFEST ? Q_MF_EXISTS : Q_LINK_EXISTS, repo, ds, e);
+        int ex = r->kind == REF_MANIFEST ? meta_manifest_exists(h->mc, repo, ds, e)
+                                         : meta_link_exists(h->mc, repo, ds, e);
         if (ex < 0)
             return -1;
         if (ex == 0)
@@ -978,17 +890,17 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
         goto out;
     /* the file without an fsync of it or its directory: the body goes into
      * pending_manifest_files in the transaction below (see "manifest files") */
-    if (blobstore_put_buffer_mode(st, &d, body, len, st->fsync ? BLOB_PUT_LAZY : BLOB_PUT_DURABLE,
-                                  e) < 0)
+    if (st->blobs->ops->put(st->blobs, &d, body, len,
+                            st->fsync ? BLOB_PUT_LAZY : BLOB_PUT_DURABLE, e) < 0)
         goto out;
 
     char ds[DIGEST_STR_MAX], ss[DIGEST_STR_MAX];
     digest_format(&d, ds);
     if (mi.has_subject)
         digest_format(&mi.subject, ss);
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         goto out;
-    int ex = blobstore_exists(st, &d, len, e);
+    int ex = storage_blob_present(st, &d, len, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "manifest file vanished during commit, retry");
@@ -996,74 +908,30 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     if (check_refs(h, repo, &mi, e) < 0)
         goto fail_txn;
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)len);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
+    /* the annotations a referrers page shows are kept whole so that a GET
+     * never reads the body: only a manifest with a subject is ever listed.
+     * Their size is bounded by the body's (max_manifest): the compact dump is
+     * never longer than the text it came from. */
+    struct meta_manifest mf = {
+        .repo = repo,
+        .digest = ds,
+        .media_type = mi.media_type,
+        .size = len,
+        .subject = mi.has_subject ? ss : NULL,
+        .artifact_type = mi.artifact_type,
+        .annotations = mi.annotations_json,
+        .refs = mi.refs,
+        .nrefs = mi.nrefs,
+        .tags = tags,
+        .ntags = ntags,
+        .pending_body = st->fsync ? body : NULL,
+    };
+    if (meta_manifest_put(h->mc, &mf, e) < 0)
         goto fail_txn;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, repo);
-    if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
-    if (st->fsync) {
-        s = metadb_q(h, Q_PENDING_ADD);
-        metadb_bind_text(s, 1, ds);
-        sqlite3_bind_blob(s, 2, body, (int)len, SQLITE_STATIC);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    s = metadb_q(h, Q_MF_INSERT);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_text(s, 3, mi.media_type);
-    metadb_bind_int64(s, 4, (int64_t)len);
-    metadb_bind_text(s, 5, mi.has_subject ? ss : NULL);
-    metadb_bind_text(s, 6, mi.artifact_type);
-    metadb_bind_int64(s, 7, now);
-    if (sqlite3_step(s) != SQLITE_ROW) {
-        metadb_err(h, "record manifest", e);
-        sqlite3_reset(s);
-        goto fail_txn;
-    }
-    int64_t mid = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    /* what a referrers page shows, kept whole now so that a GET never reads
-     * the body: only a manifest with a subject is ever listed. Their size is
-     * bounded by the body's (max_manifest): the compact dump is never longer
-     * than the text it came from. */
-    int keep_ann = mi.annotations_json && mi.has_subject;
-    s = metadb_q(h, keep_ann ? Q_ANN_PUT : Q_ANN_DELETE);
-    metadb_bind_int64(s, 1, mid);
-    if (keep_ann)
-        metadb_bind_text(s, 2, mi.annotations_json);
-    if (metadb_run(h, s, e) < 0)
-        goto fail_txn;
-    for (size_t i = 0; i < mi.nrefs; i++) {
-        char rs[DIGEST_STR_MAX];
-        digest_format(&mi.refs[i].digest, rs);
-        s = metadb_q(h, Q_REF_INSERT);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        metadb_bind_text(s, 3, rs);
-        sqlite3_bind_int(s, 4, (int)mi.refs[i].kind);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    for (size_t i = 0; i < ntags; i++) {
-        s = metadb_q(h, Q_TAG_UPSERT);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, tags[i]);
-        metadb_bind_text(s, 3, ds);
-        metadb_bind_int64(s, 4, now);
-        if (metadb_run(h, s, e) < 0)
-            goto fail_txn;
-    }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto out;
     if (st->fsync)
-        ckpt_poke_files(st->ckpt);
+        meta_files_pending(st->meta);
     if (meta) {
         meta->digest = d;
         copy_str(meta->media_type, sizeof(meta->media_type), mi.media_type);
@@ -1076,7 +944,7 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     rc = 0;
     goto out;
 fail_txn:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
 out:
     manifest_info_release(&mi);
     return rc;
@@ -1084,63 +952,39 @@ out:
 
 int
 storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref,
-                     struct manifest_meta *meta, int *fd, struct err *e)
+                     struct manifest_meta *meta, struct blob_reader *rd, struct err *e)
 {
     if (!ref)
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     size_t rl = strlen(ref);
-    sqlite3_stmt *s;
     char ds[DIGEST_STR_MAX];
-    if (memchr(ref, ':', rl)) {
-        struct digest rd;
-        if (digest_parse(ref, rl, &rd, e) < 0)
+    int is_digest = memchr(ref, ':', rl) != NULL;
+    if (is_digest) {
+        struct digest pd;
+        if (digest_parse(ref, rl, &pd, e) < 0)
             return -1;
-        digest_format(&rd, ds);
-        s = metadb_q(h, Q_MF_GET_DIGEST);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-    } else {
-        if (tag_validate(ref, rl, NULL) < 0)
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        s = metadb_q(h, Q_MF_GET_TAG);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ref);
-    }
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        if (rc == SQLITE_DONE)
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        return metadb_err(h, "read manifest", e);
+        digest_format(&pd, ds);
+    } else if (tag_validate(ref, rl, NULL) < 0) {
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
     struct manifest_meta m;
-    const char *dt = (const char *)sqlite3_column_text(s, 0);
-    int dl = sqlite3_column_bytes(s, 0);
-    if (!dt || digest_parse(dt, (size_t)dl, &m.digest, NULL) < 0) {
-        sqlite3_reset(s);
-        return err_set(e, ERR_DB, 0, "corrupt manifest row");
+    int found = meta_manifest_get(h->mc, repo, is_digest ? ds : NULL, ref, &m, e);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+    /* HEAD checks the body too, so it agrees with GET; a re-push of the
+     * manifest writes it again and heals it */
+    struct blob_backend *b = h->st->blobs;
+    uint64_t got;
+    int ex = rd ? b->ops->open(b, &m.digest, rd, e) : b->ops->stat(b, &m.digest, &got, e);
+    if (ex < 0)
+        return -1;
+    if (ex == 0) {
+        log_error("storage", NULL, "manifest row without file digest=%s",
+                  digest_format(&m.digest, ds));
+        return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
-    copy_str(m.media_type, sizeof(m.media_type), (const char *)sqlite3_column_text(s, 1));
-    m.size = (uint64_t)sqlite3_column_int64(s, 2);
-    sqlite3_reset(s);
-    /* HEAD checks the body file too, so it agrees with GET; a re-push of the
-     * manifest writes the file again and heals it */
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(&m.digest, rel);
-    int f = -1;
-    struct stat sb;
-    if (fd)
-        f = openat(h->st->blobsfd, rel, O_RDONLY | O_CLOEXEC);
-    if (fd ? f < 0 : fstatat(h->st->blobsfd, rel, &sb, 0) < 0) {
-        if (errno == ENOENT) {
-            log_error("storage", NULL, "manifest row without file digest=%s",
-                      digest_format(&m.digest, ds));
-            return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-        }
-        return err_sys(e, ERR_IO, errno, "open manifest");
-    }
-    if (fd)
-        *fd = f;
     if (meta)
         *meta = m;
     return 0;
@@ -1162,110 +1006,33 @@ storage_manifest_delete(struct storage_handle *h, const char *repo, const char *
     } else if (tag_validate(ref, rl, NULL) < 0) {
         return err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
     }
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         return -1;
-    sqlite3_stmt *s;
-    if (is_digest) {
-        s = metadb_q(h, Q_MF_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        int rc = sqlite3_step(s);
-        int64_t mid = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-        sqlite3_reset(s);
-        if (rc == SQLITE_DONE)
-            goto unknown;
-        if (rc != SQLITE_ROW) {
-            metadb_err(h, "delete manifest", e);
-            goto fail;
-        }
-        s = metadb_q(h, Q_ANN_DELETE);
-        metadb_bind_int64(s, 1, mid);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        s = metadb_q(h, Q_REF_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        s = metadb_q(h, Q_TAG_DELETE_DIGEST);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ds);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        if (metadb_repo_prune(h, repo, e) < 0)
-            goto fail;
-    } else {
-        s = metadb_q(h, Q_TAG_DELETE);
-        metadb_bind_text(s, 1, repo);
-        metadb_bind_text(s, 2, ref);
-        if (metadb_run(h, s, e) < 0)
-            goto fail;
-        if (metadb_changes(h) == 0)
-            goto unknown;
+    int del = is_digest ? meta_manifest_delete(h->mc, repo, ds, e)
+                        : meta_tag_delete(h->mc, repo, ref, e);
+    if (del <= 0) {
+        if (del == 0)
+            err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
+        meta_rollback(h->mc);
+        return -1;
     }
-    return metadb_commit(h, e);
-unknown:
-    err_set(e, ERR_MANIFEST_UNKNOWN, 0, "manifest unknown");
-fail:
-    metadb_rollback(h);
-    return -1;
+    return meta_commit(h->mc, e);
 }
 
 /* ---- lists ------------------------------------------------------------------------ */
-
-/* limit_of - SQL LIMIT for a page of n: one more row tells whether more exist */
-static int64_t
-limit_of(long n)
-{
-    if (n < 0 || (int64_t)n >= INT64_MAX - 1)
-        return -1;
-    return (int64_t)n + 1;
-}
-
-/* page - step a keyset query whose LIMIT is n + 1, calling fn for the first n */
-static int
-page(struct storage_handle *h, sqlite3_stmt *s, long n, storage_name_fn fn, void *arg, int *more,
-     long *count, struct err *e)
-{
-    long i = 0;
-    int rc, m = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n >= 0 && i >= n) {
-            m = 1;
-            break;
-        }
-        i++;
-        const char *name = (const char *)sqlite3_column_text(s, 0);
-        if (fn && fn(arg, name ? name : "") != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return metadb_err(h, "list", e);
-    if (more)
-        *more = m;
-    *count = i;
-    return 0;
-}
 
 int
 storage_tags_list(struct storage_handle *h, const char *repo, const char *last, long n,
                   storage_name_fn fn, void *arg, int *more, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_TAGS_LIST);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, last ? last : "");
-    metadb_bind_int64(s, 3, limit_of(n));
     long count = 0;
     int m = 0;
-    if (page(h, s, n, fn, arg, &m, &count, e) < 0)
+    if (meta_tags_page(h->mc, repo, last, n, fn, arg, &m, &count, e) < 0)
         return -1;
     if (count == 0 && !m) {
         /* the catalog's definition: a repository with a blob link or a
          * manifest, tagged or not (an empty list, as distribution answers) */
-        int ex = exists1(h, Q_REPO_EXISTS, repo, NULL, e);
+        int ex = meta_repo_exists(h->mc, repo, e);
         if (ex < 0)
             return -1;
         if (ex == 0)
@@ -1280,11 +1047,8 @@ int
 storage_catalog(struct storage_handle *h, const char *last, long n, storage_name_fn fn, void *arg,
                 int *more, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_CATALOG);
-    metadb_bind_text(s, 1, last ? last : "");
-    metadb_bind_int64(s, 2, limit_of(n));
     long count;
-    return page(h, s, n, fn, arg, more, &count, e);
+    return meta_catalog_page(h->mc, last, n, fn, arg, more, &count, e);
 }
 
 int
@@ -1305,45 +1069,5 @@ storage_referrers_page(struct storage_handle *h, const char *repo, const struct 
         digest_format(last, ls);
     else
         ls[0] = '\0'; /* every digest sorts after "" */
-    sqlite3_stmt *s = metadb_q(h, artifact_type ? Q_REFERRERS_AT_PAGE : Q_REFERRERS_PAGE);
-    metadb_bind_text(s, 1, repo);
-    metadb_bind_text(s, 2, ss);
-    metadb_bind_text(s, 3, ls);
-    metadb_bind_int64(s, 4, limit_of(n));
-    if (artifact_type)
-        metadb_bind_text(s, 5, artifact_type);
-    int rc, m = 0;
-    long i = 0;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n >= 0 && i >= n) {
-            m = 1;
-            break;
-        }
-        i++;
-        struct digest d;
-        const char *dt = (const char *)sqlite3_column_text(s, 0);
-        if (!dt || digest_parse(dt, (size_t)sqlite3_column_bytes(s, 0), &d, NULL) < 0)
-            continue;
-        const char *mt = (const char *)sqlite3_column_text(s, 1);
-        const char *at = (const char *)sqlite3_column_text(s, 3);
-        const char *ann = (const char *)sqlite3_column_text(s, 4);
-        struct referrer r = {
-            .media_type = mt ? mt : "",
-            .digest = &d,
-            .size = (uint64_t)sqlite3_column_int64(s, 2),
-            .artifact_type = at ? at : "",
-            .annotations_json = ann,
-        };
-        int stop = fn(arg, &r);
-        if (stop != 0) {
-            rc = SQLITE_DONE;
-            break;
-        }
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return metadb_err(h, "list referrers", e);
-    if (more)
-        *more = m;
-    return 0;
+    return meta_referrers_page(h->mc, repo, ss, artifact_type, ls, n, fn, arg, more, e);
 }

@@ -1,8 +1,11 @@
 /* storage.h - the public interface of the storage module: grammar checks, digests,
  * the content-addressable blob store, upload sessions, manifests and the sqlite3
  * metadata. Nothing above this header (server, auth, gc, tools) touches files
- * under the root or the database directly; a later S3/PostgreSQL backend replaces
- * what is behind it, not the callers.
+ * under the root or the database directly: bytes are behind a blob backend
+ * (storage/blob.h; the filesystem one today, S3 later) and rows behind the
+ * metadata interface (storage/meta.h; sqlite today, PostgreSQL later). No file
+ * descriptor crosses this header except a reader's or an upload writer's
+ * zero-copy offer.
  *
  * Threads: one `struct storage` per process (thread-safe, shared). Each worker
  * thread opens its own `struct storage_handle` (its sqlite connection and prepared
@@ -153,6 +156,7 @@ void manifest_info_release(struct manifest_info *mi);
 
 struct storage;
 struct storage_handle;
+struct blob_backend;
 
 struct storage_opts {
     const char *root;          /* created if missing */
@@ -170,6 +174,10 @@ struct storage_opts {
     unsigned max_manifest_refs;    /* descriptors in one manifest (config, layers,
                                       manifests[], subject); over it
                                       ERR_MANIFEST_INVALID. 0 = default */
+    /* tests only: replaces the filesystem blob backend by what this returns
+     * (tests/lib/blob_nofd.c wraps it into a backend offering no
+     * descriptor); it owns fs from then on. NULL: the filesystem backend. */
+    struct blob_backend *(*test_blobs)(struct blob_backend *fs, struct err *e);
 };
 
 #define STORAGE_DEFAULT_MAX_UPLOADS 10000u
@@ -196,16 +204,47 @@ enum storage_fault_op {
 };
 void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count);
 
+/* ---- readers ----
+ * The bytes of a blob or manifest body as the blob backend offers them. The
+ * struct lives in the caller's memory (opening one allocates nothing on the
+ * filesystem backend); its fields are the backend's, used only through the
+ * functions below. */
+struct blob_reader_ops;
+struct blob_reader {
+    const struct blob_reader_ops *ops; /* NULL: nothing open */
+    uint64_t size;                     /* bytes of the blob */
+    int fd;                            /* backend state */
+    void *priv;                        /* backend state */
+};
+
+/* blob_reader_fd - the zero-copy offer: 0 with a local descriptor of the
+ * bytes (which start at *off in it), handed over to the caller (who closes
+ * it; blob_reader_close is still called), or -1 when the backend has none
+ * (then read, or redirect). fd NULL only asks (nothing handed over). */
+int blob_reader_fd(struct blob_reader *rd, int *fd, uint64_t *off);
+/* blob_reader_read - up to n bytes at off into buf: bytes read (0 at the end),
+ * or -1 with ERR_IO */
+long blob_reader_read(struct blob_reader *rd, uint64_t off, void *buf, size_t n, struct err *e);
+/* blob_reader_read_all - the whole blob (rd->size bytes) into buf; a blob
+ * that ends early is ERR_IO */
+int blob_reader_read_all(struct blob_reader *rd, void *buf, struct err *e);
+/* blob_reader_redirect - a URL the client may fetch the bytes from (an object
+ * store's presigned URL): 0, or -1 when the backend offers none */
+int blob_reader_redirect(struct blob_reader *rd, char *url, size_t urlsz, struct err *e);
+/* blob_reader_close - release what is left; a closed or zeroed reader is fine */
+void blob_reader_close(struct blob_reader *rd);
+
 /* ---- blobs ---- */
 
-/* storage_blob_open - a blob linked to repo. On success *fd is a new read-only
- * descriptor owned by the caller and *size its length. ERR_BLOB_UNKNOWN when the
- * blob is not linked to this repo (even if another repo has it). fd may be NULL to
- * only test existence (HEAD). Both forms look at the file (HEAD: one fstatat):
- * when it is missing or has the wrong size the blob is ERR_BLOB_UNKNOWN and its
- * rows are deleted (in every repo) so that a re-push heals it. */
+/* storage_blob_open - a blob linked to repo. On success *rd (when not NULL)
+ * is an open reader the caller closes, and *size the blob's length.
+ * ERR_BLOB_UNKNOWN when the blob is not linked to this repo (even if another
+ * repo has it). rd may be NULL to only test existence (HEAD). Both forms look
+ * at the stored blob (HEAD: one stat): when it is missing or has the wrong
+ * size the blob is ERR_BLOB_UNKNOWN and its rows are deleted (in every repo)
+ * so that a re-push heals it. */
 int storage_blob_open(struct storage_handle *h, const char *repo, const struct digest *d,
-                      int *fd, uint64_t *size, struct err *e);
+                      struct blob_reader *rd, uint64_t *size, struct err *e);
 
 /* storage_blob_delete - unlink the blob from repo (the file stays for gc).
  * ERR_BLOB_UNKNOWN if not linked. */
@@ -258,14 +297,18 @@ uint64_t upload_offset(const struct upload *u);
  * max_blob_size: nothing of the chunk is written and the session is destroyed. */
 int upload_write(struct upload *u, const void *data, size_t n, struct err *e);
 
-/* Asynchronous writes (added later): the caller writes the bytes itself (the
- * server queues them on its io_uring) between a begin and an end, and may begin
- * the next chunk before the previous one ended (up to a few in flight).
+/* Asynchronous writes: the caller writes the bytes itself (the server queues
+ * them on its io_uring) between a begin and an end, and may begin the next
+ * chunk before the previous one ended (up to a few in flight). Only when the
+ * session's blob writer offers a descriptor (upload_write_async); else the
+ * caller uses upload_write.
+ *
+ * upload_write_async - 1 when the session offers asynchronous writes.
  *
  * upload_write_begin - checks as upload_write does (ERR_TOO_LARGE past
  * max_blob_size, ERR_BLOB_UPLOAD_INVALID on a finished session), hashes the n
  * bytes and reserves [*off, *off + n) of the file. On success *fd is the
- * session's descriptor (still owned by u: it stays open until the lease ends)
+ * writer's offered descriptor (still owned by u: it stays open until the lease ends)
  * and the caller must write the bytes there and call upload_write_end once.
  * On failure -1 with the code; the session is then doomed: destroyed at once
  * when no write is in flight (u gone for the caller), else by the
@@ -278,6 +321,7 @@ int upload_write(struct upload *u, const void *data, size_t n, struct err *e);
  * hook FAULT_WRITE fires here. upload_offset advances as writes end (never past
  * bytes not yet written). upload_release / upload_commit only with no write in
  * flight. */
+int upload_write_async(const struct upload *u);
 int upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64_t *off,
                        struct err *e);
 int upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err *e);
@@ -346,11 +390,11 @@ int storage_manifest_put(struct storage_handle *h, const char *repo, const char 
                          int *has_subject, struct digest *subject, struct err *e);
 
 /* storage_manifest_get - resolve ref (a tag, or a digest string) in repo. On
- * success *meta is filled and, when fd is not NULL, *fd is a new read-only
- * descriptor of the body owned by the caller. ERR_MANIFEST_UNKNOWN (also for an
- * unknown repo, the spec allows NAME_UNKNOWN but clients expect this). */
+ * success *meta is filled and, when rd is not NULL, *rd is an open reader of
+ * the body that the caller closes. ERR_MANIFEST_UNKNOWN (also for an unknown
+ * repo, the spec allows NAME_UNKNOWN but clients expect this). */
 int storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref,
-                         struct manifest_meta *meta, int *fd, struct err *e);
+                         struct manifest_meta *meta, struct blob_reader *rd, struct err *e);
 
 /* storage_manifest_delete - ref is a digest: remove the manifest from repo and
  * every tag pointing at it; ref is a tag: remove only the tag. ERR_MANIFEST_UNKNOWN. */

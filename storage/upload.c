@@ -39,7 +39,7 @@
  * Limits: st->nsessions and the per-repository counts (st->counts) count the
  * session rows. storage_upload_start takes one of each under st->mu before it
  * creates anything (ERR_TOOMANYREQUESTS over max_uploads / max_uploads_per_repo);
- * the one place that deletes a session row (Q_UP_DELETE ... RETURNING repo, in
+ * the one place that deletes a session row (meta_upload_delete, in
  * row_delete and in upload_commit's transaction) gives it back after its commit.
  * storage_open counts the rows after recovery. A row whose delete failed keeps
  * its count until expiry or the next start removes it.
@@ -48,7 +48,7 @@
  * destroys the session, so the space is freed at once.
  *
  * Invariants:
- *   - only the lease holder touches hash, fd and the file; offset is also read by
+ *   - only the lease holder touches hash, the writer and the bytes; offset is also read by
  *     storage_upload_status without the lease, hence atomic;
  *   - "claiming" a uuid (acquire, cancel, expire) puts a leased entry in the table
  *     under st->mu first, so two requests never rebuild or remove the same session;
@@ -57,6 +57,8 @@
  *     row without a file (dropped by storage_open / treated as unknown);
  *   - commit installs the file (fsync, rename, dir fsync) before the blob row. */
 #include "storage/storage_internal.h"
+#include "storage/blob.h"
+#include "storage/meta.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,8 +67,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "common/log.h"
 
@@ -182,28 +182,21 @@ quota_give(struct storage *st, const char *repo)
     pthread_mutex_unlock(&st->mu);
 }
 
+static int
+count_row(void *arg, const char *uuid, const char *repo)
+{
+    (void)uuid;
+    return count_add(arg, repo, 1) < 0;
+}
+
 int
 upload_counts_load(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_COUNTS);
-    int rc;
     pthread_mutex_lock(&st->mu);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *repo = (const char *)sqlite3_column_text(s, 0);
-        int64_t n = sqlite3_column_int64(s, 1);
-        if (repo && n > 0 && count_add(st, repo, (unsigned)n) < 0) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-    }
+    int rc = meta_uploads_each(h->mc, 0, count_row, st, e);
     pthread_mutex_unlock(&st->mu);
-    sqlite3_reset(s);
-    if (rc == SQLITE_NOMEM)
-        return err_set(e, ERR_NOMEM, 0, "out of memory");
-    if (rc != SQLITE_DONE)
-        return metadb_err(h, "count upload sessions", e);
-    return 0;
+    return rc;
 }
 
 static void
@@ -211,8 +204,8 @@ upload_free(struct upload *u)
 {
     if (!u)
         return;
-    if (u->fd >= 0)
-        close(u->fd);
+    if (u->w)
+        u->st->blobs->ops->w_close(u->w);
     hasher_free(u->hash);
     free(u);
 }
@@ -280,7 +273,6 @@ claim(struct storage *st, const char *repo, const char *uuid, int *fresh, struct
         return NULL;
     }
     u->st = st;
-    u->fd = -1;
     u->leased = 1;
     copy_name(u->uuid, sizeof(u->uuid), uuid);
     copy_name(u->repo, sizeof(u->repo), repo ? repo : "");
@@ -313,43 +305,10 @@ unlease(struct upload *u)
 
 /* row_get - the session row: 1 found (repo copied, algo), 0 none, -1 error */
 static int
-row_get(struct storage_handle *h, const char *uuid, char *repo, size_t repo_sz,
-        enum digest_algo *algo, struct err *e)
+row_get(struct storage_handle *h, const char *uuid, char *repo, enum digest_algo *algo,
+        struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_UP_GET);
-    metadb_bind_text(s, 1, uuid);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *r = (const char *)sqlite3_column_text(s, 0);
-        copy_name(repo, repo_sz, r ? r : "");
-        *algo = sqlite3_column_int(s, 1) == DIGEST_SHA512 ? DIGEST_SHA512 : DIGEST_SHA256;
-        sqlite3_reset(s);
-        return 1;
-    }
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "read upload", e);
-}
-
-/* up_delete - inside a transaction: delete the session row. 1 with its repo
- * copied (NAME_MAX_LEN + 1 bytes), 0 when there was none, -1 */
-static int
-up_delete(struct storage_handle *h, const char *uuid, char *repo, struct err *e)
-{
-    sqlite3_stmt *s = metadb_q(h, Q_UP_DELETE);
-    metadb_bind_text(s, 1, uuid);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *r = (const char *)sqlite3_column_text(s, 0);
-        copy_name(repo, NAME_MAX_LEN + 1, r ? r : "");
-    }
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return metadb_err(h, "delete upload", e);
+    return meta_upload_get(h->mc, uuid, repo, algo, e);
 }
 
 /* row_delete - delete the session row in its own (light: losing it to a power
@@ -359,14 +318,14 @@ static int
 row_delete(struct storage_handle *h, const char *uuid, struct err *e)
 {
     char repo[NAME_MAX_LEN + 1];
-    if (metadb_begin_light(h, e) < 0)
+    if (meta_begin_light(h->mc, e) < 0)
         return -1;
-    int del = up_delete(h, uuid, repo, e);
+    int del = meta_upload_delete(h->mc, uuid, repo, e);
     if (del < 0) {
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         return -1;
     }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         return -1;
     if (del)
         quota_give(h->st, repo);
@@ -379,13 +338,14 @@ static void
 destroy(struct storage_handle *h, struct upload *u)
 {
     struct storage *st = u->st;
-    if (u->fd >= 0) {
-        close(u->fd);
-        u->fd = -1;
-    }
-    if (unlinkat(st->uploadsfd, u->uuid, 0) < 0 && errno != ENOENT)
-        log_warn("storage", NULL, "remove upload file failed uuid=%s errno=%d", u->uuid, errno);
+    struct blob_backend *b = st->blobs;
     struct err de;
+    if (u->w) {
+        b->ops->w_close(u->w);
+        u->w = NULL;
+    }
+    if (b->ops->w_remove(b, u->uuid, &de) < 0)
+        log_warn("storage", NULL, "remove upload data failed uuid=%s: %s", u->uuid, de.msg);
     if (h && row_delete(h, u->uuid, &de) < 0)
         log_warn("storage", NULL, "remove upload row failed uuid=%s: %s", u->uuid, de.msg);
     drop(u);
@@ -418,7 +378,6 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
         return err_set(e, ERR_NOMEM, 0, "out of memory");
     }
     u->st = st;
-    u->fd = -1;
     u->algo = algo;
     u->last_used = now_sec();
     memcpy(u->uuid, uuid, sizeof(uuid));
@@ -429,34 +388,26 @@ storage_upload_start(struct storage_handle *h, const char *repo, enum digest_alg
     table_insert(st, u);
     pthread_mutex_unlock(&st->mu);
 
-    int fd = openat(st->uploadsfd, uuid, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_sys(e, ERR_IO, errno, "create upload file");
+    if (st->blobs->ops->w_create(st->blobs, uuid, e) < 0) {
         drop(u);
         quota_give(st, repo);
         return -1;
     }
-    close(fd);
     /* light: a session row lost to a power failure is a session the client
      * restarts, and a row must not cost a WAL fsync (no file is durable either) */
-    if (metadb_begin_light(h, e) < 0)
+    if (meta_begin_light(h->mc, e) < 0)
         goto fail;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_INSERT);
-    metadb_bind_text(s, 1, uuid);
-    metadb_bind_text(s, 2, repo);
-    sqlite3_bind_int(s, 3, (int)algo);
-    metadb_bind_int64(s, 4, now_sec());
-    if (metadb_run(h, s, e) < 0) {
-        metadb_rollback(h);
+    if (meta_upload_insert(h->mc, uuid, repo, algo, e) < 0) {
+        meta_rollback(h->mc);
         goto fail;
     }
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto fail;
     unlease(u);
     memcpy(uuid_out, uuid, sizeof(uuid));
     return 0;
 fail:
-    unlinkat(st->uploadsfd, uuid, 0);
+    st->blobs->ops->w_remove(st->blobs, uuid, NULL);
     drop(u);
     quota_give(st, repo);
     return -1;
@@ -478,23 +429,23 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
     __atomic_store_n(&u->last_used, now_sec(), __ATOMIC_RELEASE);
     if (!fresh && u->installed)
         return u; /* its data is in blobs/ already, only the commit is left */
-    int fd = openat(st->uploadsfd, uuid, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
+    struct blob_writer *w = NULL;
+    int opened = st->blobs->ops->w_open(st->blobs, uuid, &w, e);
+    if (opened <= 0) {
+        if (opened == 0) {
             /* row without file: what storage_open would drop */
             err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
             row_delete(h, uuid, NULL);
             drop(u);
             return NULL;
         }
-        err_sys(e, ERR_IO, errno, "open upload file");
         if (fresh)
             drop(u);
         else
             unlease(u);
         return NULL;
     }
-    u->fd = fd;
+    u->w = w;
     if (!fresh)
         return u;
 
@@ -502,7 +453,7 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
      * file holds the bytes */
     char rrepo[NAME_MAX_LEN + 1];
     enum digest_algo algo;
-    int found = row_get(h, uuid, rrepo, sizeof(rrepo), &algo, e);
+    int found = row_get(h, uuid, rrepo, &algo, e);
     if (found <= 0 || strcmp(rrepo, repo) != 0) {
         if (found >= 0)
             err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
@@ -511,7 +462,7 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
     }
     uint64_t size;
     struct hasher *hh = NULL;
-    if (blobstore_hash_fd(fd, algo, NULL, &size, &hh, e) < 0) {
+    if (st->blobs->ops->w_hash(w, algo, NULL, &size, &hh, e) < 0) {
         drop(u);
         return NULL;
     }
@@ -530,24 +481,12 @@ upload_offset(const struct upload *u)
     return __atomic_load_n(&u->offset, __ATOMIC_ACQUIRE);
 }
 
-/* Early writeback: with fsync on, the commit's fsync would otherwise find the
- * whole blob dirty (a 256 MiB push spent 230-250 ms of its ~650 ms there when
- * the disk was busy). Every UPLOAD_WB_STEP bytes the pages written so far are
- * handed to the disk (SYNC_FILE_RANGE_WRITE starts the I/O and does not wait
- * for it), so the disk works while the rest arrives. Measured, 256 MiB pushes
- * (posix path, interleaved): 2 MiB steps 672-703 MB/s, 8 MiB 588-668, 32 MiB
- * 619-655, none 628-653, server CPU per GB the same. */
-#define UPLOAD_WB_STEP (2u << 20)
-
+/* the bytes up to the offset are written: the backend may start their
+ * writeback (the fs backend does every 2 MiB, see blob_fs.c) */
 static void
 writeback_maybe(struct upload *u)
 {
-    uint64_t off = u->offset;
-    if (!u->st->fsync || off < u->wb_start || off - u->wb_start < UPLOAD_WB_STEP)
-        return;
-    if (sync_file_range(u->fd, (off_t)u->wb_start, (off_t)(off - u->wb_start),
-                        SYNC_FILE_RANGE_WRITE) == 0)
-        u->wb_start = off;
+    u->st->blobs->ops->w_written(u->w, u->offset);
 }
 
 int
@@ -568,7 +507,7 @@ upload_write(struct upload *u, const void *data, size_t n, struct err *e)
         destroy(u->h, u);
         return -1;
     }
-    if (blobstore_write_all(u->st, u->fd, data, n, off, e) < 0) {
+    if (u->st->blobs->ops->w_append(u->w, data, n, off, e) < 0) {
         /* ENOSPC/EIO: free the space now, the client has to start over anyway */
         destroy(u->h, u);
         return -1;
@@ -599,6 +538,14 @@ write_doom(struct upload *u, struct err *e)
 }
 
 int
+upload_write_async(const struct upload *u)
+{
+    int fd;
+    uint64_t base;
+    return u->w && u->st->blobs->ops->w_fd(u->w, &fd, &base) == 0;
+}
+
+int
 upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64_t *off,
                    struct err *e)
 {
@@ -620,11 +567,17 @@ upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64
                 (unsigned long long)max);
         return write_doom(u, e);
     }
+    int wfd;
+    uint64_t base;
+    if (u->st->blobs->ops->w_fd(u->w, &wfd, &base) < 0) {
+        err_set(e, ERR_INTERNAL, 0, "upload_write_begin on a session without asynchronous writes");
+        return write_doom(u, e);
+    }
     hasher_update(u->hash, data, n);
     u->wr_next = at + n;
     u->wr_inflight++;
-    *fd = u->fd;
-    *off = at;
+    *fd = wfd;
+    *off = base + at;
     return 0;
 }
 
@@ -636,9 +589,9 @@ upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err 
         return -1;
     }
     u->wr_inflight--;
-    /* the fault hook of the posix path (blobstore_write_all) counts here: the
+    /* the fault hook of the synchronous path (the backend's append) counts here: the
      * bytes may be on disk, but the session fails as if the write had */
-    if (res >= 0 && fault_hit(u->st, FAULT_WRITE))
+    if (res >= 0 && fault_hit(&u->st->fault, FAULT_WRITE))
         res = -(long)errno;
     if (res >= 0 && (uint64_t)res != n)
         res = -EIO; /* the caller continues short writes: this is no progress */
@@ -676,9 +629,9 @@ upload_release(struct upload *u)
 {
     if (!u)
         return;
-    if (u->fd >= 0) {
-        close(u->fd);
-        u->fd = -1;
+    if (u->w) {
+        u->st->blobs->ops->w_close(u->w);
+        u->w = NULL;
     }
     __atomic_store_n(&u->last_used, now_sec(), __ATOMIC_RELEASE);
     unlease(u);
@@ -722,19 +675,18 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
         /* the client finished with another algorithm than the session hashed
          * with: hash the file again */
         uint64_t sz2;
-        if (blobstore_hash_fd(u->fd, expected->algo, &got, &sz2, NULL, e) < 0)
+        if (st->blobs->ops->w_hash(u->w, expected->algo, &got, &sz2, NULL, e) < 0)
             goto fail;
     }
     if (!digest_equal(&got, expected)) {
         err_set(e, ERR_DIGEST_INVALID, 0, "digest does not match the uploaded content");
         goto fail;
     }
-    if (blobstore_fsync(st, u->fd, e) < 0)
+    /* durable under its digest before any row names it */
+    if (st->blobs->ops->w_commit(u->w, &got, size, e) < 0)
         goto fail;
-    close(u->fd);
-    u->fd = -1;
-    if (blobstore_install(st, st->uploadsfd, u->uuid, &got, size, e) < 0)
-        goto fail;
+    st->blobs->ops->w_close(u->w);
+    u->w = NULL;
     u->installed = 1;
     u->installed_digest = got;
 
@@ -743,47 +695,32 @@ rows:
     /* from here a database error (busy after the timeout, disk full, ...) keeps
      * the session: the verified data is in blobs/, a retried PUT only has to
      * commit the rows */
-    if (metadb_begin(h, e) < 0)
+    if (meta_begin(h->mc, e) < 0)
         goto keep;
     /* inside the write lock, so gc (which unlinks under the same lock) cannot
      * remove the file between this check and our row */
-    int ex = blobstore_exists(st, &got, size, e);
+    int ex = storage_blob_present(st, &got, size, e);
     if (ex <= 0) {
         if (ex == 0)
             err_set(e, ERR_IO, 0, "blob file vanished during commit, retry");
-        metadb_rollback(h);
+        meta_rollback(h->mc);
         goto fail;
     }
     /* (any failure below is a database one) */
-    int64_t now = now_sec();
-    sqlite3_stmt *s = metadb_q(h, Q_BLOB_INSERT);
-    metadb_bind_text(s, 1, ds);
-    metadb_bind_int64(s, 2, (int64_t)size);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
-        goto keep_txn;
-    s = metadb_q(h, Q_REPO_INSERT);
-    metadb_bind_text(s, 1, u->repo);
-    if (metadb_run(h, s, e) < 0)
-        goto keep_txn;
-    s = metadb_q(h, Q_LINK_INSERT);
-    metadb_bind_text(s, 1, u->repo);
-    metadb_bind_text(s, 2, ds);
-    metadb_bind_int64(s, 3, now);
-    if (metadb_run(h, s, e) < 0)
+    if (meta_blob_link(h->mc, u->repo, ds, size, e) < 0)
         goto keep_txn;
     char rrepo[NAME_MAX_LEN + 1];
-    int del = up_delete(h, u->uuid, rrepo, e);
+    int del = meta_upload_delete(h->mc, u->uuid, rrepo, e);
     if (del < 0)
         goto keep_txn;
-    if (metadb_commit(h, e) < 0)
+    if (meta_commit(h->mc, e) < 0)
         goto keep;
     if (del)
         quota_give(st, rrepo);
     drop(u);
     return 0;
 keep_txn:
-    metadb_rollback(h);
+    meta_rollback(h->mc);
 keep:
     log_warn("storage", NULL, "upload commit kept for a retry uuid=%s digest=%s: %s", u->uuid, ds,
              e ? e->msg : "?");
@@ -816,18 +753,18 @@ storage_upload_status(struct storage_handle *h, const char *repo, const char *uu
     /* not in memory (restart) or being rebuilt: the file's length is the offset */
     char rrepo[NAME_MAX_LEN + 1];
     enum digest_algo algo;
-    int found = row_get(h, uuid, rrepo, sizeof(rrepo), &algo, e);
+    int found = row_get(h, uuid, rrepo, &algo, e);
     if (found < 0)
         return -1;
     if (!found || strcmp(rrepo, repo) != 0)
         return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
-    struct stat sb;
-    if (fstatat(st->uploadsfd, uuid, &sb, 0) < 0) {
-        if (errno == ENOENT)
-            return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
-        return err_sys(e, ERR_IO, errno, "stat upload");
-    }
-    *offset = (uint64_t)sb.st_size;
+    uint64_t size;
+    int ex = st->blobs->ops->w_stat(st->blobs, uuid, &size, e);
+    if (ex < 0)
+        return -1;
+    if (ex == 0)
+        return err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
+    *offset = size;
     return 0;
 }
 
@@ -840,7 +777,7 @@ remove_claimed(struct storage_handle *h, struct upload *u, int fresh, const char
     if (fresh) {
         char rrepo[NAME_MAX_LEN + 1];
         enum digest_algo algo;
-        int found = row_get(h, u->uuid, rrepo, sizeof(rrepo), &algo, e);
+        int found = row_get(h, u->uuid, rrepo, &algo, e);
         if (found <= 0 || (repo && strcmp(rrepo, repo) != 0)) {
             if (found >= 0)
                 err_set(e, ERR_BLOB_UPLOAD_UNKNOWN, 0, "upload unknown");
@@ -864,39 +801,50 @@ storage_upload_cancel(struct storage_handle *h, const char *repo, const char *uu
     return remove_claimed(h, u, fresh, repo, e);
 }
 
+struct idlist {
+    size_t n, cap;
+    char (*ids)[UPLOAD_ID_LEN + 1];
+    int oom;
+};
+
+static int
+id_add(void *arg, const char *uuid, const char *repo)
+{
+    struct idlist *l = arg;
+    (void)repo;
+    if (!uuid_valid(uuid))
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        void *p = realloc(l->ids, nc * sizeof(*l->ids));
+        if (!p) {
+            l->oom = 1;
+            return 1;
+        }
+        l->ids = p;
+        l->cap = nc;
+    }
+    memcpy(l->ids[l->n++], uuid, UPLOAD_ID_LEN + 1);
+    return 0;
+}
+
 int
 storage_expire_uploads(struct storage_handle *h, struct err *e)
 {
     struct storage *st = h->st;
     if (st->upload_expiry_sec <= 0)
         return 0;
-    size_t n = 0, cap = 0;
-    char(*ids)[UPLOAD_ID_LEN + 1] = NULL;
-    sqlite3_stmt *s = metadb_q(h, Q_UP_EXPIRED);
-    metadb_bind_int64(s, 1, now_sec() - st->upload_expiry_sec);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *id = (const char *)sqlite3_column_text(s, 0);
-        if (!id || !uuid_valid(id))
-            continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            void *p = realloc(ids, nc * sizeof(*ids));
-            if (!p) {
-                sqlite3_reset(s);
-                free(ids);
-                return err_set(e, ERR_NOMEM, 0, "out of memory");
-            }
-            ids = p;
-            cap = nc;
-        }
-        memcpy(ids[n++], id, UPLOAD_ID_LEN + 1);
+    struct idlist l = {0};
+    if (meta_uploads_each(h->mc, now_sec() - st->upload_expiry_sec, id_add, &l, e) < 0) {
+        free(l.ids);
+        return -1;
     }
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
-        free(ids);
-        return metadb_err(h, "list expired uploads", e);
+    if (l.oom) {
+        free(l.ids);
+        return err_set(e, ERR_NOMEM, 0, "out of memory");
     }
+    size_t n = l.n;
+    char(*ids)[UPLOAD_ID_LEN + 1] = l.ids;
     int removed = 0;
     int64_t cutoff = now_sec() - st->upload_expiry_sec;
     for (size_t i = 0; i < n; i++) {

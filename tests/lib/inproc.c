@@ -1,4 +1,5 @@
 #include "tests/lib/inproc.h"
+#include "tests/lib/blob_nofd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,8 @@ inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page
     struct storage_opts so = {.root = p->root,
                               .fsync = fsync,
                               .max_manifest = 4u << 20,
-                              .max_blob_size = max_blob_size};
+                              .max_blob_size = max_blob_size,
+                              .test_blobs = blob_nofd_selected()};
     p->st = storage_open(&so, &e);
     if (!p->st)
         goto fail;

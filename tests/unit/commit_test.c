@@ -2,7 +2,7 @@
  * checkpointer (storage/ckpt.c): one fsync shared by concurrent committers,
  * a failed WAL fsync refusing later writes until a restart, checkpoints keeping
  * the WAL bounded, and everything committed surviving a close and reopen. */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 #include "tests/unit/storage_testutil.h"
 
 #include <sqlite3.h>
@@ -166,11 +166,11 @@ Test(group_commit, concurrent_manifest_puts_share_wal_fsyncs_and_survive_reopen)
     struct tu_store t;
     tu_open(&t, 1);
     enum { W = 8, R = 12 };
-    unsigned long c0 = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED);
-    unsigned long r0 = t.st->walsync.rounds;
+    unsigned long c0 = __atomic_load_n(&t.st->meta->durable_commits, __ATOMIC_RELAXED);
+    unsigned long r0 = t.st->meta->walsync.rounds;
     tu_run_workers(t.st, W, put_manifest_round, R);
-    unsigned long commits = __atomic_load_n(&t.st->durable_commits, __ATOMIC_RELAXED) - c0;
-    unsigned long rounds = t.st->walsync.rounds - r0;
+    unsigned long commits = __atomic_load_n(&t.st->meta->durable_commits, __ATOMIC_RELAXED) - c0;
+    unsigned long rounds = t.st->meta->walsync.rounds - r0;
     /* each round: 2 blob puts + 1 manifest put, all durable */
     cr_assert_eq(commits, (unsigned long)W * R * 3, "durable commits %lu", commits);
     cr_assert_gt(rounds, 0);
@@ -207,7 +207,7 @@ Test(group_commit, a_failed_wal_fsync_refuses_writes_until_restart)
     /* reads go on */
     struct manifest_meta meta;
     int fd = -1;
-    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+    cr_assert_eq(tu_manifest_get_fd(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
                  e.msg);
     cr_assert(digest_equal(&meta.digest, &before));
     close(fd);
@@ -215,7 +215,7 @@ Test(group_commit, a_failed_wal_fsync_refuses_writes_until_restart)
     /* a restart clears it */
     tu_reopen_with(&t, (struct storage_opts){.fsync = 1});
     tu_manifest_put(t.h, "poison/repo", "after", "after", NULL);
-    cr_assert_eq(storage_manifest_get(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
+    cr_assert_eq(tu_manifest_get_fd(t.h, "poison/repo", "keep", &meta, &fd, &e), 0, "%s",
                  e.msg);
     close(fd);
     tu_close(&t);
@@ -278,7 +278,7 @@ Test(checkpoint, the_wal_stays_bounded_and_is_emptied_at_close)
 static int64_t
 pending_max(struct storage_handle *h)
 {
-    sqlite3_stmt *s = metadb_q(h, Q_PENDING_MAX);
+    sqlite3_stmt *s = metadb_q(h->mc, Q_PENDING_MAX);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
     int64_t v = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
@@ -345,7 +345,7 @@ read_manifest(struct storage_handle *h, const char *tag)
     struct manifest_meta meta;
     int fd = -1;
     struct err e = {0};
-    cr_assert_eq(storage_manifest_get(h, "crash/repo", tag, &meta, &fd, &e), 0, "%s: %s", tag,
+    cr_assert_eq(tu_manifest_get_fd(h, "crash/repo", tag, &meta, &fd, &e), 0, "%s: %s", tag,
                  e.msg);
     char *buf = calloc(1, meta.size + 1);
     cr_assert_eq(pread(fd, buf, meta.size, 0), (ssize_t)meta.size);

@@ -8,7 +8,7 @@
 
 #include "storage_testutil.h"
 /* white-box: statement run counters of the handle */
-#include "storage/storage_internal.h"
+#include "storage/metadb.h"
 
 TU_STORE_SUITE(storage, 0);
 
@@ -63,7 +63,7 @@ Test(storage, blob_put_then_open_reads_back)
     int fd = -1;
     uint64_t size = 0;
     struct err e = {0};
-    cr_assert_eq(storage_blob_open(T.h, "a/b", &d, &fd, &size, &e), 0, "%s", e.msg);
+    cr_assert_eq(tu_blob_open_fd(T.h, "a/b", &d, &fd, &size, &e), 0, "%s", e.msg);
     cr_assert_eq(size, 5);
     size_t n;
     char *buf = tu_read_fd(fd, &n);
@@ -94,7 +94,7 @@ Test(storage, blob_unknown_digest)
     digest_of(DIGEST_SHA256, "nope", 4, &d);
     struct err e = {0};
     int fd = 1234;
-    cr_assert_eq(storage_blob_open(T.h, "r", &d, &fd, NULL, &e), -1);
+    cr_assert_eq(tu_blob_open_fd(T.h, "r", &d, &fd, NULL, &e), -1);
     cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
     cr_assert_eq(fd, 1234, "fd untouched on error");
 }
@@ -163,7 +163,7 @@ Test(storage, manifest_put_get_by_tag_and_digest)
     struct manifest_meta meta;
     int fd = -1;
     struct err e = {0};
-    cr_assert_eq(storage_manifest_get(T.h, "app", "v1", &meta, &fd, &e), 0, "%s", e.msg);
+    cr_assert_eq(tu_manifest_get_fd(T.h, "app", "v1", &meta, &fd, &e), 0, "%s", e.msg);
     cr_assert(digest_equal(&meta.digest, &md));
     cr_assert_str_eq(meta.media_type, MT_OCI_MANIFEST);
     size_t n;
@@ -220,14 +220,14 @@ Test(storage, manifest_naming_a_never_pushed_blob_writes_nothing)
     digest_of(DIGEST_SHA256, "never pushed", 12, &missing);
     char *m = image_manifest(&dc, 2, &missing, 12, NULL);
     struct err e = {0};
-    unsigned long c0 = __atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED);
+    unsigned long c0 = __atomic_load_n(&T.st->meta->durable_commits, __ATOMIC_RELAXED);
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(storage_manifest_put(T.h, "r", m, strlen(m), NULL, NULL, NULL, 0, NULL, NULL,
                                           NULL, &e),
                      -1);
         cr_assert_eq(e.code, ERR_MANIFEST_BLOB_UNKNOWN, "%d %s", e.code, e.msg);
     }
-    cr_assert_eq(__atomic_load_n(&T.st->durable_commits, __ATOMIC_RELAXED), c0,
+    cr_assert_eq(__atomic_load_n(&T.st->meta->durable_commits, __ATOMIC_RELAXED), c0,
                  "an unknown blob committed a write transaction");
     free(m);
 }
@@ -300,7 +300,7 @@ Test(storage, manifest_delete_by_digest_removes_its_tags)
     /* a second tag for the same manifest */
     struct manifest_meta meta;
     int fd;
-    cr_assert_eq(storage_manifest_get(T.h, "r", ds, &meta, &fd, &e), 0);
+    cr_assert_eq(tu_manifest_get_fd(T.h, "r", ds, &meta, &fd, &e), 0);
     size_t n;
     char *body = tu_read_fd(fd, &n);
     close(fd);
@@ -442,7 +442,7 @@ Test(storage, tags_list_byte_order_and_paging)
     cr_assert_eq(storage_manifest_get(T.h, "r", "b", &meta, NULL, &e), 0);
     int fd;
     char ds[DIGEST_STR_MAX];
-    cr_assert_eq(storage_manifest_get(T.h, "r", digest_format(&meta.digest, ds), NULL, &fd, &e), 0);
+    cr_assert_eq(tu_manifest_get_fd(T.h, "r", digest_format(&meta.digest, ds), NULL, &fd, &e), 0);
     size_t n;
     char *body = tu_read_fd(fd, &n);
     close(fd);
@@ -851,7 +851,7 @@ Test(storage, referrers_page_cost_does_not_grow_with_its_position)
     struct err e = {0};
     int more;
     struct refpage p = {0};
-    sqlite3_stmt *q = T.h->q[Q_REFERRERS_PAGE];
+    sqlite3_stmt *q = T.h->mc->q[Q_REFERRERS_PAGE];
     sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 1);
     cr_assert_eq(
         storage_referrers_page(T.h, "r", &subj, NULL, NULL, 2, collect_page, &p, &more, &e), 0);
@@ -1070,7 +1070,7 @@ Test(storage, lost_blob_file_is_unknown_to_head_and_get_and_repaired)
     cr_assert_eq(storage_blob_open(T.h, "a", &d, NULL, &sz, &e), -1, "HEAD must not say 200");
     cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
     int fd = -1;
-    cr_assert_eq(storage_blob_open(T.h, "a", &d, &fd, &sz, &e), -1);
+    cr_assert_eq(tu_blob_open_fd(T.h, "a", &d, &fd, &sz, &e), -1);
     cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
     /* the rows went: unknown in the other repository too, and no mount source */
     cr_assert_eq(storage_blob_open(T.h, "b", &d, NULL, &sz, &e), -1);
@@ -1078,7 +1078,7 @@ Test(storage, lost_blob_file_is_unknown_to_head_and_get_and_repaired)
     cr_assert_eq(storage_blob_mount(T.h, "c", NULL, &d, &e), 0);
     /* a re-push heals it */
     put("a", "soon lost");
-    cr_assert_eq(storage_blob_open(T.h, "a", &d, &fd, &sz, &e), 0, "%s", e.msg);
+    cr_assert_eq(tu_blob_open_fd(T.h, "a", &d, &fd, &sz, &e), 0, "%s", e.msg);
     close(fd);
     cr_assert_eq(sz, strlen("soon lost"));
 }
@@ -1089,7 +1089,7 @@ Test(storage, get_of_lost_blob_file_repairs_rows_too)
     rm_blob_file(&d);
     struct err e = {0};
     int fd = -1;
-    cr_assert_eq(storage_blob_open(T.h, "a", &d, &fd, NULL, &e), -1);
+    cr_assert_eq(tu_blob_open_fd(T.h, "a", &d, &fd, NULL, &e), -1);
     cr_assert_eq(e.code, ERR_BLOB_UNKNOWN);
     /* recreate the file behind the registry's back: the rows stay gone */
     char p[512];
@@ -1159,11 +1159,11 @@ Test(storage, manifest_head_and_get_agree_when_body_is_lost)
     cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, NULL, &e), -1, "HEAD must not say 200");
     cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
     int fd = -1;
-    cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, &fd, &e), -1);
+    cr_assert_eq(tu_manifest_get_fd(T.h, "r", "t", &meta, &fd, &e), -1);
     cr_assert_eq(e.code, ERR_MANIFEST_UNKNOWN);
     /* re-push heals */
     push_image("r", "t", "body", NULL);
-    cr_assert_eq(storage_manifest_get(T.h, "r", "t", &meta, &fd, &e), 0, "%s", e.msg);
+    cr_assert_eq(tu_manifest_get_fd(T.h, "r", "t", &meta, &fd, &e), 0, "%s", e.msg);
     close(fd);
 }
 
@@ -1230,7 +1230,7 @@ Test(storage, duplicate_descriptors_are_checked_and_recorded_once)
 {
     struct cfg_layer b = cfg_layer_put("dup");
     /* write transactions run on the store's write connection (st->wh) */
-    sqlite3_stmt **q = T.st->wh->q;
+    sqlite3_stmt **q = T.st->meta->wh->q;
     sqlite3_stmt_status(q[Q_LINK_EXISTS], SQLITE_STMTSTATUS_RUN, 1);
     sqlite3_stmt_status(q[Q_REF_INSERT], SQLITE_STMTSTATUS_RUN, 1);
     struct err e = {0};
@@ -1327,8 +1327,8 @@ static int
 db_pages_fetched(struct storage_handle *h)
 {
     int hit = 0, miss = 0, hw;
-    sqlite3_db_status(h->db, SQLITE_DBSTATUS_CACHE_HIT, &hit, &hw, 0);
-    sqlite3_db_status(h->db, SQLITE_DBSTATUS_CACHE_MISS, &miss, &hw, 0);
+    sqlite3_db_status(h->mc->db, SQLITE_DBSTATUS_CACHE_HIT, &hit, &hw, 0);
+    sqlite3_db_status(h->mc->db, SQLITE_DBSTATUS_CACHE_MISS, &miss, &hw, 0);
     return hit + miss;
 }
 

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "storage/storage.h"
+#include "tests/lib/blob_nofd.h"
 
 static inline int
 tu_rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -33,6 +35,59 @@ tu_rm_rf(const char *path)
     nftw(path, tu_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* tu_reader_fd - a descriptor of what rd reads, positioned nowhere (tests
+ * pread from 0): the reader's zero-copy offer, or, from a backend without
+ * one, a memfd holding a copy. The reader is closed. -1 on failure. */
+static inline int
+tu_reader_fd(struct blob_reader *rd)
+{
+    int fd = -1;
+    uint64_t off = 0;
+    if (blob_reader_fd(rd, &fd, &off) == 0 && off == 0) {
+        blob_reader_close(rd);
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    struct err e = {0};
+    char *buf = malloc(rd->size ? rd->size : 1);
+    fd = memfd_create("tu-reader", MFD_CLOEXEC);
+    if (!buf || fd < 0 || blob_reader_read_all(rd, buf, &e) < 0 ||
+        pwrite(fd, buf, rd->size, 0) != (ssize_t)rd->size) {
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    free(buf);
+    blob_reader_close(rd);
+    return fd;
+}
+
+/* the storage_blob_open / storage_manifest_get forms that give a descriptor */
+static inline int
+tu_blob_open_fd(struct storage_handle *h, const char *repo, const struct digest *d, int *fd,
+                uint64_t *size, struct err *e)
+{
+    struct blob_reader rd = {0};
+    if (storage_blob_open(h, repo, d, fd ? &rd : NULL, size, e) < 0)
+        return -1;
+    if (fd)
+        *fd = tu_reader_fd(&rd);
+    return 0;
+}
+
+static inline int
+tu_manifest_get_fd(struct storage_handle *h, const char *repo, const char *ref,
+                   struct manifest_meta *meta, int *fd, struct err *e)
+{
+    struct blob_reader rd = {0};
+    if (storage_manifest_get(h, repo, ref, meta, fd ? &rd : NULL, e) < 0)
+        return -1;
+    if (fd)
+        *fd = tu_reader_fd(&rd);
+    return 0;
+}
+
 struct tu_store {
     char root[64];
     struct storage *st;
@@ -44,6 +99,9 @@ static inline void
 tu_open_opts_at(struct tu_store *t, struct storage_opts o)
 {
     o.root = t->root;
+    /* OCIREG_TEST_BLOBS=nofd: the same tests on a backend without descriptors */
+    if (!o.test_blobs)
+        o.test_blobs = blob_nofd_selected();
     struct err e = {0};
     t->st = storage_open(&o, &e);
     cr_assert_not_null(t->st, "storage_open: %s", e.msg);

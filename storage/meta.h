@@ -1,0 +1,203 @@
+/* meta.h - the metadata interface: every row the registry keeps (repositories,
+ * blob links, manifests with their references, tags, referrers, upload session
+ * rows, pending manifest files) is read and written through these domain
+ * operations, never through SQL outside the implementation. sqlite (metadb.c,
+ * with its group commit in gsync.c and checkpointer in ckpt.c) is the first
+ * implementation; a PostgreSQL one provides the same functions. No type of an
+ * implementation appears here.
+ *
+ * Objects:
+ *   struct meta       the store's metadata, one per struct storage (thread-safe)
+ *   struct meta_conn  one thread's connection; never used by two threads at once
+ *
+ * Transactions are explicit: meta_begin (durable: its meta_commit returns once
+ * the commit survives a power loss) or meta_begin_light (its loss is harmless:
+ * upload session rows, recovery; a later durable commit covers it). One write
+ * transaction at a time in the process: begin waits for the previous one to end.
+ * Operations marked "txn" run only inside one; the others also run outside (a
+ * read sees the last committed state, maybe not yet durable: a read that
+ * acknowledges a state calls meta_durable_point first).
+ *
+ * Errors: ERR_DB (ERR_NOSPACE when the database's disk is full), ERR_IO after a
+ * failed durability flush (final: durable writes are then refused until a
+ * restart), ERR_NOMEM. Lookups answer 1 (found) / 0 (not found) / -1.
+ *
+ * Strings given to callbacks are valid only during the call; a callback must
+ * not use the same connection. Digests are passed as their "algo:hex" text
+ * (what storage.c formats from a parsed struct digest). Hot-path reads
+ * (meta_blob_size, meta_manifest_get, meta_tags_page) allocate nothing. */
+#ifndef OCIREG_STORAGE_META_H
+#define OCIREG_STORAGE_META_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "storage/storage.h"
+
+struct meta;
+struct meta_conn;
+struct fault;
+
+struct meta_opts {
+    const char *root; /* the database lives under it (sqlite: <root>/meta.db) */
+    int fsync;        /* 0: no durability flushes at all (tests, caches) */
+    struct fault *fault; /* FAULT_DB at commit, FAULT_WALSYNC at the flush */
+};
+
+/* meta_open - open (create, migrate) the metadata. NULL with ERR_DB / ERR_CONFIG
+ * (a schema newer than this program). */
+struct meta *meta_open(const struct meta_opts *o, struct err *e);
+/* meta_start - start background work (sqlite: the checkpointer). sync_files is
+ * called from that thread every PENDING_SYNC_MS while manifest files are
+ * pending (meta_files_pending), and once more by meta_close. */
+int meta_start(struct meta *m, int (*sync_files)(void *arg, struct err *e), void *arg,
+               struct err *e);
+/* meta_close - stop background work (a last sync_files), close. Every
+ * connection must be closed before, except that sync_files may still use its
+ * own until meta_close returns. NULL is fine. */
+void meta_close(struct meta *m);
+/* meta_files_pending - a durable commit added pending manifest files: have
+ * sync_files run soon */
+void meta_files_pending(struct meta *m);
+
+struct meta_conn *meta_conn_open(struct meta *m, struct err *e);
+/* meta_conn_close - rolls back an open transaction first. NULL is fine. */
+void meta_conn_close(struct meta_conn *c);
+
+/* ---- transactions ---- */
+int meta_begin(struct meta_conn *c, struct err *e);
+int meta_begin_light(struct meta_conn *c, struct err *e);
+/* meta_commit - on failure the transaction is rolled back */
+int meta_commit(struct meta_conn *c, struct err *e);
+/* meta_rollback - no-op outside a transaction */
+void meta_rollback(struct meta_conn *c);
+/* meta_durable_point - wait until everything committed so far is durable */
+int meta_durable_point(struct meta_conn *c, struct err *e);
+
+/* ---- repositories and blobs ---- */
+
+/* meta_repo_exists - the repository has a blob link or a manifest */
+int meta_repo_exists(struct meta_conn *c, const char *repo, struct err *e);
+/* meta_blob_size - repo links blob ds: 1 with *size (the blob row's) */
+int meta_blob_size(struct meta_conn *c, const char *repo, const char *ds, uint64_t *size,
+                   struct err *e);
+/* meta_link_exists - repo links ds; repo NULL: any repository does */
+int meta_link_exists(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
+/* meta_blob_link (txn) - the blob row (size ignored when one exists), the
+ * repository and the link; nothing happens for what exists already */
+int meta_blob_link(struct meta_conn *c, const char *repo, const char *ds, uint64_t size,
+                   struct err *e);
+/* meta_blob_unlink (txn) - remove repo's link to ds (1, or 0 when there was
+ * none); the repository stops existing when nothing of it is left */
+int meta_blob_unlink(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
+/* meta_blob_forget (txn) - the blob row and every link of ds (its file is gone
+ * or is being deleted), and the repositories this leaves empty */
+int meta_blob_forget(struct meta_conn *c, const char *ds, struct err *e);
+/* meta_repos_prune_all - in its own light transaction: remove every
+ * repository without links or manifests (rows of older versions). Returns how
+ * many, or -1. */
+int meta_repos_prune_all(struct meta_conn *c, struct err *e);
+
+/* ---- manifests and tags ---- */
+
+/* what meta_manifest_put records; refs already de-duplicated */
+struct meta_manifest {
+    const char *repo;
+    const char *digest;       /* "algo:hex" of the body */
+    const char *media_type;
+    uint64_t size;
+    const char *subject;      /* "algo:hex" or NULL */
+    const char *artifact_type; /* "" when none */
+    const char *annotations;  /* kept (for referrers) only with a subject; NULL */
+    const struct manifest_ref *refs;
+    size_t nrefs;
+    const char *const *tags;
+    size_t ntags;
+    /* the body, recorded as a pending manifest file in the same transaction
+     * (NULL: the file is durable already) */
+    const void *pending_body;
+};
+
+/* meta_manifest_exists - repo has manifest ds */
+int meta_manifest_exists(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
+/* meta_manifest_get - by digest (ds) or, ds NULL, by tag: 1 with *m filled */
+int meta_manifest_get(struct meta_conn *c, const char *repo, const char *ds, const char *tag,
+                      struct manifest_meta *m, struct err *e);
+/* meta_manifest_put (txn) - blob row of the body, repository, manifest row
+ * (updated when it exists), annotations, references, tags, pending file */
+int meta_manifest_put(struct meta_conn *c, const struct meta_manifest *mf, struct err *e);
+/* meta_manifest_delete (txn) - the manifest ds of repo, its annotations,
+ * references and every tag naming it; prunes the repository. 1, or 0 when
+ * there was no such manifest. */
+int meta_manifest_delete(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
+/* meta_tag_delete (txn) - 1, or 0 when there was no such tag */
+int meta_tag_delete(struct meta_conn *c, const char *repo, const char *tag, struct err *e);
+
+/* ---- lists: keyset pages (after `last`, at most n; n < 0 all) ----
+ * *more = 1 when rows follow the n-th; *count the rows given to fn. fn
+ * returning non-zero ends the page early (*more 0). */
+typedef int (*meta_name_fn)(void *arg, const char *name);
+int meta_tags_page(struct meta_conn *c, const char *repo, const char *last, long n,
+                   meta_name_fn fn, void *arg, int *more, long *count, struct err *e);
+int meta_catalog_page(struct meta_conn *c, const char *last, long n, meta_name_fn fn, void *arg,
+                      int *more, long *count, struct err *e);
+/* referrers of subject (ds text) in repo, by digest after last ("" = from the
+ * start), artifact_type filter when not NULL */
+typedef int (*meta_referrer_fn)(void *arg, const struct referrer *r);
+int meta_referrers_page(struct meta_conn *c, const char *repo, const char *subject,
+                        const char *artifact_type, const char *last, long n, meta_referrer_fn fn,
+                        void *arg, int *more, struct err *e);
+
+/* ---- upload session rows ---- */
+
+int meta_upload_insert(struct meta_conn *c, const char *uuid, const char *repo,
+                       enum digest_algo algo, struct err *e); /* txn */
+/* meta_upload_get - 1 with repo (NAME_MAX_LEN + 1 bytes) and *algo */
+int meta_upload_get(struct meta_conn *c, const char *uuid, char *repo, enum digest_algo *algo,
+                    struct err *e);
+/* meta_upload_delete (txn) - 1 with its repo copied (NAME_MAX_LEN + 1), 0 none */
+int meta_upload_delete(struct meta_conn *c, const char *uuid, char *repo, struct err *e);
+/* meta_uploads_each - every session row (uuid, repo); created_before > 0:
+ * only those created before that time (seconds since the epoch) */
+int meta_uploads_each(struct meta_conn *c, int64_t created_before,
+                      int (*fn)(void *arg, const char *uuid, const char *repo), void *arg,
+                      struct err *e);
+
+/* ---- pending manifest files (storage.c "manifest files") ---- */
+
+/* meta_pending_each - every pending body, in order of id */
+int meta_pending_each(struct meta_conn *c,
+                      int (*fn)(void *arg, int64_t id, const char *ds, const void *body,
+                                size_t len),
+                      void *arg, struct err *e);
+/* meta_pending_max - the highest pending id (0: none). One indexed read. */
+int meta_pending_max(struct meta_conn *c, int64_t *max, struct err *e);
+/* meta_pending_drop (txn) - the rows up to id max */
+int meta_pending_drop(struct meta_conn *c, int64_t max, struct err *e);
+
+/* ---- annotations left unfilled by schema v3 (storage_open) ---- */
+int meta_annotations_unfilled(struct meta_conn *c,
+                              int (*fn)(void *arg, int64_t id, const char *ds, uint64_t size),
+                              void *arg, struct err *e);
+/* meta_annotations_set (txn) - ann NULL: the manifest has none */
+int meta_annotations_set(struct meta_conn *c, int64_t id, const char *ann, struct err *e);
+
+/* ---- for gc (mark and sweep; a deleter runs inside one durable transaction
+ * and removes the file before commit, see docs/storage.md) ---- */
+
+/* meta_blobs_unreferenced - blobs created before `before` that no repository
+ * links and no manifest is stored as: (ds, size) */
+int meta_blobs_unreferenced(struct meta_conn *c, int64_t before,
+                            int (*fn)(void *arg, const char *ds, uint64_t size), void *arg,
+                            struct err *e);
+/* meta_links_unreferenced - blob links created before `before` that no
+ * manifest of their repository references: (repo, ds) */
+int meta_links_unreferenced(struct meta_conn *c, int64_t before,
+                            int (*fn)(void *arg, const char *repo, const char *ds), void *arg,
+                            struct err *e);
+/* meta_blob_delete (txn) - the blob row of ds when nothing links it and no
+ * manifest is stored as it: 1 deleted, 0 kept (referenced again) */
+int meta_blob_delete(struct meta_conn *c, const char *ds, struct err *e);
+
+#endif
