@@ -330,11 +330,44 @@ api_reply_err(struct http_req *r, const struct err *e)
     http_reply_error(r, e);
 }
 
+/* ---- replies from a blob reader without a descriptor ---- */
+struct reader_stream {
+    struct blob_reader rd;
+    uint64_t off, left;
+};
+
+static ssize_t
+reader_produce(struct http_req *r, void *arg, char *buf, size_t cap)
+{
+    struct reader_stream *s = arg;
+    if (s->left == 0)
+        return 0;
+    struct err e;
+    size_t want = cap < s->left ? cap : (size_t)s->left;
+    long n = blob_reader_read(&s->rd, s->off, buf, want, &e);
+    if (n <= 0) {
+        /* the headers are out: the layer closes the connection, the client
+         * sees a short body */
+        log_error(API_MOD, http_req_id(r), "blob read failed mid-reply: %s",
+                  n == 0 ? "blob ends early" : e.msg);
+        return -1;
+    }
+    s->off += (uint64_t)n;
+    s->left -= (uint64_t)n;
+    return n;
+}
+
+static void
+reader_release(struct http_req *r, void *arg)
+{
+    struct reader_stream *s = arg;
+    blob_reader_close(&s->rd);
+}
+
 void
 api_reply_reader(struct api_worker *w, struct http_req *r, int status, const char *content_type,
                  struct blob_reader *rd, uint64_t off, uint64_t len)
 {
-    struct err e;
     int fd;
     uint64_t base;
     if (blob_reader_fd(rd, &fd, &base) == 0) {
@@ -343,35 +376,16 @@ api_reply_reader(struct api_worker *w, struct http_req *r, int status, const cha
         return;
     }
     /* A backend without local descriptors (an object store, the test
-     * backend). Small bodies (manifests) are read into the request's memory.
-     * STREAMING REPLIES GO HERE: larger ones need http_reply_stream (a
-     * producer reading the reader piece by piece, issue 9 point 1, on another
-     * branch); until it is wired they are refused with a clear 500 instead of
-     * being read whole into memory. */
-    if (len <= w->a->o.max_manifest) {
-        char *buf = http_req_alloc(r, len ? (size_t)len : 1);
-        uint64_t got = 0;
-        while (got < len) {
-            long n = blob_reader_read(rd, off + got, buf + got, (size_t)(len - got), &e);
-            if (n <= 0) {
-                if (n == 0)
-                    err_set(&e, ERR_IO, 0, "blob ends early");
-                blob_reader_close(rd);
-                api_reply_err(r, &e);
-                return;
-            }
-            got += (uint64_t)n;
-        }
-        blob_reader_close(rd);
-        http_reply(r, status, content_type, buf, (size_t)len);
-        return;
-    }
-    blob_reader_close(rd);
-    err_set(&e, ERR_INTERNAL, 0,
-            "the blob backend offers no file descriptor and this server cannot yet stream "
-            "replies of %llu bytes from it (streaming replies are not wired)",
-            (unsigned long long)len);
-    api_reply_err(r, &e);
+     * backend): the body streams from the reader, read piece by piece as the
+     * socket takes it (backpressure), so memory stays one buffer whatever the
+     * size. The reads run on the worker: fine for a local backend; a remote
+     * one must read ahead on the blocking pool and wake the stream. */
+    struct reader_stream *s = http_req_alloc(r, sizeof(*s));
+    s->rd = *rd; /* the copy owns the backend state from here on */
+    memset(rd, 0, sizeof(*rd));
+    s->off = off;
+    s->left = len;
+    http_reply_stream(r, status, content_type, (int64_t)len, reader_produce, reader_release, s);
 }
 
 void

@@ -115,9 +115,9 @@ void api_fault_alloc(int count);
 /* reply the error of e (http_reply_error), logging 5xx once */
 void api_reply_err(struct http_req *r, const struct err *e);
 /* answer a HEAD: Content-Length `size`, no body, no file opened */
-/* api_reply_reader - reply with len bytes of rd from off, and close rd: zero-copy
- * (http_reply_fd) when the blob backend offers a descriptor, else read into
- * the request's memory when len <= max_manifest, else 500 (see api.c) */
+/* api_reply_reader - reply with len bytes of rd from off; takes over rd (closed
+ * by the time the reply ends): zero-copy (http_reply_fd) when the blob backend
+ * offers a descriptor, else streamed from the reader (http_reply_stream) */
 void api_reply_reader(struct api_worker *w, struct http_req *r, int status,
                       const char *content_type, struct blob_reader *rd, uint64_t off,
                       uint64_t len);
