@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 #include "server/api_internal.h"
 #include "server/reply.h"
 
@@ -37,6 +39,34 @@ fault_alloc_hit(void)
     return 0;
 }
 
+/* A pool thread's context is a storage handle of its own: a handle is one
+ * sqlite connection and is never used by two threads (storage.h). Opened when
+ * the pool starts (a handful of connections), not lazily: a failure shows at
+ * start-up, not in the middle of a commit. */
+static void *
+pool_thread_init(void *arg, int index, struct err *e)
+{
+    struct api *a = arg;
+    return storage_handle_open(a->st, e);
+}
+
+static void
+pool_thread_release(void *tctx)
+{
+    storage_handle_close(tctx);
+}
+
+/* Four per core: the jobs mostly wait on the disk (fsync), and concurrent
+ * fsyncs are merged by the block layer; at least 4 so that a few long commits
+ * do not queue the short ones of a single-core host. */
+static int
+default_blocking_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long t = (n > 0 ? n : 1) * 4;
+    return t < 4 ? 4 : t > 64 ? 64 : (int)t;
+}
+
 struct api *
 api_new(struct storage *st, const struct api_opts *o, struct err *e)
 {
@@ -53,13 +83,34 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
     if (a->o.max_page <= 0)
         a->o.max_page = 10000;
     a->page_bytes = API_PAGE_BYTES;
+    struct pool_opts po = {.name = "blocking",
+                           .threads = a->o.blocking_threads > 0 ? a->o.blocking_threads
+                                                                : default_blocking_threads(),
+                           .queue_max = a->o.blocking_queue,
+                           .thread_init = pool_thread_init,
+                           .thread_release = pool_thread_release,
+                           .arg = a};
+    a->pool = pool_new(&po, e);
+    if (!a->pool) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
 void
 api_free(struct api *a)
 {
+    if (!a)
+        return;
+    pool_free(a->pool);
     free(a);
+}
+
+unsigned long
+api_blocking_jobs(const struct api *a)
+{
+    return pool_jobs_done(a->pool);
 }
 
 /* ---- JSON writer ---- */

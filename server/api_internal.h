@@ -19,6 +19,10 @@
 struct api {
     struct storage *st;
     struct api_opts o;
+    /* blocking work (upload commits, re-hashes, manifest PUTs): each thread's
+     * context is its own storage handle (struct storage_handle *), opened when
+     * the pool starts; handlers reach it with http_req_offload */
+    struct pool *pool;
     /* byte budget of one page of tags list / catalog / referrers JSON
      * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
     size_t page_bytes;

@@ -94,6 +94,9 @@ blobstore_write_all(struct storage *st, int fd, const void *data, size_t n, uint
 int
 blobstore_fsync(struct storage *st, int fd, struct err *e)
 {
+    void (*hook)(void *) = __atomic_load_n(&st->fsync_hook, __ATOMIC_ACQUIRE);
+    if (hook)
+        hook(__atomic_load_n(&st->fsync_hook_arg, __ATOMIC_ACQUIRE));
     if (fault_hit(st, FAULT_FSYNC))
         return err_sys(e, ERR_IO, errno, "fsync blob data");
     if (!st->fsync)
@@ -101,6 +104,13 @@ blobstore_fsync(struct storage *st, int fd, struct err *e)
     if (fsync(fd) < 0)
         return err_sys(e, ERR_IO, errno, "fsync blob data");
     return 0;
+}
+
+void
+storage_fsync_hook(struct storage *st, void (*fn)(void *arg), void *arg)
+{
+    __atomic_store_n(&st->fsync_hook_arg, arg, __ATOMIC_RELEASE);
+    __atomic_store_n(&st->fsync_hook, fn, __ATOMIC_RELEASE);
 }
 
 /* (A shared syncfs() for the file and directory barriers, like the WAL's group

@@ -124,6 +124,8 @@ struct storage {
     struct upload_count *counts[UPLOAD_BUCKETS];
     unsigned long dir_fsyncs; /* directory fsyncs done (atomic; tests read it) */
     struct fault fault;
+    void (*fsync_hook)(void *arg); /* storage_fsync_hook (atomic) */
+    void *fsync_hook_arg;
     /* write transactions: one at a time in this process, queued on this mutex
      * instead of sqlite's sleeping busy handler; taken by metadb_begin*, given
      * back by metadb_commit / metadb_rollback */
