@@ -77,9 +77,11 @@ pool_main(void *arg)
         struct pool_job j = p->q[p->head];
         p->head = (p->head + 1) % p->cap;
         p->len--;
+        /* counted when taken: a job's last step may tell its submitter it is
+         * over (a resumption), who may then read the count */
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
         j.fn(tctx, j.arg);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_relaxed);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);

@@ -50,7 +50,9 @@ int pool_submit(struct pool *p, pool_work_fn fn, void *arg, struct err *e);
 /* pool_threads - the number of threads */
 int pool_threads(const struct pool *p);
 
-/* pool_jobs_done - jobs run to their end so far (for tests and stats) */
+/* pool_jobs_done - jobs taken by a thread so far (counted before they run, so
+ * that a job that ends by telling its submitter is counted when it is told);
+ * for tests and stats */
 unsigned long pool_jobs_done(const struct pool *p);
 
 /* pool_free - run every queued job, end and join the threads (thread_release

@@ -32,7 +32,7 @@ struct api;
 struct api *api_new(struct storage *st, const struct api_opts *o, struct err *e);
 void api_free(struct api *a);
 
-/* api_blocking_jobs - jobs the blocking-work pool has run (tests, stats) */
+/* api_blocking_jobs - jobs the blocking-work pool has taken (tests, stats) */
 unsigned long api_blocking_jobs(const struct api *a);
 
 /* api_http_app - fill *out with the callbacks the connection layer calls */

@@ -375,6 +375,15 @@ http_server_suspended(const struct http_server *s)
 }
 
 unsigned long
+http_server_zombies(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        n += (unsigned long)atomic_load(&s->workers[i].nzombies);
+    return n;
+}
+
+unsigned long
 http_server_input_held_max(const struct http_server *s)
 {
     unsigned long n = 0;

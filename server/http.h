@@ -232,8 +232,10 @@ unsigned long http_server_overlapped_reads(const struct http_server *s);
  * (pipelined requests behind a reply that waits for the socket): at most
  * HTTP_READ_AHEAD_MAX; for tests */
 unsigned long http_server_input_held_max(const struct http_server *s);
-/* requests suspended right now, all workers; for tests */
+/* requests suspended right now, and connections that died while their request
+ * was busy (writes in flight, suspended) and wait for it, all workers; for tests */
 unsigned long http_server_suspended(const struct http_server *s);
+unsigned long http_server_zombies(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

@@ -882,9 +882,12 @@ write_off(struct http_conn *c)
 static void conn_on_closed(evutil_socket_t fd, short what, void *arg);
 
 /* While a request is suspended the write event is not needed (nothing to
- * send): it watches EV_CLOSED instead (EPOLLRDHUP: FIN or RST from the client,
- * without reading the input that waits), so a client that goes away is noticed
- * at once. Without that feature the death is found when the request goes on. */
+ * send): it watches for the client going away instead, without reading the
+ * input that waits. EV_CLOSED (EPOLLRDHUP) tells a FIN; libevent reports a
+ * reset (EPOLLHUP|EPOLLERR) as EV_READ|EV_WRITE only, so EV_READ is watched
+ * too, edge-triggered (once per arrival, not for as long as pipelined input
+ * waits), and conn_on_closed tells a reset from new input. Without EV_CLOSED
+ * support the death is found when the request goes on. */
 static void
 conn_closed_watch_on(struct http_conn *c)
 {
@@ -892,7 +895,8 @@ conn_closed_watch_on(struct http_conn *c)
     if (c->closed_watch || !(event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE))
         return;
     write_off(c);
-    event_assign(c->wev, base, c->fd, EV_CLOSED | EV_PERSIST, conn_on_closed, c);
+    event_assign(c->wev, base, c->fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, conn_on_closed,
+                 c);
     event_add(c->wev, NULL);
     c->closed_watch = 1;
 }
@@ -911,6 +915,16 @@ static void
 conn_on_closed(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
+    if (!(what & EV_CLOSED)) {
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        char b;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
+            ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+                return; /* input for later: it waits in the kernel */
+        }
+    }
     c->peer_eof = 1;
     c->dead = 1;
     conn_settle(c);

@@ -101,7 +101,7 @@ struct http_worker {
     struct http_rbuf *rbuf_free;
     unsigned rbuf_nfree, rbuf_total;
     unsigned writes_inflight;
-    int nzombies; /* dead connections waiting for their writes or their
+    atomic_int nzombies; /* dead connections waiting for their writes or their
                      resumption (http_conn.c) */
     /* resumptions (http_req_resume): a lock-free stack pushed by any thread,
      * taken whole by the worker; the pusher that finds it empty writes
