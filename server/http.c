@@ -54,12 +54,12 @@ opts_defaults(struct http_server_opts *o)
     if (!o->listen || !*o->listen)
         o->listen = "127.0.0.1:5000";
     if (o->workers <= 0) {
-        /* More threads than cores: a worker blocks in fsync (blob and directory)
-         * for every upload commit and manifest PUT, and while it waits its other
-         * connections wait too. With WORKERS_PER_CORE workers per core the
-         * fsyncs of concurrent writers overlap (measured on 2 cores, 16
-         * clients: 4 KiB pushes and manifest PUTs +40-150%); the price is ~1.6x
-         * server CPU per small GET/HEAD (fewer events per epoll_wait wake-up). */
+        /* More threads than cores: measured when a worker blocked in fsync
+         * for every upload commit and manifest PUT (2 cores, 16 clients: 4 KiB
+         * pushes and manifest PUTs +40-150% with WORKERS_PER_CORE); the price
+         * is ~1.6x server CPU per small GET/HEAD (fewer events per epoll_wait
+         * wake-up). Those commits now run on the blocking-work pool
+         * (server/api.c); the default stays until it is measured again. */
         enum { WORKERS_PER_CORE = 8, WORKERS_DEFAULT_MAX = 64 };
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         long w = (n > 0 ? n : 1) * WORKERS_PER_CORE;

@@ -26,7 +26,8 @@
  * Blocking work goes to a pool (common/pool.h) with http_req_offload.
  *
  * Ownership: the request and everything from http_req_alloc() is freed by the
- * layer after the reply is written or the connection dies. */
+ * layer after the reply is written or the connection dies (a request that waits
+ * for its resumption: once that has run). */
 #ifndef OCIREG_HTTP_H
 #define OCIREG_HTTP_H
 

@@ -642,16 +642,22 @@ conn_req_end(struct http_conn *c)
  * no limit can foresee: more than that is dropped and the connection closes
  * after the current reply (a client that pipelines must be ready to send
  * unanswered requests again, RFC 9112 9.3.2). */
+/* the most input kept unparsed: a request suspended in dispatch keeps the body
+ * bytes that came with its headers (one receive: at most the shared buffer,
+ * into which they go back), otherwise HTTP_READ_AHEAD_MAX */
+static size_t
+conn_pend_max(const struct http_conn *c)
+{
+    const struct http_req *r = c->req;
+    return r && r->suspended && !r->msg_done ? c->w->scratch_cap : HTTP_READ_AHEAD_MAX;
+}
+
 static void
 conn_save_input(struct http_conn *c, const char *buf, size_t len)
 {
     if (!len)
         return;
-    /* a request suspended in dispatch keeps the body bytes that came with its
-     * headers (one receive: at most the shared buffer, into which they go back) */
-    size_t max = c->req && c->req->suspended && !c->req->msg_done ? c->w->scratch_cap
-                                                                   : HTTP_READ_AHEAD_MAX;
-    if (len > max) {
+    if (len > conn_pend_max(c)) {
         c->closing = 1;
         return;
     }
@@ -882,12 +888,13 @@ write_off(struct http_conn *c)
 static void conn_on_closed(evutil_socket_t fd, short what, void *arg);
 
 /* While a request is suspended the write event is not needed (nothing to
- * send): it watches for the client going away instead, without reading the
- * input that waits. EV_CLOSED (EPOLLRDHUP) tells a FIN; libevent reports a
- * reset (EPOLLHUP|EPOLLERR) as EV_READ|EV_WRITE only, so EV_READ is watched
- * too, edge-triggered (once per arrival, not for as long as pipelined input
- * waits), and conn_on_closed tells a reset from new input. Without EV_CLOSED
- * support the death is found when the request goes on. */
+ * send): it watches for the client going away instead. EV_CLOSED (EPOLLRDHUP)
+ * tells a FIN; libevent reports a reset (EPOLLHUP|EPOLLERR) as EV_READ|EV_WRITE
+ * only, so EV_READ is watched too (level-triggered: an edge-triggered event
+ * leaves EPOLLET on the descriptor for the reads after the resumption, which
+ * then stall). Input that arrives meanwhile is read into c->pend, up to what
+ * the request may keep (conn_pend_max); beyond that the watch stops and a death
+ * is found when the request goes on. */
 static void
 conn_closed_watch_on(struct http_conn *c)
 {
@@ -895,8 +902,7 @@ conn_closed_watch_on(struct http_conn *c)
     if (c->closed_watch || !(event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE))
         return;
     write_off(c);
-    event_assign(c->wev, base, c->fd, EV_READ | EV_CLOSED | EV_ET | EV_PERSIST, conn_on_closed,
-                 c);
+    event_assign(c->wev, base, c->fd, EV_READ | EV_CLOSED | EV_PERSIST, conn_on_closed, c);
     event_add(c->wev, NULL);
     c->closed_watch = 1;
 }
@@ -915,15 +921,26 @@ static void
 conn_on_closed(evutil_socket_t fd, short what, void *arg)
 {
     struct http_conn *c = arg;
-    if (!(what & EV_CLOSED)) {
-        int soerr = 0;
-        socklen_t sl = sizeof(soerr);
-        char b;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
-            ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-                return; /* input for later: it waits in the kernel */
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (!(what & EV_CLOSED) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+        soerr == 0) {
+        size_t max = conn_pend_max(c);
+        if (c->pend_len >= max) {
+            event_del(c->wev); /* kept all it may: the rest waits in the kernel */
+            return;
         }
+        char *p = realloc(c->pend, max);
+        if (!p)
+            abort();
+        c->pend = p;
+        ssize_t n = recv(fd, c->pend + c->pend_len, max - c->pend_len, 0);
+        if (n > 0) {
+            c->pend_len += (size_t)n;
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
     }
     c->peer_eof = 1;
     c->dead = 1;

@@ -465,6 +465,25 @@ Test(http_async, resumption_accepts_the_body_and_on_complete_may_wait)
     tc_sends(&c, "abc");
     cr_assert_eq(tc_read(&c, body, sizeof(body)), 200);
     cr_assert_str_eq(body, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    /* a large body read after a resumption, on the same connection: the watch
+     * of the wait must not leave the descriptor edge-triggered (the reads of
+     * the body stalled after the second wait of a keep-alive connection) */
+    for (int k = 0; k < 2; k++) {
+        enum { BIG = 4 << 20 };
+        char head[160];
+        snprintf(head, sizeof(head), "PUT /waitbody HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+                 BIG);
+        tc_sends(&c, head);
+        WAIT_FOR(waiting_count() == 1);
+        resume_all(0);
+        char *big = malloc(BIG + 1);
+        memset(big, 'z', BIG);
+        big[BIG] = '\0';
+        tc_sends(&c, big);
+        free(big);
+        cr_assert_eq(tc_read(&c, body, sizeof(body)), 200, "large body after wait %d", k);
+        cr_assert_eq(strlen(body), 64);
+    }
     /* on_complete suspends; the resumption replies the collected body */
     tc_sends(&c, "POST /waitdone HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
                  "GET /fast HTTP/1.1\r\nHost: x\r\n\r\n");
