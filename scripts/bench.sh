@@ -401,15 +401,23 @@ if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
     set -- $(iso_fig "$iso/alone.json")
     A_P99=${1:-ERROR} A_MAX=${2:-}
     if [ $w -gt 0 ]; then set -- $(iso_fig "$iso"/load.*.json); else set -- ERROR; fi
-    L_P99=${1:-ERROR} L_MAX=${2:-} L_N=${3:-0}
+    L_P99=${1:-ERROR} L_MAX=${2:-}
     push_mbs=$(jq -r '.results[0] | if .ok then .mb_per_s else "ERROR" end' "$iso/push.json" 2>/dev/null)
     echo
     echo "== latency isolation (ocireg): manifest GET by tag, 64 conns; targets under load: p99 <= 10 ms, max <= 50 ms =="
     printf '%-52s %12s %12s\n' "state" "p99 ms" "max ms"
     printf '%-52s %12s %12s\n' "alone" "$A_P99" "${A_MAX:-}"
-    printf '%-52s %12s %12s\n' "while 4 clients push $ISO_SIZE ($L_N windows)" "$L_P99" "${L_MAX:-}"
+    printf '%-52s %12s %12s\n' "while 4 clients push $ISO_SIZE ($w windows)" "$L_P99" "${L_MAX:-}"
     printf 'the 4 pushes: %s MB/s (exit %s)\n' "${push_mbs:-ERROR}" "$push_rc"
     [ "$push_rc" = 0 ] || { sed 's/^/    /' "$iso/push.err" | head -5; nerr=$((nerr + 1)); }
+    for f in "$iso"/alone.json "$iso"/load.*.json; do
+        [ -f "$f" ] || continue
+        jq -e '.results[0].ok' "$f" >/dev/null 2>&1 && continue
+        echo "  ${f##*/}:"
+        jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$f" 2>/dev/null
+        sed 's/^/    /' "${f%.json}.err" | head -3
+        nerr=$((nerr + 1))
+    done
     say "latency isolation done"
 fi
 # ---- machine ceilings ---------------------------------------------------------------

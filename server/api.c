@@ -39,21 +39,40 @@ fault_alloc_hit(void)
     return 0;
 }
 
-/* A pool thread's context is a storage handle of its own: a handle is one
- * sqlite connection and is never used by two threads (storage.h). Opened when
- * the pool starts (a handful of connections), not lazily: a failure shows at
- * start-up, not in the middle of a commit. */
+/* A pool thread's context (struct api_pool_ctx) holds a storage handle of its
+ * own: a handle is one sqlite connection and is never used by two threads
+ * (storage.h). It is opened by the thread's first job that needs one and kept
+ * for the thread's life, so threads that never commit hold no descriptors (the
+ * open-file reserve of http.c counts workers, not these). */
 static void *
 pool_thread_init(void *arg, int index, struct err *e)
 {
-    struct api *a = arg;
-    return storage_handle_open(a->st, e);
+    struct api_pool_ctx *pc = calloc(1, sizeof(*pc));
+    if (!pc) {
+        err_set(e, ERR_NOMEM, 0, "api pool thread %d: out of memory", index);
+        return NULL;
+    }
+    pc->a = arg;
+    return pc;
 }
 
 static void
 pool_thread_release(void *tctx)
 {
-    storage_handle_close(tctx);
+    struct api_pool_ctx *pc = tctx;
+    if (!pc)
+        return;
+    storage_handle_close(pc->h);
+    free(pc);
+}
+
+struct storage_handle *
+api_pool_handle(void *tctx, struct err *e)
+{
+    struct api_pool_ctx *pc = tctx;
+    if (!pc->h)
+        pc->h = storage_handle_open(pc->a->st, e);
+    return pc->h;
 }
 
 /* Four per core: the jobs mostly wait on the disk (fsync), and concurrent

@@ -24,9 +24,9 @@ struct api_opts {
 struct api;
 
 /* api_new - the app over an open storage (borrowed: it must outlive the api),
- * with its blocking-work pool started (each pool thread opens its own storage
- * handle). Returns a new api owned by the caller, or NULL with ERR_NOMEM, or
- * the error of opening a pool thread's handle (ERR_DB, ERR_IO).
+ * with its blocking-work pool started (each pool thread opens a storage handle
+ * of its own at its first job that needs one). Returns a new api owned by the
+ * caller, or NULL with ERR_NOMEM / ERR_IO (a thread).
  * api_free: after the http server's workers have ended (it runs the pool's
  * remaining jobs, whose requests those workers wait for, then joins it). */
 struct api *api_new(struct storage *st, const struct api_opts *o, struct err *e);

@@ -56,7 +56,12 @@ put_work(void *tctx, void *arg)
 {
     struct putctx *c = arg;
     c->has_subject = 0;
-    c->rc = storage_manifest_put(tctx, c->rt->name, c->body, c->len, c->ct,
+    struct storage_handle *h = api_pool_handle(tctx, &c->e);
+    if (!h) {
+        c->rc = -1;
+        return;
+    }
+    c->rc = storage_manifest_put(h, c->rt->name, c->body, c->len, c->ct,
                                  c->rt->ref_is_digest ? &c->rt->digest : NULL,
                                  (const char *const *)c->tags, c->ntags, &c->meta,
                                  &c->has_subject, &c->subject, &c->e);

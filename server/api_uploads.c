@@ -87,7 +87,13 @@ static void
 commit_work(void *tctx, void *arg)
 {
     struct upctx *c = arg;
-    struct storage_handle *h = tctx;
+    struct storage_handle *h = api_pool_handle(tctx, &c->job_err);
+    if (!h) {
+        upload_release(c->cu); /* the session stays for a retried PUT */
+        c->cu = NULL;
+        c->job_rc = -1;
+        return;
+    }
     upload_handle_set(c->cu, h);
     c->job_rc = upload_commit(c->cu, &c->want, c->want_size, &c->job_err);
     c->cu = NULL;
