@@ -37,6 +37,7 @@ static const struct key keys[] = {
     {"server", "body_buffer", K_SIZE, OFF(server.body_buffer), 0, 4096, 64 << 20},
     {"server", "max_manifest", K_SIZE, OFF(server.max_manifest), 0, 1024, 1LL << 30},
     {"server", "max_page", K_LONG, OFF(server.max_page), 0, 1, 10000000},
+    {"server", "blocking_threads", K_INT, OFF(server.blocking_threads), 0, 0, 1024},
     {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
     {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
     {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},
@@ -64,6 +65,7 @@ config_defaults(struct config *c)
     c->server.body_buffer = 1048576;
     c->server.max_manifest = 4194304;
     c->server.max_page = 10000;
+    c->server.blocking_threads = 0;
     snprintf(c->storage.root, sizeof(c->storage.root), "./data");
     c->storage.fsync = 1;
     c->storage.upload_expiry_sec = 86400;

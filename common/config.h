@@ -37,6 +37,7 @@ struct config {
         uint64_t body_buffer;  /* 262144 bytes */
         uint64_t max_manifest; /* 4194304 bytes */
         long max_page;         /* 10000 */
+        int blocking_threads;  /* 0 = four per core, 4..64 */
     } server;
     struct {
         char root[CONFIG_STR_MAX]; /* "./data" */

@@ -359,6 +359,67 @@ for f in "$tmp"/out/*.rc; do
 done
 
 say "report done"
+
+# ---- latency isolation ------------------------------------------------------------
+# manifest GET by tag on 64 connections, alone, then while 4 clients push ISO_SIZE
+# blobs (each commit fsyncs the whole blob): no event loop may wait on a commit
+# (docs/server.md "Requests that wait"). ocireg only (the reference would take
+# as long again). The loaded GETs run in ISO_WIN-second windows from the moment
+# the pushes' bytes reach the server until the pushes have ended (commits
+# included); p99 is the worst window's, max the largest of all.
+ISO_SIZE=${ISO_SIZE:-1G} ISO_WIN=2
+iso_fig() {   # JSON files -> "p99 max" (worst p99, largest max) or "ERROR"
+    jq -rs 'if length > 0 and all(.[]; .results[0].ok // false) then
+        "\([.[].results[0].latency_ms.p99] | max) \([.[].results[0].latency_ms.max] | max) \(length)"
+        else "ERROR" end' "$@" 2>/dev/null || echo ERROR
+}
+if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
+    iso=$tmp/iso
+    mkdir -p "$iso"
+    say "latency isolation: manifest GET alone"
+    "$RB" -u "http://$OCI_ADDR" -s manifest-get -c 64 -d $ISO_WIN --timeout 60 --json \
+        >"$iso/alone.json" 2>"$iso/alone.err"
+    say "latency isolation: 4 pushes of $ISO_SIZE (the client hashes them first)"
+    "$RB" -u "http://$OCI_ADDR" -s push -c 4 -S "$ISO_SIZE" -n 4 --timeout 600 --json \
+        >"$iso/push.json" 2>"$iso/push.err" &
+    ISO_PUSH=$!
+    # the pushes' bytes arrive: an upload file of 64 MiB or more
+    i=0
+    while kill -0 "$ISO_PUSH" 2>/dev/null && [ $i -lt 1200 ]; do
+        [ -n "$(find "$tmp/oci-root/uploads" -type f -size +65536k 2>/dev/null | head -1)" ] && break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    w=0
+    while kill -0 "$ISO_PUSH" 2>/dev/null && [ $w -lt 300 ]; do
+        w=$((w + 1))
+        "$RB" -u "http://$OCI_ADDR" -s manifest-get -c 64 -d $ISO_WIN --timeout 60 --json \
+            >"$iso/load.$w.json" 2>"$iso/load.$w.err"
+    done
+    wait "$ISO_PUSH"
+    push_rc=$?
+    set -- $(iso_fig "$iso/alone.json")
+    A_P99=${1:-ERROR} A_MAX=${2:-}
+    if [ $w -gt 0 ]; then set -- $(iso_fig "$iso"/load.*.json); else set -- ERROR; fi
+    L_P99=${1:-ERROR} L_MAX=${2:-}
+    push_mbs=$(jq -r '.results[0] | if .ok then .mb_per_s else "ERROR" end' "$iso/push.json" 2>/dev/null)
+    echo
+    echo "== latency isolation (ocireg): manifest GET by tag, 64 conns; targets under load: p99 <= 10 ms, max <= 50 ms =="
+    printf '%-52s %12s %12s\n' "state" "p99 ms" "max ms"
+    printf '%-52s %12s %12s\n' "alone" "$A_P99" "${A_MAX:-}"
+    printf '%-52s %12s %12s\n' "while 4 clients push $ISO_SIZE ($w windows)" "$L_P99" "${L_MAX:-}"
+    printf 'the 4 pushes: %s MB/s (exit %s)\n' "${push_mbs:-ERROR}" "$push_rc"
+    [ "$push_rc" = 0 ] || { sed 's/^/    /' "$iso/push.err" | head -5; nerr=$((nerr + 1)); }
+    for f in "$iso"/alone.json "$iso"/load.*.json; do
+        [ -f "$f" ] || continue
+        jq -e '.results[0].ok' "$f" >/dev/null 2>&1 && continue
+        echo "  ${f##*/}:"
+        jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$f" 2>/dev/null
+        sed 's/^/    /' "${f%.json}.err" | head -3
+        nerr=$((nerr + 1))
+    done
+    say "latency isolation done"
+fi
 # ---- machine ceilings ---------------------------------------------------------------
 echo
 echo "machine ceilings:"

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 #include "server/api_internal.h"
 #include "server/reply.h"
 
@@ -37,6 +39,53 @@ fault_alloc_hit(void)
     return 0;
 }
 
+/* A pool thread's context (struct api_pool_ctx) holds a storage handle of its
+ * own: a handle is one sqlite connection and is never used by two threads
+ * (storage.h). It is opened by the thread's first job that needs one and kept
+ * for the thread's life, so threads that never commit hold no descriptors (the
+ * open-file reserve of http.c counts workers, not these). */
+static void *
+pool_thread_init(void *arg, int index, struct err *e)
+{
+    struct api_pool_ctx *pc = calloc(1, sizeof(*pc));
+    if (!pc) {
+        err_set(e, ERR_NOMEM, 0, "api pool thread %d: out of memory", index);
+        return NULL;
+    }
+    pc->a = arg;
+    return pc;
+}
+
+static void
+pool_thread_release(void *tctx)
+{
+    struct api_pool_ctx *pc = tctx;
+    if (!pc)
+        return;
+    storage_handle_close(pc->h);
+    free(pc);
+}
+
+struct storage_handle *
+api_pool_handle(void *tctx, struct err *e)
+{
+    struct api_pool_ctx *pc = tctx;
+    if (!pc->h)
+        pc->h = storage_handle_open(pc->a->st, e);
+    return pc->h;
+}
+
+/* Four per core: the jobs mostly wait on the disk (fsync), and concurrent
+ * fsyncs are merged by the block layer; at least 4 so that a few long commits
+ * do not queue the short ones of a single-core host. */
+static int
+default_blocking_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long t = (n > 0 ? n : 1) * 4;
+    return t < 4 ? 4 : t > 64 ? 64 : (int)t;
+}
+
 struct api *
 api_new(struct storage *st, const struct api_opts *o, struct err *e)
 {
@@ -53,13 +102,34 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
     if (a->o.max_page <= 0)
         a->o.max_page = 10000;
     a->page_bytes = API_PAGE_BYTES;
+    struct pool_opts po = {.name = "blocking",
+                           .threads = a->o.blocking_threads > 0 ? a->o.blocking_threads
+                                                                : default_blocking_threads(),
+                           .queue_max = a->o.blocking_queue,
+                           .thread_init = pool_thread_init,
+                           .thread_release = pool_thread_release,
+                           .arg = a};
+    a->pool = pool_new(&po, e);
+    if (!a->pool) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
 void
 api_free(struct api *a)
 {
+    if (!a)
+        return;
+    pool_free(a->pool);
     free(a);
+}
+
+unsigned long
+api_blocking_jobs(const struct api *a)
+{
+    return pool_jobs_done(a->pool);
 }
 
 /* ---- JSON writer ---- */

@@ -19,6 +19,10 @@
 struct api {
     struct storage *st;
     struct api_opts o;
+    /* blocking work (upload commits, re-hashes, manifest PUTs): each thread's
+     * context is a struct api_pool_ctx; handlers reach it with
+     * http_req_offload */
+    struct pool *pool;
     /* byte budget of one page of tags list / catalog / referrers JSON
      * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
     size_t page_bytes;
@@ -30,6 +34,16 @@ struct api {
  * referrer descriptor larger than the budget is sent alone (see
  * api_referrers.c). */
 #define API_PAGE_BYTES (1u << 20)
+
+/* a blocking-work pool thread's context: its storage handle, opened by
+ * api_pool_handle at the first job that needs it */
+struct api_pool_ctx {
+    struct api *a;
+    struct storage_handle *h;
+};
+/* api_pool_handle - the pool thread's storage handle (tctx: the job's thread
+ * context), opened on first use; NULL with the open's error (ERR_DB, ERR_IO) */
+struct storage_handle *api_pool_handle(void *tctx, struct err *e);
 
 /* one per worker thread: its storage handle and a reusable output buffer (JSON
  * bodies are built here and copied by http_reply). The buffer is kept between

@@ -31,32 +31,53 @@ api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *r
         api_reply_reader(w, r, 200, ct, &rd, 0, meta.size);
 }
 
+/* A manifest PUT runs storage_manifest_put on the api's pool (http_req_offload):
+ * the parse (admitted against a process-wide heap budget, it may wait for
+ * others), the checks, and the durable commit (it waits for the group WAL
+ * fsync) never hold up the worker. The body, headers and tags stay in the
+ * request, which waits meanwhile. */
 struct putctx {
     struct api_worker *w;
     const struct route *rt;
     const char **tags;
     size_t ntags;
+    const char *body, *ct;
+    size_t len;
+    /* the job's outcome */
+    int rc;
+    struct err e;
+    struct manifest_meta meta;
+    int has_subject;
+    struct digest subject;
 };
 
 static void
-put_complete(struct http_req *r, void *state)
+put_work(void *tctx, void *arg)
 {
-    struct putctx *c = state;
-    struct err e;
-    struct manifest_meta meta;
-    int has_subject = 0;
-    struct digest subject;
-    size_t len = 0;
-    const char *body = http_req_body(r, &len);
-    const char *ct = http_req_header(r, "Content-Type");
-
-    if (storage_manifest_put(c->w->h, c->rt->name, body ? body : "", len, ct,
-                             c->rt->ref_is_digest ? &c->rt->digest : NULL,
-                             (const char *const *)c->tags, c->ntags, &meta, &has_subject, &subject,
-                             &e) < 0) {
-        api_reply_err(r, &e);
+    struct putctx *c = arg;
+    c->has_subject = 0;
+    struct storage_handle *h = api_pool_handle(tctx, &c->e);
+    if (!h) {
+        c->rc = -1;
         return;
     }
+    c->rc = storage_manifest_put(h, c->rt->name, c->body, c->len, c->ct,
+                                 c->rt->ref_is_digest ? &c->rt->digest : NULL,
+                                 (const char *const *)c->tags, c->ntags, &c->meta,
+                                 &c->has_subject, &c->subject, &c->e);
+}
+
+static void
+put_done(struct http_req *r, void *arg)
+{
+    struct putctx *c = arg;
+    if (c->rc < 0) {
+        api_reply_err(r, &c->e);
+        return;
+    }
+    const struct manifest_meta meta = c->meta;
+    int has_subject = c->has_subject;
+    struct digest subject = c->subject;
     char ds[DIGEST_STR_MAX];
     digest_format(&meta.digest, ds);
     http_reply_header(r, "Location", "/v2/%s/manifests/%s", c->rt->name, ds);
@@ -68,6 +89,18 @@ put_complete(struct http_req *r, void *state)
     for (size_t i = 0; i < c->ntags; i++)
         http_reply_header(r, "OCI-Tag", "%s", c->tags[i]);
     http_reply(r, 201, NULL, NULL, 0);
+}
+
+static void
+put_complete(struct http_req *r, void *state)
+{
+    struct putctx *c = state;
+    struct err e;
+    const char *body = http_req_body(r, &c->len);
+    c->body = body ? body : "";
+    c->ct = http_req_header(r, "Content-Type");
+    if (http_req_offload(r, c->w->a->pool, put_work, put_done, c, &e) < 0)
+        api_reply_err(r, &e);
 }
 
 void

@@ -25,6 +25,15 @@
  * A declared Content-Length that would take the upload past max_blob_size is
  * answered 413 (SIZE_INVALID) before any body byte is read.
  *
+ * Blocking work goes to the api's pool (http_req_offload; the request waits,
+ * its worker serves its other connections): the commit of a PUT or monolithic
+ * POST (hash check, fsync, rename, directory fsync, durable rows), run with the
+ * pool thread's storage handle (upload_handle_set), and the re-hash of a session
+ * leased without in-memory state after a restart (storage_upload_lease,
+ * upload_rehash), before the request goes on. A client gone meanwhile changes
+ * nothing: the commit stands (its reply is dropped), a re-hashed lease is given
+ * back. A full pool queue is 503 TOOMANYREQUESTS; the session stays (released).
+ *
  * Invariants: ctx->u is NULL exactly when the lease is no longer ours (released,
  * committed, or destroyed by a failed write/commit); every path that replies
  * has given the lease back first, so a client may follow up at once. A write
@@ -53,6 +62,10 @@ struct upctx {
     int failed;        /* a write failed: FAILING until replied */
     int replied;       /* the error reply is out */
     struct err ferr;   /* the first failure, for the deferred reply */
+    /* a job on the pool: the lease it was given (commit), its outcome */
+    struct upload *cu;
+    int job_rc;
+    struct err job_err;
 };
 
 static void
@@ -66,6 +79,39 @@ reply_created(struct http_req *r, const char *name, const struct digest *d)
 }
 
 static int up_fail_reply(struct http_req *r, struct upctx *c);
+
+/* on a pool thread: spec end-6, the digest of the whole upload must match; the
+ * lease is gone after the call whatever the outcome (a database error keeps the
+ * session for a retried PUT, except for a monolithic POST, whose id the client
+ * never saw) */
+static void
+commit_work(void *tctx, void *arg)
+{
+    struct upctx *c = arg;
+    struct storage_handle *h = api_pool_handle(tctx, &c->job_err);
+    if (!h) {
+        upload_release(c->cu); /* the session stays for a retried PUT */
+        c->cu = NULL;
+        c->job_rc = -1;
+        return;
+    }
+    upload_handle_set(c->cu, h);
+    c->job_rc = upload_commit(c->cu, &c->want, c->want_size, &c->job_err);
+    c->cu = NULL;
+    if (c->job_rc < 0 && c->cancel_on_abort)
+        storage_upload_cancel(h, c->rt->name, c->uuid, NULL);
+}
+
+/* back on the worker */
+static void
+commit_done(struct http_req *r, void *arg)
+{
+    struct upctx *c = arg;
+    if (c->job_rc < 0)
+        api_reply_err(r, &c->job_err);
+    else
+        reply_created(r, c->rt->name, &c->want);
+}
 
 static void
 up_complete(struct http_req *r, void *state)
@@ -81,17 +127,14 @@ up_complete(struct http_req *r, void *state)
     }
     c->u = NULL;
     if (c->finish) {
-        /* spec end-6: the digest of the whole upload must match; u is gone after
-         * the call whatever the outcome (a database error keeps the session for
-         * a retried PUT, except for a monolithic POST, whose id the client never
-         * saw) */
-        if (upload_commit(u, &c->want, c->want_size, &e) < 0) {
+        c->cu = u;
+        if (http_req_offload(r, c->w->a->pool, commit_work, commit_done, c, &e) < 0) {
+            c->cu = NULL;
+            upload_release(u);
             if (c->cancel_on_abort)
                 storage_upload_cancel(c->w->h, c->rt->name, c->uuid, NULL);
             api_reply_err(r, &e);
-            return;
         }
-        reply_created(r, c->rt->name, &c->want);
         return;
     }
     uint64_t off = upload_offset(u);
@@ -264,6 +307,64 @@ check_content_range(struct http_req *r, struct upctx *c)
     return -1;
 }
 
+/* the request holds the lease of a session with its state: a PATCH checks its
+ * Content-Range, a PUT with a body too, then the body */
+static void
+upload_proceed(struct http_req *r, struct upctx *c)
+{
+    if ((!c->finish || http_req_has_body(r)) && check_content_range(r, c) < 0)
+        return;
+    begin_body(r, c);
+}
+
+/* on a pool thread: rebuild the hash of a session leased after a restart */
+static void
+rehash_work(void *tctx, void *arg)
+{
+    struct upctx *c = arg;
+    c->job_rc = upload_rehash(c->u, &c->job_err);
+    if (c->job_rc < 0)
+        c->u = NULL; /* the lease was given back */
+}
+
+static void
+rehash_done(struct http_req *r, void *arg)
+{
+    struct upctx *c = arg;
+    if (c->job_rc < 0) {
+        api_reply_err(r, &c->job_err);
+        return;
+    }
+    if (http_req_is_dead(r)) {
+        upload_release(c->u);
+        c->u = NULL;
+        return;
+    }
+    upload_proceed(r, c);
+}
+
+/* lease the session of the route for c; then upload_proceed, at once or after
+ * the re-hash on the pool */
+static void
+upload_lease_and_proceed(struct api_worker *w, struct http_req *r, struct upctx *c)
+{
+    struct err e;
+    c->u = storage_upload_lease(w->h, c->rt->name, c->rt->ref, &e);
+    if (!c->u) {
+        api_reply_err(r, &e);
+        return;
+    }
+    if (!upload_needs_rehash(c->u)) {
+        upload_proceed(r, c);
+        return;
+    }
+    if (http_req_offload(r, w->a->pool, rehash_work, rehash_done, c, &e) < 0) {
+        upload_release(c->u);
+        c->u = NULL;
+        api_reply_err(r, &e);
+    }
+}
+
 /* spec: an unsupported algorithm is the client's error (400), not a media type */
 static int
 parse_query_digest(const char *s, struct digest *d, struct err *e)
@@ -359,16 +460,7 @@ api_upload_start(struct api_worker *w, struct http_req *r, const struct route *r
 void
 api_upload_patch(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
-    struct err e;
-    struct upctx *c = upctx_new(w, r, rt, rt->ref);
-    c->u = storage_upload_acquire(w->h, rt->name, rt->ref, &e);
-    if (!c->u) {
-        api_reply_err(r, &e);
-        return;
-    }
-    if (check_content_range(r, c) < 0)
-        return;
-    begin_body(r, c);
+    upload_lease_and_proceed(w, r, upctx_new(w, r, rt, rt->ref));
 }
 
 void
@@ -387,16 +479,9 @@ api_upload_put(struct api_worker *w, struct http_req *r, const struct route *rt)
         return;
     }
     struct upctx *c = upctx_new(w, r, rt, rt->ref);
-    c->u = storage_upload_acquire(w->h, rt->name, rt->ref, &e);
-    if (!c->u) {
-        api_reply_err(r, &e);
-        return;
-    }
-    if (http_req_has_body(r) && check_content_range(r, c) < 0)
-        return;
     c->finish = 1;
     c->want = d;
-    begin_body(r, c);
+    upload_lease_and_proceed(w, r, c);
 }
 
 void

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -52,12 +53,12 @@ opts_defaults(struct http_server_opts *o)
     if (!o->listen || !*o->listen)
         o->listen = "127.0.0.1:5000";
     if (o->workers <= 0) {
-        /* More threads than cores: a worker blocks in fsync (blob and directory)
-         * for every upload commit and manifest PUT, and while it waits its other
-         * connections wait too. With WORKERS_PER_CORE workers per core the
-         * fsyncs of concurrent writers overlap (measured on 2 cores, 16
-         * clients: 4 KiB pushes and manifest PUTs +40-150%); the price is ~1.6x
-         * server CPU per small GET/HEAD (fewer events per epoll_wait wake-up). */
+        /* More threads than cores: measured when a worker blocked in fsync
+         * for every upload commit and manifest PUT (2 cores, 16 clients: 4 KiB
+         * pushes and manifest PUTs +40-150% with WORKERS_PER_CORE); the price
+         * is ~1.6x server CPU per small GET/HEAD (fewer events per epoll_wait
+         * wake-up). Those commits now run on the blocking-work pool
+         * (server/api.c); the default stays until it is measured again. */
         enum { WORKERS_PER_CORE = 8, WORKERS_DEFAULT_MAX = 64 };
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         long w = (n > 0 ? n : 1) * WORKERS_PER_CORE;
@@ -215,6 +216,7 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     for (int i = 0; i < s->nworkers; i++) {
         s->workers[i].listen_fd = -1;
         s->workers[i].stop_fd = -1;
+        s->workers[i].resume_fd = -1;
     }
 
     char host[256], port[16];
@@ -389,11 +391,29 @@ http_server_file_copies(const struct http_server *s)
 }
 
 unsigned long
+http_server_suspended(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        n += (unsigned long)atomic_load(&s->workers[i].nsuspended);
+    return n;
+}
+
+unsigned long
 http_server_stream_stalls(const struct http_server *s)
 {
     unsigned long n = 0;
     for (int i = 0; i < s->nworkers; i++)
         n += atomic_load(&s->workers[i].stream_stalls);
+    return n;
+}
+
+unsigned long
+http_server_zombies(const struct http_server *s)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < s->nworkers; i++)
+        n += (unsigned long)atomic_load(&s->workers[i].nzombies);
     return n;
 }
 
@@ -459,6 +479,68 @@ http_worker_conn_gone(struct http_worker *w)
 {
     if (w->stopping && w->nconns == 0)
         event_base_loopbreak(w->base);
+}
+
+void
+http_worker_resume_push(struct http_worker *w, struct http_req *r)
+{
+    struct http_req *head = __atomic_load_n(&w->resume_head, __ATOMIC_RELAXED);
+    do {
+        r->resume_next = head;
+    } while (!__atomic_compare_exchange_n(&w->resume_head, &head, r, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    if (!head) {
+        /* the stack was empty: the worker may be asleep (a non-empty stack has
+         * its wake-up written already, and is taken whole) */
+        uint64_t one = 1;
+        ssize_t rc = write(w->resume_fd, &one, sizeof(one));
+        (void)rc; /* EAGAIN only when the counter is full: the loop is awake */
+    }
+}
+
+/* run the resumptions queued so far, oldest first */
+static void
+worker_resumes_run(struct http_worker *w)
+{
+    struct http_req *r = __atomic_exchange_n(&w->resume_head, NULL, __ATOMIC_ACQUIRE);
+    struct http_req *fifo = NULL;
+    while (r) {
+        struct http_req *next = r->resume_next;
+        r->resume_next = fifo;
+        fifo = r;
+        r = next;
+    }
+    while (fifo) {
+        struct http_req *next = fifo->resume_next;
+        http_conn_resume_req(fifo);
+        fifo = next;
+    }
+}
+
+static void
+worker_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    uint64_t v;
+    ssize_t rc = read(fd, &v, sizeof(v));
+    (void)rc;
+    worker_resumes_run(arg);
+}
+
+/* At exit: the connections are gone, but requests that were suspended stay
+ * (zombies) until their resumption ran; the work they wait for always ends
+ * (the pool runs its queue to the end), so wait for it. */
+static void
+worker_resumes_drain(struct http_worker *w)
+{
+    while (atomic_load(&w->nsuspended) > 0) {
+        struct pollfd pfd = {.fd = w->resume_fd, .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            break;
+        uint64_t v;
+        ssize_t rc = read(w->resume_fd, &v, sizeof(v));
+        (void)rc;
+        worker_resumes_run(w);
+    }
 }
 
 static void
@@ -591,13 +673,18 @@ worker_main(void *arg)
     w->stop_ev = event_new(w->base, w->stop_fd, EV_READ | EV_PERSIST, worker_on_stop, w);
     w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
     w->pause_ev = evtimer_new(w->base, worker_on_unpause, w);
-    if (!w->stop_ev || !w->listen_ev || !w->pause_ev) {
+    w->resume_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->resume_fd >= 0)
+        w->resume_ev =
+            event_new(w->base, w->resume_fd, EV_READ | EV_PERSIST, worker_on_resume, w);
+    if (!w->stop_ev || !w->listen_ev || !w->pause_ev || !w->resume_ev) {
         err_set(&w->err, ERR_NOMEM, 0, "worker %d: out of memory", w->index);
         w->failed = 1;
         http_server_stop(s);
         goto out;
     }
     event_add(w->stop_ev, NULL);
+    event_add(w->resume_ev, NULL);
     if ((s->use_uring || s->upload_uring) && http_uring_worker_init(w, &w->err) < 0) {
         /* e.g. RLIMIT_MEMLOCK on older kernels: this worker uses sendfile/pwrite */
         log_warn("http", NULL, "worker %d: %s; its file replies use sendfile, its uploads pwrite",
@@ -623,6 +710,7 @@ worker_main(void *arg)
     event_base_dispatch(w->base);
     while (w->conns)
         http_conn_kill(w->conns);
+    worker_resumes_drain(w);
     http_uring_worker_release(w);
     if (s->app.worker_release && w->wctx)
         s->app.worker_release(w->wctx);
@@ -637,7 +725,12 @@ out:
         event_free(w->drain_ev);
     if (w->pause_ev)
         event_free(w->pause_ev);
-    w->listen_ev = w->stop_ev = w->drain_ev = w->pause_ev = NULL;
+    if (w->resume_ev)
+        event_free(w->resume_ev);
+    w->listen_ev = w->stop_ev = w->drain_ev = w->pause_ev = w->resume_ev = NULL;
+    if (w->resume_fd >= 0)
+        close(w->resume_fd);
+    w->resume_fd = -1;
     if (w->base)
         event_base_free(w->base);
     w->base = NULL;

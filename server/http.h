@@ -20,9 +20,14 @@
  *      and must reply. If the connection dies first, on_abort runs instead.
  *   4. exactly one reply per request; pipelined requests are answered in order;
  *      keep-alive unless the client or the reply says Connection: close.
+ * Instead of replying, dispatch and on_complete may suspend the request
+ * (http_req_suspend) and resume it later from any thread (http_req_resume): the
+ * resumption then runs on the worker and takes step 2's or step 3's place.
+ * Blocking work goes to a pool (common/pool.h) with http_req_offload.
  *
  * Ownership: the request and everything from http_req_alloc() is freed by the
- * layer after the reply is written or the connection dies.
+ * layer after the reply is written or the connection dies (a request that waits
+ * for its resumption: once that has run).
  *
  * The layer speaks HTTP only: error bodies and the headers every response
  * carries come from the app (struct http_app: error, headers), and bytes reach
@@ -118,6 +123,47 @@ int http_req_async_writes(const struct http_req *r);
  * the return. */
 void http_req_body_write(struct http_req *r, int fd, uint64_t off, const void *data, size_t n,
                          http_write_done_fn done);
+
+/* ---- requests that wait ----
+ * A request may wait for something that takes long (a disk flush, a hash of a
+ * whole file, later a password hash or a remote call) without holding up its
+ * worker: the handler suspends it and returns from dispatch or on_complete
+ * without a reply; later, any thread resumes it, and fn runs on the request's
+ * worker thread (the worker's event loop is woken). Meanwhile the request keeps
+ * its connection, buffers and limits; the connection is not read (pipelined
+ * requests wait their turn) and no timeout runs (the waiting is the app's: its
+ * work must end); the layer only watches for the client going away. A client
+ * that goes away while the request waits: the socket is closed at once, the
+ * request stays until its resumption ran; fn then finds http_req_is_dead(r) = 1,
+ * must release what it holds, and any reply it makes is dropped (on_abort
+ * follows when owed). fn continues the step it took the place of: after a
+ * suspension in dispatch it replies, accepts the body (http_req_on_body,
+ * http_req_collect_body) or suspends again; after one in on_complete it replies
+ * or suspends again; returning without any of these gets a 500. */
+
+typedef void (*http_resume_fn)(struct http_req *r, void *arg);
+
+/* http_req_suspend - from dispatch (before accepting a body), on_complete, or a
+ * resumption fn: the request waits for exactly one http_req_resume. Call it
+ * before handing r to whatever will resume it. Returns 0, or -1 when the
+ * request cannot wait now (already replied, suspended, or called from on_body):
+ * the caller must then go on as if it had not tried. */
+int http_req_suspend(struct http_req *r);
+/* http_req_resume - thread-safe, once per suspension: fn(r, arg) will run on
+ * r's worker thread (never inside this call). A second call for the same
+ * suspension is logged and ignored. r stays valid until fn has run. */
+void http_req_resume(struct http_req *r, http_resume_fn fn, void *arg);
+/* 1 when the client went away (the reply would be dropped), else 0 */
+int http_req_is_dead(const struct http_req *r);
+
+struct pool;
+/* http_req_offload - suspend r, run work(tctx, arg) on pool p (tctx: the pool
+ * thread's context), then done(r, arg) on r's worker as a resumption. Returns
+ * 0, or -1 without suspending (nothing will run) with ERR_OVERLOADED when the
+ * pool's queue is full (answer it: 503 TOOMANYREQUESTS) or the code of a
+ * refused http_req_suspend (ERR_INTERNAL). */
+int http_req_offload(struct http_req *r, struct pool *p, void (*work)(void *tctx, void *arg),
+                     http_resume_fn done, void *arg, struct err *e);
 
 /* ---- request accessors (strings live as long as the request) ---- */
 enum http_method http_req_method(const struct http_req *r);
@@ -234,6 +280,10 @@ unsigned long http_server_file_copies(const struct http_server *s);
 unsigned long http_server_stream_stalls(const struct http_server *s);
 /* the reason phrase of an HTTP status ("Not Found"; "Unknown" for others) */
 const char *http_status_reason(int status);
+/* requests suspended right now, and connections that died while their request
+ * was busy (writes in flight, suspended) and wait for it, all workers; for tests */
+unsigned long http_server_suspended(const struct http_server *s);
+unsigned long http_server_zombies(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* run the workers; returns when http_server_stop was called and all have ended */

@@ -37,11 +37,28 @@
  * Every socket call goes through the connection's transport (c->t.ops,
  * http_transport.h), never to the socket directly.
  *
+ * Suspended requests (http_req_suspend, from dispatch, on_complete or a
+ * resumption): the request waits in place of the step it suspended (SUSPENDED,
+ * beside HEADERS/BODY: headers_done, and either no body accepted yet or the
+ * message read and on_complete run). The connection is neither read nor
+ * written and no timeout runs; its write event watches EV_CLOSED only (EPOLLRDHUP:
+ * the client went away). Input read with the headers stays in c->pend (up to
+ * the receive buffer: body bytes that came with the headers) and is parsed once
+ * the resumption ran. The resumption arrives through the worker's queue
+ * (http.c) and runs http_conn_resume_req: fn, then the tail of the step it
+ * replaced (dispatch: 500 without a reply or a body, 100 Continue; on_complete:
+ * 500 without a reply), then the kept input. A connection that dies while its
+ * request is suspended becomes a zombie like one with writes in flight: the
+ * socket closes at once, the request stays until its resumption ran (fn sees
+ * http_req_is_dead, its reply is dropped since c->dead), then on_abort if owed
+ * and the free. A request waits for at most one thing at a time: never
+ * suspended with writes in flight.
+ *
  * Invariants: at most one request per connection at a time (pipelined bytes wait in
  * c->pend or the socket); the worker's scratch buffer holds input only during one
  * callback; every request gets exactly one reply unless the connection dies; the
- * connection is freed only from the event callbacks' tail (conn_settle) or from a
- * write completion (conn_resume). */
+ * connection is freed only from the event callbacks' tail (conn_settle), from a
+ * write completion (conn_resume) or from a resumption (http_conn_resume_req). */
 #include "server/http_internal.h"
 
 #include <errno.h>
@@ -318,6 +335,8 @@ te_check(const struct http_req *r)
     return 0;
 }
 
+static void conn_after_dispatch(struct http_conn *c);
+
 static void
 conn_headers_done(struct http_conn *c)
 {
@@ -378,7 +397,16 @@ conn_headers_done(struct http_conn *c)
     r->in_dispatch = 1;
     w->srv->app.dispatch(r, w->wctx);
     r->in_dispatch = 0;
-    if (c->dead)
+    conn_after_dispatch(c);
+}
+
+/* what follows dispatch, or a resumption that took its place: the rule that a
+ * request without a body accepted must have replied, and 100 Continue */
+static void
+conn_after_dispatch(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    if (c->dead || r->suspended)
         return;
     if (!r->replied && r->body_mode == BODY_NONE) {
         log_error("http", r->id, "dispatch returned without a reply for %s %s", r->method_name,
@@ -409,9 +437,11 @@ conn_message_done(struct http_conn *c)
         if (r->wr_inflight)
             return; /* on_complete after the last write ended (conn_resume) */
         r->completed = 1;
+        r->in_complete = 1;
         if (r->on_complete)
             r->on_complete(r, r->state);
-        if (c->dead)
+        r->in_complete = 0;
+        if (c->dead || r->suspended)
             return;
         if (!r->replied) {
             log_error("http", r->id, "on_complete returned without a reply");
@@ -617,12 +647,22 @@ conn_req_end(struct http_conn *c)
  * no limit can foresee: more than that is dropped and the connection closes
  * after the current reply (a client that pipelines must be ready to send
  * unanswered requests again, RFC 9112 9.3.2). */
+/* the most input kept unparsed: a request suspended in dispatch keeps the body
+ * bytes that came with its headers (one receive: at most the shared buffer,
+ * into which they go back), otherwise HTTP_READ_AHEAD_MAX */
+static size_t
+conn_pend_max(const struct http_conn *c)
+{
+    const struct http_req *r = c->req;
+    return r && r->suspended && !r->msg_done ? c->w->scratch_cap : HTTP_READ_AHEAD_MAX;
+}
+
 static void
 conn_save_input(struct http_conn *c, const char *buf, size_t len)
 {
     if (!len)
         return;
-    if (len > HTTP_READ_AHEAD_MAX) {
+    if (len > conn_pend_max(c)) {
         c->closing = 1;
         return;
     }
@@ -649,6 +689,10 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
         if (c->dead)
             return;
         if (r) {
+            if (r->suspended) {
+                conn_save_input(c, buf, len);
+                return;
+            }
             if (r->replied && !r->reply_done) {
                 conn_save_input(c, buf, len);
                 return;
@@ -847,6 +891,68 @@ write_off(struct http_conn *c)
     }
 }
 
+static void conn_on_closed(evutil_socket_t fd, short what, void *arg);
+
+/* While a request is suspended the write event is not needed (nothing to
+ * send): it watches for the client going away instead. EV_CLOSED (EPOLLRDHUP)
+ * tells a FIN; libevent reports a reset (EPOLLHUP|EPOLLERR) as EV_READ|EV_WRITE
+ * only, so EV_READ is watched too (level-triggered: an edge-triggered event
+ * leaves EPOLLET on the descriptor for the reads after the resumption, which
+ * then stall). Input that arrives meanwhile is read into c->pend, up to what
+ * the request may keep (conn_pend_max); beyond that the watch stops and a death
+ * is found when the request goes on. */
+static void
+conn_closed_watch_on(struct http_conn *c)
+{
+    struct event_base *base = c->w->base;
+    if (c->closed_watch || !(event_base_get_features(base) & EV_FEATURE_EARLY_CLOSE))
+        return;
+    write_off(c);
+    event_assign(c->wev, base, c->t.fd, EV_READ | EV_CLOSED | EV_PERSIST, conn_on_closed, c);
+    event_add(c->wev, NULL);
+    c->closed_watch = 1;
+}
+
+static void
+conn_closed_watch_off(struct http_conn *c)
+{
+    if (!c->closed_watch)
+        return;
+    event_del(c->wev);
+    event_assign(c->wev, c->w->base, c->t.fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+    c->closed_watch = 0;
+}
+
+static void
+conn_on_closed(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_conn *c = arg;
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (!(what & EV_CLOSED) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
+        soerr == 0) {
+        size_t max = conn_pend_max(c);
+        if (c->pend_len >= max) {
+            event_del(c->wev); /* kept all it may: the rest waits in the kernel */
+            return;
+        }
+        char *p = realloc(c->pend, max);
+        if (!p)
+            abort();
+        c->pend = p;
+        ssize_t n = c->t.ops->recv(&c->t, c->pend + c->pend_len, max - c->pend_len);
+        if (n > 0) {
+            c->pend_len += (size_t)n;
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+    }
+    c->peer_eof = 1;
+    c->dead = 1;
+    conn_settle(c);
+}
+
 /* decide what to wait for next; frees the connection when it is over */
 static void
 conn_settle(struct http_conn *c)
@@ -855,6 +961,11 @@ conn_settle(struct http_conn *c)
     struct http_req *r = c->req;
     if (c->dead) {
         http_conn_free(c);
+        return;
+    }
+    if (r && r->suspended) {
+        read_off(c);
+        conn_closed_watch_on(c);
         return;
     }
     if (r && r->replied && !r->reply_done) {
@@ -1037,7 +1148,7 @@ conn_resume(struct http_conn *c)
 {
     struct http_req *r = c->req;
     if (c->zombie) {
-        if (r->wr_inflight == 0)
+        if (r->wr_inflight == 0 && !r->suspended)
             conn_zombie_end(c);
         return;
     }
@@ -1084,22 +1195,70 @@ http_conn_write_cqe(struct http_bwrite *bw, int res)
     conn_resume(c);
 }
 
+/* parse the input kept meanwhile (c->pend), or go on without */
+static void
+conn_input_kept(struct http_conn *c)
+{
+    struct http_worker *w = c->w;
+    if (c->pend) {
+        size_t len = c->pend_len;
+        memcpy(w->scratch, c->pend, len);
+        free(c->pend);
+        c->pend = NULL;
+        c->pend_len = 0;
+        conn_input(c, w->scratch, len);
+    } else {
+        conn_input(c, NULL, 0);
+    }
+}
+
 static void
 conn_write_ready(struct http_conn *c)
 {
+    if (http_conn_flush(c) == 1)
+        conn_input_kept(c);
+    conn_settle(c);
+}
+
+void
+http_conn_resume_req(struct http_req *r)
+{
+    struct http_conn *c = r->c;
     struct http_worker *w = c->w;
-    if (http_conn_flush(c) == 1) {
-        if (c->pend) {
-            size_t len = c->pend_len;
-            memcpy(w->scratch, c->pend, len);
-            free(c->pend);
-            c->pend = NULL;
-            c->pend_len = 0;
-            conn_input(c, w->scratch, len);
-        } else {
-            conn_input(c, NULL, 0);
+    http_resume_fn fn = r->resume_fn;
+    void *arg = r->resume_arg;
+    r->suspended = 0;
+    atomic_fetch_sub(&w->nsuspended, 1);
+    r->in_resume = 1;
+    fn(r, arg);
+    r->in_resume = 0;
+    if (c->zombie) {
+        if (!r->suspended && !r->wr_inflight)
+            conn_zombie_end(c);
+        return;
+    }
+    if (r->suspended) {
+        conn_settle(c); /* (c->dead: the free makes it a zombie) */
+        return;
+    }
+    conn_closed_watch_off(c);
+    if (!c->dead) {
+        if (!r->completed) {
+            conn_after_dispatch(c);
+        } else if (!r->replied) {
+            log_error("http", r->id, "resumed request ended without a reply");
+            http_req_fail(r, ERR_INTERNAL, "no reply");
         }
     }
+    if (c->dead || r->suspended) {
+        conn_settle(c);
+        return;
+    }
+    if (r->replied) {
+        conn_write_ready(c); /* flush, then input kept meanwhile, then settle */
+        return;
+    }
+    conn_input_kept(c); /* the body accepted by fn, and what follows */
     conn_settle(c);
 }
 
@@ -1388,6 +1547,7 @@ conn_unlink(struct http_conn *c)
     struct http_worker *w = c->w;
     read_off(c);
     write_off(c);
+    conn_closed_watch_off(c);
     c->t.ops->close(&c->t);
     c->t.fd = -1;
     free(c->pend);
@@ -1428,9 +1588,10 @@ http_conn_free(struct http_conn *c)
             c->t.fd = -1; /* the transport frees its state, the transfer closes the fd */
         c->req->xfer = NULL;
     }
-    if (c->req && c->req->wr_inflight) {
-        /* writes in flight read the request's buffers and name the app's file:
-         * the request (and on_abort) waits for them; the socket goes now */
+    if (c->req && (c->req->wr_inflight || c->req->suspended)) {
+        /* writes in flight read the request's buffers and name the app's file,
+         * a resumption will run on the request: the request (and on_abort)
+         * waits for them; the socket goes now */
         c->dead = 1;
         c->zombie = 1;
         conn_unlink(c);

@@ -111,7 +111,15 @@ struct http_worker {
     struct http_rbuf *rbuf_free;
     unsigned rbuf_nfree, rbuf_total;
     unsigned writes_inflight;
-    int nzombies; /* dead connections waiting for their writes (http_conn.c) */
+    atomic_int nzombies; /* dead connections waiting for their writes or their
+                     resumption (http_conn.c) */
+    /* resumptions (http_req_resume): a lock-free stack pushed by any thread,
+     * taken whole by the worker; the pusher that finds it empty writes
+     * resume_fd (an eventfd watched by resume_ev) */
+    struct http_req *resume_head;
+    int resume_fd;
+    struct event *resume_ev;
+    atomic_int nsuspended; /* requests waiting for a resumption */
     atomic_ulong uring_writes, overlapped_reads; /* counters for tests */
     atomic_ulong held_max; /* most input bytes one connection kept (c->pend) */
     char *copybuf;         /* HTTP_COPY_BUF bytes, or NULL */
@@ -151,7 +159,9 @@ struct http_conn {
     unsigned served : 1;    /* at least one request answered */
     unsigned peer_eof : 1;
     unsigned uring_wait : 1; /* io_uring splices in flight: wait for their completion */
-    unsigned zombie : 1;     /* dead, kept only until its request's writes end */
+    unsigned zombie : 1;     /* dead, kept only until its request's writes end
+                                or its resumption ran */
+    unsigned closed_watch : 1; /* wev watches EV_CLOSED (a suspended request) */
     unsigned woken : 1;      /* wev activated by http_req_stream_wake */
     struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
     char *pend;               /* unprocessed input saved while a reply is written
@@ -203,6 +213,9 @@ struct http_req {
     unsigned replied : 1;    /* a reply was queued */
     unsigned reply_done : 1; /* ... and fully written */
     unsigned in_dispatch : 1;
+    unsigned in_complete : 1; /* on_complete is running */
+    unsigned in_resume : 1;   /* a resumption fn is running */
+    unsigned suspended : 1;   /* waits for http_req_resume */
 
     enum body_mode body_mode;
     unsigned stream_accepted : 1; /* http_req_on_body was called: on_abort is owed */
@@ -246,6 +259,13 @@ struct http_req {
     struct http_rbuf *rb[HTTP_RBUFS_PER_REQ];
     unsigned nrb;
     unsigned wr_inflight; /* http_req_body_write calls whose done has not run */
+
+    /* the pending resumption: written by the resuming thread before it pushes r
+     * on the worker's stack, read by the worker after taking the stack */
+    int resume_queued; /* http_req_resume was called for this suspension (atomic) */
+    http_resume_fn resume_fn;
+    void *resume_arg;
+    struct http_req *resume_next;
 };
 
 /* http_req.c */
@@ -283,6 +303,8 @@ void http_conn_kill(struct http_conn *c);
  * was kept); 0 once the connection is dead or lingering. buf must not point
  * into w->scratch. For tests/fuzz/http_fuzz.c. */
 size_t http_conn_feed(struct http_conn *c, const char *buf, size_t len);
+/* run r's resumption on its worker and go on with the request (http_req_resume) */
+void http_conn_resume_req(struct http_req *r);
 
 /* the io_uring transfers are over for now (see http_uring.c): go on writing */
 void http_conn_uring_done(struct http_conn *c);
@@ -310,6 +332,8 @@ int http_uring_write(struct http_worker *w, struct http_bwrite *bw);
 
 /* http.c */
 void http_worker_conn_gone(struct http_worker *w);
+/* queue r's resumption on w and wake w's loop (any thread) */
+void http_worker_resume_push(struct http_worker *w, struct http_req *r);
 const char *http_worker_date(struct http_worker *w);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 
 #include "common/banned.h"
 
@@ -510,6 +511,81 @@ http_req_body(const struct http_req *r, size_t *len)
     if (len)
         *len = r->cbody ? r->cbody_len : 0;
     return r->cbody ? r->cbody : "";
+}
+
+/* ---- requests that wait ---- */
+
+int
+http_req_suspend(struct http_req *r)
+{
+    int from_ok = r->in_dispatch || r->in_complete || r->in_resume;
+    /* a body being streamed cannot wait (on_body); one accepted in dispatch
+     * is read first: dispatch suspends before accepting it */
+    int body_ok = r->body_mode == BODY_NONE || r->completed;
+    if (r->suspended || r->replied || !from_ok || !body_ok || r->wr_inflight) {
+        log_error("http", r->id, "http_req_suspend refused (replied=%d suspended=%d)",
+                  (int)r->replied, (int)r->suspended);
+        return -1;
+    }
+    r->suspended = 1;
+    __atomic_store_n(&r->resume_queued, 0, __ATOMIC_RELAXED);
+    atomic_fetch_add(&r->c->w->nsuspended, 1);
+    return 0;
+}
+
+void
+http_req_resume(struct http_req *r, http_resume_fn fn, void *arg)
+{
+    if (__atomic_exchange_n(&r->resume_queued, 1, __ATOMIC_ACQ_REL)) {
+        log_error("http", r->id, "second http_req_resume for one suspension ignored");
+        return;
+    }
+    r->resume_fn = fn;
+    r->resume_arg = arg;
+    http_worker_resume_push(r->c->w, r);
+}
+
+int
+http_req_is_dead(const struct http_req *r)
+{
+    return r->c->dead || r->c->zombie;
+}
+
+/* one http_req_offload: lives in the request's arena (allocated on the
+ * worker before the job is queued; the pool thread only reads it) */
+struct offload {
+    struct http_req *r;
+    void (*work)(void *tctx, void *arg);
+    http_resume_fn done;
+    void *arg;
+};
+
+static void
+offload_run(void *tctx, void *arg)
+{
+    struct offload *o = arg;
+    o->work(tctx, o->arg);
+    http_req_resume(o->r, o->done, o->arg);
+}
+
+int
+http_req_offload(struct http_req *r, struct pool *p, void (*work)(void *tctx, void *arg),
+                 http_resume_fn done, void *arg, struct err *e)
+{
+    struct offload *o = http_req_alloc(r, sizeof(*o));
+    o->r = r;
+    o->work = work;
+    o->done = done;
+    o->arg = arg;
+    if (http_req_suspend(r) < 0)
+        return err_set(e, ERR_INTERNAL, 0, "request cannot wait now");
+    if (pool_submit(p, offload_run, o, e) < 0) {
+        /* nothing queued: take the suspension back, the caller answers */
+        r->suspended = 0;
+        atomic_fetch_sub(&r->c->w->nsuspended, 1);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- replies ---- */

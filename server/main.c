@@ -136,7 +136,10 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "maintenance thread: %s", e.msg);
         goto out;
     }
-    struct api_opts ao = {.max_manifest = cfg.server.max_manifest, .max_page = cfg.server.max_page};
+    struct api_opts ao = {.max_manifest = cfg.server.max_manifest,
+                          .max_page = cfg.server.max_page,
+                          .blocking_threads = cfg.server.blocking_threads,
+                          .blocking_queue = (unsigned)cfg.server.max_connections};
     api = api_new(st, &ao, &e);
     if (!api) {
         log_error("main", NULL, "api: %s", e.msg);

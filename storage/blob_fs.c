@@ -85,6 +85,7 @@ blobstore_write_all(struct fs *st, int fd, const void *data, size_t n, uint64_t 
 static int
 blobstore_fsync(struct fs *st, int fd, struct err *e)
 {
+    fault_fsync_hook(st->fault);
     if (fault_hit(st->fault, FAULT_FSYNC))
         return err_sys(e, ERR_IO, errno, "fsync blob data");
     if (!st->fsync)

@@ -203,6 +203,10 @@ enum storage_fault_op {
     FAULT_WALSYNC = 16 /* the group fsync of the metadata WAL (added later) */
 };
 void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count);
+/* Test hook: fn(arg) runs on the calling thread before each fsync of blob data
+ * (upload commits, storage_blob_put; also when fsync is off), so a test can hold
+ * a commit mid-way on a barrier of its own. fn NULL clears it. */
+void storage_fsync_hook(struct storage *st, void (*fn)(void *arg), void *arg);
 
 /* ---- readers ----
  * The bytes of a blob or manifest body as the blob backend offers them. The
@@ -285,6 +289,24 @@ int storage_upload_start(struct storage_handle *h, const char *repo, enum digest
  * session or NULL with ERR_BLOB_UPLOAD_UNKNOWN / ERR_BUSY / ERR_IO. */
 struct upload *storage_upload_acquire(struct storage_handle *h, const char *repo,
                                       const char *uuid, struct err *e);
+
+/* storage_upload_lease - storage_upload_acquire without its part of unbounded
+ * length: a session that has no in-memory state (after a restart) comes back
+ * leased but not rebuilt, upload_needs_rehash(u) = 1, and the caller must run
+ * upload_rehash(u) (it reads and hashes the whole file: a blocking-work thread's
+ * job) before any call on u but upload_release. Errors as acquire's. */
+struct upload *storage_upload_lease(struct storage_handle *h, const char *repo,
+                                    const char *uuid, struct err *e);
+/* upload_needs_rehash - 1 when upload_rehash must run before u is used */
+int upload_needs_rehash(const struct upload *u);
+/* upload_rehash - rebuild the running hash and the offset from the file (no-op
+ * when not needed); 0, or -1 with ERR_IO and u gone for the caller (the lease is
+ * given back: the session stays, as after a failed acquire). Any thread. */
+int upload_rehash(struct upload *u, struct err *e);
+/* upload_handle_set - the lease moves to another thread: the calls on u that
+ * touch the database (upload_commit, the destruction of a failed session) use
+ * h, that thread's handle, from now on. */
+void upload_handle_set(struct upload *u, struct storage_handle *h);
 
 /* upload_offset - bytes received so far (the next expected offset). */
 uint64_t upload_offset(const struct upload *u);

@@ -33,6 +33,8 @@ struct fault {
     unsigned ops;
     int err_no;
     int count;
+    void (*fsync_hook)(void *arg); /* storage_fsync_hook (atomic) */
+    void *fsync_hook_arg;
 };
 
 /* An in-memory upload session (see upload.c for the state machine). Lives in the
@@ -101,6 +103,9 @@ struct storage_handle {
 /* fault_hit - 1 when an injected fault for `op` fires now (errno set to the
  * configured value), else 0. */
 int fault_hit(struct fault *f, unsigned op);
+/* fault_fsync_hook - run the test hook of storage_fsync_hook, if one is set
+ * (f may be NULL); the blob backend calls it before a blob data fsync */
+void fault_fsync_hook(struct fault *f);
 
 /* storage_blob_present - blob d is stored with `size` bytes (UINT64_MAX: any
  * size): 1, 0, or -1 with ERR_IO (storage.c) */

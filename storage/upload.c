@@ -23,8 +23,9 @@
  *                         PATCH costs no database write)
  *   struct upload         in st->uploads (hash table under st->mu): running hash,
  *                         offset, lease flag, last use. Absent after a restart: acquire then
- *                         rebuilds it by hashing the whole file, and the file's
- *                         length is the offset (after kill -9 the file is the truth:
+ *                         rebuilds it by hashing the whole file (storage_upload_lease
+ *                         leaves that to upload_rehash, which the server runs on a
+ *                         blocking-work thread), and the file's length is the offset (after kill -9 the file is the truth:
  *                         every byte in it was written by a request that got no
  *                         error, and a client that got an error resumes from the
  *                         offset GET reports).
@@ -414,7 +415,7 @@ fail:
 }
 
 struct upload *
-storage_upload_acquire(struct storage_handle *h, const char *repo, const char *uuid, struct err *e)
+storage_upload_lease(struct storage_handle *h, const char *repo, const char *uuid, struct err *e)
 {
     struct storage *st = h->st;
     if (!repo || !uuid_valid(uuid)) {
@@ -460,19 +461,50 @@ storage_upload_acquire(struct storage_handle *h, const char *repo, const char *u
         drop(u);
         return NULL;
     }
+    /* the hash is rebuilt by upload_rehash (hash still NULL: a placeholder) */
+    u->algo = algo;
+    return u;
+}
+
+int
+upload_needs_rehash(const struct upload *u)
+{
+    return u->hash == NULL;
+}
+
+int
+upload_rehash(struct upload *u, struct err *e)
+{
+    struct storage *st = u->st;
+    if (u->hash)
+        return 0;
     uint64_t size;
     struct hasher *hh = NULL;
-    if (st->blobs->ops->w_hash(w, algo, NULL, &size, &hh, e) < 0) {
+    if (st->blobs->ops->w_hash(u->w, u->algo, NULL, &size, &hh, e) < 0) {
         drop(u);
-        return NULL;
+        return -1;
     }
     /* status reads hash != NULL under the lock to tell a rebuilt entry */
     pthread_mutex_lock(&st->mu);
-    u->algo = algo;
     u->hash = hh;
     __atomic_store_n(&u->offset, size, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+struct upload *
+storage_upload_acquire(struct storage_handle *h, const char *repo, const char *uuid, struct err *e)
+{
+    struct upload *u = storage_upload_lease(h, repo, uuid, e);
+    if (u && upload_rehash(u, e) < 0)
+        return NULL;
     return u;
+}
+
+void
+upload_handle_set(struct upload *u, struct storage_handle *h)
+{
+    u->h = h;
 }
 
 uint64_t
@@ -629,6 +661,12 @@ upload_release(struct upload *u)
 {
     if (!u)
         return;
+    if (!u->hash) {
+        /* leased and never re-hashed: forget the placeholder (the session stays
+         * in its row and its backend data; the next acquire rebuilds it) */
+        drop(u);
+        return;
+    }
     if (u->w) {
         u->st->blobs->ops->w_close(u->w);
         u->w = NULL;

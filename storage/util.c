@@ -36,6 +36,21 @@ fault_hit(struct fault *f, unsigned op)
     return hit;
 }
 
+void
+storage_fsync_hook(struct storage *st, void (*fn)(void *arg), void *arg)
+{
+    __atomic_store_n(&st->fault.fsync_hook_arg, arg, __ATOMIC_RELEASE);
+    __atomic_store_n(&st->fault.fsync_hook, fn, __ATOMIC_RELEASE);
+}
+
+void
+fault_fsync_hook(struct fault *f)
+{
+    void (*hook)(void *) = f ? __atomic_load_n(&f->fsync_hook, __ATOMIC_ACQUIRE) : NULL;
+    if (hook)
+        hook(__atomic_load_n(&f->fsync_hook_arg, __ATOMIC_ACQUIRE));
+}
+
 int
 uuid_generate(char out[UPLOAD_ID_LEN + 1], struct err *e)
 {

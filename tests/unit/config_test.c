@@ -70,6 +70,7 @@ Test(config, defaults_without_file)
     cr_assert_str_eq(c.server.listen, "127.0.0.1:5000");
     cr_assert_str_eq(c.storage.root, "./data");
     cr_assert_eq(c.server.workers, 0);
+    cr_assert_eq(c.server.blocking_threads, 0);
     cr_assert_eq(c.server.max_connections, 10000);
     cr_assert_eq(c.server.header_max, 16384);
     cr_assert_eq(c.server.header_timeout_ms, 10000);
@@ -105,6 +106,7 @@ Test(config, parses_every_key_with_units)
                                "body_buffer = 2MiB\n"
                                "max_manifest = 8M\n"
                                "max_page = 50\n"
+                               "blocking_threads = 6\n"
                                "[Storage]\n"
                                "root = \"/srv/reg #1\"\n"
                                "fsync = off\n"
@@ -122,6 +124,7 @@ Test(config, parses_every_key_with_units)
     cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
     cr_assert_str_eq(c.server.listen, "0.0.0.0:8080");
     cr_assert_eq(c.server.workers, 3);
+    cr_assert_eq(c.server.blocking_threads, 6);
     cr_assert_eq(c.server.max_connections, 77);
     cr_assert_eq(c.server.header_max, 8192);
     cr_assert_eq(c.server.header_timeout_ms, 500);
