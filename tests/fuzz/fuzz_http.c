@@ -28,11 +28,15 @@ fuzz_http_init(const struct http_server_opts *o, const struct http_app *app, voi
     dump = getenv("FUZZ_HTTP_DUMP") != NULL;
     srv.o = *o;
     srv.app = *app;
+    if (!app->error)
+        abort(); /* http_server_new refuses such an app too */
+    srv.app_headers_len = app->headers ? strlen(app->headers) : 0;
+    srv.transport = &http_transport_plain;
     srv.nworkers = 1;
     srv.workers = &wk;
     wk.srv = &srv;
     wk.base = event_base_new();
-    wk.listen_fd = wk.stop_fd = -1;
+    wk.listen_fd = wk.stop_fd = wk.resume_fd = -1;
     wk.wctx = wctx;
     wk.scratch_cap = o->body_buffer;
     wk.scratch = malloc(wk.scratch_cap);

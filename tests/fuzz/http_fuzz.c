@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "server/http.h"
+#include "server/reply.h"
 #include "tests/fuzz/fuzz_http.h"
 
 /* small limits, so that inputs of libFuzzer's default 4096 bytes cross them */
@@ -137,7 +138,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         .body_timeout_ms = 10000,
         .max_connections = 16,
     };
-    struct http_app app = {.dispatch = dispatch};
+    struct http_app app = {
+        .dispatch = dispatch, .error = reply_error_render, .headers = REPLY_HEADERS};
     fuzz_http_init(&o, &app, NULL);
     return 0;
 }
