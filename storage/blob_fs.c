@@ -118,8 +118,9 @@ blobstore_fsync_dir(struct fs *st, int dirfd, const char *rel, struct err *e)
 }
 
 static int
-blobstore_exists(struct fs *st, const struct digest *d, uint64_t size, struct err *e)
+fs_stat(struct blob_backend *b, const struct digest *d, uint64_t *size, struct err *e)
 {
+    struct fs *st = (struct fs *)b;
     char rel[BLOB_RELPATH_MAX];
     blob_relpath(d, rel);
     struct stat sb;
@@ -130,9 +131,20 @@ blobstore_exists(struct fs *st, const struct digest *d, uint64_t size, struct er
     }
     if (!S_ISREG(sb.st_mode))
         return err_set(e, ERR_IO, 0, "blob '%s' is not a regular file", rel);
-    if (size != UINT64_MAX && (uint64_t)sb.st_size != size)
-        return 0;
+    *size = (uint64_t)sb.st_size;
     return 1;
+}
+
+/* blobstore_exists - blob d is stored with `size` bytes (UINT64_MAX: any size):
+ * 1, 0, or -1 with ERR_IO */
+static int
+blobstore_exists(struct fs *st, const struct digest *d, uint64_t size, struct err *e)
+{
+    uint64_t have;
+    int rc = fs_stat(&st->b, d, &have, e);
+    if (rc <= 0)
+        return rc;
+    return size == UINT64_MAX || have == size;
 }
 
 static int
@@ -315,24 +327,6 @@ static const struct blob_reader_ops fs_reader_ops = {
 };
 
 /* ---- blobs ---- */
-
-static int
-fs_stat(struct blob_backend *b, const struct digest *d, uint64_t *size, struct err *e)
-{
-    struct fs *st = (struct fs *)b;
-    char rel[BLOB_RELPATH_MAX];
-    blob_relpath(d, rel);
-    struct stat sb;
-    if (fstatat(st->blobsfd, rel, &sb, 0) < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return err_sys(e, ERR_IO, errno, "stat blob");
-    }
-    if (!S_ISREG(sb.st_mode))
-        return err_set(e, ERR_IO, 0, "blob '%s' is not a regular file", rel);
-    *size = (uint64_t)sb.st_size;
-    return 1;
-}
 
 static int
 fs_open(struct blob_backend *b, const struct digest *d, struct blob_reader *rd, struct err *e)
