@@ -164,7 +164,7 @@ struct storage_opts {
     uint64_t max_manifest;     /* bytes; manifests above are ERR_TOO_LARGE */
     int upload_expiry_sec;     /* idle upload sessions older than this are removed
                                   by storage_expire_uploads; 0 = never */
-    /* Fields below were added later; 0 always means "the default". */
+    /* 0 always means "the default" for the fields below. */
     uint64_t max_blob_size;    /* bytes an upload may reach; over it upload_write
                                   fails with ERR_TOO_LARGE. 0 = unlimited */
     unsigned max_uploads;      /* open upload sessions in all repositories;
@@ -200,7 +200,7 @@ void storage_handle_close(struct storage_handle *h);
  * count 0 disables. Thread-safe; meant for tests only. */
 enum storage_fault_op {
     FAULT_WRITE = 1, FAULT_FSYNC = 2, FAULT_RENAME = 4, FAULT_DB = 8,
-    FAULT_WALSYNC = 16 /* the group fsync of the metadata WAL (added later) */
+    FAULT_WALSYNC = 16 /* the group fsync of the metadata WAL */
 };
 void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int count);
 /* Test hook: fn(arg) runs on the calling thread before each fsync of blob data
@@ -349,7 +349,7 @@ int upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, ui
 int upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err *e);
 
 /* upload_size_limit - max_blob_size (0 = unlimited), for an early 413 on a
- * declared Content-Length (added later). */
+ * declared Content-Length. */
 uint64_t upload_size_limit(const struct upload *u);
 
 /* upload_commit - finish: verify the digest against `expected`, fsync, rename

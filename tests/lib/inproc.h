@@ -27,7 +27,7 @@ struct inproc {
 int inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page,
                  struct testsrv *s);
 
-/* inproc_start_opts - the same with more knobs (added later): io is an
+/* inproc_start_opts - the same with more knobs: io is an
  * enum http_io (HTTP_IO_AUTO / URING / POSIX; -1: from OCIREG_STORAGE_IO when
  * set, else auto), max_blob_size as storage_opts'. inproc_start is
  * inproc_start_opts(p, prefix, fsync, max_page, -1, 0, s). */
