@@ -75,6 +75,60 @@ api_pool_handle(void *tctx, struct err *e)
     return pc->h;
 }
 
+/* A storage call that waits for a durable commit runs on the pool: the job
+ * takes the pool thread's handle, the request waits (its worker serves the
+ * others), and the reply is made back on the worker. */
+struct api_job {
+    struct api_worker *w;
+    const struct route *rt;
+    api_call_fn call;
+    api_done_fn done;
+    void *arg;
+    int rc;
+    struct err e;
+};
+
+static void
+job_work(void *tctx, void *arg)
+{
+    struct api_job *j = arg;
+    struct storage_handle *h = api_pool_handle(tctx, &j->e);
+    j->rc = h ? j->call(h, j->rt, j->arg, &j->e) : -1;
+}
+
+static void
+job_done(struct http_req *r, void *arg)
+{
+    struct api_job *j = arg;
+    if (j->rc < 0) {
+        api_reply_err(r, &j->e);
+        return;
+    }
+    /* a client gone meanwhile: the commit stands, nothing more is started */
+    if (http_req_is_dead(r))
+        return;
+    j->done(j->w, r, j->rt, j->arg, j->rc);
+}
+
+void
+api_offload_call(struct api_worker *w, struct http_req *r, const struct route *rt, api_call_fn call,
+                 api_done_fn done, void *arg)
+{
+    struct err e;
+    struct api_job *j = http_req_alloc(r, sizeof(*j));
+    *j = (struct api_job){.w = w, .rt = rt, .call = call, .done = done, .arg = arg};
+    if (http_req_offload(r, w->a->pool, job_work, job_done, j, &e) < 0)
+        api_reply_err(r, &e);
+}
+
+/* an api_done_fn: 202 without a body (the DELETEs) */
+void
+api_reply_accepted(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg,
+                   int rc)
+{
+    http_reply(r, 202, NULL, NULL, 0);
+}
+
 /* Four per core: the jobs mostly wait on the disk (fsync), and concurrent
  * fsyncs are merged by the block layer; at least 4 so that a few long commits
  * do not queue the short ones of a single-core host. */

@@ -49,13 +49,15 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
     api_reply_reader(w, r, 200, CT_OCTET, &rd, 0, size);
 }
 
+/* the unlink's durable commit waits for the group WAL fsync: on the pool */
+static int
+delete_call(struct storage_handle *h, const struct route *rt, void *arg, struct err *e)
+{
+    return storage_blob_delete(h, rt->name, &rt->digest, e);
+}
+
 void
 api_blob_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
-    struct err e;
-    if (storage_blob_delete(w->h, rt->name, &rt->digest, &e) < 0) {
-        api_reply_err(r, &e);
-        return;
-    }
-    http_reply(r, 202, NULL, NULL, 0);
+    api_offload_call(w, r, rt, delete_call, api_reply_accepted, NULL);
 }

@@ -19,9 +19,9 @@
 struct api {
     struct storage *st;
     struct api_opts o;
-    /* blocking work (upload commits, re-hashes, manifest PUTs): each thread's
-     * context is a struct api_pool_ctx; handlers reach it with
-     * http_req_offload */
+    /* blocking work (upload commits, re-hashes, manifest PUTs, DELETEs,
+     * mounts): each thread's context is a struct api_pool_ctx; handlers reach
+     * it with http_req_offload or api_offload_call */
     struct pool *pool;
     /* byte budget of one page of tags list / catalog / referrers JSON
      * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
@@ -44,6 +44,24 @@ struct api_pool_ctx {
 /* api_pool_handle - the pool thread's storage handle (tctx: the job's thread
  * context), opened on first use; NULL with the open's error (ERR_DB, ERR_IO) */
 struct storage_handle *api_pool_handle(void *tctx, struct err *e);
+
+/* api_offload_call - run a storage call that waits for a durable commit (the
+ * group WAL fsync) on the api's pool, never on the worker's event loop:
+ * call(h, rt, arg, e) on a pool thread with that thread's storage handle, then
+ * on the request's worker: its error replied (api_reply_err) when it returned
+ * < 0, else done(w, r, rt, arg, rc) unless the client has gone meanwhile. A
+ * refused job (full queue: 503 TOOMANYREQUESTS) is replied here. arg must live
+ * as long as the request (http_req_alloc). */
+struct api_worker;
+typedef int (*api_call_fn)(struct storage_handle *h, const struct route *rt, void *arg,
+                           struct err *e);
+typedef void (*api_done_fn)(struct api_worker *w, struct http_req *r, const struct route *rt,
+                            void *arg, int rc);
+void api_offload_call(struct api_worker *w, struct http_req *r, const struct route *rt,
+                      api_call_fn call, api_done_fn done, void *arg);
+/* api_reply_accepted - an api_done_fn replying 202 without a body (DELETEs) */
+void api_reply_accepted(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg,
+                        int rc);
 
 /* one per worker thread: its storage handle and a reusable output buffer (JSON
  * bodies are built here and copied by http_reply). The buffer is kept between

@@ -31,7 +31,7 @@ api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *r
         api_reply_reader(w, r, 200, ct, &rd, 0, meta.size);
 }
 
-/* A manifest PUT runs storage_manifest_put on the api's pool (http_req_offload):
+/* A manifest PUT runs storage_manifest_put on the api's pool (api_offload_call):
  * the parse (admitted against a process-wide heap budget, it may wait for
  * others), the checks, and the durable commit (it waits for the group WAL
  * fsync) never hold up the worker. The body, headers and tags stay in the
@@ -44,47 +44,32 @@ struct putctx {
     const char *body, *ct;
     size_t len;
     /* the job's outcome */
-    int rc;
-    struct err e;
     struct manifest_meta meta;
     int has_subject;
     struct digest subject;
 };
 
-static void
-put_work(void *tctx, void *arg)
+static int
+put_call(struct storage_handle *h, const struct route *rt, void *arg, struct err *e)
 {
     struct putctx *c = arg;
     c->has_subject = 0;
-    struct storage_handle *h = api_pool_handle(tctx, &c->e);
-    if (!h) {
-        c->rc = -1;
-        return;
-    }
-    c->rc = storage_manifest_put(h, c->rt->name, c->body, c->len, c->ct,
-                                 c->rt->ref_is_digest ? &c->rt->digest : NULL,
-                                 (const char *const *)c->tags, c->ntags, &c->meta,
-                                 &c->has_subject, &c->subject, &c->e);
+    return storage_manifest_put(
+        h, rt->name, c->body, c->len, c->ct, rt->ref_is_digest ? &rt->digest : NULL,
+        (const char *const *)c->tags, c->ntags, &c->meta, &c->has_subject, &c->subject, e);
 }
 
 static void
-put_done(struct http_req *r, void *arg)
+put_done(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg, int rc)
 {
     struct putctx *c = arg;
-    if (c->rc < 0) {
-        api_reply_err(r, &c->e);
-        return;
-    }
-    const struct manifest_meta meta = c->meta;
-    int has_subject = c->has_subject;
-    struct digest subject = c->subject;
     char ds[DIGEST_STR_MAX];
-    digest_format(&meta.digest, ds);
-    http_reply_header(r, "Location", "/v2/%s/manifests/%s", c->rt->name, ds);
+    digest_format(&c->meta.digest, ds);
+    http_reply_header(r, "Location", "/v2/%s/manifests/%s", rt->name, ds);
     http_reply_header(r, "Docker-Content-Digest", "%s", ds);
-    if (has_subject) {
+    if (c->has_subject) {
         char ss[DIGEST_STR_MAX];
-        http_reply_header(r, "OCI-Subject", "%s", digest_format(&subject, ss));
+        http_reply_header(r, "OCI-Subject", "%s", digest_format(&c->subject, ss));
     }
     for (size_t i = 0; i < c->ntags; i++)
         http_reply_header(r, "OCI-Tag", "%s", c->tags[i]);
@@ -95,12 +80,10 @@ static void
 put_complete(struct http_req *r, void *state)
 {
     struct putctx *c = state;
-    struct err e;
     const char *body = http_req_body(r, &c->len);
     c->body = body ? body : "";
     c->ct = http_req_header(r, "Content-Type");
-    if (http_req_offload(r, c->w->a->pool, put_work, put_done, c, &e) < 0)
-        api_reply_err(r, &e);
+    api_offload_call(c->w, r, c->rt, put_call, put_done, c);
 }
 
 void
@@ -141,13 +124,15 @@ api_manifest_put(struct api_worker *w, struct http_req *r, const struct route *r
     http_req_collect_body(r, (size_t)w->a->o.max_manifest, put_complete, c);
 }
 
+/* the delete's durable commit waits for the group WAL fsync: on the pool */
+static int
+delete_call(struct storage_handle *h, const struct route *rt, void *arg, struct err *e)
+{
+    return storage_manifest_delete(h, rt->name, rt->ref, e);
+}
+
 void
 api_manifest_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
-    struct err e;
-    if (storage_manifest_delete(w->h, rt->name, rt->ref, &e) < 0) {
-        api_reply_err(r, &e);
-        return;
-    }
-    http_reply(r, 202, NULL, NULL, 0);
+    api_offload_call(w, r, rt, delete_call, api_reply_accepted, NULL);
 }

@@ -389,40 +389,21 @@ start_session(struct api_worker *w, struct http_req *r, const struct route *rt,
     http_reply(r, 202, NULL, NULL, 0);
 }
 
-void
-api_upload_start(struct api_worker *w, struct http_req *r, const struct route *rt)
+/* a session (POST without a mount, or after a mount not done): end-4b's
+ * monolithic upload with ?digest=, else an empty session. After a mount
+ * attempt, a digest-algorithm is not looked at (the mount's digest names it). */
+static void
+upload_begin(struct api_worker *w, struct http_req *r, const struct route *rt, int mounting)
 {
     struct err e;
-    const char *mount = http_req_query(r, "mount");
     const char *dq = http_req_query(r, "digest");
     const char *alg = http_req_query(r, "digest-algorithm");
     enum digest_algo algo = DIGEST_SHA256;
 
-    if (mount) {
-        /* end-11; spec: a mount that cannot be done for invalid arguments falls
-         * back to a normal upload session (202) */
-        struct digest md;
-        const char *from = http_req_query(r, "from");
-        if (from && !*from)
-            from = NULL; /* no source: automatic mount from any repository */
-        if (digest_parse(mount, strlen(mount), &md, NULL) == 0 &&
-            (!from || name_validate(from, strlen(from), NULL) == 0)) {
-            int rc = storage_blob_mount(w->h, rt->name, from, &md, &e);
-            if (rc < 0) {
-                api_reply_err(r, &e);
-                return;
-            }
-            if (rc == 1) {
-                reply_created(r, rt->name, &md);
-                return;
-            }
-        }
-        if (!dq) {
-            start_session(w, r, rt, algo);
-            return;
-        }
+    if (mounting && !dq) {
+        start_session(w, r, rt, algo);
+        return;
     }
-
     if (dq) {
         /* end-4b: monolithic single-request upload */
         struct digest d;
@@ -455,6 +436,54 @@ api_upload_start(struct api_worker *w, struct http_req *r, const struct route *r
         return;
     }
     start_session(w, r, rt, algo);
+}
+
+/* end-11: the mount's durable commit (the link row) waits for the group WAL
+ * fsync, so it runs on the pool; the session that follows a mount not done is
+ * started back on the worker (a light transaction) */
+struct mountctx {
+    const char *from;
+    struct digest md;
+};
+
+static int
+mount_call(struct storage_handle *h, const struct route *rt, void *arg, struct err *e)
+{
+    struct mountctx *m = arg;
+    return storage_blob_mount(h, rt->name, m->from, &m->md, e);
+}
+
+static void
+mount_done(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg, int rc)
+{
+    struct mountctx *m = arg;
+    if (rc == 1)
+        reply_created(r, rt->name, &m->md);
+    else
+        upload_begin(w, r, rt, 1);
+}
+
+void
+api_upload_start(struct api_worker *w, struct http_req *r, const struct route *rt)
+{
+    const char *mount = http_req_query(r, "mount");
+
+    if (!mount) {
+        upload_begin(w, r, rt, 0);
+        return;
+    }
+    /* spec: a mount that cannot be done for invalid arguments falls back to a
+     * normal upload session (202) */
+    struct mountctx *m = http_req_alloc(r, sizeof(*m));
+    m->from = http_req_query(r, "from");
+    if (m->from && !*m->from)
+        m->from = NULL; /* no source: automatic mount from any repository */
+    if (digest_parse(mount, strlen(mount), &m->md, NULL) == 0 &&
+        (!m->from || name_validate(m->from, strlen(m->from), NULL) == 0)) {
+        api_offload_call(w, r, rt, mount_call, mount_done, m);
+        return;
+    }
+    upload_begin(w, r, rt, 1);
 }
 
 void

@@ -1,6 +1,6 @@
 /* api_async_test.c - the registry's blocking work runs on the api's pool, not
- * on the worker's event loop: upload commits and manifest PUTs are pool jobs
- * (api_blocking_jobs counts them), and a commit held inside its fsync (the
+ * on the worker's event loop: upload commits, manifest PUTs, DELETEs and
+ * mounts are pool jobs (api_blocking_jobs counts them), and a commit held inside its fsync (the
  * storage_fsync_hook test hook, on a gate of this test) does not delay a GET
  * on the same worker (the in-process server has one). */
 #include <pthread.h>
@@ -42,6 +42,41 @@ Test(api_async, upload_commits_and_manifest_puts_run_on_the_pool)
     push_image("pool", "v1", "pooled", md); /* two blobs and a manifest */
     cr_assert_eq(api_blocking_jobs(P.api), j1 + 3);
     cr_assert_eq(status_of("GET", "/v2/pool/manifests/v1"), 200);
+}
+
+/* every handler whose commit waits for the group WAL fsync is one pool job;
+ * a mount not done (no such blob) is one job too, and the session it falls back
+ * to is started on the worker (a light transaction, no job) */
+Test(api_async, deletes_and_mounts_run_on_the_pool)
+{
+    char dg[80], path[300];
+    push_blob("pool-src", "a blob mounted by a pool thread", dg);
+    char md[80];
+    push_image("pool-img", "v1", "to delete", md);
+
+    unsigned long j0 = api_blocking_jobs(P.api);
+    snprintf(path, sizeof(path), "/v2/pool-dst/blobs/uploads/?mount=%s&from=pool-src", dg);
+    cr_assert_eq(status_of("POST", path), 201);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 1);
+
+    snprintf(path, sizeof(path),
+             "/v2/pool-dst/blobs/uploads/?mount=sha256:%064d&from=pool-src", 0);
+    cr_assert_eq(status_of("POST", path), 202);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 2);
+
+    snprintf(path, sizeof(path), "/v2/pool-dst/blobs/%s", dg);
+    cr_assert_eq(status_of("DELETE", path), 202);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 3);
+    cr_assert_eq(status_of("DELETE", path), 404); /* an error is the job's too */
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 4);
+
+    cr_assert_eq(status_of("DELETE", "/v2/pool-img/manifests/v1"), 202);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 5);
+    snprintf(path, sizeof(path), "/v2/pool-img/manifests/%s", md);
+    cr_assert_eq(status_of("DELETE", path), 202);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 6);
+    cr_assert_eq(status_of("GET", path), 404);
+    cr_assert_eq(api_blocking_jobs(P.api), j0 + 6, "reads stay on the worker");
 }
 
 /* the gate a commit's fsync waits on */
