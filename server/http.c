@@ -363,58 +363,49 @@ http_server_upload_io_name(const struct http_server *s)
     return s->upload_uring ? "uring" : "posix";
 }
 
+/* the test counters: one field of every worker, summed */
+#define WORKER_SUM(s, field)                                                                       \
+    ({                                                                                             \
+        unsigned long n_ = 0;                                                                      \
+        for (int i_ = 0; i_ < (s)->nworkers; i_++)                                                 \
+            n_ += (unsigned long)atomic_load(&(s)->workers[i_].field);                             \
+        n_;                                                                                        \
+    })
+
 unsigned long
 http_server_uring_writes(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += atomic_load(&s->workers[i].uring_writes);
-    return n;
+    return WORKER_SUM(s, uring_writes);
 }
 
 unsigned long
 http_server_overlapped_reads(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += atomic_load(&s->workers[i].overlapped_reads);
-    return n;
+    return WORKER_SUM(s, overlapped_reads);
 }
 
 unsigned long
 http_server_file_copies(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += atomic_load(&s->workers[i].file_copies);
-    return n;
+    return WORKER_SUM(s, file_copies);
 }
 
 unsigned long
 http_server_suspended(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += (unsigned long)atomic_load(&s->workers[i].nsuspended);
-    return n;
+    return WORKER_SUM(s, nsuspended);
 }
 
 unsigned long
 http_server_stream_stalls(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += atomic_load(&s->workers[i].stream_stalls);
-    return n;
+    return WORKER_SUM(s, stream_stalls);
 }
 
 unsigned long
 http_server_zombies(const struct http_server *s)
 {
-    unsigned long n = 0;
-    for (int i = 0; i < s->nworkers; i++)
-        n += (unsigned long)atomic_load(&s->workers[i].nzombies);
-    return n;
+    return WORKER_SUM(s, nzombies);
 }
 
 unsigned long
