@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "tests/integration/api_test.h"
+#include "tests/lib/blob_mem.h"
 #include "tests/lib/blob_nofd.h"
 #include "tests/lib/inproc.h"
 
@@ -229,6 +230,8 @@ Test(upload_io, chunked_posix)
 static void
 case_enospc(int io)
 {
+    if (blob_mem_selected())
+        cr_skip_test("fault injection is the filesystem backend's (OCIREG_TEST_BLOBS=mem)");
     start_io(io, 0);
     size_t n = 4 * MIB;
     unsigned char *b = pattern(n, 3);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "storage/blob.h"
+#include "tests/lib/blob_mem.h"
 
 struct nofd {
     struct blob_backend b;
@@ -140,5 +141,7 @@ struct blob_backend *(*blob_nofd_selected(void))(struct blob_backend *, struct e
     const char *v = getenv("OCIREG_TEST_BLOBS");
     if (v && strcmp(v, "nofd") == 0)
         return blob_nofd_wrap;
+    if (v && strcmp(v, "mem") == 0)
+        return blob_mem_replace;
     return NULL;
 }

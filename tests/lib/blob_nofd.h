@@ -15,7 +15,9 @@ struct blob_backend;
  * with ERR_NOMEM (fs closed) */
 struct blob_backend *blob_nofd_wrap(struct blob_backend *fs, struct err *e);
 /* blob_nofd_selected - storage_opts.test_blobs as OCIREG_TEST_BLOBS asks:
- * blob_nofd_wrap for "nofd", else NULL */
+ * blob_nofd_wrap for "nofd", blob_mem_replace (blob_mem.h) for "mem", else
+ * NULL. Tests of the filesystem backend's own details skip when it is not
+ * NULL. */
 struct blob_backend *(*blob_nofd_selected(void))(struct blob_backend *, struct err *);
 
 #endif

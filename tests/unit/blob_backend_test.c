@@ -6,6 +6,7 @@
 #include "storage/storage_internal.h"
 
 #include "storage_testutil.h"
+#include "tests/lib/blob_mem.h"
 #include "tests/lib/blob_nofd.h"
 
 struct be_case {
@@ -26,9 +27,9 @@ setup(void)
     struct err e = {0};
     C.b = blob_fs_open(C.rootfd, 0, NULL, &e);
     cr_assert_not_null(C.b, "%s", e.msg);
-    /* OCIREG_TEST_BLOBS=nofd: the same conformance on the test backend */
+    /* OCIREG_TEST_BLOBS=nofd|mem: the same conformance on the test backend */
     if (blob_nofd_selected())
-        C.b = blob_nofd_wrap(C.b, &e);
+        C.b = blob_nofd_selected()(C.b, &e);
     cr_assert_not_null(C.b, "%s", e.msg);
 }
 
@@ -191,4 +192,55 @@ Test(blob_backend, nofd_backend_offers_no_descriptor_but_reads_and_writes)
     cr_assert_eq(o->w_fd(w, &fd, &off), -1, "no descriptor for asynchronous writes");
     cr_assert_eq(o->w_append(w, "x", 1, 0, &e), 0);
     o->w_close(w);
+}
+
+static int
+count_files(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "find %s -type f | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+Test(blob_backend, mem_backend_keeps_bytes_without_descriptors_or_files)
+{
+    struct err e = {0};
+    if (strcmp(C.b->ops->name, "mem") != 0)
+        C.b = blob_mem_replace(C.b, &e);
+    cr_assert_not_null(C.b, "%s", e.msg);
+    struct blob_backend *b = C.b;
+    const struct blob_backend_ops *o = b->ops;
+    const char *id = "3b0c9d4e-1f2a-4b3c-8d4e-5f6a7b8c9d0e";
+    struct blob_writer *w = NULL;
+    cr_assert_eq(o->w_create(b, id, &e), 0);
+    cr_assert_eq(o->w_open(b, id, &w, &e), 1);
+    int fd = -1;
+    uint64_t off = 0, size = 0;
+    cr_assert_eq(o->w_fd(w, &fd, &off), -1, "no descriptor for asynchronous writes");
+    cr_assert_eq(o->w_append(w, "in-", 3, 0, &e), 0);
+    cr_assert_eq(o->w_append(w, "memory", 6, 3, &e), 0);
+    struct digest d, got;
+    digest_of(DIGEST_SHA256, "in-memory", 9, &d);
+    cr_assert_eq(o->w_hash(w, DIGEST_SHA256, &got, &size, NULL, &e), 0);
+    cr_assert(digest_equal(&got, &d));
+    cr_assert_eq(o->w_commit(w, &d, 9, &e), 0, "%s", e.msg);
+    o->w_close(w);
+    cr_assert_eq(count_files(C.root), 0, "no file under the root");
+    struct blob_reader rd = {0};
+    cr_assert_eq(o->open(b, &d, &rd, &e), 1);
+    cr_assert_eq(blob_reader_fd(&rd, &fd, &off), -1);
+    /* gc removing the blob while it is read: the reader keeps its bytes */
+    cr_assert_eq(o->remove(b, &d, &e), 0);
+    cr_assert_eq(o->stat(b, &d, &size, &e), 0);
+    char buf[9];
+    cr_assert_eq(blob_reader_read_all(&rd, buf, &e), 0);
+    cr_assert_eq(memcmp(buf, "in-memory", 9), 0);
+    blob_reader_close(&rd);
 }
