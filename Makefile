@@ -81,7 +81,7 @@ ALL_CFLAGS  = $(OPT) -g -std=gnu11 $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 
               $(CPPFLAGS) $(CFLAGS)
 # link only what each binary uses: fewer shared objects = faster exec (ocirun-lite run)
 ALL_LDFLAGS = -Wl,--as-needed $(HARDEN_LDFLAGS) $(SAN_FLAGS) $(LDFLAGS)
-ALL_LDLIBS  = $(PKG_LIBS) -lhttp_parser -lcap -pthread -lm $(LDLIBS)
+ALL_LDLIBS  = $(PKG_LIBS) -lhttp_parser -lcap -lcrypt -pthread -lm $(LDLIBS)
 
 # ---- sources -------------------------------------------------------------
 CORE_SRC := $(wildcard common/*.c storage/*.c auth/*.c gc/*.c server/*.c)
