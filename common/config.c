@@ -46,6 +46,20 @@ static const struct key keys[] = {
     {"storage", "max_uploads_per_repo", K_INT, OFF(storage.max_uploads_per_repo), 0, 1, 100000000},
     {"storage", "max_manifest_refs", K_INT, OFF(storage.max_manifest_refs), 0, 1, 100000000},
     {"storage", "io", K_IO, OFF(storage.io), 0, 0, 0},
+    {"auth", "htpasswd", K_STR, OFF(auth.htpasswd), CAP(auth.htpasswd), 0, 0},
+    {"auth", "rules", K_STR, OFF(auth.rules), CAP(auth.rules), 0, 0},
+    {"auth", "service", K_STR, OFF(auth.service), CAP(auth.service), 0, 0},
+    {"auth", "issuer", K_STR, OFF(auth.issuer), CAP(auth.issuer), 0, 0},
+    {"auth", "token_key", K_STR, OFF(auth.token_key), CAP(auth.token_key), 0, 0},
+    {"auth", "token_ttl", K_SEC, OFF(auth.token_ttl_sec), 0, 10, 86400},
+    {"auth", "refresh_ttl", K_SEC, OFF(auth.refresh_ttl_sec), 0, 60, 366 * 86400},
+    {"auth", "token_realm", K_STR, OFF(auth.token_realm), CAP(auth.token_realm), 0, 0},
+    {"auth", "token_service", K_STR, OFF(auth.token_service), CAP(auth.token_service), 0, 0},
+    {"auth", "token_issuer", K_STR, OFF(auth.token_issuer), CAP(auth.token_issuer), 0, 0},
+    {"auth", "token_certs", K_STR, OFF(auth.token_certs), CAP(auth.token_certs), 0, 0},
+    {"auth", "token_jwks", K_STR, OFF(auth.token_jwks), CAP(auth.token_jwks), 0, 0},
+    {"auth", "max_failures", K_INT, OFF(auth.max_failures), 0, 0, 1000000},
+    {"auth", "failure_window", K_SEC, OFF(auth.failure_window_sec), 0, 1, 86400},
     {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
     {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
 };
@@ -74,6 +88,12 @@ config_defaults(struct config *c)
     c->storage.max_uploads_per_repo = 1000;
     c->storage.max_manifest_refs = 10000;
     c->storage.io = CONFIG_IO_AUTO;
+    snprintf(c->auth.service, sizeof(c->auth.service), "ocireg");
+    snprintf(c->auth.issuer, sizeof(c->auth.issuer), "ocireg");
+    c->auth.token_ttl_sec = 300;
+    c->auth.refresh_ttl_sec = 30 * 86400;
+    c->auth.max_failures = 5;
+    c->auth.failure_window_sec = 60;
     c->log.level = LOG_INFO;
     c->log.json = 0;
 }

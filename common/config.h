@@ -50,6 +50,23 @@ struct config {
         int io;                    /* enum config_io, CONFIG_IO_AUTO */
     } storage;
     struct {
+        /* auth is on when htpasswd or token_realm is set (docs/auth.md) */
+        char htpasswd[CONFIG_STR_MAX];     /* "" = off */
+        char rules[CONFIG_STR_MAX];        /* "" = authenticated: all, anonymous: none */
+        char service[256];                 /* "ocireg": aud of the built-in issuer's tokens */
+        char issuer[256];                  /* "ocireg": their iss */
+        char token_key[CONFIG_STR_MAX];    /* "" = <storage root>/token.key */
+        int token_ttl_sec;                 /* 300 */
+        int refresh_ttl_sec;               /* 30 days */
+        char token_realm[1024];            /* external token server: its realm URL */
+        char token_service[256];           /* its service (aud) */
+        char token_issuer[256];            /* its iss */
+        char token_certs[CONFIG_STR_MAX];  /* PEM bundle of its certificates */
+        char token_jwks[CONFIG_STR_MAX];   /* or a JWKS file of its keys */
+        int max_failures;                  /* 5 failed logins per (address, user) ... */
+        int failure_window_sec;            /* ... within 60 s, then 429 */
+    } auth;
+    struct {
         int level; /* enum log_level, LOG_INFO */
         int json;  /* format = json */
     } log;

@@ -12,6 +12,9 @@
 struct client {
     CURL *curl;
     char base[512];
+    /* OCI_USERNAME / OCI_PASSWORD (the names of the OCI conformance suite):
+     * sent as Basic on every request, for a registry with auth on */
+    char userpwd[512];
     client_observe_fn *observe;
     void *observe_arg;
 };
@@ -88,6 +91,9 @@ client_new(const char *base_url)
         return NULL;
     }
     snprintf(c->base, sizeof(c->base), "%s", base_url);
+    const char *user = getenv("OCI_USERNAME"), *pass = getenv("OCI_PASSWORD");
+    if (user && *user)
+        snprintf(c->userpwd, sizeof(c->userpwd), "%s:%s", user, pass ? pass : "");
     size_t l = strlen(c->base);
     while (l > 0 && c->base[l - 1] == '/')
         c->base[--l] = '\0';
@@ -160,6 +166,10 @@ client_do(struct client *c, const char *method, const char *target, const char *
     curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &bb);
     curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "ocireg-conformance/1");
+    if (c->userpwd[0]) {
+        curl_easy_setopt(c->curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(c->curl, CURLOPT_USERPWD, c->userpwd);
+    }
 
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);

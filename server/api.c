@@ -168,6 +168,16 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
         free(a);
         return NULL;
     }
+    if (a->o.auth && ((a->o.auth->htpasswd && *a->o.auth->htpasswd) ||
+                      (a->o.auth->token_realm && *a->o.auth->token_realm))) {
+        a->auth = api_auth_new(a->o.auth, e);
+        if (!a->auth) {
+            pool_free(a->pool);
+            free(a);
+            return NULL;
+        }
+    }
+    a->o.auth = NULL; /* borrowed for api_new only; api_auth keeps its copy */
     return a;
 }
 
@@ -177,7 +187,14 @@ api_free(struct api *a)
     if (!a)
         return;
     pool_free(a->pool);
+    api_auth_free(a->auth);
     free(a);
+}
+
+int
+api_reload(struct api *a, struct err *e)
+{
+    return api_auth_reload(a->auth, e);
 }
 
 unsigned long
@@ -568,23 +585,11 @@ api_base(struct http_req *r)
     http_reply(r, 200, CT_JSON, "{}", 2);
 }
 
+/* the handler of a routed request, once auth (if on) has let it through */
 static void
-dispatch(struct http_req *r, void *wctx)
+route_run(struct api_worker *w, struct http_req *r, struct route *rt)
 {
-    struct api_worker *w = wctx;
-    struct route *rt = http_req_alloc(r, sizeof(*rt));
-    struct err e;
     enum http_method m = http_req_method(r);
-
-    if (router_match(m, http_req_path(r), rt, &e) < 0) {
-        /* ERR_NOT_FOUND (no such endpoint) is 404 with the spec code closest
-         * to it, UNSUPPORTED (common/err.c) */
-        if (e.code == ERR_METHOD)
-            http_reply_header(r, "Allow", "%s", router_allow(rt->kind));
-        http_reply_error(r, &e);
-        return;
-    }
-
     switch (rt->kind) {
     case ROUTE_BASE:
         api_base(r);
@@ -634,6 +639,35 @@ dispatch(struct http_req *r, void *wctx)
         break;
     }
     http_reply_errorf(r, ERR_NOT_FOUND, "no such endpoint");
+}
+
+static void
+dispatch(struct http_req *r, void *wctx)
+{
+    struct api_worker *w = wctx;
+    struct api_call *call = http_req_alloc(r, sizeof(*call));
+    struct route *rt = &call->rt;
+    struct err e;
+    enum http_method m = http_req_method(r);
+
+    call->who = (struct api_ident){0};
+    if (w->a->auth && strcmp(http_req_path(r), "/auth/token") == 0) {
+        api_auth_token(w, r);
+        return;
+    }
+    if (router_match(m, http_req_path(r), rt, &e) < 0) {
+        /* ERR_NOT_FOUND (no such endpoint) is 404 with the spec code closest
+         * to it, UNSUPPORTED (common/err.c) */
+        if (e.code == ERR_METHOD)
+            http_reply_header(r, "Allow", "%s", router_allow(rt->kind));
+        http_reply_error(r, &e);
+        return;
+    }
+    if (w->a->auth) {
+        api_auth_request(w, r, rt, route_run);
+        return;
+    }
+    route_run(w, r, rt);
 }
 
 void

@@ -10,6 +10,25 @@
 struct storage;
 struct http_app;
 
+/* auth (docs/auth.md): on when htpasswd or token_realm is set; paths are read
+ * by api_new and at api_reload */
+struct api_auth_opts {
+    const char *htpasswd;     /* users (bcrypt), or NULL */
+    const char *rules;        /* access rules file, or NULL: the default policy */
+    const char *service;      /* the built-in issuer's aud ("ocireg") */
+    const char *issuer;       /* its iss ("ocireg") */
+    const char *token_key;    /* its ES256 key file (created when missing) */
+    int token_ttl_sec;        /* access token lifetime */
+    int refresh_ttl_sec;      /* refresh token lifetime */
+    const char *token_realm;  /* an external token server's realm, or NULL */
+    const char *token_service, *token_issuer; /* its aud and iss */
+    const char *token_certs;  /* its certificates (PEM bundle), or NULL */
+    const char *token_jwks;   /* its keys (JWKS file), or NULL */
+    unsigned max_failures;    /* failed logins per (address, user) per window; 0: no limit */
+    int failure_window_sec;
+    int tls;                  /* the server speaks TLS: the built-in realm is https */
+};
+
 struct api_opts {
     uint64_t max_manifest;  /* bytes, [server] max_manifest (default 4 MiB) */
     long max_page;          /* largest page of tags list / catalog / referrers, also the
@@ -19,6 +38,7 @@ struct api_opts {
     unsigned blocking_queue; /* jobs that may wait for a pool thread (0: 1024);
                                 main passes max_connections: a request has at most
                                 one job at a time, so only a bug fills it */
+    const struct api_auth_opts *auth; /* NULL: no auth (anyone may do anything) */
 };
 
 struct api;
@@ -31,6 +51,11 @@ struct api;
  * remaining jobs, whose requests those workers wait for, then joins it). */
 struct api *api_new(struct storage *st, const struct api_opts *o, struct err *e);
 void api_free(struct api *a);
+
+/* api_reload - re-read the access rules and the htpasswd file (SIGHUP).
+ * Returns 0, or -1 with the load error (ERR_CONFIG, ERR_IO): the old ones stay
+ * in force. Thread-safe; 0 when auth is off. */
+int api_reload(struct api *a, struct err *e);
 
 /* api_blocking_jobs - jobs the blocking-work pool has taken (tests, stats) */
 unsigned long api_blocking_jobs(const struct api *a);

@@ -26,7 +26,52 @@ struct api {
     /* byte budget of one page of tags list / catalog / referrers JSON
      * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
     size_t page_bytes;
+    /* auth (server/api_auth.c), NULL when off */
+    struct api_auth *auth;
 };
+
+/* ---- auth (server/api_auth.c) ----
+ * Who a request is, decided before its handler runs (DESIGN.md: "auth decides
+ * from (identity, repository, action) before a handler runs"). dispatch
+ * allocates a struct api_call per request and hands &call->rt to the
+ * handlers, which find the identity with api_who(rt). */
+struct token_claims;
+struct api_ident {
+    const char *user;                /* NULL: anonymous */
+    const struct token_claims *tok;  /* a bearer token's claims, or NULL */
+};
+struct api_call {
+    struct route rt;
+    struct api_ident who;
+};
+static inline const struct api_ident *
+api_who(const struct route *rt)
+{
+    return &((const struct api_call *)(const void *)rt)->who;
+}
+
+struct api_auth;
+struct api_worker;
+typedef void (*api_route_fn)(struct api_worker *w, struct http_req *r, struct route *rt);
+/* api_auth_new - load htpasswd, rules, keys per o. NULL with ERR_CONFIG/ERR_IO */
+struct api_auth *api_auth_new(const struct api_auth_opts *o, struct err *e);
+void api_auth_free(struct api_auth *au);
+int api_auth_reload(struct api_auth *au, struct err *e);
+/* api_auth_request - decide whether the routed request may run: run(w, r, rt)
+ * at once or after a password check on the auth pool, or reply 401 (with the
+ * challenge), 403 DENIED or 429. */
+void api_auth_request(struct api_worker *w, struct http_req *r, struct route *rt,
+                      api_route_fn run);
+/* api_auth_token - the built-in token issuer (GET or POST /auth/token) */
+void api_auth_token(struct api_worker *w, struct http_req *r);
+/* api_auth_may - 1 when the request's identity may do `action` (ACCESS_*) in
+ * repository repo (always 1 with auth off): what mounts (pull of `from`) ask */
+int api_auth_may(const struct api *a, const struct route *rt, const char *repo, unsigned action);
+/* api_auth_may_list - 1 when repo belongs in the caller's _catalog (it may pull
+ * it by the rules, whatever its token names) */
+int api_auth_may_list(const struct api *a, const struct route *rt, const char *repo);
+/* api_auth_on - 1 when auth is on */
+int api_auth_on(const struct api *a);
 
 /* A page of tags, repositories or referrers stops before the entry that would
  * take its JSON body past this many bytes (and a Link header points at the

@@ -82,20 +82,66 @@ api_tags_list(struct api_worker *w, struct http_req *r, const struct route *rt)
     list_reply(r, c, more, base);
 }
 
+/* With auth on, the catalog lists only the repositories the caller may pull:
+ * rows it may not see are skipped and the next rows read, until the page is
+ * full, the rows end, or CATALOG_SCAN_MAX rows were read for this page (the
+ * Link then lets the client go on: the work of one request stays bounded). */
+#define CATALOG_SCAN_MAX 100000
+
+struct catfilter {
+    struct listctx *c;
+    const struct api *a;
+    const struct route *rt;
+    long scanned;
+    int stopped;
+    char last[NAME_MAX_LEN + 1];
+};
+
+static int
+catalog_add(void *arg, const char *name)
+{
+    struct catfilter *f = arg;
+    f->scanned++;
+    snprintf(f->last, sizeof(f->last), "%s", name);
+    if (!api_auth_may_list(f->a, f->rt, name))
+        return 0;
+    if (list_add(f->c, name)) {
+        f->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
+
 void
 api_catalog(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
     struct err e;
     int more = 0;
-    (void)rt;
     struct listctx *c = listctx_new(w, r, NAME_MAX_LEN);
     if (!c)
         return;
     jbuf_lit(&c->j, "{\"repositories\":[");
-    if (storage_catalog(w->h, c->pg.last, c->pg.n, list_add, c, &more, &e) < 0) {
-        jbuf_done(&c->j);
-        api_reply_err(r, &e);
+    if (!api_auth_on(w->a)) {
+        if (storage_catalog(w->h, c->pg.last, c->pg.n, list_add, c, &more, &e) < 0)
+            goto fail;
+        list_reply(r, c, more, "/v2/_catalog");
         return;
     }
+    struct catfilter *f = http_req_alloc(r, sizeof(*f));
+    *f = (struct catfilter){.c = c, .a = w->a, .rt = rt};
+    const char *from = c->pg.last;
+    for (;;) {
+        more = 0;
+        if (storage_catalog(w->h, from, c->pg.n - (long)c->pg.count, catalog_add, f, &more, &e) <
+            0)
+            goto fail;
+        if (f->stopped || !more || (long)c->pg.count >= c->pg.n || f->scanned >= CATALOG_SCAN_MAX)
+            break;
+        from = f->last;
+    }
     list_reply(r, c, more, "/v2/_catalog");
+    return;
+fail:
+    jbuf_done(&c->j);
+    api_reply_err(r, &e);
 }

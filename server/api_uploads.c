@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth/access.h"
 #include "server/api_internal.h"
 
 #include "common/banned.h"
@@ -478,8 +479,12 @@ api_upload_start(struct api_worker *w, struct http_req *r, const struct route *r
     m->from = http_req_query(r, "from");
     if (m->from && !*m->from)
         m->from = NULL; /* no source: automatic mount from any repository */
+    /* with auth on, a mount happens only when the caller may pull `from` (an
+     * automatic mount, from any repository, only for admins): otherwise a
+     * normal session, which tells nothing of where the blob exists */
     if (digest_parse(mount, strlen(mount), &m->md, NULL) == 0 &&
-        (!m->from || name_validate(m->from, strlen(m->from), NULL) == 0)) {
+        (!m->from || name_validate(m->from, strlen(m->from), NULL) == 0) &&
+        api_auth_may(w->a, rt, m->from, ACCESS_PULL)) {
         api_offload_call(w, r, rt, mount_call, mount_done, m);
         return;
     }

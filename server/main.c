@@ -136,10 +136,32 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "maintenance thread: %s", e.msg);
         goto out;
     }
+    char token_key[CONFIG_STR_MAX + 16];
+    if (cfg.auth.token_key[0])
+        snprintf(token_key, sizeof(token_key), "%s", cfg.auth.token_key);
+    else
+        snprintf(token_key, sizeof(token_key), "%s/token.key", cfg.storage.root);
+    struct api_auth_opts auo = {
+        .htpasswd = cfg.auth.htpasswd,
+        .rules = cfg.auth.rules,
+        .service = cfg.auth.service,
+        .issuer = cfg.auth.issuer,
+        .token_key = token_key,
+        .token_ttl_sec = cfg.auth.token_ttl_sec,
+        .refresh_ttl_sec = cfg.auth.refresh_ttl_sec,
+        .token_realm = cfg.auth.token_realm,
+        .token_service = cfg.auth.token_service,
+        .token_issuer = cfg.auth.token_issuer,
+        .token_certs = cfg.auth.token_certs,
+        .token_jwks = cfg.auth.token_jwks,
+        .max_failures = (unsigned)cfg.auth.max_failures,
+        .failure_window_sec = cfg.auth.failure_window_sec,
+    };
     struct api_opts ao = {.max_manifest = cfg.server.max_manifest,
                           .max_page = cfg.server.max_page,
                           .blocking_threads = cfg.server.blocking_threads,
-                          .blocking_queue = (unsigned)cfg.server.max_connections};
+                          .blocking_queue = (unsigned)cfg.server.max_connections,
+                          .auth = &auo};
     api = api_new(st, &ao, &e);
     if (!api) {
         log_error("main", NULL, "api: %s", e.msg);

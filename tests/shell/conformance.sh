@@ -6,7 +6,9 @@
 #
 # Environment: OCIREG_BIN (default $BUILD/ocireg), CONFORMANCE_BIN (default
 # $BUILD/conformance), OCIREG_SRC (source tree), CONFORMANCE_ARGS (extra
-# arguments for the program, e.g. "--only 'push-*'").
+# arguments for the program, e.g. "--only 'push-*'"), CONFORMANCE_AUTH=1 (auth
+# on: a user in a fresh htpasswd file, whose credentials the program sends as
+# OCI_USERNAME / OCI_PASSWORD; tests/shell/conformance-auth.sh).
 set -u
 
 src=${OCIREG_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -36,6 +38,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [ "${CONFORMANCE_AUTH:-0}" = 1 ]; then
+    command -v htpasswd >/dev/null || fail_early "htpasswd (apache2-utils) not installed"
+    OCI_USERNAME=conformance
+    OCI_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+    htpasswd -nbB -C 4 "$OCI_USERNAME" "$OCI_PASSWORD" >"$work/htpasswd" ||
+        fail_early "htpasswd failed"
+    export OCI_USERNAME OCI_PASSWORD OCIREG_AUTH_HTPASSWD="$work/htpasswd"
+fi
 OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT=$root \
     "$ocireg" serve --ready-file "$work/ready" >"$work/server.log" 2>&1 &
 pid=$!
