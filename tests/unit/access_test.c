@@ -324,3 +324,42 @@ Test(access, a_file_of_4096_sections_loads_and_answers)
     load_fails(text, 2 * ACCESS_MAX_RULES + 1, "more than 4096");
     free(text);
 }
+
+Test(access, the_example_of_docs_auth_md_loads_and_means_what_it_says)
+{
+    struct access_rules *r = load("# comments start with '#' or ';', also after a value\n"
+                                  "[groups]\n"
+                                  "devs   = alice, bob\n"
+                                  "qa     = carol\n"
+                                  "admins = root\n"
+                                  "\n"
+                                  "[admin]\n"
+                                  "groups = admins          # members of these groups\n"
+                                  "users  = ops-bot         # and so may these users\n"
+                                  "\n"
+                                  "[repo \"library/*\"]       # library/ubuntu\n"
+                                  "anonymous = pull         # no credentials needed\n"
+                                  "*         = pull         # every authenticated user\n"
+                                  "@devs     = pull, push\n"
+                                  "alice     = delete       # alice: pull, push and delete\n"
+                                  "\n"
+                                  "[repo \"team/**\"]         # team/app, team/a/b/c\n"
+                                  "@devs = *                # pull, push and delete\n"
+                                  "@qa   = pull\n"
+                                  "\n"
+                                  "[repo \"**\"]              # everything else\n"
+                                  "* = pull\n");
+    cr_assert_eq(access_allowed(r, NULL, "library/ubuntu"), ACCESS_PULL);
+    cr_assert_eq(access_allowed(r, "dave", "library/ubuntu"), ACCESS_PULL);
+    cr_assert_eq(access_allowed(r, "bob", "library/ubuntu"), ACCESS_PULL | ACCESS_PUSH);
+    cr_assert_eq(access_allowed(r, "alice", "library/ubuntu"), ACCESS_ALL);
+    cr_assert_eq(access_allowed(r, NULL, "library/x/y"), 0);
+    cr_assert_eq(access_allowed(r, "bob", "team/a/b/c"), ACCESS_ALL);
+    cr_assert_eq(access_allowed(r, "carol", "team/app"), ACCESS_PULL);
+    cr_assert_eq(access_allowed(r, "dave", "team/app"), 0);
+    cr_assert_eq(access_allowed(r, "dave", "other/thing"), ACCESS_PULL);
+    cr_assert_eq(access_allowed(r, NULL, "other/thing"), 0);
+    cr_assert_eq(access_allowed(r, "root", "team/app"), ACCESS_ALL);
+    cr_assert_eq(access_allowed(r, "ops-bot", "x"), ACCESS_ALL);
+    access_free(r);
+}
