@@ -37,8 +37,8 @@ struct tok {
 struct rule_line {
     unsigned char kind; /* enum principal */
     unsigned actions;
-    uint32_t idx;       /* P_USER: into users; P_GROUP: into groups */
-    char *name;         /* during parsing only (P_USER / P_GROUP) */
+    uint32_t idx; /* P_USER: into users; P_GROUP: into groups */
+    char *name;   /* during parsing only (P_USER / P_GROUP) */
     int lineno;
 };
 
@@ -126,8 +126,7 @@ valid_name(const char *s)
     if (n == 0 || n > ACCESS_NAME_MAX)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == ',' || s[i] == '=' ||
-            s[i] == '"')
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == ',' || s[i] == '=' || s[i] == '"')
             return 0;
     return 1;
 }
@@ -149,8 +148,8 @@ access_action_parse(const char *s, size_t n)
 static int
 glob_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-' || c == '/' || c == '*' || c == '?';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+           c == '/' || c == '*' || c == '?';
 }
 
 static int
@@ -370,8 +369,7 @@ static int
 bad(struct parser *p, const char *what, const char *name)
 {
     if (name)
-        return err_set(p->e, ERR_CONFIG, 0, "%s:%d: %s '%.*s'", p->path, p->lineno, what, 64,
-                       name);
+        return err_set(p->e, ERR_CONFIG, 0, "%s:%d: %s '%.*s'", p->path, p->lineno, what, 64, name);
     return err_set(p->e, ERR_CONFIG, 0, "%s:%d: %s", p->path, p->lineno, what);
 }
 
@@ -613,12 +611,21 @@ parse_file(struct parser *p, FILE *f)
     return rc;
 }
 
+static int
+intern(struct access_rules *r, const char *name)
+{
+    if (!(r->users[r->nusers] = strdup(name)))
+        return -1;
+    r->nusers++;
+    return 0;
+}
+
 /* intern every user name, resolve group references, mark admins */
 static int
 resolve(struct parser *p)
 {
     struct access_rules *r = p->r;
-    size_t total = r->nadmin_users, at = 0;
+    size_t total = r->nadmin_users, at;
     for (size_t i = 0; i < r->ngroups; i++)
         total += r->groups[i].n;
     for (size_t i = 0; i < r->nlines; i++)
@@ -626,18 +633,19 @@ resolve(struct parser *p)
     r->users = calloc(total ? total : 1, sizeof(char *));
     if (!r->users)
         return nomem(p);
-    /* the names move into users[] (deduplicated below) */
+    /* copies of every mention (deduplicated below); nusers counts the copies
+     * made so far so that access_free frees exactly them */
     for (size_t i = 0; i < r->ngroups; i++)
         for (size_t j = 0; j < r->groups[i].n; j++)
-            if (!(r->users[at++] = strdup(r->groups[i].member_names[j])))
-                return r->nusers = at - 1, nomem(p);
+            if (intern(r, r->groups[i].member_names[j]) < 0)
+                return nomem(p);
     for (size_t i = 0; i < r->nadmin_users; i++)
-        if (!(r->users[at++] = strdup(r->admin_users[i].name)))
-            return r->nusers = at - 1, nomem(p);
+        if (intern(r, r->admin_users[i].name) < 0)
+            return nomem(p);
     for (size_t i = 0; i < r->nlines; i++)
-        if (r->lines[i].kind == P_USER && !(r->users[at++] = strdup(r->lines[i].name)))
-            return r->nusers = at - 1, nomem(p);
-    r->nusers = at;
+        if (r->lines[i].kind == P_USER && intern(r, r->lines[i].name) < 0)
+            return nomem(p);
+    at = r->nusers;
     if (at)
         qsort(r->users, at, sizeof(char *), cmp_str);
     size_t u = 0;
@@ -655,9 +663,9 @@ resolve(struct parser *p)
         qsort(r->groups, r->ngroups, sizeof(*r->groups), cmp_group);
     for (size_t i = 1; i < r->ngroups; i++)
         if (strcmp(r->groups[i - 1].name, r->groups[i].name) == 0)
-            return err_set(p->e, ERR_CONFIG, 0, "%s:%d: group '%.*s' defined twice (first on line %d)",
-                           p->path, r->groups[i].lineno, 64, r->groups[i].name,
-                           r->groups[i - 1].lineno);
+            return err_set(p->e, ERR_CONFIG, 0,
+                           "%s:%d: group '%.*s' defined twice (first on line %d)", p->path,
+                           r->groups[i].lineno, 64, r->groups[i].name, r->groups[i - 1].lineno);
     for (size_t i = 0; i < r->ngroups; i++) {
         struct group *g = &r->groups[i];
         if (!(g->members = calloc(g->n ? g->n : 1, sizeof(uint32_t))))
@@ -675,8 +683,8 @@ resolve(struct parser *p)
             idx = find_group(r, l->name);
             if (idx < 0)
                 return err_set(p->e, ERR_CONFIG, 0,
-                               "%s:%d: group '%.*s' is not defined in [groups]", p->path,
-                               l->lineno, 64, l->name);
+                               "%s:%d: group '%.*s' is not defined in [groups]", p->path, l->lineno,
+                               64, l->name);
         } else {
             continue;
         }

@@ -13,7 +13,7 @@
  * against, so a changed or removed line (or a removed and re-added one)
  * invalidates it at once, and an unrelated reload does not.
  *
- * Cache: HTPASSWD_CACHE_WAYS-way set-associative, HTPASSWD_CACHE_SETS sets,
+ * Cache: CACHE_WAYS-way set-associative, CACHE_SETS sets,
  * keyed by HMAC-SHA256(per-object random key, user NUL password): neither the
  * password nor an unkeyed (dictionary-attackable) hash of it is ever kept.
  * The HMAC uses precomputed inner/outer SHA-256 states so htpasswd_cached
@@ -42,12 +42,12 @@
 
 #include "common/banned.h"
 
-#define FILE_MAX (64u << 20)  /* far above HTPASSWD_MAX_USERS lines */
-#define BCRYPT_LEN 60         /* "$2y$NN$" + 22 salt + 31 hash characters */
-#define PASS_MAX 4096         /* longer passwords are refused unchecked */
+#define FILE_MAX (64u << 20) /* far above HTPASSWD_MAX_USERS lines */
+#define BCRYPT_LEN 60        /* "$2y$NN$" + 22 salt + 31 hash characters */
+#define PASS_MAX 4096        /* longer passwords are refused unchecked */
 #define DEFAULT_COST 10
-#define HTPASSWD_CACHE_WAYS 4
-#define HTPASSWD_CACHE_SETS 1024 /* 4096 entries */
+#define CACHE_WAYS 4
+#define CACHE_SETS 1024 /* 4096 entries */
 
 struct user {
     const char *name; /* into content.text */
@@ -90,7 +90,7 @@ struct htpasswd {
 
     pthread_mutex_t cache_lock;
     SHA256_CTX mac_inner, mac_outer; /* after absorbing key^ipad / key^opad */
-    struct cache_entry cache[HTPASSWD_CACHE_SETS][HTPASSWD_CACHE_WAYS];
+    struct cache_entry cache[CACHE_SETS][CACHE_WAYS];
 };
 
 static uint64_t gen_counter; /* atomic: process-wide generations, 0 unused */
@@ -302,8 +302,8 @@ parse(const char *path, char *text, const struct content *prev, struct err *e)
         size_t hlen = strlen(hash);
         if (!valid_name(s, (size_t)(colon - s))) {
             err_set(e, ERR_CONFIG, 0,
-                    "%s:%d: invalid user name (1 to %d characters, no control characters)",
-                    path, lineno, HTPASSWD_USER_MAX);
+                    "%s:%d: invalid user name (1 to %d characters, no control characters)", path,
+                    lineno, HTPASSWD_USER_MAX);
             goto fail;
         }
         if (bcrypt_cost(hash, hlen) < 0) {
@@ -517,7 +517,7 @@ cache_set(struct htpasswd *h, const unsigned char *mac)
 {
     uint32_t idx;
     memcpy(&idx, mac, sizeof(idx));
-    return h->cache[idx % HTPASSWD_CACHE_SETS];
+    return h->cache[idx % CACHE_SETS];
 }
 
 int
@@ -534,7 +534,7 @@ htpasswd_cached(struct htpasswd *h, const char *user, const char *pass, size_t p
     int hit = 0;
     pthread_mutex_lock(&h->cache_lock);
     struct cache_entry *set = cache_set(h, mac);
-    for (int i = 0; i < HTPASSWD_CACHE_WAYS; i++) {
+    for (int i = 0; i < CACHE_WAYS; i++) {
         struct cache_entry *ce = &set[i];
         if (ce->gen && CRYPTO_memcmp(ce->mac, mac, sizeof(mac)) == 0) {
             if (ce->gen == gen && now - ce->at < HTPASSWD_CACHE_SEC)
@@ -553,7 +553,7 @@ cache_put(struct htpasswd *h, const unsigned char *mac, uint64_t gen, long long 
 {
     pthread_mutex_lock(&h->cache_lock);
     struct cache_entry *set = cache_set(h, mac), *victim = &set[0];
-    for (int i = 0; i < HTPASSWD_CACHE_WAYS; i++) {
+    for (int i = 0; i < CACHE_WAYS; i++) {
         struct cache_entry *ce = &set[i];
         if (ce->gen && CRYPTO_memcmp(ce->mac, mac, SHA256_DIGEST_LENGTH) == 0) {
             victim = ce;
@@ -591,8 +591,8 @@ htpasswd_verify(struct htpasswd *h, const char *user, const char *pass, size_t p
     pw[n] = '\0';
     /* an unknown user (or an unusable password) costs the same bcrypt */
     const char *out = crypt_rn(pw, hash, cd, (int)sizeof(*cd));
-    if (out && strlen(out) == BCRYPT_LEN &&
-        CRYPTO_memcmp(out, hash, BCRYPT_LEN) == 0 && gen && usable)
+    if (out && strlen(out) == BCRYPT_LEN && CRYPTO_memcmp(out, hash, BCRYPT_LEN) == 0 && gen &&
+        usable)
         ok = 1;
     if (ok) {
         unsigned char mac[SHA256_DIGEST_LENGTH];

@@ -92,7 +92,7 @@ Test(htpasswd, verify_good_bad_and_unknown)
              h_carol);
     struct htpasswd *h = open_text(text);
     cr_assert_eq(V(h, "alice", "alice-pw", 100), 1);
-    cr_assert_eq(V(h, "bob", "bob-pw", 100), 1);   /* $2b$ */
+    cr_assert_eq(V(h, "bob", "bob-pw", 100), 1);     /* $2b$ */
     cr_assert_eq(V(h, "carol", "carol-pw", 100), 1); /* $2a$, no final newline */
     cr_assert_eq(V(h, "alice", "bob-pw", 100), 0);
     cr_assert_eq(V(h, "alice", "alice-p", 100), 0);
