@@ -28,8 +28,15 @@
  * actions of every line that names the identity (the user, one of its groups,
  * '*', anonymous) are added up. No matching section: nothing (admins aside).
  *
+ * Section names and [admin] keys are case-insensitive; names are not.
+ * "anonymous" and "*" are keywords, not user names. Groups may be defined
+ * anywhere in the file ([groups] may appear more than once; a group defined
+ * twice is an error). A glob holds only the characters of repository names
+ * (a-z 0-9 . _ - /) and the wildcards; anything else could never match and is
+ * a load error.
+ *
  * Without a rules file (access_load(NULL)) every authenticated identity may do
- * everything and anonymous nothing. */
+ * everything (and counts as an admin) and anonymous nothing. */
 #ifndef OCIREG_ACCESS_H
 #define OCIREG_ACCESS_H
 
@@ -55,8 +62,8 @@ struct access_rules;
 struct access_rules *access_load(const char *path, struct err *e);
 void access_free(struct access_rules *r);
 
-/* access_allowed - the ACCESS_* bits that user (NULL: anonymous) may do in
- * repository repo (a valid repository name). Thread-safe (read only), no
+/* access_allowed - the ACCESS_* bits that user (NULL or "": anonymous) may do
+ * in repository repo (a valid repository name). Thread-safe (read only), no
  * allocation. Admins get ACCESS_ALL. */
 unsigned access_allowed(const struct access_rules *r, const char *user, const char *repo);
 

@@ -40,7 +40,8 @@ void htpasswd_free(struct htpasswd *h);
  * changed since the last read; a stat at most once a second (now: seconds, any
  * monotonic-enough clock). Returns 1 when new content was loaded, 0 when
  * unchanged or not checked yet, -1 with the load error when the new file is
- * broken (the old content stays in use). */
+ * broken or gone (the old content stays in use; ERR_CONFIG / ERR_IO). A broken
+ * file is reported once: later calls answer 0 until the file changes again. */
 int htpasswd_refresh(struct htpasswd *h, long long now, struct err *e);
 
 /* htpasswd_cached - 1 when (user, pass) succeeded in htpasswd_verify within
@@ -51,6 +52,7 @@ int htpasswd_cached(struct htpasswd *h, const char *user, const char *pass, size
 
 /* htpasswd_verify - run bcrypt: 1 when pass matches user's hash (and the
  * success is cached), 0 when not or when the user is unknown (same cost).
+ * A password holding a NUL byte or longer than 4096 bytes never matches.
  * Slow: call it on a blocking pool. */
 int htpasswd_verify(struct htpasswd *h, const char *user, const char *pass, size_t passlen,
                     long long now);

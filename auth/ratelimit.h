@@ -15,7 +15,9 @@
 struct ratelimit;
 
 /* ratelimit_new - Returns a new object owned by the caller, or NULL with
- * ERR_NOMEM. max_failures 0: never limits. */
+ * ERR_NOMEM. max_failures 0: never limits. window_sec below 1 counts as 1,
+ * max_entries 0 as 1; when full, the pair whose last failure is the oldest
+ * is forgotten. */
 struct ratelimit *ratelimit_new(unsigned max_failures, int window_sec, size_t max_entries,
                                 struct err *e);
 void ratelimit_free(struct ratelimit *rl);
