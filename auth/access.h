@@ -14,7 +14,7 @@
  *   groups = admins             # members may do everything everywhere,
  *   users = ops-bot             # _catalog lists every repository for them
  *
- *   [repo "library/*"]          # a repository glob
+ *   [repo "library-*"]          # a repository glob
  *   anonymous = pull            # no credentials needed (pull only: anonymous
  *                               # never gets push or delete, a load error)
  *   @devs = pull, push          # a group
