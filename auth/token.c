@@ -43,9 +43,9 @@
 
 #include "common/banned.h"
 
-#define KID_LEN 59          /* 48 base32 characters in 12 groups of 4, 11 ':' */
-#define KID_MAX 255         /* a JWKS kid */
-#define X5C_MAX 8           /* certificates of an x5c chain */
+#define KID_LEN 59  /* 48 base32 characters in 12 groups of 4, 11 ':' */
+#define KID_MAX 255 /* a JWKS kid */
+#define X5C_MAX 8   /* certificates of an x5c chain */
 #define JWKS_MAX_BYTES (1u << 20)
 #define CACHE_DEFAULT 4096
 #define CACHE_MAX (1u << 20)
@@ -214,9 +214,9 @@ token_scope_format(const struct token_access *a, char *buf, size_t cap)
 {
     const char *names[3];
     size_t k = actions_names(a->actions, names);
-    int n = snprintf(buf, cap, "%s:%s:%s%s%s%s%s", a->type, a->name, k > 0 ? names[0] : "",
-                     k > 1 ? "," : "", k > 1 ? names[1] : "", k > 2 ? "," : "",
-                     k > 2 ? names[2] : "");
+    int n =
+        snprintf(buf, cap, "%s:%s:%s%s%s%s%s", a->type, a->name, k > 0 ? names[0] : "",
+                 k > 1 ? "," : "", k > 1 ? names[1] : "", k > 2 ? "," : "", k > 2 ? names[2] : "");
     return n < 0 ? 0 : (size_t)n;
 }
 
@@ -267,8 +267,7 @@ is_p256_private(EVP_PKEY *pk)
 {
     char group[64];
     BIGNUM *d = NULL;
-    if (!EVP_PKEY_is_a(pk, "EC") ||
-        !EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) ||
+    if (!EVP_PKEY_is_a(pk, "EC") || !EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) ||
         strcmp(group, "prime256v1") != 0)
         return 0;
     int ok = EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1;
@@ -572,8 +571,7 @@ alg_fits_key(const struct alg *a, EVP_PKEY *pk)
 {
     if (a->ec) {
         char group[64];
-        return EVP_PKEY_is_a(pk, "EC") &&
-               EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) &&
+        return EVP_PKEY_is_a(pk, "EC") && EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL) &&
                strcmp(group, a->group) == 0;
     }
     return EVP_PKEY_is_a(pk, "RSA") && EVP_PKEY_get_bits(pk) >= 2048;
@@ -617,8 +615,7 @@ load_bundle(struct token_verifier *v, const char *path, struct err *e)
         if (!pk || libtrust_kid(pk, kid) < 0 || X509_STORE_add_cert(v->store, x) != 1) {
             EVP_PKEY_free(pk);
             X509_free(x);
-            rc = err_set(e, ERR_CONFIG, 0, "token certificates '%s': unusable certificate",
-                         path);
+            rc = err_set(e, ERR_CONFIG, 0, "token certificates '%s': unusable certificate", path);
             break;
         }
         X509_free(x);
@@ -665,7 +662,8 @@ jwk_key(json_t *jwk)
     static const struct {
         const char *crv, *group;
         size_t coord;
-    } curves[] = {{"P-256", "prime256v1", 32}, {"P-384", "secp384r1", 48}, {"P-521", "secp521r1", 66}};
+    } curves[] = {
+        {"P-256", "prime256v1", 32}, {"P-384", "secp384r1", 48}, {"P-521", "secp521r1", 66}};
     const char *kty = json_string_value(json_object_get(jwk, "kty"));
     EVP_PKEY *pk = NULL;
     EVP_PKEY_CTX *ctx = NULL;
@@ -1242,8 +1240,8 @@ token_verify(struct token_verifier *v, const char *jwt, size_t len, int64_t now,
             if (!alg_fits_key(a, v->keys[i].pkey))
                 continue;
             fitting = 1;
-            verified = check_signature(a, v->keys[i].pkey, jwt, (size_t)(d2 - jwt), sbuf,
-                                       (size_t)slen);
+            verified =
+                check_signature(a, v->keys[i].pkey, jwt, (size_t)(d2 - jwt), sbuf, (size_t)slen);
         }
         if (!named) {
             why = "unknown signing key";

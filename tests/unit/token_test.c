@@ -105,7 +105,8 @@ jws(const char *header, const char *payload, enum how how, EVP_PKEY *pk, const E
     size_t siglen = 0;
     if (how == SIG_HMAC) {
         unsigned int l = 0;
-        cr_assert_not_null(HMAC(md, secret, (int)secret_len, (unsigned char *)input, inlen, sig, &l));
+        cr_assert_not_null(
+            HMAC(md, secret, (int)secret_len, (unsigned char *)input, inlen, sig, &l));
         siglen = l;
     } else if (how == SIG_KEY) {
         unsigned char der[1024];
@@ -153,8 +154,7 @@ own_jws(const char *payload)
 /* claims - a payload: iss, sub alice, aud (JSON text), exp, iat, and extra
  * members (",\"nbf\":1" ...) */
 static const char *
-claims(char *buf, size_t cap, const char *iss, const char *aud_json, int64_t exp,
-       const char *extra)
+claims(char *buf, size_t cap, const char *iss, const char *aud_json, int64_t exp, const char *extra)
 {
     snprintf(buf, cap, "{\"iss\":\"%s\",\"sub\":\"alice\",\"aud\":%s,\"exp\":%lld,\"iat\":%lld%s}",
              iss, aud_json, (long long)exp, (long long)g_now, extra ? extra : "");
@@ -178,8 +178,7 @@ verifier(const struct token_key *own, const char *certs, const char *jwks, size_
 
 /* verify - token_verify at now; returns 0 or -1 with the reason in why */
 static int
-verify(struct token_verifier *v, const char *tok, int64_t now, struct token_claims *c,
-       char *why)
+verify(struct token_verifier *v, const char *tok, int64_t now, struct token_claims *c, char *why)
 {
     struct err e = {0};
     int rc = token_verify(v, tok, strlen(tok), now, c, &e);
@@ -282,10 +281,11 @@ Test(token, scope_parse_refuses_missing_parts_and_long_ones)
 
 Test(token, scope_format_round_trips)
 {
-    struct token_access a = {.type = "repository", .name = "library/x",
-                             .actions = ACCESS_PULL | ACCESS_PUSH};
+    struct token_access a = {
+        .type = "repository", .name = "library/x", .actions = ACCESS_PULL | ACCESS_PUSH};
     char buf[300];
-    cr_assert_eq(token_scope_format(&a, buf, sizeof(buf)), strlen("repository:library/x:pull,push"));
+    cr_assert_eq(token_scope_format(&a, buf, sizeof(buf)),
+                 strlen("repository:library/x:pull,push"));
     cr_assert_str_eq(buf, "repository:library/x:pull,push");
     a.actions = ACCESS_DELETE | ACCESS_PULL;
     token_scope_format(&a, buf, sizeof(buf));
@@ -381,8 +381,13 @@ Test(token, sign_verify_round_trip_keeps_claims_and_access)
         {.type = "registry", .name = "catalog", .actions = ACCESS_ALL},
         {.type = "repository", .name = "localhost:5000/z", .actions = ACCESS_DELETE},
     };
-    struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                            .ttl = 300, .access = acc, .n_access = 4};
+    struct token_issue t = {.issuer = ISS,
+                            .audience = AUD,
+                            .subject = "alice",
+                            .now = g_now,
+                            .ttl = 300,
+                            .access = acc,
+                            .n_access = 4};
     char *tok = NULL;
     struct err e = {0};
     cr_assert_eq(token_sign(g_own, &t, &tok, &e), 0, "%s", e.msg);
@@ -448,8 +453,13 @@ Test(token, sign_refuses_more_scopes_than_a_token_holds)
         snprintf(acc[i].name, sizeof(acc[i].name), "r%zu", i);
         acc[i].actions = ACCESS_PULL;
     }
-    struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                            .ttl = 300, .access = acc, .n_access = TOKEN_MAX_ACCESS + 1};
+    struct token_issue t = {.issuer = ISS,
+                            .audience = AUD,
+                            .subject = "alice",
+                            .now = g_now,
+                            .ttl = 300,
+                            .access = acc,
+                            .n_access = TOKEN_MAX_ACCESS + 1};
     char *tok = NULL;
     struct err e = {0};
     cr_assert_eq(token_sign(g_own, &t, &tok, &e), -1);
@@ -565,13 +575,15 @@ Test(token, refuses_es256_header_on_an_rsa_key)
     char *n64 = b64(nb, (size_t)nl, 1), *e64 = b64(eb, (size_t)el, 1);
     char jwks[1024];
     snprintf(jwks, sizeof(jwks),
-             "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"rsa-1\",\"n\":\"%s\",\"e\":\"%s\"}]}", n64, e64);
+             "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"rsa-1\",\"n\":\"%s\",\"e\":\"%s\"}]}", n64,
+             e64);
     snprintf(path, sizeof(path), "%s/jwks.json", g_dir);
     write_file(path, jwks);
     struct token_verifier *v = verifier(NULL, NULL, path, 0);
     char p[512];
     claims(p, sizeof(p), ISS, "\"" AUD "\"", g_now + 60, NULL);
-    char *tok = jws("{\"alg\":\"ES256\",\"kid\":\"rsa-1\"}", p, SIG_KEY, rsa, EVP_sha256(), NULL, 0);
+    char *tok =
+        jws("{\"alg\":\"ES256\",\"kid\":\"rsa-1\"}", p, SIG_KEY, rsa, EVP_sha256(), NULL, 0);
     assert_refused(v, tok, g_now, "algorithm not allowed");
     free(tok);
     /* RS256 with the same key and kid passes */
@@ -663,8 +675,8 @@ Test(token, refuses_too_many_access_entries_and_long_subjects)
     char sub[TOKEN_SUB_MAX + 2];
     memset(sub, 's', sizeof(sub) - 1);
     sub[TOKEN_SUB_MAX + 1] = '\0';
-    snprintf(p, sizeof(p), "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", ISS,
-             sub, AUD, (long long)g_now + 60);
+    snprintf(p, sizeof(p), "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", ISS, sub,
+             AUD, (long long)g_now + 60);
     tok = own_jws(p);
     assert_refused(v, tok, g_now, "malformed token");
     free(tok);
@@ -696,7 +708,7 @@ Test(token, refuses_oversized_and_garbage_tokens)
         "a.b.c.d",
         "...",
         "!!!!.eyJ9.abcd",
-        "eyJhbGciOiJFUzI1NiJ9.eyJ9.AAAA",                 /* payload not base64 of JSON */
+        "eyJhbGciOiJFUzI1NiJ9.eyJ9.AAAA",                  /* payload not base64 of JSON */
         "W10.e30.AAAA",                                    /* header [] */
         "e30.e30.AAAA",                                    /* header {} */
         "eyJhbGciOiJFUzI1NiJ9=.e30.AAAA",                  /* padding in base64url */
@@ -771,18 +783,18 @@ Test(token, accepts_rs256_es256_es384_from_a_jwks_file)
     tok = jws("{\"alg\":\"ES256\",\"kid\":\"ec-key\"}", p, SIG_KEY, ec, EVP_sha256(), NULL, 0);
     assert_accepted(v, tok, g_now);
     free(tok);
-    tok = jws("{\"alg\":\"ES384\",\"kid\":\"ec384-key\"}", p, SIG_KEY, ec384, EVP_sha384(), NULL,
-              0);
+    tok =
+        jws("{\"alg\":\"ES384\",\"kid\":\"ec384-key\"}", p, SIG_KEY, ec384, EVP_sha384(), NULL, 0);
     assert_accepted(v, tok, g_now);
     free(tok);
     /* ES256 named for the P-384 key: the curve must match the alg */
-    tok = jws("{\"alg\":\"ES256\",\"kid\":\"ec384-key\"}", p, SIG_KEY, ec384, EVP_sha256(), NULL,
-              0);
+    tok =
+        jws("{\"alg\":\"ES256\",\"kid\":\"ec384-key\"}", p, SIG_KEY, ec384, EVP_sha256(), NULL, 0);
     assert_refused(v, tok, g_now, "algorithm not allowed");
     free(tok);
     /* signed by the other key than the kid names */
-    tok = jws("{\"alg\":\"ES256\",\"kid\":\"ec-key\"}", p, SIG_KEY, g_own_pk, EVP_sha256(), NULL,
-              0);
+    tok =
+        jws("{\"alg\":\"ES256\",\"kid\":\"ec-key\"}", p, SIG_KEY, g_own_pk, EVP_sha256(), NULL, 0);
     assert_refused(v, tok, g_now, "bad signature");
     free(tok);
     /* the issuer's own key is not known to this verifier */
@@ -810,7 +822,8 @@ Test(token, verifier_new_refuses_bad_key_sources)
         "not json",
         "{\"keys\":[]}",
         "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"h\",\"k\":\"c2VjcmV0\"}]}",
-        "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}",
+        "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"e\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]"
+        "}",
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}", /* tiny */
     };
     for (size_t i = 0; i < sizeof(bad_jwks) / sizeof(bad_jwks[0]); i++) {
@@ -985,8 +998,8 @@ Test(token, libtrust_kid_of_a_bundle_certificate_key_is_accepted)
     struct err e = {0};
     struct token_key *k = token_key_load(pub, 0, &e);
     cr_assert_not_null(k, "%s", e.msg);
-    struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                            .ttl = 60};
+    struct token_issue t = {
+        .issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now, .ttl = 60};
     cr_assert_eq(token_sign(k, &t, &tok, &e), 0);
     assert_accepted(v, tok, g_now);
     free(tok);
@@ -1008,8 +1021,13 @@ Test(token, second_verify_is_a_cache_hit_until_expiry)
 {
     struct token_verifier *v = verifier(g_own, NULL, NULL, 0);
     struct token_access acc = {.type = "repository", .name = "a", .actions = ACCESS_PULL};
-    struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                            .ttl = 100, .access = &acc, .n_access = 1};
+    struct token_issue t = {.issuer = ISS,
+                            .audience = AUD,
+                            .subject = "alice",
+                            .now = g_now,
+                            .ttl = 100,
+                            .access = &acc,
+                            .n_access = 1};
     char *tok = NULL;
     struct err e = {0};
     cr_assert_eq(token_sign(g_own, &t, &tok, &e), 0);
@@ -1094,8 +1112,13 @@ Test(token, cache_hit_allocates_nothing)
     counting_init();
     struct token_verifier *v = verifier(g_own, NULL, NULL, 0);
     struct token_access acc = {.type = "repository", .name = "a", .actions = ACCESS_PULL};
-    struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                            .ttl = 100, .access = &acc, .n_access = 1};
+    struct token_issue t = {.issuer = ISS,
+                            .audience = AUD,
+                            .subject = "alice",
+                            .now = g_now,
+                            .ttl = 100,
+                            .access = &acc,
+                            .n_access = 1};
     char *tok = NULL;
     struct err e = {0};
     cr_assert_eq(token_sign(g_own, &t, &tok, &e), 0);
@@ -1152,8 +1175,13 @@ Test(token, concurrent_verifies_share_the_cache)
     for (int k = 0; k < TOKENS; k++) {
         struct token_access acc = {.type = "repository", .actions = ACCESS_PULL};
         snprintf(acc.name, sizeof(acc.name), "%c", 'a' + k);
-        struct token_issue t = {.issuer = ISS, .audience = AUD, .subject = "alice", .now = g_now,
-                                .ttl = 600, .access = &acc, .n_access = 1};
+        struct token_issue t = {.issuer = ISS,
+                                .audience = AUD,
+                                .subject = "alice",
+                                .now = g_now,
+                                .ttl = 600,
+                                .access = &acc,
+                                .n_access = 1};
         struct err e = {0};
         cr_assert_eq(token_sign(g_own, &t, &r.toks[k], &e), 0);
     }
