@@ -1100,16 +1100,26 @@ parse_access(json_t *acc, struct token_claims *out, const char **why)
     return 0;
 }
 
+/* str_is - j is the string want, compared by length: a JSON string may hold
+ * "\u0000", which strcmp would take for its end */
+static int
+str_is(json_t *j, const char *want)
+{
+    size_t n = strlen(want);
+    return json_is_string(j) && json_string_length(j) == n &&
+           memcmp(json_string_value(j), want, n) == 0;
+}
+
 static int
 aud_holds(json_t *aud, const char *want)
 {
     if (json_is_string(aud))
-        return strcmp(json_string_value(aud), want) == 0;
+        return str_is(aud, want);
     size_t i;
     json_t *a;
     json_array_foreach(aud, i, a)
     {
-        if (json_is_string(a) && strcmp(json_string_value(a), want) == 0)
+        if (str_is(a, want))
             return 1;
     }
     return 0;
@@ -1123,8 +1133,7 @@ check_claims(const struct token_verifier *v, json_t *c, int64_t now, struct toke
     *why = "malformed token";
     if (!json_is_object(c))
         return -1;
-    const char *iss = json_string_value(json_object_get(c, "iss"));
-    if (!iss || strcmp(iss, v->issuer) != 0) {
+    if (!str_is(json_object_get(c, "iss"), v->issuer)) {
         *why = "wrong issuer";
         return -1;
     }
@@ -1202,10 +1211,10 @@ token_verify(struct token_verifier *v, const char *jwt, size_t len, int64_t now,
     hdr = json_loadb((const char *)buf, (size_t)hlen, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(hdr))
         goto out;
-    const char *alg_name = json_string_value(json_object_get(hdr, "alg"));
+    json_t *alg_name = json_object_get(hdr, "alg");
     const struct alg *a = NULL;
-    for (size_t i = 0; alg_name && i < sizeof(algs) / sizeof(algs[0]); i++)
-        if (strcmp(alg_name, algs[i].name) == 0)
+    for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
+        if (str_is(alg_name, algs[i].name))
             a = &algs[i];
     if (!a) {
         why = "algorithm not allowed";
@@ -1231,10 +1240,10 @@ token_verify(struct token_verifier *v, const char *jwt, size_t len, int64_t now,
         }
         verified = check_signature(a, x5c_pk, jwt, (size_t)(d2 - jwt), sbuf, (size_t)slen);
     } else {
-        const char *kid = json_string_value(json_object_get(hdr, "kid"));
+        json_t *kid = json_object_get(hdr, "kid");
         int named = 0, fitting = 0;
-        for (size_t i = 0; kid && !verified && i < v->n_keys; i++) {
-            if (strcmp(v->keys[i].kid, kid) != 0)
+        for (size_t i = 0; !verified && i < v->n_keys; i++) {
+            if (!str_is(kid, v->keys[i].kid))
                 continue;
             named = 1;
             if (!alg_fits_key(a, v->keys[i].pkey))

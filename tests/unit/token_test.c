@@ -609,6 +609,13 @@ Test(token, refuses_wrong_issuer_and_audience)
     char *tok = own_jws(claims(p, sizeof(p), "someone-else", "\"" AUD "\"", g_now + 60, NULL));
     assert_refused(v, tok, g_now, "wrong issuer");
     free(tok);
+    /* a NUL inside a JSON string cannot make it equal to a shorter one */
+    tok = own_jws(claims(p, sizeof(p), ISS "\\u0000x", "\"" AUD "\"", g_now + 60, NULL));
+    assert_refused(v, tok, g_now, "malformed token");
+    free(tok);
+    tok = own_jws(claims(p, sizeof(p), ISS, "\"" AUD "\\u0000\"", g_now + 60, NULL));
+    assert_refused(v, tok, g_now, "malformed token");
+    free(tok);
     tok = own_jws(claims(p, sizeof(p), ISS, "\"other.service\"", g_now + 60, NULL));
     assert_refused(v, tok, g_now, "wrong audience");
     free(tok);
