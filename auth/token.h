@@ -14,7 +14,9 @@
  * mismatch of alg and key type, a bad signature, an `iss` other than the
  * configured issuer, an `aud` (string or array) that does not hold the
  * configured audience, `exp` in the past or `nbf` in the future beyond the
- * leeway (60 s), a missing exp.
+ * leeway (60 s), a missing exp, a "crit" header (no extension is understood).
+ * Every certificate of the bundle is a trust anchor (root or not); an x5c
+ * chain is checked at the verification time given to token_verify.
  *
  * A verified token is cached (keyed by the SHA-256 of the whole token, so a
  * changed payload with a copied signature is never a hit) until it expires,
@@ -59,11 +61,13 @@ struct token_claims {
 /* token_scope_parse - one scope "type:name:a1,a2" into *out. Unknown actions are
  * ignored (the spec: a server grants the subset it knows), so actions may be 0.
  * Returns 0, or -1 with ERR_BAD_REQUEST (no two ':', empty type or name, too
- * long). */
+ * long, a space, control character, '"' or '\\' in type or name: they could
+ * not be quoted back into a challenge). */
 int token_scope_parse(const char *s, size_t n, struct token_access *out, struct err *e);
 
-/* token_scope_format - "type:name:pull,push" into buf; returns the length (as
- * snprintf: >= cap means truncated) */
+/* token_scope_format - "type:name:pull,push" into buf (actions in the order
+ * pull, push, delete; all three as "*", so "registry:catalog:*" round-trips);
+ * returns the length (as snprintf: >= cap means truncated) */
 size_t token_scope_format(const struct token_access *a, char *buf, size_t cap);
 
 /* ---- the built-in issuer's key ---- */
@@ -95,9 +99,11 @@ struct token_issue {
 
 /* token_sign - a compact JWS: {"alg":"ES256","typ":"JWT","kid":...} and the
  * claims iss, sub, aud, exp, nbf, iat, jti (128 random bits, hex), access
- * (entries with actions 0 are left out). *out is a new NUL-terminated string
- * owned by the caller (free). Returns 0, or -1 with ERR_INTERNAL (openssl) or
- * ERR_NOMEM. Thread-safe. */
+ * (entries with actions 0 are left out; all three actions are written "*").
+ * *out is a new NUL-terminated string owned by the caller (free). Returns 0,
+ * or -1 with ERR_INTERNAL (openssl, or a string that is not UTF-8),
+ * ERR_NOMEM, or ERR_BAD_REQUEST (more than TOKEN_MAX_ACCESS entries with
+ * actions: the verifier would refuse the token). Thread-safe. */
 int token_sign(const struct token_key *k, const struct token_issue *t, char **out, struct err *e);
 
 /* ---- verification ---- */
@@ -117,7 +123,9 @@ struct token_verifier;
 /* token_verifier_new - load the trusted keys. Returns a new verifier owned by
  * the caller (token_verifier_free), or NULL with ERR_IO (unreadable file) or
  * ERR_CONFIG (a bundle without certificates, a JWKS that does not parse or
- * holds an unsupported key, neither own nor a key source given). */
+ * holds an unsupported key: every JWKS key needs a kid and is EC P-256/384/521
+ * or RSA of at least 2048 bits; neither own nor a key source given; no issuer
+ * or audience) or ERR_NOMEM. */
 struct token_verifier *token_verifier_new(const struct token_verifier_opts *o, struct err *e);
 void token_verifier_free(struct token_verifier *v);
 
@@ -125,8 +133,11 @@ void token_verifier_free(struct token_verifier *v);
  * the epoch). Returns 0 with *out filled (from the cache when the same token
  * was verified before and has not expired), or -1 with ERR_UNAUTHORIZED and a
  * short reason in e->msg that may be shown to the client ("token expired",
- * "unknown signing key", "bad signature", "algorithm not allowed", "wrong
- * issuer", "wrong audience", "malformed token"). Never logs the token.
+ * "token not yet valid", "token has no expiry", "unknown signing key",
+ * "untrusted certificate chain", "bad signature", "algorithm not allowed" (also
+ * an alg that does not fit the named key's type or curve), "wrong issuer",
+ * "wrong audience", "too many access entries", "malformed token"). Never logs
+ * the token.
  * Thread-safe; a cache hit allocates nothing. */
 int token_verify(struct token_verifier *v, const char *jwt, size_t len, int64_t now,
                  struct token_claims *out, struct err *e);
