@@ -207,6 +207,10 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     s->app = *app;
     s->app_headers_len = app->headers ? strlen(app->headers) : 0;
     s->transport = s->o.decline_zero_copy ? &http_transport_plain_copy : &http_transport_plain;
+    if (s->o.tls) {
+        s->transport = &http_transport_tls;
+        s->transport_arg = s->o.tls;
+    }
     s->nworkers = s->o.workers;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop, 0);
