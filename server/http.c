@@ -296,7 +296,10 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     int have = (want_files || want_writes) && http_uring_probe(why, sizeof(why));
     s->use_uring = want_files && have;
     s->upload_uring = want_writes && have;
-    if (s->use_uring)
+    if (s->o.tls)
+        /* the transport decides per connection: SSL_sendfile or the copy */
+        log_info("http", NULL, "file replies: TLS (kernel TLS line at the first connection)");
+    else if (s->use_uring)
         log_info("http", NULL, "file replies: io_uring splice (io = %s)", ioname);
     else if (want_files)
         /* ENOSYS, EPERM (seccomp, container policy), io_uring_disabled */
