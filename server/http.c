@@ -211,6 +211,10 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         s->transport = &http_transport_tls;
         s->transport_arg = s->o.tls;
     }
+    if (s->o.transport) {
+        s->transport = s->o.transport;
+        s->transport_arg = NULL;
+    }
     s->nworkers = s->o.workers;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop, 0);

@@ -49,6 +49,7 @@ enum http_method {
 struct http_req;
 struct http_server;
 struct tls_ctx;
+struct http_transport_ops;
 
 /* ---- the application side ---- */
 
@@ -263,6 +264,9 @@ struct http_server_opts {
                                     file bodies take the bounded copy path */
     struct tls_ctx *tls;         /* borrowed, must outlive the server: connections
                                     speak TLS (auth/tls.h); NULL: plain TCP */
+    const struct http_transport_ops *transport; /* tests: every connection gets this
+                                    transport (server/http_transport.h; t->arg NULL),
+                                    whatever tls and decline_zero_copy say */
 };
 
 /* http_server_new - bind the listening sockets (so the port is known at once).

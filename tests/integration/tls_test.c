@@ -14,15 +14,18 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "auth/tls.h"
 #include "common/log.h"
 #include "server/http.h"
+#include "server/http_transport.h"
 #include "tests/lib/integ_util.h"
 #include "tests/lib/testpki.h"
 #include "tests/lib/testsrv.h"
@@ -681,4 +684,144 @@ Test(mtls, file_reply_takes_the_bounded_copy_path)
     }
     if (!strstr(ulp, "tls"))
         cr_assert_gt(http_server_file_copies(isrv), copies);
+}
+
+/* ---- the layer honours t->want: a fake transport over plain TCP ----
+ * Its recv takes the bytes from the socket but answers EAGAIN asking for
+ * writability first (as a TLS read that must send a record does); its sendv
+ * answers EAGAIN asking for readability while the socket has nothing to read.
+ * A layer that waited for the natural direction would hang on the first and
+ * spin on the second. */
+
+struct fake_conn {
+    char buf[16384];
+    size_t len;
+};
+static struct http_transport_ops fake_ops;
+static atomic_int fake_recv_waits, fake_send_waits;
+static atomic_int fake_send_block; /* sendv waits for readability */
+
+static int
+fake_open(struct http_transport *t)
+{
+    t->zc = 0;
+    t->state = calloc(1, sizeof(struct fake_conn));
+    return 0;
+}
+
+static ssize_t
+fake_recv(struct http_transport *t, void *buf, size_t n)
+{
+    struct fake_conn *f = t->state;
+    t->want = 0;
+    if (f->len) {
+        size_t k = n < f->len ? n : f->len;
+        memcpy(buf, f->buf, k);
+        memmove(f->buf, f->buf + k, f->len - k);
+        f->len -= k;
+        return (ssize_t)k;
+    }
+    ssize_t k = recv(t->fd, f->buf, n < sizeof(f->buf) ? n : sizeof(f->buf), 0);
+    if (k <= 0)
+        return k;
+    f->len = (size_t)k;
+    atomic_fetch_add(&fake_recv_waits, 1);
+    t->want = HTTP_TRANSPORT_WANT_WRITE;
+    errno = EAGAIN;
+    return -1;
+}
+
+static ssize_t
+fake_sendv(struct http_transport *t, const struct iovec *iov, int iovcnt, int more)
+{
+    struct pollfd p = {.fd = t->fd, .events = POLLIN};
+    t->want = 0;
+    if (atomic_load(&fake_send_block) && poll(&p, 1, 0) == 0) {
+        atomic_fetch_add(&fake_send_waits, 1);
+        t->want = HTTP_TRANSPORT_WANT_READ;
+        errno = EAGAIN;
+        return -1;
+    }
+    return http_transport_plain.sendv(t, iov, iovcnt, more);
+}
+
+static void
+fake_close(struct http_transport *t)
+{
+    free(t->state);
+    t->state = NULL;
+    http_transport_plain.close(t);
+}
+
+static void
+start_fake(void)
+{
+    log_setup(LOG_WARN, 0, 2);
+    fake_ops = http_transport_plain_copy;
+    fake_ops.name = "fake";
+    fake_ops.open = fake_open;
+    fake_ops.recv = fake_recv;
+    fake_ops.sendv = fake_sendv;
+    fake_ops.close = fake_close;
+    struct err e = {0};
+    struct http_app app = {.dispatch = tiny_dispatch, .error = tiny_error};
+    struct http_server_opts o = {.listen = "127.0.0.1:0",
+                                 .workers = 1,
+                                 .header_max = 16384,
+                                 .body_buffer = 65536,
+                                 .header_timeout_ms = 10000,
+                                 .idle_timeout_ms = 10000,
+                                 .body_timeout_ms = 10000,
+                                 .max_connections = 64,
+                                 .transport = &fake_ops};
+    isrv = http_server_new(&o, &app, &e);
+    cr_assert_not_null(isrv, "%s", e.msg);
+    srv.port = atoi(strrchr(http_server_address(isrv), ':') + 1);
+    cr_assert_eq(pthread_create(&ithr, NULL, irun, NULL), 0);
+}
+
+TestSuite(want, .fini = stop_inproc, .timeout = 60);
+
+/* read one reply ending in "-|127.0.0.1" from fd; poke (when set) sends a
+ * blank line (ignored between requests) before each wait of 50 ms */
+static int
+fake_reply(int fd, int poke)
+{
+    char resp[4096];
+    size_t got = 0;
+    for (int i = 0; i < 200; i++) {
+        if (poke)
+            cr_assert_eq(send(fd, "\r\n", 2, MSG_NOSIGNAL), 2);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) == 1) {
+            ssize_t k = recv(fd, resp + got, sizeof(resp) - 1 - got, 0);
+            if (k <= 0)
+                return 0;
+            got += (size_t)k;
+            resp[got] = '\0';
+            if (strstr(resp, "HTTP/1.1 200") && strstr(resp, "-|127.0.0.1"))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+Test(want, a_read_that_waits_for_writability_and_a_write_for_readability)
+{
+    start_fake();
+    int fd = tcp_connect(srv.port);
+    static const char req[] = "GET /id HTTP/1.1\r\nHost: x\r\n\r\n";
+    /* the read waits for writability: no byte more comes from the client */
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    cr_assert(fake_reply(fd, 0), "no reply: the read waited for readability");
+    cr_assert_geq(atomic_load(&fake_recv_waits), 1);
+    /* the write waits for readability: blank lines until the reply comes */
+    atomic_store(&fake_send_block, 1);
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    cr_assert(fake_reply(fd, 1), "no reply to the second request");
+    cr_assert_geq(atomic_load(&fake_send_waits), 1);
+    /* waited for readability, not retried on every writable round */
+    cr_assert_leq(atomic_load(&fake_send_waits), 4, "%d blocked writes: the layer spun",
+                  atomic_load(&fake_send_waits));
+    close(fd);
 }
