@@ -12,7 +12,7 @@
 
 #include "common/banned.h"
 
-enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FORMAT, K_IO };
+enum key_type { K_STR, K_INT, K_LONG, K_SIZE, K_MS, K_SEC, K_BOOL, K_LEVEL, K_FORMAT, K_IO, K_KTLS };
 
 struct key {
     const char *section, *name;
@@ -62,6 +62,11 @@ static const struct key keys[] = {
     {"auth", "failure_window", K_SEC, OFF(auth.failure_window_sec), 0, 1, 86400},
     {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
     {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
+    {"tls", "cert", K_STR, OFF(tls.cert), CAP(tls.cert), 0, 0},
+    {"tls", "key", K_STR, OFF(tls.key), CAP(tls.key), 0, 0},
+    {"tls", "client_ca", K_STR, OFF(tls.client_ca), CAP(tls.client_ca), 0, 0},
+    {"tls", "client_cert_required", K_BOOL, OFF(tls.client_cert_required), 0, 0, 0},
+    {"tls", "ktls", K_KTLS, OFF(tls.ktls), 0, 0, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -96,6 +101,8 @@ config_defaults(struct config *c)
     c->auth.failure_window_sec = 60;
     c->log.level = LOG_INFO;
     c->log.json = 0;
+    c->tls.client_cert_required = 0;
+    c->tls.ktls = 1;
 }
 
 static int
@@ -284,6 +291,15 @@ config_set(struct config *c, const char *section, const char *name, const char *
             return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not auto|uring|posix", pre, sep,
                            section, name, value);
         return 0;
+    case K_KTLS:
+        if (strcasecmp(value, "auto") == 0)
+            *(int *)field = 1;
+        else if (strcasecmp(value, "off") == 0)
+            *(int *)field = 0;
+        else
+            return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not auto|off", pre, sep, section,
+                           name, value);
+        return 0;
     }
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
 }
@@ -416,5 +432,12 @@ config_load(struct config *c, const char *path, struct err *e)
     config_defaults(c);
     if (path && load_file(c, path, e) < 0)
         return -1;
-    return load_env(c, e);
+    if (load_env(c, e) < 0)
+        return -1;
+    if (!c->tls.cert[0] != !c->tls.key[0])
+        return err_set(e, ERR_CONFIG, 0,
+                       "[tls] cert and key must be set together (cert %s, key %s; "
+                       "OCIREG_TLS_CERT, OCIREG_TLS_KEY)",
+                       c->tls.cert[0] ? "set" : "unset", c->tls.key[0] ? "set" : "unset");
+    return 0;
 }

@@ -70,13 +70,21 @@ struct config {
         int level; /* enum log_level, LOG_INFO */
         int json;  /* format = json */
     } log;
+    struct {
+        char cert[CONFIG_STR_MAX];      /* "" = plain HTTP; PEM chain */
+        char key[CONFIG_STR_MAX];       /* "" ; set together with cert */
+        char client_ca[CONFIG_STR_MAX]; /* "" = client certificates not requested */
+        int client_cert_required;       /* 0 */
+        int ktls;                       /* 1 = auto, 0 = off */
+    } tls;
 };
 
 /* config_defaults - fill c with the built-in defaults. */
 void config_defaults(struct config *c);
 
 /* config_load - defaults, then the file at path (NULL: none), then the
- * environment. Returns 0, or -1 with ERR_CONFIG ("FILE:LINE: unknown key 'x' in
+ * environment, then the checks across keys ([tls] cert and key go together).
+ * Returns 0, or -1 with ERR_CONFIG ("FILE:LINE: unknown key 'x' in
  * [server]", "environment OCIREG_SERVER_WORKERS: ...") or ERR_IO (file unreadable).
  * On failure *c holds partial values and must not be used. */
 int config_load(struct config *c, const char *path, struct err *e);

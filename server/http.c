@@ -207,6 +207,14 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     s->app = *app;
     s->app_headers_len = app->headers ? strlen(app->headers) : 0;
     s->transport = s->o.decline_zero_copy ? &http_transport_plain_copy : &http_transport_plain;
+    if (s->o.tls) {
+        s->transport = &http_transport_tls;
+        s->transport_arg = s->o.tls;
+    }
+    if (s->o.transport) {
+        s->transport = s->o.transport;
+        s->transport_arg = NULL;
+    }
     s->nworkers = s->o.workers;
     atomic_init(&s->nconns, 0);
     atomic_init(&s->stop, 0);
@@ -292,7 +300,10 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     int have = (want_files || want_writes) && http_uring_probe(why, sizeof(why));
     s->use_uring = want_files && have;
     s->upload_uring = want_writes && have;
-    if (s->use_uring)
+    if (s->o.tls)
+        /* the transport decides per connection: SSL_sendfile or the copy */
+        log_info("http", NULL, "file replies: TLS (kernel TLS line at the first connection)");
+    else if (s->use_uring)
         log_info("http", NULL, "file replies: io_uring splice (io = %s)", ioname);
     else if (want_files)
         /* ENOSYS, EPERM (seccomp, container policy), io_uring_disabled */

@@ -48,6 +48,8 @@ enum http_method {
 
 struct http_req;
 struct http_server;
+struct tls_ctx;
+struct http_transport_ops;
 
 /* ---- the application side ---- */
 
@@ -182,6 +184,13 @@ const char *http_req_header(const struct http_req *r, const char *name);
 int64_t http_req_content_length(const struct http_req *r); /* -1 when not given */
 int http_req_has_body(const struct http_req *r);             /* CL > 0 or chunked */
 const char *http_req_id(const struct http_req *r);            /* short unique id */
+/* the identity the client proved with a TLS client certificate verified
+ * against [tls] client_ca (its subject's CN, else its first SAN email or DNS
+ * name: auth/tls.h tls_peer_identity), or NULL (plain TCP, no certificate) */
+const char *http_req_tls_identity(const struct http_req *r);
+/* the client's IP address as text ("127.0.0.1", "::1"; IPv4-mapped IPv6 as
+ * IPv4), or NULL when the connection is gone */
+const char *http_req_peer_addr(const struct http_req *r);
 /* request-scoped allocation, freed with the request; never NULL (aborts on OOM) */
 void *http_req_alloc(struct http_req *r, size_t n);
 char *http_req_strdup(struct http_req *r, const char *s);
@@ -253,6 +262,11 @@ struct http_server_opts {
     int decline_zero_copy;       /* tests: connections get a transport that declines
                                     sendfile and splice (server/http_transport.h), so
                                     file bodies take the bounded copy path */
+    struct tls_ctx *tls;         /* borrowed, must outlive the server: connections
+                                    speak TLS (auth/tls.h); NULL: plain TCP */
+    const struct http_transport_ops *transport; /* tests: every connection gets this
+                                    transport (server/http_transport.h; t->arg NULL),
+                                    whatever tls and decline_zero_copy say */
 };
 
 /* http_server_new - bind the listening sockets (so the port is known at once).

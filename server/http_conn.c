@@ -720,7 +720,10 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
             if (!len)
                 return;
             r = c->req = http_req_new(c);
-            deadline_in(&c->deadline, o->header_timeout_ms);
+            /* a handshake (TLS) counts against the first request's header
+             * timeout: its deadline runs from accept */
+            if (c->served || !c->t.ops->handshake)
+                deadline_in(&c->deadline, o->header_timeout_ms);
         }
         if (!r->scanned) {
             size_t tl = 0;
@@ -853,14 +856,29 @@ conn_read_limit(const struct http_conn *c, size_t have, size_t cap)
     return limit > have ? limit - have : 0;
 }
 
+/* The read event waits for what the transport's last blocked call asked: a
+ * TLS read may need the socket writable (http_transport.h, t->want); the
+ * callback is conn_on_read either way. */
 static void
 read_on(struct http_conn *c, long ms)
 {
     if (ms < 1)
         ms = 1;
+    unsigned inv = c->t.want == HTTP_TRANSPORT_WANT_WRITE;
+    if (inv != c->rev_inv) {
+        if (c->rd_on)
+            event_del(c->rev);
+        event_assign(c->rev, c->w->base, c->t.fd, (inv ? EV_WRITE : EV_READ) | EV_PERSIST,
+                     conn_on_read, c);
+        c->rev_inv = inv;
+    }
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(c->rev, &tv);
     c->rd_on = 1;
+    /* input the transport holds already (decrypted TLS records) never makes
+     * the socket readable: read it in the loop's next round */
+    if (c->t.ops->pending && c->t.ops->pending(&c->t))
+        event_active(c->rev, EV_READ, 1);
 }
 
 static void
@@ -872,9 +890,27 @@ read_off(struct http_conn *c)
     }
 }
 
+/* 1 when the write event waits for the readiness the transport asked for */
+static int
+write_dir_ok(const struct http_conn *c)
+{
+    return (c->t.want == HTTP_TRANSPORT_WANT_READ) == c->wev_inv;
+}
+
 static void
 write_on(struct http_conn *c, long ms)
 {
+    if (!write_dir_ok(c)) {
+        /* a TLS write waiting for input (a handshake message): the write
+         * callback runs when the socket is readable */
+        unsigned inv = !c->wev_inv;
+        if (c->wr_on || c->woken)
+            event_del(c->wev);
+        c->woken = 0;
+        event_assign(c->wev, c->w->base, c->t.fd, (inv ? EV_READ : EV_WRITE) | EV_PERSIST,
+                     conn_on_write, c);
+        c->wev_inv = inv;
+    }
     /* EV_PERSIST: libevent re-arms the timeout after each activation */
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(c->wev, &tv);
@@ -911,6 +947,7 @@ conn_closed_watch_on(struct http_conn *c)
     event_assign(c->wev, base, c->t.fd, EV_READ | EV_CLOSED | EV_PERSIST, conn_on_closed, c);
     event_add(c->wev, NULL);
     c->closed_watch = 1;
+    c->wev_inv = 0; /* conn_closed_watch_off assigns the natural direction */
 }
 
 static void
@@ -972,7 +1009,7 @@ conn_settle(struct http_conn *c)
         read_off(c);
         if (c->uring_wait || r->s_wait)
             write_off(c); /* the ring's completion or http_req_stream_wake calls back */
-        else if (!c->wr_on)
+        else if (!c->wr_on || !write_dir_ok(c))
             write_on(c, o->body_timeout_ms);
         return;
     }
@@ -1520,6 +1557,7 @@ http_conn_new(struct http_worker *w, int fd, int counted)
     c->wev = (struct event *)((char *)c + off + evsz);
     c->w = w;
     c->t.ops = w->srv->transport;
+    c->t.arg = w->srv->transport_arg;
     c->t.fd = fd;
     c->counted = counted ? 1 : 0;
     event_assign(c->rev, w->base, fd, EV_READ | EV_PERSIST, conn_on_read, c);

@@ -139,6 +139,7 @@ struct http_server {
     int use_uring; /* file replies through io_uring: chosen once in http_server_new */
     int upload_uring; /* upload writes through io_uring: likewise */
     const struct http_transport_ops *transport; /* given to every accepted connection */
+    void *transport_arg; /* its t->arg: o.tls for TLS, else NULL */
     /* the 503 response for max_connections, around its Date line */
     char reject_head[1024], reject_tail[256];
     size_t app_headers_len; /* strlen(app.headers) */
@@ -163,6 +164,8 @@ struct http_conn {
                                 or its resumption ran */
     unsigned closed_watch : 1; /* wev watches EV_CLOSED (a suspended request) */
     unsigned woken : 1;      /* wev activated by http_req_stream_wake */
+    unsigned rev_inv : 1;    /* rev waits for EV_WRITE (the transport's read wants it) */
+    unsigned wev_inv : 1;    /* wev waits for EV_READ (the transport's write wants it) */
     struct timespec deadline; /* header or linger deadline (CLOCK_MONOTONIC) */
     char *pend;               /* unprocessed input saved while a reply is written
                                  (at most HTTP_READ_AHEAD_MAX bytes) */
@@ -195,6 +198,9 @@ struct http_req {
 
     const char *raw_target;
     const char *path;
+    const char *tls_id;  /* http_req_tls_identity's answer, once asked */
+    const char *peer;    /* http_req_peer_addr's answer, once asked */
+    unsigned tls_id_done : 1, peer_done : 1;
     size_t nq;
     const char **qk, **qv;
 

@@ -442,6 +442,34 @@ http_req_id(const struct http_req *r)
     return r->id;
 }
 
+/* both answers are asked once and kept in the request (the const accessors
+ * fill a cache: the request is the layer's own memory) */
+const char *
+http_req_tls_identity(const struct http_req *cr)
+{
+    struct http_req *r = (struct http_req *)cr;
+    if (!r->tls_id_done) {
+        struct http_transport *t = &r->c->t;
+        const char *id = t->ops->identity && !r->c->dead ? t->ops->identity(t) : NULL;
+        r->tls_id = id ? http_req_strdup(r, id) : NULL;
+        r->tls_id_done = 1;
+    }
+    return r->tls_id;
+}
+
+const char *
+http_req_peer_addr(const struct http_req *cr)
+{
+    struct http_req *r = (struct http_req *)cr;
+    if (!r->peer_done) {
+        char buf[64];
+        const char *a = http_transport_peer_addr(&r->c->t, buf, sizeof(buf));
+        r->peer = a ? http_req_strdup(r, a) : NULL;
+        r->peer_done = 1;
+    }
+    return r->peer;
+}
+
 /* ---- body acceptance ---- */
 
 void

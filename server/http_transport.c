@@ -1,8 +1,10 @@
 /* http_transport.c - the plain TCP transports (see http_transport.h). */
 #include "server/http_transport.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -96,3 +98,29 @@ const struct http_transport_ops http_transport_plain_copy = {
     .shutdown = plain_shutdown,
     .close = plain_close,
 };
+
+const char *
+http_transport_peer_addr(const struct http_transport *t, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (t->fd < 0 || getpeername(t->fd, (struct sockaddr *)&ss, &sl) < 0)
+        return NULL;
+    const void *a = NULL;
+    int family = ss.ss_family;
+    if (family == AF_INET) {
+        a = &((struct sockaddr_in *)&ss)->sin_addr;
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        a = a6;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            /* a dual-stack listener: the client is an IPv4 one (rate limits and
+             * rules see one spelling of an address) */
+            family = AF_INET;
+            a = &a6->s6_addr[12];
+        }
+    } else {
+        return NULL;
+    }
+    return inet_ntop(family, a, buf, (socklen_t)cap);
+}

@@ -17,9 +17,17 @@
  * HTTP_TRANSPORT_SPLICE in t->zc (the decision must be made before any byte
  * is in the pipe).
  *
- * A transport that buffers input of its own (TLS records decrypted ahead)
- * will also need to tell the layer that input is pending although t->fd is not
- * readable; the plain transports do not. */
+ * Readiness: an operation that returns -1/EAGAIN sets t->want to the
+ * readiness it waits for (HTTP_TRANSPORT_WANT_READ or _WRITE; a TLS read may
+ * need the socket writable, a TLS write readable, during a handshake or a key
+ * update); 0 (the plain transports, which never set it) means the natural
+ * direction of the operation. A transport that sets it on EAGAIN resets it to 0
+ * whenever an operation does not block, so the layer may read it after any call.
+ *
+ * Buffered input: a transport that keeps input of its own (TLS records read
+ * and decrypted ahead of the bytes asked for) says so with ops->pending; the
+ * layer then reads again without waiting for t->fd to become readable, which
+ * it never would for bytes already taken from the kernel. */
 #ifndef OCIREG_HTTP_TRANSPORT_H
 #define OCIREG_HTTP_TRANSPORT_H
 
@@ -34,6 +42,10 @@ struct http_transport;
 
 /* t->zc: ops->splice may be given a pipe (the io_uring file-reply path) */
 #define HTTP_TRANSPORT_SPLICE 1u
+
+/* t->want after -1/EAGAIN: the readiness the operation waits for */
+#define HTTP_TRANSPORT_WANT_READ 1u
+#define HTTP_TRANSPORT_WANT_WRITE 2u
 
 struct http_transport_ops {
     const char *name;
@@ -58,6 +70,16 @@ struct http_transport_ops {
      * -1 first (io_uring operations still name the socket: the layer closes it
      * with close(2) when they end) */
     void (*close)(struct http_transport *t);
+    /* 1 when input waits inside the transport (a recv would return bytes at
+     * once although t->fd is not readable), else 0; NULL: never */
+    int (*pending)(struct http_transport *t);
+    /* the identity the peer proved at connection set-up (TLS: a client
+     * certificate verified against [tls] client_ca), or NULL; the string lives
+     * as long as the connection. NULL op: none */
+    const char *(*identity)(struct http_transport *t);
+    /* 1: the connection opens with a handshake that counts against the first
+     * request's header_timeout (measured from accept, not from its first byte) */
+    unsigned handshake;
 };
 
 /* one connection's transport: embedded in struct http_conn */
@@ -65,7 +87,10 @@ struct http_transport {
     const struct http_transport_ops *ops;
     int fd;      /* the connected socket */
     unsigned zc; /* HTTP_TRANSPORT_SPLICE or 0 */
-    void *state; /* the transport's own (TLS: the SSL object) */
+    unsigned want; /* HTTP_TRANSPORT_WANT_* after -1/EAGAIN, else 0 */
+    void *state; /* the transport's own per connection (TLS: its SSL object) */
+    void *arg;   /* the transport's own per server, set by the layer before open
+                    (TLS: the struct tls_ctx of http_server_opts) */
 };
 
 /* plain TCP: recv, sendmsg, sendfile(2), splice(2), shutdown(2), close(2) */
@@ -73,5 +98,16 @@ extern const struct http_transport_ops http_transport_plain;
 /* plain TCP that declines every zero-copy send (http_server_opts
  * decline_zero_copy, for tests): file bodies take the bounded copy path */
 extern const struct http_transport_ops http_transport_plain_copy;
+/* http_transport_peer_addr - the connection's peer address as text
+ * ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as IPv4) into buf. Returns
+ * buf, or NULL when the socket has no peer (closed, reset). */
+const char *http_transport_peer_addr(const struct http_transport *t, char *buf, size_t cap);
+
+/* TLS (auth/tls.h) over TCP: t->arg is a struct tls_ctx. A non-blocking
+ * handshake runs in the first recv (or sendv); then SSL_read/SSL_write.
+ * sendfile: SSL_sendfile when kernel TLS carries the connection's sends, else
+ * HTTP_TRANSPORT_DECLINED (the layer's bounded copy); no splice (t->zc = 0).
+ * shutdown sends close_notify, then shuts the socket's write side. */
+extern const struct http_transport_ops http_transport_tls;
 
 #endif

@@ -2,13 +2,16 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth/tls.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -54,6 +57,68 @@ raise_nofile(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             log_warn("main", NULL, "raising the open-file limit: %s", strerror(errno));
     }
+}
+
+/* SIGHUP reloads what can change under a running server. The signal is
+ * blocked in every thread (before the first one starts) and taken by one
+ * thread with sigwait, so the reload runs as ordinary code, never in a signal
+ * handler, and never on an event loop. */
+struct reloader {
+    pthread_t thr;
+    int started;
+    atomic_int stop;
+    struct tls_ctx *tls; /* NULL without TLS */
+};
+
+static void
+reload_all(struct reloader *rl)
+{
+    struct err e = {0};
+    if (rl->tls) {
+        if (tls_reload(rl->tls, &e) == 0)
+            log_info("main", NULL, "reloaded TLS certificate");
+        else
+            log_error("main", NULL, "reloading the TLS certificate: %s (the previous one stays)",
+                      e.msg);
+    }
+}
+
+static void *
+reload_thread(void *arg)
+{
+    struct reloader *rl = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (atomic_load(&rl->stop))
+            return NULL;
+        reload_all(rl);
+    }
+}
+
+static int
+reloader_start(struct reloader *rl, struct err *e)
+{
+    int rc = pthread_create(&rl->thr, NULL, reload_thread, rl);
+    if (rc != 0)
+        return err_sys(e, ERR_INTERNAL, rc, "reload thread");
+    rl->started = 1;
+    return 0;
+}
+
+static void
+reloader_stop(struct reloader *rl)
+{
+    if (!rl->started)
+        return;
+    atomic_store(&rl->stop, 1);
+    pthread_kill(rl->thr, SIGHUP); /* ends its sigwait */
+    pthread_join(rl->thr, NULL);
+    rl->started = 0;
 }
 
 /* write text to path atomically: a temp file beside it, then rename */
@@ -105,6 +170,8 @@ cmd_serve(int argc, char **argv)
     struct api *api = NULL;
     struct http_server *srv = NULL;
     struct maint *maint = NULL;
+    struct tls_ctx *tls = NULL;
+    struct reloader rl = {0};
     int rc = 1;
 
     if (config_load(&cfg, conf_path, &e) < 0) {
@@ -114,6 +181,32 @@ cmd_serve(int argc, char **argv)
     log_setup((enum log_level)cfg.log.level, cfg.log.json, 2);
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
+    /* before any thread starts: every thread inherits the mask, so SIGHUP
+     * reaches only the reload thread's sigwait */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+
+    if (cfg.tls.cert[0]) {
+        struct tls_opts to = {.cert = cfg.tls.cert,
+                              .key = cfg.tls.key,
+                              .client_ca = cfg.tls.client_ca,
+                              .client_cert_required = cfg.tls.client_cert_required,
+                              .ktls = cfg.tls.ktls};
+        tls = tls_ctx_new(&to, &e);
+        if (!tls) {
+            log_error("main", NULL, "%s", e.msg);
+            goto out;
+        }
+        log_info("main", NULL, "TLS on: TLS 1.2-1.3, client certificates: %s",
+                 tls_client_mode(tls));
+    }
+    rl.tls = tls;
+    if (reloader_start(&rl, &e) < 0) {
+        log_error("main", NULL, "%s", e.msg);
+        goto out;
+    }
 
     struct storage_opts so = {
         .root = cfg.storage.root,
@@ -182,6 +275,7 @@ cmd_serve(int argc, char **argv)
         .io = cfg.storage.io == CONFIG_IO_URING   ? HTTP_IO_URING
               : cfg.storage.io == CONFIG_IO_POSIX ? HTTP_IO_POSIX
                                                   : HTTP_IO_AUTO,
+        .tls = tls,
     };
     srv = http_server_new(&ho, &app, &e);
     if (!srv) {
@@ -216,7 +310,9 @@ out:
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     running_server = NULL;
+    reloader_stop(&rl);
     http_server_free(srv);
+    tls_ctx_free(tls);
     api_free(api);
     maint_stop(maint); /* joined before its storage goes away */
     if (st)

@@ -365,6 +365,7 @@ integ_send_pattern(const struct testsrv *s, const char *method, const char *url_
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    testsrv_curl_setup(s, c);
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
@@ -415,6 +416,7 @@ integ_get_hash(const struct testsrv *s, const char *path, const char *const *hea
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &k);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    testsrv_curl_setup(s, c);
     long st = -1;
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)

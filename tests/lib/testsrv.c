@@ -83,7 +83,12 @@ testsrv_start(struct testsrv *s, const char *root, const char *const *extra_env)
             char *colon = ok ? strrchr(line, ':') : NULL;
             if (colon && atoi(colon + 1) > 0) {
                 s->port = atoi(colon + 1);
-                snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+                int tls = 0;
+                for (size_t k = 0; extra_env && extra_env[k]; k++)
+                    if (strncmp(extra_env[k], "OCIREG_TLS_CERT=", 16) == 0)
+                        tls = 1;
+                snprintf(s->url, sizeof(s->url), "%s://127.0.0.1:%d", tls ? "https" : "http",
+                         s->port);
                 unlink(ready);
                 return 0;
             }
@@ -164,6 +169,26 @@ testsrv_cleanup(struct testsrv *s)
     }
 }
 
+void
+testsrv_tls(struct testsrv *s, const char *cafile, const char *cert, const char *key)
+{
+    snprintf(s->cafile, sizeof(s->cafile), "%s", cafile ? cafile : "");
+    snprintf(s->client_cert, sizeof(s->client_cert), "%s", cert ? cert : "");
+    snprintf(s->client_key, sizeof(s->client_key), "%s", key ? key : "");
+}
+
+void
+testsrv_curl_setup(const struct testsrv *s, void *curl)
+{
+    CURL *c = curl;
+    if (s->cafile[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->cafile);
+    if (s->client_cert[0]) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, s->client_cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, s->client_key);
+    }
+}
+
 size_t
 tbuf_body_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -228,6 +253,7 @@ treq(const struct testsrv *s, const char *method, const char *url_or_path,
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    testsrv_curl_setup(s, c);
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);

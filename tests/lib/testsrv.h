@@ -15,6 +15,12 @@ struct testsrv {
     char url[64];        /* "http://127.0.0.1:PORT" */
     char log[300];       /* server's stderr goes here */
     int own_root;        /* root was made by testsrv_start: removed by testsrv_cleanup */
+    /* TLS: testsrv_start makes url "https://127.0.0.1:PORT" when extra_env sets
+     * OCIREG_TLS_CERT; then set cafile (the CA treq and the integ_* clients
+     * trust) and, for mTLS, client_cert and client_key (both PEM files; ""
+     * for none) with testsrv_tls */
+    char cafile[256];
+    char client_cert[256], client_key[256];
 };
 
 /* testsrv_start - run $OCIREG_BIN (default build/ocireg) `serve --ready-file F`
@@ -35,6 +41,15 @@ int testsrv_alive(struct testsrv *s);
 
 /* testsrv_cleanup - stop if running, remove the root if testsrv_start made it */
 void testsrv_cleanup(struct testsrv *s);
+
+/* testsrv_tls - the CA file the clients trust and the client certificate
+ * they present (cert and key may be NULL: none); copies the paths */
+void testsrv_tls(struct testsrv *s, const char *cafile, const char *cert, const char *key);
+
+/* testsrv_curl_setup - apply s's TLS settings (cafile, client certificate) to a
+ * libcurl easy handle (a CURL *); nothing for a plain server. Every libcurl
+ * client of tests/lib calls it. */
+void testsrv_curl_setup(const struct testsrv *s, void *curl);
 
 /* ---- HTTP client ---- */
 struct tresp {

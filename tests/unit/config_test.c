@@ -35,7 +35,12 @@ clear_env(void)
                                        "OCIREG_STORAGE_MAX_MANIFEST_REFS",
                                        "OCIREG_STORAGE_IO",
                                        "OCIREG_LOG_LEVEL",
-                                       "OCIREG_LOG_FORMAT"};
+                                       "OCIREG_LOG_FORMAT",
+                                       "OCIREG_TLS_CERT",
+                                       "OCIREG_TLS_KEY",
+                                       "OCIREG_TLS_CLIENT_CA",
+                                       "OCIREG_TLS_CLIENT_CERT_REQUIRED",
+                                       "OCIREG_TLS_KTLS"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
 }
@@ -284,4 +289,40 @@ Test(config, value_parsers)
     cr_assert_eq(b, 1);
     cr_assert_eq(config_parse_bool("0", &b), 0);
     cr_assert_eq(b, 0);
+}
+
+Test(config, tls_keys_parse_with_defaults)
+{
+    struct config c;
+    struct err e = {0};
+    cr_assert_eq(config_load(&c, NULL, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.tls.cert, "");
+    cr_assert_str_eq(c.tls.client_ca, "");
+    cr_assert_eq(c.tls.client_cert_required, 0);
+    cr_assert_eq(c.tls.ktls, 1);
+    const char *p = write_conf("[tls]\ncert = /a.crt\nkey = /a.key\nclient_ca = /ca.pem\n"
+                               "client_cert_required = true\nktls = off\n");
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.tls.cert, "/a.crt");
+    cr_assert_str_eq(c.tls.key, "/a.key");
+    cr_assert_str_eq(c.tls.client_ca, "/ca.pem");
+    cr_assert_eq(c.tls.client_cert_required, 1);
+    cr_assert_eq(c.tls.ktls, 0);
+    setenv("OCIREG_TLS_KTLS", "sometimes", 1);
+    cr_assert_eq(config_load(&c, p, &e), -1);
+    cr_assert(strstr(e.msg, "OCIREG_TLS_KTLS") && strstr(e.msg, "auto|off"), "%s", e.msg);
+}
+
+Test(config, tls_cert_without_key_names_both)
+{
+    struct config c;
+    struct err e = {0};
+    setenv("OCIREG_TLS_CERT", "/a.crt", 1);
+    cr_assert_eq(config_load(&c, NULL, &e), -1);
+    cr_assert_eq(e.code, ERR_CONFIG);
+    cr_assert(strstr(e.msg, "cert") && strstr(e.msg, "key"), "%s", e.msg);
+    unsetenv("OCIREG_TLS_CERT");
+    setenv("OCIREG_TLS_KEY", "/a.key", 1);
+    cr_assert_eq(config_load(&c, NULL, &e), -1);
+    cr_assert(strstr(e.msg, "key unset") == NULL && strstr(e.msg, "cert unset"), "%s", e.msg);
 }
