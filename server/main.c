@@ -68,6 +68,8 @@ struct reloader {
     int started;
     atomic_int stop;
     struct tls_ctx *tls; /* NULL without TLS */
+    struct api *api;     /* its access rules and htpasswd file; set (atomically)
+                            once the api exists, after the thread started */
 };
 
 static void
@@ -79,6 +81,14 @@ reload_all(struct reloader *rl)
             log_info("main", NULL, "reloaded TLS certificate");
         else
             log_error("main", NULL, "reloading the TLS certificate: %s (the previous one stays)",
+                      e.msg);
+    }
+    struct api *api = __atomic_load_n(&rl->api, __ATOMIC_ACQUIRE);
+    if (api) {
+        if (api_reload(api, &e) == 0)
+            log_info("main", NULL, "reloaded auth rules and users");
+        else
+            log_error("main", NULL, "reloading auth: %s (the previous rules and users stay)",
                       e.msg);
     }
 }
@@ -249,6 +259,7 @@ cmd_serve(int argc, char **argv)
         .token_jwks = cfg.auth.token_jwks,
         .max_failures = (unsigned)cfg.auth.max_failures,
         .failure_window_sec = cfg.auth.failure_window_sec,
+        .tls = tls != NULL,
     };
     struct api_opts ao = {.max_manifest = cfg.server.max_manifest,
                           .max_page = cfg.server.max_page,
@@ -260,6 +271,7 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "api: %s", e.msg);
         goto out;
     }
+    __atomic_store_n(&rl.api, api, __ATOMIC_RELEASE);
     struct http_app app;
     memset(&app, 0, sizeof(app));
     api_http_app(api, &app);

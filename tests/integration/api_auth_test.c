@@ -159,7 +159,7 @@ get_token(const char *auth, const char *query, char *tok, size_t cap)
 }
 
 static long
-req(const char *method, const char *path, const char *auth, const char *extra, const void *body,
+areq(const char *method, const char *path, const char *auth, const char *extra, const void *body,
     size_t n, struct tresp *out)
 {
     const char *h[] = {auth, extra, NULL};
@@ -172,23 +172,23 @@ req(const char *method, const char *path, const char *auth, const char *extra, c
 }
 
 static long
-status_of(const char *method, const char *path, const char *auth)
+astatus(const char *method, const char *path, const char *auth)
 {
     struct tresp r;
-    long st = req(method, path, auth, NULL, NULL, 0, &r);
+    long st = areq(method, path, auth, NULL, NULL, 0, &r);
     tresp_free(&r);
     return st;
 }
 
 /* push a blob monolithically; the status */
 static long
-push_blob(const char *repo, const char *auth, const char *data, char *digest)
+apush_blob(const char *repo, const char *auth, const char *data, char *digest)
 {
     char path[512];
     tdigest(data, strlen(data), digest);
     snprintf(path, sizeof(path), "/v2/%s/blobs/uploads/?digest=%s", repo, digest);
     struct tresp r;
-    long st = req("POST", path, auth, "Content-Type: application/octet-stream", data,
+    long st = areq("POST", path, auth, "Content-Type: application/octet-stream", data,
                   strlen(data), &r);
     tresp_free(&r);
     return st;
@@ -196,10 +196,10 @@ push_blob(const char *repo, const char *auth, const char *data, char *digest)
 
 /* push config + manifest as repo:tag; the manifest PUT's status */
 static long
-push_image(const char *repo, const char *tag, const char *auth)
+apush_image(const char *repo, const char *tag, const char *auth)
 {
     char cd[80];
-    long st = push_blob(repo, auth, "{}", cd);
+    long st = apush_blob(repo, auth, "{}", cd);
     if (st != 201)
         return st;
     char m[512];
@@ -210,7 +210,7 @@ push_image(const char *repo, const char *tag, const char *auth)
     char path[512];
     snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, tag);
     struct tresp r;
-    st = req("PUT", path, auth, "Content-Type: " MT_OCI_MANIFEST, m, strlen(m), &r);
+    st = areq("PUT", path, auth, "Content-Type: " MT_OCI_MANIFEST, m, strlen(m), &r);
     tresp_free(&r);
     return st;
 }
@@ -220,27 +220,27 @@ TestSuite(api_auth, .init = setup, .fini = teardown, .timeout = 60);
 Test(api_auth, base_answers_401_with_a_bearer_challenge)
 {
     struct tresp r;
-    cr_assert_eq(req("GET", "/v2/", NULL, NULL, NULL, 0, &r), 401);
+    cr_assert_eq(areq("GET", "/v2/", NULL, NULL, NULL, 0, &r), 401);
     char want[200];
     snprintf(want, sizeof(want),
              "Bearer realm=\"http://127.0.0.1:%d/auth/token\",service=\"ocireg\"", S.port);
     cr_assert_str_eq(H(&r, "WWW-Authenticate"), want);
     cr_assert_str_eq(ecode(&r), "UNAUTHORIZED");
     tresp_free(&r);
-    cr_assert_eq(status_of("GET", "/v2/", basic("alice", "alice-pw")), 200);
-    cr_assert_eq(status_of("GET", "/v2/", basic("alice", "wrong")), 401);
+    cr_assert_eq(astatus("GET", "/v2/", basic("alice", "alice-pw")), 200);
+    cr_assert_eq(astatus("GET", "/v2/", basic("alice", "wrong")), 401);
 }
 
 Test(api_auth, challenge_names_the_scope_a_request_needs)
 {
     struct tresp r;
-    cr_assert_eq(req("PUT", "/v2/team/app/manifests/v1", NULL, "Content-Type: " MT_OCI_MANIFEST,
+    cr_assert_eq(areq("PUT", "/v2/team/app/manifests/v1", NULL, "Content-Type: " MT_OCI_MANIFEST,
                      "{}", 2, &r),
                  401);
     cr_assert(strstr(H(&r, "WWW-Authenticate"), "scope=\"repository:team/app:push\""), "%s",
               H(&r, "WWW-Authenticate"));
     tresp_free(&r);
-    cr_assert_eq(req("GET", "/v2/_catalog", NULL, NULL, NULL, 0, &r), 401);
+    cr_assert_eq(areq("GET", "/v2/_catalog", NULL, NULL, NULL, 0, &r), 401);
     cr_assert(strstr(H(&r, "WWW-Authenticate"), "scope=\"registry:catalog:*\""));
     tresp_free(&r);
 }
@@ -251,17 +251,17 @@ Test(api_auth, token_flow_push_and_pull)
     cr_assert_eq(get_token(basic("alice", "alice-pw"), "scope=repository:team/app:pull,push", tok,
                            sizeof(tok)),
                  200);
-    cr_assert_eq(push_image("team/app", "v1", bearer(tok)), 201);
-    cr_assert_eq(status_of("GET", "/v2/team/app/manifests/v1", bearer(tok)), 200);
-    cr_assert_eq(status_of("GET", "/v2/", bearer(tok)), 200);
+    cr_assert_eq(apush_image("team/app", "v1", bearer(tok)), 201);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(tok)), 200);
+    cr_assert_eq(astatus("GET", "/v2/", bearer(tok)), 200);
     /* a token for team/app does not open team/other */
     struct tresp r;
-    cr_assert_eq(req("GET", "/v2/team/other/tags/list", bearer(tok), NULL, NULL, 0, &r), 401);
+    cr_assert_eq(areq("GET", "/v2/team/other/tags/list", bearer(tok), NULL, NULL, 0, &r), 401);
     cr_assert(strstr(H(&r, "WWW-Authenticate"), "error=\"insufficient_scope\""), "%s",
               H(&r, "WWW-Authenticate"));
     tresp_free(&r);
     /* nor delete, which it was not granted */
-    cr_assert_eq(status_of("DELETE", "/v2/team/app/manifests/v1", bearer(tok)), 401);
+    cr_assert_eq(astatus("DELETE", "/v2/team/app/manifests/v1", bearer(tok)), 401);
 }
 
 Test(api_auth, token_grants_only_what_the_rules_allow)
@@ -271,15 +271,15 @@ Test(api_auth, token_grants_only_what_the_rules_allow)
     cr_assert_eq(get_token(basic("bob", "bob-pw"), "scope=repository:team/x:pull,push,delete",
                            tok, sizeof(tok)),
                  200);
-    cr_assert_eq(push_image("team/x", "v1", bearer(tok)), 403);
-    cr_assert_eq(status_of("DELETE", "/v2/team/x/manifests/v1", bearer(tok)), 403);
+    cr_assert_eq(apush_image("team/x", "v1", bearer(tok)), 403);
+    cr_assert_eq(astatus("DELETE", "/v2/team/x/manifests/v1", bearer(tok)), 403);
     /* with Basic alike */
-    cr_assert_eq(push_image("team/x", "v1", basic("bob", "bob-pw")), 403);
-    cr_assert_eq(push_image("team/x", "v1", basic("alice", "alice-pw")), 201);
-    cr_assert_eq(status_of("GET", "/v2/team/x/manifests/v1", basic("bob", "bob-pw")), 200);
-    cr_assert_eq(status_of("DELETE", "/v2/team/x/manifests/v1", basic("bob", "bob-pw")), 403);
+    cr_assert_eq(apush_image("team/x", "v1", basic("bob", "bob-pw")), 403);
+    cr_assert_eq(apush_image("team/x", "v1", basic("alice", "alice-pw")), 201);
+    cr_assert_eq(astatus("GET", "/v2/team/x/manifests/v1", basic("bob", "bob-pw")), 200);
+    cr_assert_eq(astatus("DELETE", "/v2/team/x/manifests/v1", basic("bob", "bob-pw")), 403);
     struct tresp r;
-    cr_assert_eq(req("DELETE", "/v2/team/x/manifests/v1", basic("bob", "bob-pw"), NULL, NULL, 0,
+    cr_assert_eq(areq("DELETE", "/v2/team/x/manifests/v1", basic("bob", "bob-pw"), NULL, NULL, 0,
                      &r),
                  403);
     cr_assert_str_eq(ecode(&r), "DENIED");
@@ -288,20 +288,20 @@ Test(api_auth, token_grants_only_what_the_rules_allow)
 
 Test(api_auth, anonymous_pull_where_the_rules_allow_it)
 {
-    cr_assert_eq(push_image("public/base", "v1", basic("alice", "alice-pw")), 201);
-    cr_assert_eq(push_image("team/secret", "v1", basic("alice", "alice-pw")), 201);
-    cr_assert_eq(status_of("GET", "/v2/public/base/manifests/v1", NULL), 200);
-    cr_assert_eq(status_of("GET", "/v2/team/secret/manifests/v1", NULL), 401);
-    cr_assert_eq(push_image("public/base", "v2", NULL), 401);
+    cr_assert_eq(apush_image("public/base", "v1", basic("alice", "alice-pw")), 201);
+    cr_assert_eq(apush_image("team/secret", "v1", basic("alice", "alice-pw")), 201);
+    cr_assert_eq(astatus("GET", "/v2/public/base/manifests/v1", NULL), 200);
+    cr_assert_eq(astatus("GET", "/v2/team/secret/manifests/v1", NULL), 401);
+    cr_assert_eq(apush_image("public/base", "v2", NULL), 401);
     /* an anonymous token gets what anonymous may do, no more */
     char tok[TOKEN_MAX_LEN];
     cr_assert_eq(get_token(NULL,
                            "scope=repository:public/base:pull,push&scope=repository:team/secret:pull",
                            tok, sizeof(tok)),
                  200);
-    cr_assert_eq(status_of("GET", "/v2/public/base/manifests/v1", bearer(tok)), 200);
-    cr_assert_eq(status_of("GET", "/v2/team/secret/manifests/v1", bearer(tok)), 401);
-    cr_assert_eq(push_image("public/base", "v2", bearer(tok)), 401);
+    cr_assert_eq(astatus("GET", "/v2/public/base/manifests/v1", bearer(tok)), 200);
+    cr_assert_eq(astatus("GET", "/v2/team/secret/manifests/v1", bearer(tok)), 401);
+    cr_assert_eq(apush_image("public/base", "v2", bearer(tok)), 401);
 }
 
 /* a JWS with the given header and payload JSON, signed with nothing */
@@ -355,12 +355,12 @@ Test(api_auth, refused_tokens_are_invalid_token)
     bad[3].t.now += 1000;
     char *t = NULL;
     cr_assert_eq(token_sign(k, &good, &t, &e), 0);
-    cr_assert_eq(status_of("GET", "/v2/team/app/tags/list", bearer(t)), 404, "the good token");
+    cr_assert_eq(astatus("GET", "/v2/team/app/tags/list", bearer(t)), 404, "the good token");
     free(t);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(token_sign(k, &bad[i].t, &t, &e), 0);
         struct tresp r;
-        cr_assert_eq(req("GET", "/v2/team/app/tags/list", bearer(t), NULL, NULL, 0, &r), 401,
+        cr_assert_eq(areq("GET", "/v2/team/app/tags/list", bearer(t), NULL, NULL, 0, &r), 401,
                      "%s", bad[i].why);
         cr_assert(strstr(H(&r, "WWW-Authenticate"), "error=\"invalid_token\""), "%s",
                   bad[i].why);
@@ -375,62 +375,69 @@ Test(api_auth, refused_tokens_are_invalid_token)
              "\"access\":[{\"type\":\"repository\",\"name\":\"team/app\",\"actions\":[\"pull\"]}]}",
              (long long)time(NULL) + 300);
     unsigned_token("{\"alg\":\"none\",\"typ\":\"JWT\"}", payload, tok, sizeof(tok));
-    cr_assert_eq(status_of("GET", "/v2/team/app/tags/list", bearer(tok)), 401, "alg none");
+    cr_assert_eq(astatus("GET", "/v2/team/app/tags/list", bearer(tok)), 401, "alg none");
     /* a real token whose payload was swapped for a more generous one */
     cr_assert_eq(get_token(basic("bob", "bob-pw"), "scope=repository:bob/x:pull", tok, sizeof(tok)),
                  200);
     char forged[TOKEN_MAX_LEN];
     unsigned_token("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", payload, forged, sizeof(forged));
     strcat(forged, strrchr(tok, '.') + 1);
-    cr_assert_eq(status_of("GET", "/v2/team/app/tags/list", bearer(forged)), 401, "forged");
-    cr_assert_eq(status_of("GET", "/v2/team/app/tags/list", bearer("garbage")), 401);
+    cr_assert_eq(astatus("GET", "/v2/team/app/tags/list", bearer(forged)), 401, "forged");
+    cr_assert_eq(astatus("GET", "/v2/team/app/tags/list", bearer("garbage")), 401);
 }
 
 Test(api_auth, mount_needs_pull_on_from)
 {
     char d[80], path[512];
-    cr_assert_eq(push_blob("team/secret", basic("alice", "alice-pw"), "the secret layer", d), 201);
+    cr_assert_eq(apush_blob("team/secret", basic("alice", "alice-pw"), "the secret layer", d), 201);
     /* bob may push to bob/x but not pull team/secret: a plain session, 202 */
     snprintf(path, sizeof(path), "/v2/bob/x/blobs/uploads/?mount=%s&from=team/secret", d);
-    cr_assert_eq(status_of("POST", path, basic("root", "root-pw")), 201, "admin mounts");
+    cr_assert_eq(astatus("POST", path, basic("root", "root-pw")), 201, "admin mounts");
     snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=public/none", d);
-    cr_assert_eq(status_of("POST", path, basic("bob", "bob-pw")), 202);
+    cr_assert_eq(astatus("POST", path, basic("bob", "bob-pw")), 202);
     snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=secret/zone", d);
-    cr_assert_eq(status_of("POST", path, basic("bob", "bob-pw")), 202);
+    cr_assert_eq(astatus("POST", path, basic("bob", "bob-pw")), 202);
     /* the automatic mount (no from) is an admin's only */
     snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s", d);
-    cr_assert_eq(status_of("POST", path, basic("bob", "bob-pw")), 202);
-    /* from a repository bob may pull (team/**), it mounts */
-    cr_assert_eq(push_blob("team/shared", basic("alice", "alice-pw"), "a shared layer", d), 201);
+    cr_assert_eq(astatus("POST", path, basic("bob", "bob-pw")), 202);
+    /* from a repository bob may pull (under team/), it mounts */
+    cr_assert_eq(apush_blob("team/shared", basic("alice", "alice-pw"), "a shared layer", d), 201);
     snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=team/shared", d);
-    cr_assert_eq(status_of("POST", path, basic("bob", "bob-pw")), 201);
-    /* a token for bob/y cannot reach team/secret through a mount either */
+    cr_assert_eq(astatus("POST", path, basic("bob", "bob-pw")), 201);
+    /* a token for bob/y cannot reach zzz/secret (no rule for bob) through a mount */
     char tok[TOKEN_MAX_LEN];
-    cr_assert_eq(push_blob("team/secret", basic("alice", "alice-pw"), "another secret", d), 201);
+    cr_assert_eq(apush_blob("zzz/secret", basic("root", "root-pw"), "another secret", d), 201);
     cr_assert_eq(get_token(basic("bob", "bob-pw"),
-                           "scope=repository:bob/y:pull,push&scope=repository:team/secret:pull",
+                           "scope=repository:bob/y:pull,push&scope=repository:zzz/secret:pull",
                            tok, sizeof(tok)),
                  200);
-    snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=team/secret", d);
-    cr_assert_eq(status_of("POST", path, bearer(tok)), 202);
+    snprintf(path, sizeof(path), "/v2/bob/y/blobs/uploads/?mount=%s&from=zzz/secret", d);
+    cr_assert_eq(astatus("POST", path, bearer(tok)), 202);
+    /* root's token may */
+    cr_assert_eq(get_token(basic("root", "root-pw"),
+                           "scope=repository:bob/y:pull,push&scope=repository:zzz/secret:pull",
+                           tok, sizeof(tok)),
+                 200);
+    cr_assert_eq(astatus("POST", path, bearer(tok)), 201);
 }
 
 Test(api_auth, catalog_lists_what_the_caller_may_pull)
 {
-    cr_assert_eq(push_image("public/base", "v1", basic("alice", "alice-pw")), 201);
-    cr_assert_eq(push_image("team/app", "v1", basic("alice", "alice-pw")), 201);
-    cr_assert_eq(push_image("bob/tool", "v1", basic("bob", "bob-pw")), 201);
-    cr_assert_eq(push_image("zzz/hidden", "v1", basic("root", "root-pw")), 201);
+    cr_assert_eq(apush_image("public/base", "v1", basic("alice", "alice-pw")), 201);
+    cr_assert_eq(apush_image("team/app", "v1", basic("alice", "alice-pw")), 201);
+    cr_assert_eq(apush_image("bob/tool", "v1", basic("bob", "bob-pw")), 201);
+    cr_assert_eq(apush_image("zzz/hidden", "v1", basic("root", "root-pw")), 201);
     struct tresp r;
-    cr_assert_eq(req("GET", "/v2/_catalog", basic("bob", "bob-pw"), NULL, NULL, 0, &r), 200);
-    cr_assert_str_eq(r.body, "{\"repositories\":[\"bob/tool\",\"team/app\"]}");
+    cr_assert_eq(areq("GET", "/v2/_catalog", basic("bob", "bob-pw"), NULL, NULL, 0, &r), 200);
+    /* public/ is pulled anonymously, and so by every user */
+    cr_assert_str_eq(r.body, "{\"repositories\":[\"bob/tool\",\"public/base\",\"team/app\"]}");
     tresp_free(&r);
-    cr_assert_eq(req("GET", "/v2/_catalog?n=1", basic("alice", "alice-pw"), NULL, NULL, 0, &r),
+    cr_assert_eq(areq("GET", "/v2/_catalog?n=1", basic("alice", "alice-pw"), NULL, NULL, 0, &r),
                  200);
     cr_assert_str_eq(r.body, "{\"repositories\":[\"public/base\"]}");
     cr_assert(strstr(H(&r, "Link"), "last=public/base"), "%s", H(&r, "Link"));
     tresp_free(&r);
-    cr_assert_eq(req("GET", "/v2/_catalog", basic("root", "root-pw"), NULL, NULL, 0, &r), 200);
+    cr_assert_eq(areq("GET", "/v2/_catalog", basic("root", "root-pw"), NULL, NULL, 0, &r), 200);
     cr_assert_str_eq(r.body, "{\"repositories\":[\"bob/tool\",\"public/base\",\"team/app\","
                              "\"zzz/hidden\"]}");
     tresp_free(&r);
@@ -440,8 +447,8 @@ Test(api_auth, failed_logins_are_limited)
 {
     struct tresp r;
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(status_of("GET", "/v2/", basic("alice", "guess")), 401);
-    cr_assert_eq(req("GET", "/v2/", basic("alice", "alice-pw"), NULL, NULL, 0, &r), 429);
+        cr_assert_eq(astatus("GET", "/v2/", basic("alice", "guess")), 401);
+    cr_assert_eq(areq("GET", "/v2/", basic("alice", "alice-pw"), NULL, NULL, 0, &r), 429);
     cr_assert_str_eq(ecode(&r), "TOOMANYREQUESTS");
     cr_assert(atoi(H(&r, "Retry-After")) > 0);
     tresp_free(&r);
@@ -449,23 +456,24 @@ Test(api_auth, failed_logins_are_limited)
     char tok[TOKEN_MAX_LEN];
     cr_assert_eq(get_token(basic("alice", "alice-pw"), NULL, tok, sizeof(tok)), 429);
     /* another user is not held up */
-    cr_assert_eq(status_of("GET", "/v2/", basic("bob", "bob-pw")), 200);
+    cr_assert_eq(astatus("GET", "/v2/", basic("bob", "bob-pw")), 200);
 }
 
 Test(api_auth, tampered_basic_headers_are_refused)
 {
-    cr_assert_eq(status_of("GET", "/v2/", "Authorization: Basic !!!not-base64"), 401);
-    cr_assert_eq(status_of("GET", "/v2/", "Authorization: Basic YWxpY2U="), 401); /* "alice" */
-    cr_assert_eq(status_of("GET", "/v2/", "Authorization: Basic YWxpY2U6YWxpY2UtcHc="), 200);
-    cr_assert_eq(status_of("GET", "/v2/", "Authorization: Basic YWxpY2U6YWxpY2UtcHd="), 401);
-    cr_assert_eq(status_of("GET", "/v2/", "Authorization: Digest whatever"), 401);
+    cr_assert_eq(astatus("GET", "/v2/", "Authorization: Basic !!!not-base64"), 401);
+    cr_assert_eq(astatus("GET", "/v2/", "Authorization: Basic YWxpY2U="), 401); /* "alice" */
+    cr_assert_eq(astatus("GET", "/v2/", "Authorization: Basic YWxpY2U6YWxpY2UtcHc="), 200);
+    /* one character changed: alice:alice-qw */
+    cr_assert_eq(astatus("GET", "/v2/", "Authorization: Basic YWxpY2U6YWxpY2UtcXc="), 401);
+    cr_assert_eq(astatus("GET", "/v2/", "Authorization: Digest whatever"), 401);
 }
 
 static long
 post_form(const char *form, json_t **out)
 {
     struct tresp r;
-    long st = req("POST", "/auth/token", NULL, "Content-Type: application/x-www-form-urlencoded",
+    long st = areq("POST", "/auth/token", NULL, "Content-Type: application/x-www-form-urlencoded",
                   form, strlen(form), &r);
     json_error_t je;
     *out = st == 200 ? json_loadb(r.body, r.len, 0, &je) : NULL;
@@ -484,9 +492,9 @@ Test(api_auth, oauth2_password_and_refresh_grants)
     const char *tok = json_string_value(json_object_get(j, "access_token"));
     const char *refresh = json_string_value(json_object_get(j, "refresh_token"));
     cr_assert(tok && refresh);
-    cr_assert_eq(push_image("team/app", "v1", bearer(tok)), 201);
+    cr_assert_eq(apush_image("team/app", "v1", bearer(tok)), 201);
     /* a refresh token is not an access token */
-    cr_assert_eq(status_of("GET", "/v2/team/app/manifests/v1", bearer(refresh)), 401);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(refresh)), 401);
     char form[TOKEN_MAX_LEN + 200];
     snprintf(form, sizeof(form),
              "grant_type=refresh_token&service=ocireg&client_id=test&refresh_token=%s"
@@ -496,7 +504,7 @@ Test(api_auth, oauth2_password_and_refresh_grants)
     cr_assert_eq(post_form(form, &j2), 200);
     const char *tok2 = json_string_value(json_object_get(j2, "access_token"));
     cr_assert(tok2);
-    cr_assert_eq(status_of("GET", "/v2/team/app/manifests/v1", bearer(tok2)), 200);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(tok2)), 200);
     json_decref(j2);
     json_decref(j);
     cr_assert_eq(post_form("grant_type=password&service=ocireg&username=alice&password=no", &j),
@@ -508,12 +516,12 @@ Test(api_auth, oauth2_password_and_refresh_grants)
 Test(api_auth, offline_token_on_get)
 {
     struct tresp r;
-    cr_assert_eq(req("GET", "/auth/token?service=ocireg&offline_token=true&scope=repository:team/a:pull",
+    cr_assert_eq(areq("GET", "/auth/token?service=ocireg&offline_token=true&scope=repository:team/a:pull",
                      basic("alice", "alice-pw"), NULL, NULL, 0, &r),
                  200);
     cr_assert(strstr(r.body, "\"refresh_token\":\""), "%s", r.body);
     tresp_free(&r);
-    cr_assert_eq(req("GET", "/auth/token?service=ocireg&scope=repository:team/a:pull",
+    cr_assert_eq(areq("GET", "/auth/token?service=ocireg&scope=repository:team/a:pull",
                      basic("alice", "alice-pw"), NULL, NULL, 0, &r),
                  200);
     cr_assert_null(strstr(r.body, "refresh_token"));
@@ -525,7 +533,7 @@ static int
 eventually(const char *method, const char *path, const char *auth, long want)
 {
     for (int i = 0; i < 100; i++) {
-        if (status_of(method, path, auth) == want)
+        if (astatus(method, path, auth) == want)
             return 1;
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -533,24 +541,33 @@ eventually(const char *method, const char *path, const char *auth, long want)
     return 0;
 }
 
-Test(api_auth, htpasswd_changes_and_rules_reload_without_restart)
+/* without the failed-login limit: the polls below fail until the change is seen */
+static void
+setup_unlimited(void)
 {
-    cr_assert_eq(status_of("GET", "/v2/", basic("carol", "carol-pw")), 401);
+    start_with(RULES, "OCIREG_AUTH_MAX_FAILURES=0");
+}
+
+TestSuite(api_auth_reload, .init = setup_unlimited, .fini = teardown, .timeout = 60);
+
+Test(api_auth_reload, htpasswd_changes_and_rules_reload_without_restart)
+{
+    cr_assert_eq(astatus("GET", "/v2/", basic("carol", "carol-pw")), 401);
     write_users(1);
     cr_assert(eventually("GET", "/v2/", basic("carol", "carol-pw"), 200), "new user not seen");
     /* carol has no rule yet: denied; a new rules file + SIGHUP lets her push */
-    cr_assert_eq(push_image("carol/x", "v1", basic("carol", "carol-pw")), 403);
+    cr_assert_eq(apush_image("carol/x", "v1", basic("carol", "carol-pw")), 403);
     char more[sizeof(RULES) + 64];
     snprintf(more, sizeof(more), "%s[repo \"carol/*\"]\ncarol = pull, push\n", RULES);
     write_file(rules, more);
     cr_assert_eq(kill(S.pid, SIGHUP), 0);
     cr_assert(eventually("GET", "/v2/carol/x/tags/list", basic("carol", "carol-pw"), 404),
               "rules not reloaded");
-    cr_assert_eq(push_image("carol/x", "v1", basic("carol", "carol-pw")), 201);
+    cr_assert_eq(apush_image("carol/x", "v1", basic("carol", "carol-pw")), 201);
     /* a broken rules file keeps the old rules */
     write_file(rules, "[repo \"carol/*\"\ncarol = fly\n");
     cr_assert_eq(kill(S.pid, SIGHUP), 0);
-    cr_assert_eq(push_image("carol/x", "v2", basic("carol", "carol-pw")), 201);
+    cr_assert_eq(apush_image("carol/x", "v2", basic("carol", "carol-pw")), 201);
 }
 
 Test(api_auth, no_secret_reaches_the_log)
@@ -559,14 +576,14 @@ Test(api_auth, no_secret_reaches_the_log)
     cr_assert_eq(get_token(basic("alice", "alice-pw"), "scope=repository:team/app:pull,push", tok,
                            sizeof(tok)),
                  200);
-    cr_assert_eq(push_image("team/app", "v1", bearer(tok)), 201);
-    cr_assert_eq(status_of("GET", "/v2/", basic("alice", "not-her-password")), 401);
+    cr_assert_eq(apush_image("team/app", "v1", bearer(tok)), 201);
+    cr_assert_eq(astatus("GET", "/v2/", basic("alice", "not-her-password")), 401);
     json_t *j;
     cr_assert_eq(post_form("grant_type=password&service=ocireg&username=bob&password=bob-pw", &j),
                  200);
     json_decref(j);
     /* the access log line of the last request must be written: one more */
-    cr_assert_eq(status_of("GET", "/v2/", basic("bob", "bob-pw")), 200);
+    cr_assert_eq(astatus("GET", "/v2/", basic("bob", "bob-pw")), 200);
     FILE *f = fopen(S.log, "r");
     cr_assert(f);
     char line[8192];
@@ -586,10 +603,17 @@ Test(api_auth, no_secret_reaches_the_log)
     cr_assert(lines > 5, "the log was not written (%d lines)", lines);
 }
 
-Test(api_auth, without_rules_authenticated_users_may_do_everything, .init = NULL)
+static void
+setup_norules(void)
 {
     start_with(NULL, NULL);
-    cr_assert_eq(push_image("any/where", "v1", basic("bob", "bob-pw")), 201);
-    cr_assert_eq(status_of("DELETE", "/v2/any/where/manifests/v1", basic("bob", "bob-pw")), 202);
-    cr_assert_eq(status_of("GET", "/v2/any/where/manifests/v1", NULL), 401);
+}
+
+TestSuite(api_auth_norules, .init = setup_norules, .fini = teardown, .timeout = 60);
+
+Test(api_auth_norules, authenticated_users_may_do_everything)
+{
+    cr_assert_eq(apush_image("any/where", "v1", basic("bob", "bob-pw")), 201);
+    cr_assert_eq(astatus("DELETE", "/v2/any/where/manifests/v1", basic("bob", "bob-pw")), 202);
+    cr_assert_eq(astatus("GET", "/v2/any/where/manifests/v1", NULL), 401);
 }
