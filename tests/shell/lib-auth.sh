@@ -16,7 +16,10 @@
 #                         cannot start
 #   auth_track_pid PID    stop PID (SIGTERM, then SIGKILL after a bounded wait)
 #                         when the script ends; pids are stopped last-started first
-#   auth_track_path P     remove P (rm -rf) when the script ends
+#   auth_track_child PID MATCH  stop a daemon's child PID after the tracked
+#                         pids, if its command line still contains MATCH
+#   auth_track_path P     remove P (rm -rf) when the script ends; AUTH_RMDIRS
+#                         lists folders removed after them when empty
 #   auth_wait TENTHS CMD...   run CMD every 0.1 s until it succeeds; 1 when it
 #                         did not within TENTHS tenths of a second
 #   auth_refused LOG      whether LOG's last lines tell a 401/403 refusal
@@ -84,18 +87,23 @@ auth_stop_pid() {   # PID [TENTHS]
 }
 
 auth_track_pid() { AUTH_PIDS="$1 $AUTH_PIDS"; }
-auth_untrack_pid() {
-    _keep=""
-    for _p in $AUTH_PIDS; do [ "$_p" = "$1" ] || _keep="$_keep $_p"; done
-    AUTH_PIDS=$_keep
-}
+# a process this script did not start itself (a daemon's child): stopped after
+# every tracked pid, and only while its command line still contains MATCH (no
+# space in MATCH), so that a reused pid is never signalled
+auth_track_child() { AUTH_CHILDREN="${AUTH_CHILDREN:-} $1@$2"; }
 auth_track_path() { AUTH_PATHS="$AUTH_PATHS $1"; }
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 auth_cleanup() {
     for _p in $AUTH_PIDS; do auth_stop_pid "$_p" 150; done
+    for _c in ${AUTH_CHILDREN:-}; do
+        if { tr '\0' ' ' <"/proc/${_c%%@*}/cmdline"; } 2>/dev/null | grep -qF "${_c#*@}"; then
+            auth_stop_pid "${_c%%@*}" 50
+        fi
+    done
     if [ -n "$SRV_PID" ]; then auth_stop_pid "$SRV_PID" 50; fi
     for _d in $AUTH_PATHS; do rm -rf "$_d"; done
+    for _d in ${AUTH_RMDIRS:-}; do rmdir "$_d" 2>/dev/null; done
     # a daemon killed hard may leave a mount under the work folder: never follow
     # rm into a mounted file system
     if grep -q " $work/" /proc/self/mounts 2>/dev/null; then
