@@ -23,7 +23,7 @@
 #   - ctr images pull --user (second user) --tlscacert: the image's digest is
 #     the fixture's
 # Prints "N passed, N failed" last; exits non-zero when a check failed.
-# shellcheck source=lib-auth.sh
+# shellcheck source-path=SCRIPTDIR source=lib-auth.sh
 . "$(dirname "$0")/lib-auth.sh"
 auth_init client-ctr
 auth_need containerd ctr skopeo openssl htpasswd curl jq
@@ -49,6 +49,7 @@ EOF
 containerd --config "$cd_dir/config.toml" --log-level warn >"$cd_dir/containerd.log" 2>&1 &
 cd_pid=$!
 auth_track_pid "$cd_pid"
+# shellcheck disable=SC2317 # run by auth_wait
 cd_up() { ctr -a "$sock" version >/dev/null 2>&1 || ! kill -0 "$cd_pid" 2>/dev/null; }
 if ! auth_wait 300 cd_up || ! kill -0 "$cd_pid" 2>/dev/null; then
     tail -20 "$cd_dir/containerd.log"

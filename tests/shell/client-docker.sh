@@ -29,7 +29,7 @@
 #     pushed one
 #   - docker logout; a pull then fails
 # Prints "N passed, N failed" last; exits non-zero when a check failed.
-# shellcheck source=lib-auth.sh
+# shellcheck source-path=SCRIPTDIR source=lib-auth.sh
 . "$(dirname "$0")/lib-auth.sh"
 auth_init client-docker
 DOCKER=/usr/bin/docker
@@ -58,6 +58,7 @@ dockerd --config-file "$dk_dir/daemon.json" --data-root "$dk_dir/data" \
 dk_pid=$!
 auth_track_pid "$dk_pid"
 dk() { echo "+ docker $*" >>"$log"; "$DOCKER" -H "unix://$sock" "$@" >>"$log" 2>&1; }
+# shellcheck disable=SC2317 # run by auth_wait
 dk_up() { "$DOCKER" -H "unix://$sock" version >/dev/null 2>&1 || ! kill -0 "$dk_pid" 2>/dev/null; }
 if ! auth_wait 400 dk_up || ! kill -0 "$dk_pid" 2>/dev/null; then
     tail -20 "$dk_dir/dockerd.log"

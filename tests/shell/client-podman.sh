@@ -18,7 +18,7 @@
 #     digest are the pushed one
 #   - podman logout, then a pull of the private repository fails
 # Prints "N passed, N failed" last; exits non-zero when a check failed.
-# shellcheck source=lib-auth.sh
+# shellcheck source-path=SCRIPTDIR source=lib-auth.sh
 . "$(dirname "$0")/lib-auth.sh"
 auth_init client-podman
 auth_need podman skopeo openssl htpasswd curl jq

@@ -18,6 +18,7 @@
 #   - copy out with a wrong password fails
 #   - skopeo logout empties the authfile; a copy with it then fails
 # Prints "N passed, N failed" last; exits non-zero when a check failed.
+# shellcheck source-path=SCRIPTDIR source=lib-auth.sh
 . "$(dirname "$0")/lib-auth.sh"
 auth_init client-skopeo
 auth_need skopeo openssl htpasswd curl jq

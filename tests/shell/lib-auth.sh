@@ -230,6 +230,11 @@ auth_v2_status() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$CA_CRT" "https://$REG/v2/" 2>/dev/null
 }
 
+# shellcheck disable=SC2317 # conditions run by auth_wait
+auth_srv_up() { [ "$(auth_v2_status)" = 401 ] || ! kill -0 "$SRV_PID" 2>/dev/null; }
+# shellcheck disable=SC2317
+auth_srv_ready() { [ -s "$work/ready" ] || ! kill -0 "$SRV_PID" 2>/dev/null; }
+
 auth_start_registry() {
     mkdir -p "$work/root"
     if [ "$TARGET" = reference ]; then
@@ -260,8 +265,7 @@ EOF
             docker-registry serve "$work/reg.yml" >"$work/server.log" 2>&1 &
             SRV_PID=$!
             REG=127.0.0.1:$_p
-            _up() { [ "$(auth_v2_status)" = 401 ] || ! kill -0 "$SRV_PID" 2>/dev/null; }
-            if auth_wait 150 _up && kill -0 "$SRV_PID" 2>/dev/null; then break; fi
+            if auth_wait 150 auth_srv_up && kill -0 "$SRV_PID" 2>/dev/null; then break; fi
             auth_stop_pid "$SRV_PID" 20
             SRV_PID=""
             REG=""
@@ -274,8 +278,7 @@ EOF
             OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT=$work/root \
             "$BIN" serve --ready-file "$work/ready" >"$work/server.log" 2>&1 &
         SRV_PID=$!
-        _ready() { [ -s "$work/ready" ] || ! kill -0 "$SRV_PID" 2>/dev/null; }
-        auth_wait 300 _ready
+        auth_wait 300 auth_srv_ready
         REG=$(sed -n 's/^\(127\.0\.0\.1:[0-9][0-9]*\).*/\1/p' "$work/ready" 2>/dev/null | head -1)
         if [ -z "$REG" ] || ! kill -0 "$SRV_PID" 2>/dev/null; then
             tail -20 "$work/server.log"
