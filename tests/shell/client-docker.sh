@@ -105,7 +105,10 @@ else
 fi
 
 if printf '%s' "$PUSH_PASS" | dk login -u "$PUSH_USER" --password-stdin "$REG" &&
-    jq -e --arg r "$REG" '.auths[$r].auth' "$DOCKER_CONFIG/config.json" >/dev/null 2>&1; then
+    jq -e --arg r "$REG" '.auths[$r] | .auth // .identitytoken' "$DOCKER_CONFIG/config.json" \
+        >/dev/null 2>&1; then
+    # a token server that hands out a refresh token (offline_token=true, as
+    # ocireg's does) gets it saved as "identitytoken" instead of the password
     ok "docker login -u --password-stdin (saved in \$DOCKER_CONFIG/config.json)"
 else
     tail -3 "$log"
