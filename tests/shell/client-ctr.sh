@@ -50,18 +50,18 @@ containerd --config "$cd_dir/config.toml" --log-level warn >"$cd_dir/containerd.
 cd_pid=$!
 auth_track_pid "$cd_pid"
 # shellcheck disable=SC2317 # run by auth_wait
-cd_up() { ctr -a "$sock" version >/dev/null 2>&1 || ! kill -0 "$cd_pid" 2>/dev/null; }
+cd_up() { timeout 5 ctr -a "$sock" version >/dev/null 2>&1 || ! kill -0 "$cd_pid" 2>/dev/null; }
 if ! auth_wait 300 cd_up || ! kill -0 "$cd_pid" 2>/dev/null; then
     tail -20 "$cd_dir/containerd.log"
     skip "containerd did not start here (log above): ctr not tested"
     auth_finish
 fi
-echo "containerd $(ctr -a "$sock" version 2>/dev/null | awk '/Version/ { print $2; exit }') at $sock"
+echo "containerd $(auth_run ctr -a "$sock" version 2>/dev/null | awk '/Version/ { print $2; exit }') at $sock"
 
 auth_start_registry
 
 log=$work/ctr.log
-c() { echo "+ ctr $*" >>"$log"; ctr -a "$sock" "$@" >>"$log" 2>&1; }
+c() { echo "+ ctr $*" >>"$log"; auth_run ctr -a "$sock" "$@" >>"$log" 2>&1; }
 # ctr 1.6 speaks plain HTTP to 127.0.0.1/localhost on any port but 443, even with
 # --tlscacert; a hosts.toml naming an https host is what makes it use TLS
 hosts=$work/hosts
@@ -75,7 +75,7 @@ EOF
 img=$REG/private/ctr:v1
 
 # the fixture as a one-image OCI archive whose ref.name is the target reference
-if skopeo --insecure-policy copy -q "oci:$FIX/oci:busybox" "oci-archive:$work/busybox.tar:$img" \
+if auth_run skopeo --insecure-policy copy -q "oci:$FIX/oci:busybox" "oci-archive:$work/busybox.tar:$img" \
     >>"$log" 2>&1 && c images import "$work/busybox.tar"; then
     ok "ctr images import of the fixture as $img"
 else
@@ -118,8 +118,8 @@ fi
 # --sync: the garbage collection runs before rm returns, so the pull below has
 # to fetch every blob again
 layer=$(awk '$1 == "layer" && $2 == "base" { print $6 }' "$FIX/expected.txt")
-if c images rm --sync "$img" && [ -z "$(ctr -a "$sock" images ls -q 2>>"$log")" ] &&
-    ! ctr -a "$sock" content ls -q 2>>"$log" | grep -qx "$layer"; then
+if c images rm --sync "$img" && [ -z "$(auth_run ctr -a "$sock" images ls -q 2>>"$log")" ] &&
+    ! auth_run ctr -a "$sock" content ls -q 2>>"$log" | grep -qx "$layer"; then
     ok "ctr images rm --sync: no image, the layer's content is gone"
 else
     tail -3 "$log"
@@ -145,7 +145,7 @@ else
 fi
 
 if c images pull --user "$OTHER_USER:$OTHER_PASS" --hosts-dir "$hosts" --tlscacert "$CA_CRT" "$img"; then
-    got=$(ctr -a "$sock" images ls 2>>"$log" | awk -v r="$img" '$1 == r { print $3 }')
+    got=$(auth_run ctr -a "$sock" images ls 2>>"$log" | awk -v r="$img" '$1 == r { print $3 }')
     if [ "$got" = "$FIX_DIGEST" ]; then
         ok "ctr images pull --user --tlscacert: digest $got, the fixture's"
     else

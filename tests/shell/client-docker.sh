@@ -57,9 +57,9 @@ dockerd --config-file "$dk_dir/daemon.json" --data-root "$dk_dir/data" \
     --userland-proxy=false --storage-driver vfs >"$dk_dir/dockerd.log" 2>&1 &
 dk_pid=$!
 auth_track_pid "$dk_pid"
-dk() { echo "+ docker $*" >>"$log"; "$DOCKER" -H "unix://$sock" "$@" >>"$log" 2>&1; }
+dk() { echo "+ docker $*" >>"$log"; auth_run "$DOCKER" -H "unix://$sock" "$@" >>"$log" 2>&1; }
 # shellcheck disable=SC2317 # run by auth_wait
-dk_up() { "$DOCKER" -H "unix://$sock" version >/dev/null 2>&1 || ! kill -0 "$dk_pid" 2>/dev/null; }
+dk_up() { timeout 5 "$DOCKER" -H "unix://$sock" version >/dev/null 2>&1 || ! kill -0 "$dk_pid" 2>/dev/null; }
 if ! auth_wait 400 dk_up || ! kill -0 "$dk_pid" 2>/dev/null; then
     tail -20 "$dk_dir/dockerd.log"
     skip "dockerd did not start here (log above): docker not tested"
@@ -69,7 +69,7 @@ fi
 # need SIGKILL, that containerd is stopped by its pid as well
 cpid=$(cat "$dk_dir/exec/containerd/containerd.pid" 2>/dev/null)
 [ -n "$cpid" ] && auth_track_child "$cpid" "$dk_dir/exec/"
-echo "dockerd $("$DOCKER" -H "unix://$sock" version -f '{{.Server.Version}}' 2>/dev/null) at $sock"
+echo "dockerd $(auth_run "$DOCKER" -H "unix://$sock" version -f '{{.Server.Version}}' 2>/dev/null) at $sock"
 
 auth_start_registry
 
@@ -84,7 +84,7 @@ if ! { mkdir -p "$certs_d" && cp "$CA_CRT" "$certs_d/ca.crt"; }; then
     auth_finish
 fi
 
-if skopeo --insecure-policy copy -q "oci:$FIX/oci:busybox" "docker-archive:$work/busybox.tar:$img" \
+if auth_run skopeo --insecure-policy copy -q "oci:$FIX/oci:busybox" "docker-archive:$work/busybox.tar:$img" \
     >>"$log" 2>&1 && dk load -i "$work/busybox.tar"; then
     ok "docker load of the fixture as $img"
 else
@@ -131,7 +131,7 @@ else
     bad "docker push"
 fi
 
-if dk rmi "$img" && [ -z "$("$DOCKER" -H "unix://$sock" images -aq 2>>"$log")" ]; then
+if dk rmi "$img" && [ -z "$(auth_run "$DOCKER" -H "unix://$sock" images -aq 2>>"$log")" ]; then
     ok "docker rmi: no image left"
 else
     tail -3 "$log"

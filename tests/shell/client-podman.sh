@@ -47,8 +47,8 @@ CONTAINERS_CONF=$pd/containers.conf
 export CONTAINERS_CONF
 pm() {
     echo "+ podman $*" >>"$log"
-    podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" --storage-driver vfs \
-        "$@" >>"$log" 2>&1
+    auth_run podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" \
+        --storage-driver vfs "$@" >>"$log" 2>&1
 }
 img=$REG/private/podman:v1
 
@@ -106,7 +106,7 @@ fi
 
 # every image goes: the oci: pull's own name would keep the layers and the
 # digest of the fixture in the store
-if pm rmi --all && [ -z "$(podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" \
+if pm rmi --all && [ -z "$(auth_run podman --root "$pd/root" --runroot "$pd/run" --tmpdir "$pd/tmp" \
     --storage-driver vfs images -q 2>>"$log")" ]; then
     ok "podman rmi --all: the store is empty"
 else

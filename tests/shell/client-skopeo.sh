@@ -28,7 +28,7 @@ auth_users
 auth_start_registry
 
 log=$work/skopeo.log
-sk() { echo "+ skopeo $*" >>"$log"; skopeo --insecure-policy "$@" >>"$log" 2>&1; }
+sk() { echo "+ skopeo $*" >>"$log"; auth_run skopeo --insecure-policy "$@" >>"$log" 2>&1; }
 auth=$work/auth.json
 repo=$REG/private/busybox
 

@@ -20,6 +20,7 @@
 #                         pids, if its command line still contains MATCH
 #   auth_track_path P     remove P (rm -rf) when the script ends; AUTH_RMDIRS
 #                         lists folders removed after them when empty
+#   auth_run CMD...       CMD under a deadline (AUTH_CMD_TIMEOUT, 60 s)
 #   auth_wait TENTHS CMD...   run CMD every 0.1 s until it succeeds; 1 when it
 #                         did not within TENTHS tenths of a second
 #   auth_refused LOG      whether LOG's last lines tell a 401/403 refusal
@@ -112,6 +113,12 @@ auth_cleanup() {
     fi
     [ -n "${AUTH_KEEP:-}" ] && { echo "kept $work"; return; }
     rm -rf "$work"
+}
+
+# every client command runs under a deadline: a client stuck on a server that
+# stopped answering fails its check instead of hanging the suite
+auth_run() {   # CMD...
+    timeout -k 5 "${AUTH_CMD_TIMEOUT:-60}" "$@"
 }
 
 auth_wait() {   # TENTHS CMD...
@@ -298,7 +305,7 @@ EOF
 # the digest of a manifest in the registry, read with skopeo and the other
 # user's credentials: the bytes' sha256 (skopeo inspect --raw)
 auth_remote_digest() {   # REPO:TAG; prints sha256:HEX, 1 when skopeo failed
-    skopeo inspect --raw --cert-dir "$CERT_DIR" --creds "$OTHER_USER:$OTHER_PASS" \
+    auth_run skopeo inspect --raw --cert-dir "$CERT_DIR" --creds "$OTHER_USER:$OTHER_PASS" \
         "docker://$REG/$1" >"$work/remote.raw" 2>>"$work/inspect.log" || return 1
     echo "sha256:$(sha256sum <"$work/remote.raw" | cut -d' ' -f1)"
 }
