@@ -25,8 +25,11 @@
 #                         did not within TENTHS tenths of a second
 #   auth_refused LOG      whether LOG's last lines tell a 401/403 refusal
 #   ok / bad / skip MSG   one "ok ..." / "FAIL ..." / "skip: ..." line
-#   auth_finish           checks the registry is still alive (and, for ocireg,
-#                         exits 0 on SIGTERM), prints "N passed, N failed", exits
+#   auth_finish           checks that the registry's log holds no password,
+#                         Basic credential or token, that the registry is still
+#                         alive (and, for ocireg, exits 0 on SIGTERM), prints
+#                         "N passed, N failed", exits
+# AUTH_KEEP=1 keeps the work folder (every client's log, the registry's log).
 #
 # The target is chosen by CLIENT_TARGET:
 #   ocireg (default)  $OCIREG_BIN (default build/ocireg) with OCIREG_AUTH_HTPASSWD,
@@ -133,7 +136,22 @@ auth_wait() {   # TENTHS CMD...
     return 0
 }
 
+# no password, Basic credential or token may reach the registry's log; the
+# clients above sent all three (and wrong passwords, which contain the right ones)
+auth_log_clean() {
+    [ -n "${AUTH_SERVING:-}" ] && [ -f "$work/server.log" ] || return 0
+    _b1=$(printf '%s:%s' "$PUSH_USER" "$PUSH_PASS" | base64 -w0)
+    _b2=$(printf '%s:%s' "$OTHER_USER" "$OTHER_PASS" | base64 -w0)
+    if grep -qF -e "$PUSH_PASS" -e "$OTHER_PASS" -e "$_b1" -e "$_b2" "$work/server.log" ||
+        grep -Eq 'eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}' "$work/server.log"; then
+        bad "the registry's log holds a password, a Basic credential or a token"
+    else
+        ok "no password, credential or token in the registry's log ($(wc -l <"$work/server.log" | tr -d ' ') lines)"
+    fi
+}
+
 auth_finish() {
+    auth_log_clean
     if [ -n "$SRV_PID" ] && ! kill -0 "$SRV_PID" 2>/dev/null; then
         bad "the registry died during the run"
         tail -20 "$work/server.log"
@@ -299,6 +317,7 @@ EOF
         bad "GET https://$REG/v2/ without credentials: $_st, want 401"
         auth_finish
     fi
+    AUTH_SERVING=1
     echo "registry ($TARGET) at https://$REG, TLS and htpasswd auth"
 }
 
