@@ -9,7 +9,8 @@
 #   $BUILD/tests/unit/*          Criterion binaries (one per module)
 #   $BUILD/tests/integration/*   Criterion binaries that start a real server
 #   tests/shell/*.sh             shell suites (skopeo, conformance, ...), each ends
-#                                with a line "N passed, N failed"
+#                                with a line "N passed, N failed"; lib-*.sh
+#                                there are helpers the suites source
 # Environment given to every test: OCIREG_BIN, OCIRUN_BIN, REGBENCH_BIN,
 # CONFORMANCE_BIN (absolute paths of the binaries under test), OCIREG_SRC (the
 # source tree), OCIREG_FIXTURES (built once here by tests/fixtures/build.sh).
@@ -94,6 +95,7 @@ done
 
 for s in tests/shell/*.sh; do
     [ -f "$s" ] || continue
+    case "$(basename "$s")" in lib-*) continue ;; esac   # sourced helpers, not suites
     match "$(basename "$s" .sh)" || continue
     sh "$s" >"$log" 2>&1
     rc=$?
