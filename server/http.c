@@ -302,7 +302,7 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     s->upload_uring = want_writes && have;
     if (s->o.tls)
         /* the transport decides per connection: SSL_sendfile or the copy */
-        log_info("http", NULL, "file replies: TLS (kernel TLS line at the first connection)");
+        log_info("http", NULL, "file replies: through TLS (logged at the first connection)");
     else if (s->use_uring)
         log_info("http", NULL, "file replies: io_uring splice (io = %s)", ioname);
     else if (want_files)

@@ -35,7 +35,11 @@
  * the app's fd stays open), then on_abort runs and both are freed.
  *
  * Every socket call goes through the connection's transport (c->t.ops,
- * http_transport.h), never to the socket directly.
+ * http_transport.h), never to the socket directly. A blocked transport call may
+ * ask for the other readiness (t->want: a TLS read that must write first):
+ * read_on and write_on point their event at it. Input the transport holds
+ * (ops->pending: decrypted TLS records) is read in the loop's next round, since
+ * the socket will not signal it.
  *
  * Suspended requests (http_req_suspend, from dispatch, on_complete or a
  * resumption): the request waits in place of the step it suspended (SUSPENDED,

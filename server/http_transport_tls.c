@@ -216,7 +216,7 @@ tls_sendv(struct http_transport *t, const struct iovec *iov, int iovcnt, int mor
                     t->want = 0; /* what was sent is reported; the next call blocks again */
                     return (ssize_t)sent;
                 }
-                return sent && !tc->fatal ? (ssize_t)sent : -1;
+                return -1; /* nothing sent, or the connection failed */
             }
             p += k;
             left -= (size_t)k;
