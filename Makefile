@@ -128,13 +128,14 @@ $(eval $(call mklib,$(LIBCONF),$(CONF_SRC)))
 $(eval $(call mklib,$(LIBTEST),$(TLIB_SRC)))
 
 # archives may be empty early on; ar handles that, the linker ignores them
-ALL_LIBS := $(LIBTEST) $(LIBRUN) $(LIBBENCH) $(LIBCONF) $(LIBCORE)
+# regbench's login parses challenges with ocirun-lite's regauth: LIBBENCH before LIBRUN
+ALL_LIBS := $(LIBTEST) $(LIBBENCH) $(LIBRUN) $(LIBCONF) $(LIBCORE)
 
 $(BUILD)/ocireg: $(call obj,server/main.c) $(LIBCORE)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/ocirun-lite: $(call obj,tools/ocirun-lite/main.c) $(LIBRUN) $(LIBCORE)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
-$(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBCORE)
+$(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBRUN) $(LIBCORE)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)

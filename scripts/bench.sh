@@ -34,20 +34,28 @@ command -v jq >/dev/null 2>&1 || { echo "bench: jq not installed (scripts/instal
 command -v curl >/dev/null 2>&1 || { echo "bench: curl not installed (scripts/install-deps.sh)" >&2; exit 2; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ocireg-bench.XXXXXX") || exit 2
-REF_PID="" OCI_PID=""
+REF_PID="" OCI_PID="" AT_PIDS=""
+stop_wait() {   # PID: up to 3 s for it to exit after TERM, then KILL, then reap
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 30 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -0 "$1" 2>/dev/null && { say "pid $1 still running 3 s after TERM: KILL"; kill -9 "$1" 2>/dev/null; }
+    wait "$1" 2>/dev/null
+}
+stop_pid() {    # PID: TERM, then stop_wait
+    [ -n "$1" ] || return 0
+    kill "$1" 2>/dev/null
+    stop_wait "$1"
+}
 cleanup() {
-    # TERM, up to 3 s to exit, then KILL: both by the PIDs started here
-    for p in $REF_PID $OCI_PID; do
+    # TERM, up to 3 s to exit, then KILL: every server by the PID started here
+    for p in $REF_PID $OCI_PID $AT_PIDS; do
         kill "$p" 2>/dev/null
     done
-    for p in $REF_PID $OCI_PID; do
-        i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 30 ]; do
-            sleep 0.1
-            i=$((i + 1))
-        done
-        kill -0 "$p" 2>/dev/null && { say "pid $p still running 3 s after TERM: KILL"; kill -9 "$p" 2>/dev/null; }
-        wait "$p" 2>/dev/null
+    for p in $REF_PID $OCI_PID $AT_PIDS; do
+        stop_wait "$p"
     done
     say "servers stopped"
     if [ "${BENCH_KEEP:-0}" = 1 ]; then
@@ -62,8 +70,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+http_code() {   # URL -> the status of a GET (000: none); https trusts the test CA
+    curl -s -o /dev/null -m 2 --noproxy '*' --cacert "$tmp/certs/ca.crt" -w '%{http_code}' "$1" 2>/dev/null
+}
 http_ok() {   # URL -> 0 when GET answers 200 or 401
-    code=$(curl -s -o /dev/null -m 2 --noproxy '*' -w '%{http_code}' "$1" 2>/dev/null)
+    code=$(http_code "$1")
     [ "$code" = 200 ] || [ "$code" = 401 ]
 }
 
@@ -108,39 +119,59 @@ EOF
 }
 
 # ---- ocireg ---------------------------------------------------------------------
-OCI_ADDR="" OCI_WHY=""
-start_ocireg() {
+# start_oci TAG SCHEME LEVEL [VAR=VALUE...]: an ocireg on a free port with its own
+# root ($tmp/TAG-root), log ($tmp/TAG.log) and log level, the extra environment
+# given; ready when GET SCHEME://ADDR/v2/ answers 200 or 401 (https: trusting the
+# bench's test CA). Sets V_PID and V_ADDR (HOST:PORT), or V_WHY; returns 0 or 1.
+start_oci() {
+    tag=$1 scheme=$2 level=$3
+    shift 3
+    V_PID="" V_ADDR="" V_WHY=""
     if [ ! -x "$OCIREG" ]; then
-        OCI_WHY="$OCIREG is not built"
+        V_WHY="$OCIREG is not built"
         return 1
     fi
-    mkdir -p "$tmp/oci-root"
-    OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT="$tmp/oci-root" OCIREG_LOG_LEVEL=error \
-        "$OCIREG" serve --ready-file "$tmp/oci.ready" >"$tmp/ocireg.log" 2>&1 &
-    OCI_PID=$!
+    mkdir -p "$tmp/$tag-root"
+    rm -f "$tmp/$tag.ready"
+    env OCIREG_SERVER_LISTEN=127.0.0.1:0 OCIREG_STORAGE_ROOT="$tmp/$tag-root" \
+        OCIREG_LOG_LEVEL="$level" "$@" \
+        "$OCIREG" serve --ready-file "$tmp/$tag.ready" >"$tmp/$tag.log" 2>&1 &
+    V_PID=$!
     i=0
     while [ $i -lt 100 ]; do
-        if [ -s "$tmp/oci.ready" ]; then
-            addr=$(tr -d ' \r\n' <"$tmp/oci.ready")
-            if http_ok "http://$addr/v2/"; then
-                OCI_ADDR=$addr
+        if [ -s "$tmp/$tag.ready" ]; then
+            addr=$(tr -d ' \r\n' <"$tmp/$tag.ready")
+            if http_ok "$scheme://$addr/v2/"; then
+                V_ADDR=$addr
                 return 0
             fi
+            if [ "$scheme" = https ] && http_ok "http://$addr/v2/"; then
+                V_WHY="it answers plain HTTP, not TLS"
+                stop_pid "$V_PID"
+                V_PID=""
+                return 1
+            fi
         fi
-        if ! kill -0 "$OCI_PID" 2>/dev/null; then
-            wait "$OCI_PID" 2>/dev/null
-            OCI_PID=""
-            OCI_WHY="exited at start: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
+        if ! kill -0 "$V_PID" 2>/dev/null; then
+            wait "$V_PID" 2>/dev/null
+            V_PID=""
+            V_WHY="exited at start: $(tail -3 "$tmp/$tag.log" | tr '\n' ' ')"
             return 1
         fi
         sleep 0.1
         i=$((i + 1))
     done
-    OCI_WHY="not ready after 10 s: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
-    kill "$OCI_PID" 2>/dev/null
-    wait "$OCI_PID" 2>/dev/null
-    OCI_PID=""
+    V_WHY="not ready after 10 s ($scheme): $(tail -3 "$tmp/$tag.log" | tr '\n' ' ')"
+    stop_pid "$V_PID"
+    V_PID=""
     return 1
+}
+OCI_ADDR="" OCI_WHY=""
+start_ocireg() {
+    start_oci oci http error
+    rc=$?
+    OCI_PID=$V_PID OCI_ADDR=$V_ADDR OCI_WHY=$V_WHY
+    return $rc
 }
 
 start_ref
@@ -214,7 +245,7 @@ if [ -n "$REF_PID" ] && ! kill -0 "$REF_PID" 2>/dev/null; then
     REF_DIED="reference registry exited during the bench: $(tail -3 "$tmp/ref.log" | tr '\n' ' ')"
 fi
 if [ -n "$OCI_PID" ] && ! kill -0 "$OCI_PID" 2>/dev/null; then
-    OCI_DIED="ocireg exited during the bench: $(tail -3 "$tmp/ocireg.log" | tr '\n' ' ')"
+    OCI_DIED="ocireg exited during the bench: $(tail -3 "$tmp/oci.log" | tr '\n' ' ')"
 fi
 REF_CPU1=$(cpu_of "$REF_PID")
 OCI_CPU1=$(cpu_of "$OCI_PID")
@@ -342,23 +373,206 @@ server peak RSS (VmHWM) MiB||=${REF_HWM:-n/a},${OCI_HWM:-n/a}
 EOF
 echo "(ratio = ocireg / reference: above 1 is better for req/s and MB/s, worse for ms, CPU and RSS)"
 
-# errors: every failed run, with its messages (regbench's own, else its exit and stderr)
+# errors: every failed run of DIR, with its messages (regbench's own, else its
+# exit and stderr), under the heading TITLE; nerr counts them
 nerr=0
-for f in "$tmp"/out/*.rc; do
-    [ -f "$f" ] || continue
-    base=${f%.rc}
-    read -r rc <"$f"
-    [ "$rc" = 0 ] && continue
-    [ $nerr = 0 ] && { echo; echo "errors:"; }
-    nerr=$((nerr + 1))
-    echo "  ${base##*/} (exit $rc):"
-    if [ -s "$base.json" ]; then
-        jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$base.json" 2>/dev/null
-    fi
-    [ -s "$base.err" ] && sed 's/^/    /' "$base.err" | head -5
-done
+list_errors() {   # DIR TITLE
+    shown=0
+    for f in "$1"/*.rc; do
+        [ -f "$f" ] || continue
+        base=${f%.rc}
+        read -r rc <"$f"
+        [ "$rc" = 0 ] && continue
+        [ $shown = 0 ] && { echo; echo "$2:"; }
+        shown=1
+        nerr=$((nerr + 1))
+        echo "  ${base##*/} (exit $rc):"
+        if [ -s "$base.json" ]; then
+            jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$base.json" 2>/dev/null
+        fi
+        [ -s "$base.err" ] && grep -v '^regbench: auth: ' "$base.err" | sed 's/^/    /' | head -5
+    done
+}
+list_errors "$tmp/out" errors
 
 say "report done"
+
+# ---- auth and TLS (ocireg only), each beside plain ocireg ------------------------------
+# Three more ocireg instances: auth (OCIREG_AUTH_HTPASSWD, plain HTTP), TLS
+# (OCIREG_TLS_CERT/KEY, [tls] ktls at its default, auto) and TLS with
+# OCIREG_TLS_KTLS=off, with a test CA made now (scripts/test-certs.sh) and an
+# htpasswd of one user with a random password (bcrypt cost 10). Interleaved per
+# repetition: manifest GET plain, with a token, over TLS; then 256 MiB pulls
+# plain, TLS (ktls auto), TLS (ktls off). A variant the server does not support
+# (it does not start with those variables, /v2/ does not answer 401, it does not
+# speak TLS) is skipped and the reason printed. The server's kTLS log lines come
+# from a short probe instance at log level info (the measured ones log errors
+# only, like plain). BENCH_AUTH_TLS=0 skips this part; AT_SIZE sets the pull size.
+AT_SIZE=${AT_SIZE:-256M}
+if [ "$MODE" = full ]; then AT_N=3; else AT_N=2; fi
+at=$tmp/at
+mkdir -p "$at"
+AT_WHY="" AUTH_ADDR="" AUTH_PID="" AUTH_WHY="" TLS_ADDR="" TLS_PID="" TLS_WHY=""
+TLSOFF_ADDR="" TLSOFF_PID="" TLSOFF_WHY="" KTLS_AUTO_LOG="" KTLS_OFF_LOG=""
+CA=$tmp/certs/ca.crt
+TLS_ENV="OCIREG_TLS_CERT=$tmp/certs/server.crt OCIREG_TLS_KEY=$tmp/certs/server.key"
+if [ "${BENCH_AUTH_TLS:-1}" = 0 ]; then
+    AT_WHY="BENCH_AUTH_TLS=0"
+elif [ -z "$OCI_ADDR" ] || [ -n "$OCI_DIED" ]; then
+    AT_WHY="plain ocireg unavailable"
+fi
+if [ -z "$AT_WHY" ]; then
+    say "auth and TLS: starting ocireg with auth, with TLS (ktls auto and off)"
+    if ! command -v htpasswd >/dev/null 2>&1; then
+        AUTH_WHY="htpasswd not installed (apache2-utils; scripts/install-deps.sh)"
+    else
+        AT_PASS=$(openssl rand -hex 12 2>/dev/null || echo "p$$-$(date +%s)")
+        htpasswd -nbB -C 10 bench "$AT_PASS" >"$tmp/htpasswd" 2>/dev/null
+        if ! start_oci auth http error OCIREG_AUTH_HTPASSWD="$tmp/htpasswd"; then
+            AUTH_WHY="ocireg does not start with OCIREG_AUTH_HTPASSWD: $V_WHY"
+        else
+            AT_PIDS="$AT_PIDS $V_PID"
+            code=$(http_code "http://$V_ADDR/v2/")
+            if [ "$code" = 401 ]; then
+                AUTH_ADDR=$V_ADDR AUTH_PID=$V_PID
+            else
+                AUTH_WHY="ocireg does not enforce auth with OCIREG_AUTH_HTPASSWD (GET /v2/ answered $code, not 401)"
+                stop_pid "$V_PID"
+            fi
+        fi
+    fi
+    mkdir -p "$tmp/certs"
+    if ! sh "$top/scripts/test-certs.sh" "$tmp/certs" 2>"$tmp/certs.err"; then
+        TLS_WHY="test certificates: $(head -2 "$tmp/certs.err" | tr '\n' ' ')"
+        TLSOFF_WHY=$TLS_WHY
+    else
+        # shellcheck disable=SC2086
+        if start_oci tls https error $TLS_ENV; then
+            AT_PIDS="$AT_PIDS $V_PID" TLS_ADDR=$V_ADDR TLS_PID=$V_PID
+        else
+            TLS_WHY="ocireg does not serve TLS with OCIREG_TLS_CERT/OCIREG_TLS_KEY: $V_WHY"
+        fi
+        # shellcheck disable=SC2086
+        if start_oci tlsoff https error $TLS_ENV OCIREG_TLS_KTLS=off; then
+            AT_PIDS="$AT_PIDS $V_PID" TLSOFF_ADDR=$V_ADDR TLSOFF_PID=$V_PID
+        else
+            TLSOFF_WHY="ocireg does not serve TLS with OCIREG_TLS_KTLS=off: $V_WHY"
+        fi
+        # what the server says about kTLS: a probe at log level info pulls one blob
+        for kt in auto off; do
+            [ $kt = auto ] && [ -z "$TLS_ADDR" ] && continue
+            [ $kt = off ] && [ -z "$TLSOFF_ADDR" ] && continue
+            ktenv=""
+            [ $kt = off ] && ktenv=OCIREG_TLS_KTLS=off
+            # shellcheck disable=SC2086
+            if start_oci "probe$kt" https info $TLS_ENV $ktenv; then
+                "$RB" -u "https://$V_ADDR" --cacert "$CA" -s pull -S 1M -n 1 -c 1 --timeout 30 \
+                    --max-time 30 >/dev/null 2>&1
+                stop_pid "$V_PID"
+            fi
+            lines=$(grep -iE 'ktls|kernel tls|ssl_sendfile|tls ulp' "$tmp/probe$kt.log" 2>/dev/null |
+                    head -3 | sed 's/^/    /')
+            [ -n "$lines" ] || lines="    (no line about kTLS in the server log at level info)"
+            if [ $kt = auto ]; then KTLS_AUTO_LOG=$lines; else KTLS_OFF_LOG=$lines; fi
+        done
+    fi
+    say "auth and TLS: auth ${AUTH_ADDR:-skipped}, tls ${TLS_ADDR:-skipped}, tls ktls=off ${TLSOFF_ADDR:-skipped}"
+
+    [ -z "$AUTH_ADDR$TLS_ADDR$TLSOFF_ADDR" ] && AT_WHY="no variant runs on this ocireg (reasons below)"
+    at_run() {   # ID VARIANT REP URL PID ARGS...: one regbench run into $at/ID.VARIANT.REP.*
+        id=$1 var=$2 r=$3 url=$4 pid=$5
+        shift 5
+        printf 'bench: %-9s %-7s rep %d\n' "$id" "$var" "$r" >&2
+        "$RB" -u "$url" "$@" --server-pid "$pid" --timeout 60 --max-time 120 --json \
+            >"$at/$id.$var.$r.json" 2>"$at/$id.$var.$r.err"
+        echo $? >"$at/$id.$var.$r.rc"
+    }
+    rep=1
+    while [ -z "$AT_WHY" ] && [ $rep -le $REPS ]; do
+        [ -n "$AUTH_ADDR$TLS_ADDR" ] && at_run mget plain $rep "http://$OCI_ADDR" "$OCI_PID" -s manifest-get -c 64 -d $D
+        [ -n "$AUTH_ADDR" ] && at_run mget auth $rep "http://$AUTH_ADDR" "$AUTH_PID" \
+            --user "bench:$AT_PASS" -s manifest-get -c 64 -d $D
+        [ -n "$TLS_ADDR" ] && at_run mget tls $rep "https://$TLS_ADDR" "$TLS_PID" \
+            --cacert "$CA" -s manifest-get -c 64 -d $D
+        [ -n "$TLS_ADDR$TLSOFF_ADDR" ] && at_run pull plain $rep "http://$OCI_ADDR" "$OCI_PID" -s pull -c 1 -S "$AT_SIZE" -n $AT_N
+        [ -n "$TLS_ADDR" ] && at_run pull tls $rep "https://$TLS_ADDR" "$TLS_PID" \
+            --cacert "$CA" -s pull -c 1 -S "$AT_SIZE" -n $AT_N
+        [ -n "$TLSOFF_ADDR" ] && at_run pull tlsoff $rep "https://$TLSOFF_ADDR" "$TLSOFF_PID" \
+            --cacert "$CA" -s pull -c 1 -S "$AT_SIZE" -n $AT_N
+        rep=$((rep + 1))
+    done
+    for p in $AT_PIDS; do stop_pid "$p"; done
+    AT_PIDS=""
+    say "auth and TLS: runs done"
+fi
+
+echo
+echo "== auth and TLS (ocireg): each beside plain ocireg, interleaved, $REPS repetition(s), mean =="
+[ -n "$AUTH_WHY" ] && echo "auth: skipped: $AUTH_WHY"
+[ -n "$TLS_WHY" ] && echo "TLS: skipped: $TLS_WHY"
+[ -n "$TLSOFF_WHY" ] && echo "TLS with ktls = off: skipped: $TLSOFF_WHY"
+if [ -n "$AT_WHY" ]; then
+    echo "skipped: $AT_WHY"
+else
+    scheme=$(sed -n 's/^regbench: auth: \([a-z]*\).*/\1/p' "$at"/mget.auth.*.err 2>/dev/null | head -1)
+    AUTH_LABEL="auth (${scheme:-?})"
+    [ "$scheme" = bearer ] && AUTH_LABEL="bearer token"
+    [ "$scheme" = basic ] && echo "note: ocireg asked for Basic, not Bearer: every request carries the password"
+    : >"$at/facts"
+    files=""
+    for f in "$at"/*.json; do
+        [ -f "$f" ] || continue
+        n=${f##*/}
+        if [ -s "$f" ]; then files="$files $f"; else echo "${n%.json} ERROR -" >>"$at/facts"; fi
+    done
+    for f in $files; do
+        n=${f##*/}
+        jq -r "$JQ_FACTS" "$f" >>"$at/facts" 2>/dev/null || echo "${n%.json} ERROR -" >>"$at/facts"
+    done
+    # rows: LABEL|ID|VARIANT|KEY|TARGET (the least variant/plain ratio, or empty)
+    awk '
+function fmt(m) { if (m >= 1000 || m <= -1000) return sprintf("%.0f", m); return sprintf("%.4g", m) }
+function val(id, var, key,   k) {
+    if ((id SUBSEP var) in err) return "ERROR"
+    k = id SUBSEP var SUBSEP key
+    if (k in cnt) return fmt(sum[k] / cnt[k])
+    return "skipped"
+}
+FNR == NR {
+    split($1, p, "."); id = p[1]; var = p[2]
+    if ($2 == "ERROR") { err[id SUBSEP var] = 1; next }
+    sum[id SUBSEP var SUBSEP $2] += $3; cnt[id SUBSEP var SUBSEP $2]++
+    next
+}
+FNR == 1 { printf "%-56s %10s %10s %7s %8s\n%-56s %10s %10s %7s %8s\n", "figure", "plain", "variant", "ratio", "target", "------", "-----", "-------", "-----", "------" }
+{
+    split($0, r, "|")
+    a = val(r[2], "plain", r[4]); b = val(r[2], r[3], r[4])
+    q = "-"
+    if (a ~ /^-?[0-9.e+]+$/ && b ~ /^-?[0-9.e+]+$/ && a + 0 != 0) q = sprintf("%.2f", b / a)
+    t = ""
+    if (r[5] != "") t = (q == "-") ? ">=" r[5] : (q + 0 >= r[5] + 0 ? ">=" r[5] " ok" : ">=" r[5] " NO")
+    printf "%-56s %10s %10s %7s %8s\n", r[1], a, b, q, t
+}' "$at/facts" - <<EOF
+manifest GET by tag, 64 conns, $AUTH_LABEL: req/s|mget|auth|req_per_s|0.90
+manifest GET by tag, 64 conns, $AUTH_LABEL: p99 ms|mget|auth|p99|
+manifest GET, $AUTH_LABEL: server CPU us/op|mget|auth|cpu_us_per_op|
+manifest GET by tag, 64 conns, TLS: req/s|mget|tls|req_per_s|0.70
+manifest GET by tag, 64 conns, TLS: p99 ms|mget|tls|p99|
+manifest GET, TLS: server CPU us/op|mget|tls|cpu_us_per_op|
+pull $AT_SIZE single stream, TLS (ktls auto): MB/s|pull|tls|mb_per_s|
+pull $AT_SIZE, TLS (ktls auto): server CPU s/GB|pull|tls|cpu_s_per_gb|
+pull $AT_SIZE single stream, TLS (ktls off): MB/s|pull|tlsoff|mb_per_s|
+pull $AT_SIZE, TLS (ktls off): server CPU s/GB|pull|tlsoff|cpu_s_per_gb|
+EOF
+    echo "(ratio = variant / plain: above 1 is better for req/s and MB/s, worse for ms and CPU)"
+    if [ -n "$KTLS_AUTO_LOG$KTLS_OFF_LOG" ]; then
+        echo "kTLS, as the server logged it (a probe pulling one blob at log level info):"
+        [ -n "$KTLS_AUTO_LOG" ] && { echo "  ktls = auto:"; echo "$KTLS_AUTO_LOG"; }
+        [ -n "$KTLS_OFF_LOG" ] && { echo "  ktls = off:"; echo "$KTLS_OFF_LOG"; }
+    fi
+    list_errors "$at" "auth and TLS errors"
+fi
 
 # ---- latency isolation ------------------------------------------------------------
 # manifest GET by tag on 64 connections, alone, then while 4 clients push ISO_SIZE

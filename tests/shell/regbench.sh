@@ -2,7 +2,10 @@
 # regbench.sh - regbench against a reference registry (docker-registry) started
 # here: every scenario runs briefly and its JSON is sane; a blob corrupted in the
 # registry's storage is caught by the digest check (error reported, no figure);
-# an unreachable registry, a non-loopback URL and bad options are refused.
+# an unreachable registry, a non-loopback URL and bad options are refused. Then
+# against a second one with TLS (a test CA made here) and htpasswd: every
+# scenario with --user over https (raw client and --curl), -H, --insecure, and
+# the refusals (wrong password, no credentials, untrusted certificate).
 # Ends with "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -166,5 +169,98 @@ check "non-loopback refusal says why" grep -q 'not loopback' "$tmp/remote.txt"
 check "unknown scenario refused (exit 2)" [ $? -eq 2 ]
 "$RB" -u "$URL" -S 12Q >/dev/null 2>&1
 check "bad size refused (exit 2)" [ $? -eq 2 ]
+"$RB" -u "$URL" --cacert /dev/null -s head-blob >"$tmp/tlsplain.txt" 2>&1
+check "TLS options with an http:// URL refused (exit 2)" [ $? -eq 2 ]
+
+# ---- TLS and auth: a second reference registry with TLS (a test CA made now) and
+# htpasswd (Basic; bcrypt cost 10, checked on every request by the reference) ----
+if ! command -v htpasswd >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then
+    no "htpasswd and openssl are installed (scripts/install-deps.sh)"
+    finish
+fi
+mkdir -p "$tmp/certs" "$tmp/other"
+check "test CA and certificates made" sh "$top/scripts/test-certs.sh" "$tmp/certs"
+sh "$top/scripts/test-certs.sh" "$tmp/other"
+htpasswd -nbB -C 10 bench 's3cret:x' >"$tmp/htpasswd"
+kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
+TURL=""
+for try in 1 2 3; do
+    port=$("$RB" --free-port) || break
+    cat >"$tmp/tls.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $tmp/troot
+  delete:
+    enabled: true
+auth:
+  htpasswd:
+    realm: regbench-test
+    path: $tmp/htpasswd
+http:
+  addr: 127.0.0.1:$port
+  tls:
+    certificate: $tmp/certs/server.crt
+    key: $tmp/certs/server.key
+EOF
+    docker-registry serve "$tmp/tls.yml" >"$tmp/tls.log" 2>&1 &
+    PID=$!
+    i=0
+    while [ $i -lt 100 ]; do
+        code=$(curl -s -o /dev/null --noproxy '*' -m 2 --cacert "$tmp/certs/ca.crt" -w '%{http_code}' "https://127.0.0.1:$port/v2/")
+        [ "$code" = 401 ] && { TURL=https://127.0.0.1:$port; break; }
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -n "$TURL" ] && break
+    kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=""
+done
+if [ -z "$TURL" ]; then
+    no "reference registry with TLS and htpasswd starts"; cat "$tmp/tls.log"; finish
+fi
+ok "reference registry with TLS and htpasswd starts at $TURL"
+CA="--cacert $tmp/certs/ca.crt"
+# the password has a colon: only the first one splits user from password
+# shellcheck disable=SC2086
+"$RB" -u "$TURL" $CA --user 'bench:s3cret:x' -s push,push-chunked,pull,pull-range,manifest-put,manifest-get,head-blob,tags-list,catalog \
+    -c 2 -n 6 -S 64K --chunk 32K --range-size 4K --tags 3 --repos 2 --json >"$tmp/tls.json" 2>"$tmp/tls.err"
+rc=$?
+check "TLS + Basic: every scenario exits 0" [ $rc -eq 0 ]
+[ $rc -eq 0 ] || { cat "$tmp/tls.err"; jq -c '.results[] | select(.ok | not)' "$tmp/tls.json"; }
+check "TLS + Basic: 9 results, all ok, 6 ops each" \
+    jqe '(.results | length == 9) and all(.results[]; .ok and .ops == 6)' "$tmp/tls.json"
+check "TLS + Basic: the login says basic" grep -q 'auth: basic' "$tmp/tls.err"
+# shellcheck disable=SC2086
+"$RB" -u "$TURL" $CA --user 'bench:s3cret:x' -s pull,manifest-get,head-blob -c 2 -n 6 -S 64K \
+    --curl --json >"$tmp/tlscurl.json" 2>"$tmp/tlscurl.err"
+check "TLS + Basic via --curl: exit 0, all ok" \
+    sh -c "[ $? -eq 0 ] && jq -e 'all(.results[]; .ok and .ops == 6)' '$tmp/tlscurl.json' >/dev/null"
+basic=$(printf 'bench:s3cret:x' | base64)
+# shellcheck disable=SC2086
+"$RB" -u "https://localhost:${TURL##*:}" $CA -H "Authorization: Basic $basic" -s manifest-get -c 2 -n 4 \
+    --json >"$tmp/hdr.json" 2>&1
+check "TLS by name (localhost) with a fixed -H header: exit 0" [ $? -eq 0 ]
+"$RB" -u "$TURL" --insecure --user 'bench:s3cret:x' -s head-blob -c 1 -n 2 --json >/dev/null 2>&1
+check "--insecure accepts the server without its CA" [ $? -eq 0 ]
+# shellcheck disable=SC2086
+"$RB" -u "$TURL" $CA --user 'bench:Wr0ngPass' -s head-blob -n 1 >"$tmp/wrong.txt" 2>&1
+check "wrong password: exit 2, 401 named" sh -c "[ $? -eq 2 ] && grep -q 401 '$tmp/wrong.txt'"
+check "wrong password: not echoed" sh -c "! grep -q Wr0ngPass '$tmp/wrong.txt'"
+# shellcheck disable=SC2086
+"$RB" -u "$TURL" $CA -s manifest-get -n 2 --json >"$tmp/anon.json" 2>&1
+check "no credentials: exit 1, 401 errors, no figure" \
+    sh -c "[ $? -eq 1 ] && jq -e '.results[0] | (.ok | not) and (has(\"ops\") | not)' '$tmp/anon.json' >/dev/null && grep -q 'status 401' '$tmp/anon.json'"
+"$RB" -u "$TURL" --cacert "$tmp/other/ca.crt" --user 'bench:s3cret:x' -s head-blob -n 1 >"$tmp/untrusted.txt" 2>&1
+check "an untrusted server certificate: exit 2 at login" \
+    sh -c "[ $? -eq 2 ] && grep -qi 'certificate' '$tmp/untrusted.txt'"
+"$RB" -u "$TURL" --cacert "$tmp/other/ca.crt" -H "Authorization: Basic $basic" -s pull \
+    --blob "sha256:$hex:300000" --blob-repo test/verify -n 2 --json >"$tmp/untrusted.json" 2>&1
+check "an untrusted server certificate (raw client): exit 1, verify failed" \
+    sh -c "[ $? -eq 1 ] && grep -q 'certificate verify failed' '$tmp/untrusted.json'"
 
 finish

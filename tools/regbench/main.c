@@ -13,9 +13,11 @@
 #include <curl/curl.h>
 
 #include "common/err.h"
+#include "tools/regbench/rb_auth.h"
 #include "tools/regbench/rb_ceil.h"
 #include "tools/regbench/rb_report.h"
 #include "tools/regbench/rb_scen.h"
+#include "tools/regbench/rb_tls.h"
 #include "tools/regbench/rb_util.h"
 #include "common/banned.h"
 
@@ -30,8 +32,8 @@ usage(FILE *f)
                "       regbench --free-port            print a free TCP port of 127.0.0.1\n"
                "       regbench --list                 list the scenarios\n"
                "options:\n"
-               "  -u, --url URL          registry base URL, http://HOST:PORT (loopback only\n"
-               "                         unless --any-host)\n"
+               "  -u, --url URL          registry base URL, http://HOST:PORT or https://HOST:PORT\n"
+               "                         (loopback only unless --any-host)\n"
                "  -s, --scenario LIST    comma-separated scenarios (default: all but idle)\n"
                "  -c, --connections N    concurrent connections (default 8)\n"
                "  -t, --threads N        client threads driving them (default 2)\n"
@@ -55,7 +57,18 @@ usage(FILE *f)
                "      --json             JSON output instead of the table\n"
                "      --curl             libcurl for GET/HEAD too (default: a raw keep-alive\n"
                "                         client for them, libcurl for uploads)\n"
-               "      --any-host         allow a non-loopback host\n");
+               "      --any-host         allow a non-loopback host\n"
+               "TLS (https:// URLs):\n"
+               "      --cacert FILE      PEM bundle of the CAs to trust (default: the system's)\n"
+               "      --insecure         verify neither the certificate chain nor the name\n"
+               "      --cert FILE        client certificate chain (PEM), for mTLS\n"
+               "      --key FILE         its private key (PEM; default: in --cert's file)\n"
+               "auth:\n"
+               "  -H, --header 'N: V'    send this header on every request (repeatable)\n"
+               "      --token TOKEN      send 'Authorization: Bearer TOKEN' on every request\n"
+               "      --user USER:PASS   log in once at start: the token flow for a Bearer\n"
+               "                         challenge (then the token on every request), Basic on\n"
+               "                         every request for a Basic one\n");
 }
 
 static void
@@ -121,7 +134,119 @@ enum {
     O_FREEPORT,
     O_LIST,
     O_CURL,
+    O_CACERT,
+    O_INSECURE,
+    O_CERT,
+    O_KEY,
+    O_TOKEN,
+    O_USER,
 };
+
+#define MAX_HEADERS 16
+
+/* a header line as given to -H: "Name: value", one line, printable */
+static int
+header_ok(const char *h)
+{
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h)
+        return 0;
+    for (const char *p = h; *p; p++)
+        if ((unsigned char)*p < ' ' && *p != '\t')
+            return 0;
+    for (const char *p = h; p < colon; p++)
+        if (*p == ' ' || *p == '\t')
+            return 0;
+    return 1;
+}
+
+/* one scope per repository the run will touch: its token must cover them all */
+static char **
+run_scopes(const struct rb_opts *o, const char *const *names, int nnames, size_t *n)
+{
+    size_t cap = 8, k = 0;
+    char **v = malloc(cap * sizeof(*v));
+    char repo[400], buf[512];
+    for (int rep = 1; v && rep <= o->reps; rep++) {
+        for (int i = 0; v && i < nnames; i++) {
+            int cat = strcmp(names[i], "catalog") == 0;
+            for (int j = -1; v && j < (cat ? o->repos : 0); j++) {
+                rb_scen_repo(o, names[i], rep, repo, sizeof(repo));
+                if (j >= 0)
+                    snprintf(buf, sizeof(buf), "repository:%s-%d:pull,push", repo, j);
+                else
+                    snprintf(buf, sizeof(buf), "repository:%s:%s", repo,
+                             o->ext_repo ? "pull" : "pull,push");
+                int dup = 0;
+                for (size_t q = 0; q < k && !dup; q++)
+                    dup = strcmp(v[q], buf) == 0;
+                if (dup)
+                    continue;
+                if (k + 2 > cap) {
+                    char **nv = realloc(v, (cap *= 2) * sizeof(*v));
+                    if (!nv) {
+                        for (size_t q = 0; q < k; q++)
+                            free(v[q]);
+                        free(v);
+                        v = NULL;
+                        break;
+                    }
+                    v = nv;
+                }
+                if ((v[k] = strdup(buf)) != NULL)
+                    k++;
+            }
+            if (v && cat && (k == 0 || strcmp(v[k - 1], "registry:catalog:*") != 0) &&
+                (v[k] = strdup("registry:catalog:*")) != NULL)
+                k++;
+        }
+    }
+    *n = k;
+    return v;
+}
+
+static void
+free_scopes(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* the login of --user; on success *hdr (may be NULL: no auth needed) replaces
+ * the previous one and *until is when to log in again (0 = never) */
+static int
+login(const struct rb_opts *o, const char *userpass, char **scopes, size_t nscopes, int any_host,
+      char **hdr, double *until, struct err *e)
+{
+    struct rb_auth_opts ao = {
+        .base = o->base,
+        .tls = o->tls,
+        .userpass = userpass,
+        .scopes = (const char *const *)scopes,
+        .nscopes = nscopes,
+        .timeout = o->timeout < 30 ? o->timeout : 30,
+        .any_host = any_host,
+    };
+    enum rb_auth_scheme sch;
+    long exp = 0;
+    char *h = NULL;
+    if (rb_auth_login(&ao, &h, &sch, &exp, e) != 0)
+        return -1;
+    free(*hdr);
+    *hdr = h;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* renewed at 80% of its life, before a scenario, so none runs on a dead token */
+    *until = exp > 0 ? (double)ts.tv_sec + 0.8 * (double)exp : 0;
+    if (sch == RB_AUTH_BEARER)
+        fprintf(stderr, "regbench: auth: bearer token (%zu scopes, expires_in %ld s)\n", nscopes,
+                exp);
+    else
+        fprintf(stderr, "regbench: auth: %s\n",
+                sch == RB_AUTH_BASIC ? "basic" : "none (GET /v2/ answered 200)");
+    return 0;
+}
 
 int
 main(int argc, char **argv)
@@ -155,6 +280,13 @@ main(int argc, char **argv)
         {"list", 0, 0, O_LIST},
         {"help", 0, 0, 'h'},
         {"curl", 0, 0, O_CURL},
+        {"cacert", 1, 0, O_CACERT},
+        {"insecure", 0, 0, O_INSECURE},
+        {"cert", 1, 0, O_CERT},
+        {"key", 1, 0, O_KEY},
+        {"header", 1, 0, 'H'},
+        {"token", 1, 0, O_TOKEN},
+        {"user", 1, 0, O_USER},
         {0, 0, 0, 0},
     };
     struct rb_opts o;
@@ -173,11 +305,19 @@ main(int argc, char **argv)
     o.timeout = 120;
     o.repo_prefix = "regbench";
     const char *url = NULL, *scen = DEFAULT_SCENARIOS;
+    const char *headers[MAX_HEADERS + 2] = {0}; /* the given ones, the login's, NULL */
+    int nheaders = 0;
+    struct rb_tls_opts to = {0};
+    const char *token = NULL, *userpass = NULL;
+    char *token_hdr = NULL, *auth_hdr = NULL, **scopes = NULL;
+    size_t nscopes = 0;
+    double relogin_at = 0;
+    struct rb_tls *tls = NULL;
     int json = 0, any_host = 0, mode = 0, have_seed = 0;
     double max_time = 1800;
     long v = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "u:s:c:t:n:d:r:S:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "u:s:c:t:n:d:r:S:H:h", lo, NULL)) != -1) {
         int bad = 0;
         switch (ch) {
         case 'u':
@@ -259,6 +399,31 @@ main(int argc, char **argv)
         case O_CURL:
             o.use_curl = 1;
             break;
+        case O_CACERT:
+            to.cacert = optarg;
+            break;
+        case O_INSECURE:
+            to.insecure = 1;
+            break;
+        case O_CERT:
+            to.cert = optarg;
+            break;
+        case O_KEY:
+            to.key = optarg;
+            break;
+        case 'H':
+            bad = !header_ok(optarg) || nheaders == MAX_HEADERS;
+            if (!bad)
+                headers[nheaders++] = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            bad = !*optarg || strpbrk(optarg, " \t\r\n") != NULL;
+            break;
+        case O_USER:
+            userpass = optarg;
+            bad = strchr(optarg, ':') == NULL;
+            break;
         case O_CEIL:
             mode = O_CEIL;
             break;
@@ -276,7 +441,10 @@ main(int argc, char **argv)
             return 2;
         }
         if (bad) {
-            fprintf(stderr, "regbench: bad value for -%c: '%s'%s%s\n", ch < 256 ? ch : '-', optarg,
+            /* credentials are never echoed */
+            int secret = ch == O_USER || ch == O_TOKEN || (ch == 'H' && strchr(optarg, ':'));
+            fprintf(stderr, "regbench: bad value for -%c: '%s'%s%s\n", ch < 256 ? ch : '-',
+                    secret ? "(not shown)" : optarg,
                     e.msg[0] ? ": " : "", e.msg);
             return 2;
         }
@@ -322,6 +490,15 @@ main(int argc, char **argv)
     }
     if (!any_host && !rb_host_is_loopback(o.host)) {
         fprintf(stderr, "regbench: host '%s' is not loopback (pass --any-host to allow)\n", o.host);
+        return 2;
+    }
+    int https = strncmp(o.base, "https://", 8) == 0;
+    if (!https && (to.cacert || to.insecure || to.cert || to.key)) {
+        fprintf(stderr, "regbench: --cacert, --insecure, --cert and --key need an https:// URL\n");
+        return 2;
+    }
+    if (token && userpass) {
+        fprintf(stderr, "regbench: --token and --user exclude each other\n");
         return 2;
     }
     if (o.ext_digest[0] && !o.ext_repo) {
@@ -379,7 +556,38 @@ main(int argc, char **argv)
         return 2;
     }
     int nent = nnames * o.reps, k = 0, failed = 0, rc = 0;
-    struct rb_entry *ents = calloc((size_t)nent, sizeof(*ents));
+    struct rb_entry *ents = NULL;
+    if (https) {
+        to.host = o.host;
+        if (!(tls = rb_tls_new(&to, &e))) {
+            fprintf(stderr, "regbench: %s\n", e.msg);
+            rc = 2;
+            goto out;
+        }
+        o.tls = tls;
+    }
+    if (token) {
+        size_t n = strlen(token) + 32;
+        token_hdr = malloc(n);
+        if (!token_hdr) {
+            rc = 2;
+            goto out;
+        }
+        snprintf(token_hdr, n, "Authorization: Bearer %s", token);
+        headers[nheaders] = token_hdr;
+    }
+    o.headers = headers;
+    if (userpass) {
+        scopes = run_scopes(&o, names, nnames, &nscopes);
+        if (!scopes || login(&o, userpass, scopes, nscopes, any_host, &auth_hdr, &relogin_at,
+                             &e) != 0) {
+            fprintf(stderr, "regbench: login: %s\n", scopes ? e.msg : "out of memory");
+            rc = 2;
+            goto out;
+        }
+        headers[nheaders] = auth_hdr;
+    }
+    ents = calloc((size_t)nent, sizeof(*ents));
     if (!ents) {
         fprintf(stderr, "regbench: out of memory\n");
         rc = 2;
@@ -387,6 +595,17 @@ main(int argc, char **argv)
     }
     for (int rep = 1; rep <= o.reps; rep++) {
         for (int i = 0; i < nnames; i++, k++) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (relogin_at > 0 && (double)now.tv_sec >= relogin_at) {
+                if (login(&o, userpass, scopes, nscopes, any_host, &auth_hdr, &relogin_at, &e) !=
+                    0) {
+                    fprintf(stderr, "regbench: login again: %s\n", e.msg);
+                    rc = 2;
+                    goto out;
+                }
+                headers[nheaders] = auth_hdr;
+            }
             if (rb_scen_run(&o, names[i], rep, &ents[k], &e) != 0) {
                 fprintf(stderr, "regbench: %s: %s\n", names[i], e.msg);
                 rc = 2;
@@ -403,6 +622,10 @@ main(int argc, char **argv)
 out:
     free(ents);
     free(list);
+    free(token_hdr);
+    free(auth_hdr);
+    free_scopes(scopes, nscopes);
+    rb_tls_free(tls);
     curl_global_cleanup();
     return rc;
 }

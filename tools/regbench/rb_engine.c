@@ -35,10 +35,13 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "common/err.h"
 #include "tools/regbench/rb_json.h"
+#include "tools/regbench/rb_tls.h"
 #include "tools/regbench/rb_util.h"
 #include "common/banned.h"
 
@@ -58,6 +61,8 @@ struct rb_shared {
     struct curl_slist *h_mput;  /* PUT manifest */
     struct curl_slist *h_mget;  /* GET manifest */
     struct curl_slist *h_post;  /* POST upload */
+    struct curl_slist *h_get;   /* GET/HEAD without Accept: the extra headers (or NULL) */
+    char *raw_hdrs;             /* raw engine: the extra headers, "Name: value\r\n"... */
     /* raw engine (GET/HEAD over plain sockets) */
     int raw;
     struct sockaddr_storage addr;
@@ -116,7 +121,10 @@ struct rb_conn {
     int retried;    /* re-sent once after the server closed a kept-alive one */
     int conn_close; /* response said Connection: close */
     uint64_t deadline;
-    char req[2800];
+    SSL *ssl;       /* TLS of the raw connection, NULL for plain HTTP */
+    uint32_t want;  /* TLS: the event OpenSSL waits for after WANT_READ/WRITE */
+    char *req;      /* formatted request, req_cap bytes */
+    size_t req_cap;
     size_t req_len, req_off;
     unsigned char *rbuf;
     size_t rcap, rlen;
@@ -127,7 +135,8 @@ struct rb_conn {
     int ck_digits;
     int ck_line_empty;
     const char *terr; /* transport error of the raw engine */
-    char terrbuf[160];
+    char terrbuf[320];
+    char tlswhy[240]; /* the OpenSSL reason of the last TLS failure (errno EPROTO) */
 };
 
 struct rb_worker {
@@ -366,15 +375,15 @@ req_get(struct rb_conn *c, const char *url, int accept, const char *range, int h
     if (sh->raw) {
         /* the raw engine writes the whole request at once; no heap */
         const char *path = c->url + sh->baselen;
-        int n =
-            snprintf(c->req, sizeof(c->req), "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s\r\n",
-                     head ? "HEAD" : "GET", path, sh->hostport,
-                     accept ? "Accept: " ACCEPT_MANIFESTS "\r\n" : "", range ? "Range: bytes=" : "",
-                     range ? range : "", range ? "\r\n" : "", "User-Agent: regbench\r\n");
-        c->req_len = n > 0 && (size_t)n < sizeof(c->req) ? (size_t)n : 0;
+        int n = snprintf(c->req, c->req_cap, "%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%s%s%s%s\r\n",
+                         head ? "HEAD" : "GET", path, sh->hostport,
+                         accept ? "Accept: " ACCEPT_MANIFESTS "\r\n" : "",
+                         range ? "Range: bytes=" : "", range ? range : "", range ? "\r\n" : "",
+                         "User-Agent: regbench\r\n", sh->raw_hdrs ? sh->raw_hdrs : "");
+        c->req_len = n > 0 && (size_t)n < c->req_cap ? (size_t)n : 0;
         return;
     }
-    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, accept ? sh->h_mget : NULL);
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, accept ? sh->h_mget : sh->h_get);
     if (range)
         curl_easy_setopt(c->h, CURLOPT_RANGE, range);
     if (head)
@@ -476,6 +485,8 @@ start_patch(struct rb_conn *c)
     c->h_patch = curl_slist_append(NULL, "Content-Type: application/octet-stream");
     c->h_patch = curl_slist_append(c->h_patch, "Expect:");
     c->h_patch = curl_slist_append(c->h_patch, cr);
+    for (const char *const *x = sh->p->headers; x && *x; x++)
+        c->h_patch = curl_slist_append(c->h_patch, *x);
     req_upload(c, c->url, "PATCH", c->h_patch, c->blob->mem, c->chunk_off, end);
 }
 
@@ -787,21 +798,90 @@ op_done(struct rb_conn *c, const char *terr)
  * Content-Length, chunked or until-close framing). Per request: one send, one or
  * more recv, a share of epoll_wait; no heap. --curl switches this off.
  *
- * States: IDLE -> (CONNECTING ->) [SENDING ->] HEAD -> BODY -> IDLE. A request
- * that finds its kept-alive connection closed before any byte of the response is
- * re-sent once on a new connection (what every HTTP/1.1 client does). */
+ * States: IDLE -> (CONNECTING -> [HANDSHAKE ->]) [SENDING ->] HEAD -> BODY -> IDLE.
+ * A request that finds its kept-alive connection closed before any byte of the
+ * response is re-sent once on a new connection (what every HTTP/1.1 client does).
+ *
+ * TLS (an https base URL): the same machine over an SSL object on the same
+ * non-blocking socket. HANDSHAKE runs once per connection, right after the TCP
+ * connect; the keep-alive connection then carries every later request. OpenSSL
+ * may want to read while writing or the reverse, so after WANT_READ/WANT_WRITE
+ * the connection watches the event OpenSSL named (c->want), not the one its
+ * state implies. Plain HTTP takes the send()/recv() branch of raw_io_*: one
+ * predictable test of c->ssl per call is all it costs. */
 
-enum { RAW_IDLE, RAW_CONNECTING, RAW_SENDING, RAW_HEAD, RAW_BODY };
+enum { RAW_IDLE, RAW_CONNECTING, RAW_HANDSHAKE, RAW_SENDING, RAW_HEAD, RAW_BODY };
 enum { BODY_NONE, BODY_LEN, BODY_CHUNKED, BODY_CLOSE };
 enum { CK_SIZE, CK_EXT, CK_DATA, CK_DATA_END, CK_TRAILER };
 
 static void
 raw_close(struct rb_conn *c)
 {
+    /* no close_notify: the connection is dropped like a plain one, and the
+     * server treats both the same */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     if (c->fd >= 0)
         close(c->fd); /* also leaves the epoll set */
     c->fd = -1;
     c->watch = 0;
+}
+
+/* the result k of an SSL_read/SSL_write/SSL_do_handshake as send()/recv() would
+ * give it: k > 0, 0 for the end of the stream, or -1 with errno EAGAIN (c->want
+ * names the event to wait for), EPROTO (c->tlswhy holds OpenSSL's reason) or
+ * the socket's errno */
+static ssize_t
+tls_result(struct rb_conn *c, int k)
+{
+    if (k > 0)
+        return k;
+    int saved = errno;
+    switch (SSL_get_error(c->ssl, k)) {
+    case SSL_ERROR_WANT_READ:
+        c->want = EPOLLIN;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->want = EPOLLOUT;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify, or an EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        if (saved == 0)
+            return 0;
+        errno = saved;
+        return -1;
+    default: {
+        long vr = SSL_get_verify_result(c->ssl);
+        if (vr != X509_V_OK)
+            snprintf(c->tlswhy, sizeof(c->tlswhy), "certificate verify failed: %s",
+                     X509_verify_cert_error_string(vr));
+        else
+            rb_tls_error(c->tlswhy, sizeof(c->tlswhy));
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+    }
+}
+
+static ssize_t
+raw_io_send(struct rb_conn *c, const void *p, size_t n)
+{
+    if (!c->ssl)
+        return send(c->fd, p, n, MSG_NOSIGNAL);
+    return tls_result(c, SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
+}
+
+static ssize_t
+raw_io_recv(struct rb_conn *c, void *p, size_t n)
+{
+    if (!c->ssl)
+        return recv(c->fd, p, n, 0);
+    return tls_result(c, SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n));
 }
 
 static int
@@ -819,7 +899,10 @@ raw_watch(struct rb_conn *c, uint32_t events)
 static int
 raw_terr(struct rb_conn *c, const char *what, int errnum)
 {
-    if (errnum)
+    if (errnum == EPROTO && c->tlswhy[0])
+        snprintf(c->terrbuf, sizeof(c->terrbuf), "%s: %s%s", what,
+                 strncmp(what, "tls", 3) == 0 ? "" : "tls: ", c->tlswhy);
+    else if (errnum)
         snprintf(c->terrbuf, sizeof(c->terrbuf), "%s: %s", what, strerror(errnum));
     else
         snprintf(c->terrbuf, sizeof(c->terrbuf), "%s", what);
@@ -851,13 +934,15 @@ static int
 raw_send(struct rb_conn *c)
 {
     while (c->req_off < c->req_len) {
-        ssize_t k = send(c->fd, c->req + c->req_off, c->req_len - c->req_off, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
+        ssize_t k = raw_io_send(c, c->req + c->req_off, c->req_len - c->req_off);
+        if (k <= 0) {
+            if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
                 c->rstate = RAW_SENDING;
-                return raw_watch(c, EPOLLOUT) == 0 ? 0 : raw_terr(c, "epoll_ctl", errno);
+                return raw_watch(c, c->ssl ? c->want : EPOLLOUT) == 0
+                           ? 0
+                           : raw_terr(c, "epoll_ctl", errno);
             }
-            return raw_lost(c, "send", errno);
+            return raw_lost(c, "send", k < 0 ? errno : EPIPE);
         }
         c->req_off += (size_t)k;
     }
@@ -1039,6 +1124,32 @@ raw_headers(struct rb_conn *c, size_t hlen)
     return 0;
 }
 
+/* a read would block: 0, after watching the event TLS waits for (a plain
+ * connection in HEAD/BODY watches EPOLLIN already) */
+static int
+raw_wait(struct rb_conn *c)
+{
+    if (c->ssl && raw_watch(c, c->want) != 0)
+        return raw_terr(c, "epoll_ctl", errno);
+    return 0;
+}
+
+/* TLS handshake step: 0 = in progress or done (then c->rstate is SENDING),
+ * -1 = failed */
+static int
+raw_handshake(struct rb_conn *c)
+{
+    ssize_t k = tls_result(c, SSL_do_handshake(c->ssl));
+    if (k > 0) {
+        c->rstate = RAW_SENDING;
+        return 0;
+    }
+    if (k < 0 && (errno == EAGAIN || errno == EINTR))
+        return raw_wait(c);
+    return raw_terr(c, k == 0 ? "tls handshake: connection closed by the server" : "tls handshake",
+                    k == 0 ? 0 : errno);
+}
+
 /* socket activity: 0 = in progress, 1 = response complete, -1 = failed */
 static int
 raw_event(struct rb_conn *c)
@@ -1051,6 +1162,19 @@ raw_event(struct rb_conn *c)
         if (err)
             return raw_terr(c, "connect", err);
         c->rstate = RAW_SENDING;
+        if (c->w->sh->p->tls) {
+            struct err e = {0};
+            c->ssl = rb_tls_ssl_new(c->w->sh->p->tls, c->fd, &e);
+            if (!c->ssl)
+                return raw_terr(c, e.msg, 0);
+            c->rstate = RAW_HANDSHAKE;
+        }
+    }
+    if (c->rstate == RAW_HANDSHAKE) {
+        if (raw_handshake(c) != 0)
+            return -1;
+        if (c->rstate == RAW_HANDSHAKE)
+            return 0;
     }
     if (c->rstate == RAW_SENDING)
         return raw_send(c);
@@ -1058,10 +1182,10 @@ raw_event(struct rb_conn *c)
         if (c->rstate == RAW_HEAD) {
             if (c->rlen == c->rcap)
                 return raw_terr(c, "response headers too large", 0);
-            ssize_t k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+            ssize_t k = raw_io_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
             if (k < 0) {
                 if (errno == EAGAIN || errno == EINTR)
-                    return 0;
+                    return raw_wait(c);
                 return raw_lost(c, "recv", errno);
             }
             if (k == 0)
@@ -1086,10 +1210,10 @@ raw_event(struct rb_conn *c)
             c->rlen = 0;
             continue;
         }
-        ssize_t k = recv(c->fd, c->rbuf, c->rcap, 0);
+        ssize_t k = raw_io_recv(c, c->rbuf, c->rcap);
         if (k < 0) {
             if (errno == EAGAIN || errno == EINTR)
-                return 0;
+                return raw_wait(c);
             return raw_terr(c, "recv", errno);
         }
         if (k == 0) {
@@ -1305,7 +1429,10 @@ conn_init(struct rb_conn *c, struct rb_worker *w, const struct rb_phase *p)
     if (w->sh->raw) {
         c->rcap = (p->op == RB_OP_PULL || p->op == RB_OP_RANGE) ? 256 * 1024 : 64 * 1024;
         c->rbuf = malloc(c->rcap);
-        return c->rbuf ? 0 : -1;
+        /* request line, Host, Accept, Range, User-Agent: 2800; then the extra headers */
+        c->req_cap = 2800 + (w->sh->raw_hdrs ? strlen(w->sh->raw_hdrs) : 0);
+        c->req = malloc(c->req_cap);
+        return c->rbuf && c->req ? 0 : -1;
     }
     c->h = curl_easy_init();
     if (!c->h)
@@ -1333,6 +1460,8 @@ conn_init(struct rb_conn *c, struct rb_worker *w, const struct rb_phase *p)
         curl_easy_setopt(c->h, CURLOPT_BUFFERSIZE, 512L * 1024);
         curl_easy_setopt(c->h, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
     }
+    if (p->tls)
+        rb_tls_curl(p->tls, c->h);
     return 0;
 }
 
@@ -1347,6 +1476,10 @@ rb_phase_run(const struct rb_phase *p, struct rb_result *r, struct err *e)
         return err_set(e, ERR_INTERNAL, 0, "%s needs blobs", op_name(p->op));
     if (p->op == RB_OP_PUSH_CHUNKED && p->chunk == 0)
         return err_set(e, ERR_INTERNAL, 0, "chunked push needs a chunk size");
+    int https = strncmp(p->base, "https://", 8) == 0;
+    if (https != (p->tls != NULL))
+        return err_set(e, ERR_INTERNAL, 0, "%s needs %s", p->base,
+                       https ? "TLS settings" : "no TLS settings");
 
     int rc = -1;
     int nth = p->threads < p->conns ? p->threads : p->conns;
@@ -1369,14 +1502,32 @@ rb_phase_run(const struct rb_phase *p, struct rb_result *r, struct err *e)
                                 "application/vnd.docker.distribution.manifest.v2+json, "
                                 "application/vnd.docker.distribution.manifest.list.v2+json");
     sh.h_post = curl_slist_append(NULL, "Expect:");
+    size_t hl = 0;
+    for (const char *const *x = p->headers; x && *x; x++) {
+        sh.h_octet = curl_slist_append(sh.h_octet, *x);
+        sh.h_mput = curl_slist_append(sh.h_mput, *x);
+        sh.h_mget = curl_slist_append(sh.h_mget, *x);
+        sh.h_post = curl_slist_append(sh.h_post, *x);
+        sh.h_get = curl_slist_append(sh.h_get, *x);
+        hl += strlen(*x) + 2;
+    }
+    if (hl) {
+        sh.raw_hdrs = malloc(hl + 1);
+        if (sh.raw_hdrs) {
+            size_t o = 0;
+            for (const char *const *x = p->headers; *x; x++)
+                o += (size_t)snprintf(sh.raw_hdrs + o, hl + 1 - o, "%s\r\n", *x);
+        }
+    }
 
     struct rb_worker *ws = calloc((size_t)nth, sizeof(*ws));
     struct rb_conn *cs = calloc((size_t)p->conns, sizeof(*cs));
-    if (!ws || !cs || !sh.h_octet || !sh.h_mput || !sh.h_mget || !sh.h_post) {
+    if (!ws || !cs || !sh.h_octet || !sh.h_mput || !sh.h_mget || !sh.h_post ||
+        (hl && (!sh.h_get || !sh.raw_hdrs))) {
         err_set(e, ERR_NOMEM, 0, "out of memory");
         goto out;
     }
-    if (!p->use_curl && strncmp(p->base, "http://", 7) == 0 &&
+    if (!p->use_curl &&
         (p->op == RB_OP_PULL || p->op == RB_OP_RANGE || p->op == RB_OP_HEAD ||
          p->op == RB_OP_MANIFEST_GET || p->op == RB_OP_TAGS || p->op == RB_OP_CATALOG)) {
         char base[512], host[256], port[16];
@@ -1395,7 +1546,7 @@ rb_phase_run(const struct rb_phase *p, struct rb_result *r, struct err *e)
         memcpy(&sh.addr, ai->ai_addr, ai->ai_addrlen);
         sh.addrlen = ai->ai_addrlen;
         freeaddrinfo(ai);
-        snprintf(sh.hostport, sizeof(sh.hostport), "%s", p->base + 7);
+        snprintf(sh.hostport, sizeof(sh.hostport), "%s", p->base + (https ? 8 : 7));
         sh.raw = 1;
     }
     for (int t = 0, k = 0; t < nth; t++) {
@@ -1457,9 +1608,11 @@ out:
             if (c->h)
                 curl_easy_cleanup(c->h);
             EVP_MD_CTX_free(c->md);
+            SSL_free(c->ssl);
             if (c->w && c->fd >= 0)
                 close(c->fd);
             free(c->rbuf);
+            free(c->req);
             curl_slist_free_all(c->h_patch);
             free(c->body);
             free(c->scratch);
@@ -1478,6 +1631,8 @@ out:
     curl_slist_free_all(sh.h_mput);
     curl_slist_free_all(sh.h_mget);
     curl_slist_free_all(sh.h_post);
+    curl_slist_free_all(sh.h_get);
+    free(sh.raw_hdrs);
     pthread_mutex_destroy(&sh.mu);
     return rc;
 }

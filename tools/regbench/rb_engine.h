@@ -12,7 +12,10 @@
  * Uploads go through libcurl's multi-socket interface (one easy handle reused per
  * connection, so curl's connection cache keeps the TCP connection open). GET and
  * HEAD go through a small raw HTTP/1.1 client (one send per request, response
- * parsed in place, no heap per request) unless `use_curl` is set.
+ * parsed in place, no heap per request) unless `use_curl` is set. An https base
+ * URL runs both over TLS (OpenSSL in the raw client: one handshake per
+ * connection, then keep-alive); SIGPIPE must be ignored by the caller, since
+ * OpenSSL writes with write(2).
  *
  * Every response is checked: status code, Location staying on the base URL,
  * Docker-Content-Digest when present, and every body pulled is verified (SHA-256
@@ -28,6 +31,7 @@
 #include "tools/regbench/rb_hist.h"
 
 struct err;
+struct rb_tls;
 
 enum rb_op {
     RB_OP_PUSH,         /* POST upload + PUT ?digest= with the whole body */
@@ -42,7 +46,10 @@ enum rb_op {
 };
 
 struct rb_phase {
-    const char *base; /* "http://127.0.0.1:5000", no trailing slash */
+    const char *base; /* "http://127.0.0.1:5000" or https://..., no trailing slash */
+    const struct rb_tls *tls;   /* borrowed; set exactly when base is https:// */
+    const char *const *headers; /* "Name: value" sent on every request, NULL-terminated;
+                                 * NULL = none (Authorization for a registry with auth) */
     const char *repo; /* repository name */
     enum rb_op op;
     int conns;

@@ -83,6 +83,8 @@ phase_init(struct scen *s, struct rb_phase *p, enum rb_op op)
 {
     memset(p, 0, sizeof(*p));
     p->base = s->o->base;
+    p->tls = s->o->tls;
+    p->headers = s->o->headers;
     p->repo = s->repo;
     p->op = op;
     p->conns = s->o->conns;
@@ -425,6 +427,11 @@ run_idle(struct scen *s, struct err *e)
 {
     const struct rb_opts *o = s->o;
     struct rb_entry *out = s->out;
+    if (o->tls) {
+        snprintf(out->setup_err, sizeof(out->setup_err),
+                 "set-up (idle): idle connections are plain HTTP only");
+        return 1;
+    }
     int rc = setup_manifest_parts(s, e);
     if (rc == 0)
         rc = put_manifests(s, "bench", 1, e);
@@ -493,6 +500,15 @@ run_idle(struct scen *s, struct err *e)
     return rc < 0 ? -1 : 0;
 }
 
+void
+rb_scen_repo(const struct rb_opts *o, const char *name, int rep, char *out, size_t cap)
+{
+    if (o->ext_repo)
+        snprintf(out, cap, "%s", o->ext_repo);
+    else
+        snprintf(out, cap, "%s/%s-%s-%d", o->repo_prefix, name, o->runid, rep);
+}
+
 int
 rb_scen_run(const struct rb_opts *o, const char *name, int rep, struct rb_entry *out, struct err *e)
 {
@@ -507,10 +523,7 @@ rb_scen_run(const struct rb_opts *o, const char *name, int rep, struct rb_entry 
     s->o = o;
     s->out = out;
     s->seed = o->seed ^ ((uint64_t)(rep + 1) * UINT64_C(0xD6E8FEB86659FD93));
-    if (o->ext_repo)
-        snprintf(s->repo, sizeof(s->repo), "%s", o->ext_repo);
-    else
-        snprintf(s->repo, sizeof(s->repo), "%s/%s-%s-%d", o->repo_prefix, name, o->runid, rep);
+    rb_scen_repo(o, name, rep, s->repo, sizeof(s->repo));
     int rc;
     if (strcmp(name, "push") == 0)
         rc = run_push(s, 0, e);

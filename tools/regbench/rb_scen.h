@@ -8,6 +8,7 @@
 #ifndef REGBENCH_RB_SCEN_H
 #define REGBENCH_RB_SCEN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tools/regbench/rb_engine.h"
@@ -40,6 +41,8 @@ struct rb_opts {
     char ext_digest[RB_DIGEST_MAX];
     uint64_t ext_size;
     const char *ext_repo;
+    const struct rb_tls *tls;   /* https: the TLS settings (borrowed), else NULL */
+    const char *const *headers; /* sent on every request, NULL-terminated, or NULL */
 };
 
 struct rb_proc {
@@ -75,6 +78,10 @@ int rb_scen_known(const char *name);
  * failure (e filled). */
 int rb_scen_run(const struct rb_opts *o, const char *name, int rep, struct rb_entry *out,
                 struct err *e);
+
+/* rb_scen_repo - the repository scenario `name` uses in repetition rep (the
+ * catalog scenario also uses "<it>-<i>" for i < o->repos) into out. */
+void rb_scen_repo(const struct rb_opts *o, const char *name, int rep, char *out, size_t cap);
 
 /* rb_proc_read - CPU seconds and RSS of pid from /proc; p->ok = 0 if unreadable. */
 void rb_proc_read(int pid, struct rb_proc *p);
