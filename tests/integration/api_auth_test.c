@@ -15,6 +15,7 @@
 #include "auth/access.h"
 #include "auth/token.h"
 #include "tests/integration/api_test.h"
+#include "tests/lib/testpki.h"
 
 static char dir[256];
 static char htpw[300], rules[300];
@@ -616,4 +617,145 @@ Test(api_auth_norules, authenticated_users_may_do_everything)
     cr_assert_eq(apush_image("any/where", "v1", basic("bob", "bob-pw")), 201);
     cr_assert_eq(astatus("DELETE", "/v2/any/where/manifests/v1", basic("bob", "bob-pw")), 202);
     cr_assert_eq(astatus("GET", "/v2/any/where/manifests/v1", NULL), 401);
+}
+
+/* ---- TLS client certificates as identities ---- */
+
+static struct testpki P;
+
+static void
+setup_mtls(void)
+{
+    cr_assert_eq(testpki_make(&P, "ci-runner"), 0);
+    snprintf(dir, sizeof(dir), "/tmp/ocireg-auth.XXXXXX");
+    cr_assert(mkdtemp(dir));
+    snprintf(htpw, sizeof(htpw), "%s/htpasswd", dir);
+    snprintf(rules, sizeof(rules), "%s/access.conf", dir);
+    write_users(0);
+    write_file(rules, "[repo \"team/*\"]\nci-runner = pull, push\nalice = pull\n");
+    char e[6][400];
+    snprintf(e[0], sizeof(e[0]), "OCIREG_AUTH_HTPASSWD=%s", htpw);
+    snprintf(e[1], sizeof(e[1]), "OCIREG_AUTH_RULES=%s", rules);
+    snprintf(e[2], sizeof(e[2]), "OCIREG_TLS_CERT=%s", P.server_cert);
+    snprintf(e[3], sizeof(e[3]), "OCIREG_TLS_KEY=%s", P.server_key);
+    snprintf(e[4], sizeof(e[4]), "OCIREG_TLS_CLIENT_CA=%s", P.ca_cert);
+    const char *env[] = {e[0], e[1], e[2], e[3], e[4], NULL};
+    cr_assert_eq(testsrv_start(&S, NULL, env), 0, "server did not start");
+}
+
+static void
+teardown_mtls(void)
+{
+    teardown();
+    testpki_free(&P);
+}
+
+TestSuite(api_auth_mtls, .init = setup_mtls, .fini = teardown_mtls, .timeout = 60);
+
+Test(api_auth_mtls, a_client_certificate_is_an_identity_for_the_rules)
+{
+    /* with the certificate of CN ci-runner: push and pull, no password */
+    testsrv_tls(&S, P.ca_cert, P.client_cert, P.client_key);
+    cr_assert_eq(apush_image("team/app", "v1", NULL), 201);
+    struct tresp r;
+    cr_assert_eq(areq("GET", "/v2/team/app/manifests/v1", NULL, "Accept: " MT_OCI_MANIFEST, NULL,
+                      0, &r),
+                 200);
+    char digest[128];
+    snprintf(digest, sizeof(digest), "%s", H(&r, "Docker-Content-Digest"));
+    tresp_free(&r);
+    char path[300];
+    snprintf(path, sizeof(path), "/v2/team/app/referrers/%s", digest);
+    cr_assert_eq(astatus("GET", path, NULL), 200);
+    /* without it: anonymous, sent to the https realm */
+    testsrv_tls(&S, P.ca_cert, NULL, NULL);
+    cr_assert_eq(areq("GET", "/v2/team/app/manifests/v1", NULL, NULL, NULL, 0, &r), 401);
+    char want[200];
+    snprintf(want, sizeof(want), "Bearer realm=\"https://127.0.0.1:%d/auth/token\"", S.port);
+    cr_assert(strncmp(H(&r, "WWW-Authenticate"), want, strlen(want)) == 0, "%s",
+              H(&r, "WWW-Authenticate"));
+    tresp_free(&r);
+    /* the referrers API follows pull rights */
+    cr_assert_eq(astatus("GET", path, NULL), 401);
+    cr_assert_eq(astatus("GET", path, basic("alice", "alice-pw")), 200);
+    cr_assert_eq(astatus("GET", path, basic("bob", "bob-pw")), 403);
+    /* a password user the rules give pull only */
+    cr_assert_eq(apush_image("team/app", "v2", basic("alice", "alice-pw")), 403);
+}
+
+/* ---- an external token server ---- */
+
+static struct token_key *ext_key;
+
+static void
+setup_external(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/ocireg-auth.XXXXXX");
+    cr_assert(mkdtemp(dir));
+    char key[300], pem[300], cmd[1024];
+    struct err e;
+    snprintf(key, sizeof(key), "%s/ext.key", dir);
+    snprintf(pem, sizeof(pem), "%s/ext.pem", dir);
+    ext_key = token_key_load(key, 1, &e);
+    cr_assert(ext_key, "%s", e.msg);
+    /* the token server's certificate, as a bundle would hold it */
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -new -key '%s' -subj /CN=ext-issuer -days 2 -out '%s' 2>/dev/null",
+             key, pem);
+    cr_assert_eq(system(cmd), 0);
+    char e1[400];
+    snprintf(e1, sizeof(e1), "OCIREG_AUTH_TOKEN_CERTS=%s", pem);
+    const char *env[] = {e1, "OCIREG_AUTH_TOKEN_REALM=https://auth.example.test/token",
+                         "OCIREG_AUTH_TOKEN_SERVICE=ext-svc", "OCIREG_AUTH_TOKEN_ISSUER=ext-iss",
+                         NULL};
+    cr_assert_eq(testsrv_start(&S, NULL, env), 0, "server did not start");
+}
+
+static void
+teardown_external(void)
+{
+    token_key_free(ext_key);
+    teardown();
+}
+
+TestSuite(api_auth_external, .init = setup_external, .fini = teardown_external, .timeout = 60);
+
+static char *
+ext_token(const char *iss, const char *aud, unsigned actions)
+{
+    struct token_access acc = {.type = "repository", .name = "team/app", .actions = actions};
+    struct token_issue t = {.issuer = iss,
+                            .audience = aud,
+                            .subject = "ci",
+                            .now = (int64_t)time(NULL),
+                            .ttl = 300,
+                            .access = &acc,
+                            .n_access = 1};
+    char *out = NULL;
+    struct err e;
+    cr_assert_eq(token_sign(ext_key, &t, &out, &e), 0, "%s", e.msg);
+    return out;
+}
+
+Test(api_auth_external, tokens_of_the_external_server_are_accepted)
+{
+    struct tresp r;
+    cr_assert_eq(areq("GET", "/v2/", NULL, NULL, NULL, 0, &r), 401);
+    cr_assert_str_eq(H(&r, "WWW-Authenticate"),
+                     "Bearer realm=\"https://auth.example.test/token\",service=\"ext-svc\"");
+    tresp_free(&r);
+    /* the key is the bundle certificate's, named by its libtrust kid */
+    char *t = ext_token("ext-iss", "ext-svc", ACCESS_PULL | ACCESS_PUSH);
+    cr_assert_eq(apush_image("team/app", "v1", bearer(t)), 201);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(t)), 200);
+    cr_assert_eq(astatus("DELETE", "/v2/team/app/manifests/v1", bearer(t)), 401);
+    free(t);
+    t = ext_token("ext-iss", "another-service", ACCESS_PULL);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(t)), 401);
+    free(t);
+    t = ext_token("someone-else", "ext-svc", ACCESS_PULL);
+    cr_assert_eq(astatus("GET", "/v2/team/app/manifests/v1", bearer(t)), 401);
+    free(t);
+    /* no built-in issuer without htpasswd */
+    cr_assert_eq(astatus("GET", "/auth/token?service=ext-svc", NULL), 404);
 }
