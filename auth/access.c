@@ -22,6 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/config.h"
+
 #include "common/banned.h"
 
 #define LINE_MAX_LEN 8192
@@ -94,17 +96,6 @@ grow(void *pp, size_t *cap, size_t n, size_t elem)
     *p = np;
     *cap = ncap;
     return 0;
-}
-
-static char *
-trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    return s;
 }
 
 /* cut a comment: '#' or ';' at the start or after white space */
@@ -383,7 +374,7 @@ each_item(struct parser *p, char *list, int (*fn)(struct parser *, char *, void 
         char *comma = strchr(it, ',');
         if (comma)
             *comma = '\0';
-        char *s = trim(it);
+        char *s = config_trim(it);
         if (!*s)
             return bad(p, "empty item in a list", NULL);
         if (fn(p, s, arg) < 0)
@@ -512,10 +503,10 @@ parse_header(struct parser *p, char *s, enum sect *sect)
 {
     struct access_rules *r = p->r;
     char *end = strrchr(s, ']');
-    if (!end || *trim(end + 1))
+    if (!end || *config_trim(end + 1))
         return bad(p, "malformed section header", NULL);
     *end = '\0';
-    char *name = trim(s + 1);
+    char *name = config_trim(s + 1);
     if (strcasecmp(name, "groups") == 0) {
         *sect = S_GROUPS;
         return 0;
@@ -526,7 +517,7 @@ parse_header(struct parser *p, char *s, enum sect *sect)
     }
     if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
         return bad(p, "unknown section (groups, admin or repo \"glob\")", name);
-    char *g = trim(name + 4);
+    char *g = config_trim(name + 4);
     size_t n = strlen(g);
     if (n < 2 || g[0] != '"' || g[n - 1] != '"')
         return bad(p, "expected [repo \"glob\"]", NULL);
@@ -577,7 +568,7 @@ parse_file(struct parser *p, FILE *f)
             break;
         }
         cut_comment(line);
-        char *s = trim(line);
+        char *s = config_trim(line);
         if (!*s)
             continue;
         if (*s == '[') {
@@ -591,7 +582,7 @@ parse_file(struct parser *p, FILE *f)
             break;
         }
         *eq = '\0';
-        char *key = trim(s), *val = trim(eq + 1);
+        char *key = config_trim(s), *val = config_trim(eq + 1);
         if (!*key)
             rc = bad(p, "missing name before '='", NULL);
         else if (sect == S_GROUPS)

@@ -131,22 +131,6 @@ b64_decode(const char *in, size_t n, int url, unsigned char *out)
 
 /* ---- scopes -------------------------------------------------------------- */
 
-/* the ACCESS_* bit of one action; access_action_parse (auth/access.c) does the
- * same for the rules file, this copy keeps the token module self-contained */
-static unsigned
-action_bit(const char *s, size_t n)
-{
-    if (n == 4 && memcmp(s, "pull", 4) == 0)
-        return ACCESS_PULL;
-    if (n == 4 && memcmp(s, "push", 4) == 0)
-        return ACCESS_PUSH;
-    if (n == 6 && memcmp(s, "delete", 6) == 0)
-        return ACCESS_DELETE;
-    if (n == 1 && s[0] == '*')
-        return ACCESS_ALL;
-    return 0;
-}
-
 /* bytes allowed in a scope's type and name: printable, and nothing that would
  * break the quoted scope="..." of a WWW-Authenticate challenge */
 static int
@@ -179,7 +163,7 @@ token_scope_parse(const char *s, size_t n, struct token_access *out, struct err 
     while (p < end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *stop = comma ? comma : end;
-        actions |= action_bit(p, (size_t)(stop - p));
+        actions |= access_action_parse(p, (size_t)(stop - p));
         p = stop + 1;
     }
     memcpy(out->type, s, tlen);
@@ -1093,7 +1077,7 @@ parse_access(json_t *acc, struct token_claims *out, const char **why)
         {
             if (!json_is_string(act))
                 return -1;
-            a->actions |= action_bit(json_string_value(act), json_string_length(act));
+            a->actions |= access_action_parse(json_string_value(act), json_string_length(act));
         }
     }
     out->n_access = json_array_size(acc);

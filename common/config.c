@@ -304,8 +304,8 @@ config_set(struct config *c, const char *section, const char *name, const char *
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
 }
 
-static char *
-trim(char *s)
+char *
+config_trim(char *s)
 {
     while (*s == ' ' || *s == '\t')
         s++;
@@ -319,13 +319,13 @@ trim(char *s)
 static char *
 value_text(char *v)
 {
-    v = trim(v);
+    v = config_trim(v);
     if (*v == '"') {
         char *end = strchr(v + 1, '"');
         if (!end)
             return NULL;
         *end = '\0';
-        char *after = trim(end + 1);
+        char *after = config_trim(end + 1);
         if (*after && *after != '#' && *after != ';')
             return NULL;
         return v + 1;
@@ -336,7 +336,7 @@ value_text(char *v)
             break;
         }
     }
-    return trim(v);
+    return config_trim(v);
 }
 
 static int
@@ -356,17 +356,17 @@ load_file(struct config *c, const char *path, struct err *e)
             rc = err_set(e, ERR_CONFIG, 0, "%s: line too long", where);
             break;
         }
-        char *s = trim(line);
+        char *s = config_trim(line);
         if (!*s || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
             char *end = strchr(s, ']');
-            if (!end || *trim(end + 1)) {
+            if (!end || *config_trim(end + 1)) {
                 rc = err_set(e, ERR_CONFIG, 0, "%s: malformed section header", where);
                 break;
             }
             *end = '\0';
-            char *name = trim(s + 1);
+            char *name = config_trim(s + 1);
             int known = 0;
             for (size_t i = 0; i < NKEYS; i++)
                 if (strcasecmp(keys[i].section, name) == 0)
@@ -384,7 +384,7 @@ load_file(struct config *c, const char *path, struct err *e)
             break;
         }
         *eq = '\0';
-        char *key = trim(s);
+        char *key = config_trim(s);
         char *val = value_text(eq + 1);
         if (!*section) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: key '%s' outside of a [section]", where, key);
@@ -420,7 +420,7 @@ load_env(struct config *c, struct err *e)
         snprintf(where, sizeof(where), "environment %s", var);
         char buf[CONFIG_STR_MAX];
         snprintf(buf, sizeof(buf), "%s", v);
-        if (config_set(c, keys[i].section, keys[i].name, trim(buf), where, e) < 0)
+        if (config_set(c, keys[i].section, keys[i].name, config_trim(buf), where, e) < 0)
             return -1;
     }
     return 0;

@@ -101,4 +101,8 @@ int config_parse_size(const char *s, uint64_t *out);
 int config_parse_duration_ms(const char *s, int64_t *out);
 int config_parse_bool(const char *s, int *out);
 
+/* config_trim - s without leading blanks and trailing blanks and line ends
+ * (cut in place); for the INI-like files of other modules too */
+char *config_trim(char *s);
+
 #endif
