@@ -396,6 +396,12 @@ http_server_overlapped_reads(const struct http_server *s)
 }
 
 unsigned long
+http_server_files_with_headers(const struct http_server *s)
+{
+    return WORKER_SUM(s, files_with_headers);
+}
+
+unsigned long
 http_server_file_copies(const struct http_server *s)
 {
     return WORKER_SUM(s, file_copies);

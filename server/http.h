@@ -291,6 +291,9 @@ unsigned long http_server_input_held_max(const struct http_server *s);
  * streamed reply found the socket full and waited before asking its producer
  * for more */
 unsigned long http_server_file_copies(const struct http_server *s);
+/* file bodies read at once and sent with their headers (a connection whose
+ * transport declined zero-copy before: one sendv, one TLS record) */
+unsigned long http_server_files_with_headers(const struct http_server *s);
 unsigned long http_server_stream_stalls(const struct http_server *s);
 /* the reason phrase of an HTTP status ("Not Found"; "Unknown" for others) */
 const char *http_status_reason(int status);

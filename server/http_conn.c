@@ -1356,6 +1356,7 @@ static void
 conn_file_copy_start(struct http_conn *c)
 {
     c->req->file_copy = 1;
+    c->files_copied = 1;
     atomic_fetch_add_explicit(&c->w->file_copies, 1, memory_order_relaxed);
 }
 
@@ -1466,6 +1467,32 @@ stream_fill(struct http_conn *c)
     }
 }
 
+/* The body of a file reply that fits the copy buffer, read now to go with
+ * its headers, on a connection whose transport declined zero-copy before
+ * (each file would take the copy path anyway): its length, or 0 (send it
+ * the usual way: no such reply, too large, a read that came up short). From
+ * here on the reply takes the copy path for whatever the send leaves. */
+static size_t
+conn_file_with_headers(struct http_conn *c)
+{
+    struct http_req *r = c->req;
+    struct http_worker *w = c->w;
+    if (!c->files_copied || !r->file_left || r->file_left > HTTP_COPY_BUF || r->produce)
+        return 0;
+    if (!w->copybuf) {
+        w->copybuf = malloc(HTTP_COPY_BUF);
+        if (!w->copybuf)
+            abort();
+    }
+    ssize_t n = pread(r->file_fd, w->copybuf, (size_t)r->file_left, r->file_off);
+    if (n != (ssize_t)r->file_left)
+        return 0;
+    if (!r->file_copy)
+        conn_file_copy_start(c);
+    atomic_fetch_add_explicit(&w->files_with_headers, 1, memory_order_relaxed);
+    return (size_t)n;
+}
+
 int
 http_conn_flush(struct http_conn *c)
 {
@@ -1473,17 +1500,24 @@ http_conn_flush(struct http_conn *c)
     if (c->dead)
         return -1;
     /* the unsent headers (and memory body) and a streamed reply's pending piece
-     * go out together: one sendv for the headers and the first piece */
+     * go out together: one sendv for the headers and the first piece; so does
+     * a small file body on a connection whose transport copies files */
     for (;;) {
         if (r->produce && r->s_pos == r->s_end && stream_fill(c) < 0)
             return -1;
         struct iovec iov[2];
         int niov = 0;
-        size_t total = 0;
+        size_t total = 0, file_part = 0;
         if (r->out && r->out_pos < r->out_len) {
             iov[niov].iov_base = r->out + r->out_pos;
             iov[niov].iov_len = r->out_len - r->out_pos;
             total += iov[niov++].iov_len;
+            file_part = conn_file_with_headers(c);
+            if (file_part) {
+                iov[niov].iov_base = c->w->copybuf;
+                iov[niov].iov_len = file_part;
+                total += iov[niov++].iov_len;
+            }
         }
         if (r->produce && r->s_pos < r->s_end) {
             iov[niov].iov_base = r->sbuf + r->s_pos;
@@ -1492,7 +1526,7 @@ http_conn_flush(struct http_conn *c)
         }
         if (niov == 0)
             break;
-        ssize_t n = c->t.ops->sendv(&c->t, iov, niov, r->file_left != 0);
+        ssize_t n = c->t.ops->sendv(&c->t, iov, niov, r->file_left > file_part);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1511,6 +1545,13 @@ http_conn_flush(struct http_conn *c)
                 o = k;
             r->out_pos += o;
             k -= o;
+        }
+        if (file_part) {
+            /* what the send left of it is read again by conn_copy_file */
+            size_t f = k < file_part ? k : file_part;
+            r->file_off += (off_t)f;
+            r->file_left -= f;
+            k -= f;
         }
         if (r->produce)
             r->s_pos += k;

@@ -125,6 +125,7 @@ struct http_worker {
     char *copybuf;         /* HTTP_COPY_BUF bytes, or NULL */
     char *stream_spare;    /* a free streamed-reply buffer, or NULL */
     atomic_ulong file_copies, stream_stalls; /* counters for tests */
+    atomic_ulong files_with_headers;          /* conn_file_with_headers: for tests */
 };
 
 struct http_server {
@@ -159,6 +160,10 @@ struct http_conn {
     unsigned lingering : 1; /* write side shut, reading and dropping */
     unsigned served : 1;    /* at least one request answered */
     unsigned peer_eof : 1;
+    /* the transport declined zero-copy once (TLS without kernel TLS): a small
+     * file body of a later reply is read at once and sent with its headers,
+     * in one sendv (one TLS record, one send) */
+    unsigned files_copied : 1;
     unsigned uring_wait : 1; /* io_uring splices in flight: wait for their completion */
     unsigned zombie : 1;     /* dead, kept only until its request's writes end
                                 or its resumption ran */
