@@ -111,6 +111,20 @@ remove_file(struct storage *st, const struct digest *d, struct err *e)
     return rc;
 }
 
+void
+storage_gc_hook(struct storage *st, void (*fn)(void *arg, enum storage_gc_point pt), void *arg)
+{
+    st->gc_hook_arg = arg;
+    st->gc_hook = fn;
+}
+
+static void
+at(struct storage *st, enum storage_gc_point pt)
+{
+    if (st->gc_hook)
+        st->gc_hook(st->gc_hook_arg, pt);
+}
+
 /* ---- the pass ---- */
 
 int
@@ -245,6 +259,7 @@ settle_rows(struct storage_handle *h, struct storage_gc_item *items, int n, int6
     }
     if (step_end(h, 0, e) < 0)
         return -1;
+    at(h->st, STORAGE_GC_AT_ROWS_SETTLED);
     return removed;
 fail:
     step_end(h, -1, e);
@@ -318,6 +333,7 @@ settle_blobs(struct storage_handle *h, struct storage_gc_item *items, int n, int
     }
     if (meta_commit_hold(c, e) < 0)
         goto out_err;
+    at(st, STORAGE_GC_AT_BLOB_ROWS_GONE);
     for (int i = 0; i < n; i++) {
         if (!gone[i])
             continue;
@@ -334,6 +350,8 @@ settle_blobs(struct storage_handle *h, struct storage_gc_item *items, int n, int
             items[i].removed = 1;
             removed++;
         }
+        if (r == 1)
+            at(st, STORAGE_GC_AT_BLOB_FILE_GONE);
         files++;
     }
     meta_release(c);
@@ -349,6 +367,7 @@ settle_blobs(struct storage_handle *h, struct storage_gc_item *items, int n, int
             }
         if (meta_commit(c, e) < 0)
             goto out_err;
+        at(st, STORAGE_GC_AT_BLOBS_SETTLED);
     }
 out:
     free(gone);

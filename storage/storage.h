@@ -544,6 +544,16 @@ int storage_gc_tags(struct storage_handle *h, const char *repo,
  * (RETAINED). removed[i] is set to 1 for each tag removed. Returns how many. */
 int storage_gc_untag(struct storage_handle *h, const char *repo, const char *const *tags,
                      const struct digest *digests, int *removed, size_t n, struct err *e);
+/* Test hook: fn(arg, point) runs at these points of storage_gc_collect (a
+ * crash test _exit()s there). fn NULL clears it. */
+enum storage_gc_point {
+    STORAGE_GC_AT_ROWS_SETTLED = 1, /* a batch of links/manifests committed */
+    STORAGE_GC_AT_BLOB_ROWS_GONE,   /* blob rows durably deleted, files still there */
+    STORAGE_GC_AT_BLOB_FILE_GONE,   /* after each blob file removed */
+    STORAGE_GC_AT_BLOBS_SETTLED     /* their queue rows removed */
+};
+void storage_gc_hook(struct storage *st, void (*fn)(void *arg, enum storage_gc_point pt),
+                     void *arg);
 /* storage_gc_queued - rows in the review queue (tests, logs) */
 int storage_gc_queued(struct storage_handle *h, int64_t *n, struct err *e);
 

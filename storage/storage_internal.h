@@ -98,6 +98,8 @@ struct storage {
      * its row back */
     struct installing *inst;
     size_t ninst, capinst;
+    void (*gc_hook)(void *arg, enum storage_gc_point pt); /* storage_gc_hook */
+    void *gc_hook_arg;
 };
 
 struct installing {
