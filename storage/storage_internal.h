@@ -10,7 +10,9 @@
  *               sqlite implementation, the only SQL: metadb.c (+ metadb.h),
  *               gsync.c (group commit), ckpt.c (checkpointer), sqlmem.c
  *   upload.c    upload sessions (state machine documented there)
- *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
+ *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers
+ *   gcstore.c   gc's steps (storage.h "garbage collection steps") and the marks of
+ *               blobs being installed */
 #ifndef OCIREG_STORAGE_INTERNAL_H
 #define OCIREG_STORAGE_INTERNAL_H
 
