@@ -46,8 +46,7 @@ struct pass {
     struct storage_gc_item items[GC_BATCH];
 };
 
-static void
-say(struct pass *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct pass *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 say(struct pass *p, const char *fmt, ...)
@@ -105,8 +104,7 @@ sweep(struct pass *p, enum storage_gc_kind kind, int keep, struct err *e)
     for (;;) {
         if (stop_now(p))
             return removed;
-        int n = storage_gc_queue_page(p->h, kind, have_last ? &last : NULL, p->items, GC_BATCH,
-                                      e);
+        int n = storage_gc_queue_page(p->h, kind, have_last ? &last : NULL, p->items, GC_BATCH, e);
         if (n < 0)
             return -1;
         if (n == 0)

@@ -46,7 +46,8 @@
 
 #include "common/banned.h"
 
-_Static_assert((int)STORAGE_GC_BLOB == (int)META_GC_BLOB && (int)STORAGE_GC_LINK == (int)META_GC_LINK &&
+_Static_assert((int)STORAGE_GC_BLOB == (int)META_GC_BLOB &&
+                   (int)STORAGE_GC_LINK == (int)META_GC_LINK &&
                    (int)STORAGE_GC_MANIFEST == (int)META_GC_MANIFEST &&
                    (int)STORAGE_GC_REPO == (int)META_GC_REPO &&
                    (int)STORAGE_GC_RETAINED == (int)META_GC_RETAINED,
@@ -247,8 +248,8 @@ settle_rows(struct storage_handle *h, struct storage_gc_item *items, int n, int6
             if (ex && !it->keep && k == META_GC_LINK)
                 r = meta_gc_link_delete(c, it->repo, it->digest, before, e);
             else if (ex && !it->keep)
-                r = meta_gc_manifest_delete(c, it->repo, it->digest, before,
-                                            k == META_GC_RETAINED, e);
+                r = meta_gc_manifest_delete(c, it->repo, it->digest, before, k == META_GC_RETAINED,
+                                            e);
             if (r < 0)
                 goto fail;
             it->removed = r;
