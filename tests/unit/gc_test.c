@@ -324,6 +324,25 @@ Test(gc, referrer_stays_while_its_subject_is_kept)
     cr_assert_eq(tu_count_files(T.root, "blobs"), 0);
 }
 
+Test(gc, a_pull_already_reading_a_collected_blob_finishes)
+{
+    static const char text[] = "bytes being pulled while gc removes them";
+    struct digest d = tu_put(T.h, "r", text);
+    int fd = -1;
+    struct err e = {0};
+    cr_assert_eq(tu_blob_open_fd(T.h, "r", &d, &fd, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(storage_blob_delete(T.h, "r", &d, &e), 0);
+    struct gc_stats st = pass0(0);
+    cr_assert_eq(st.blobs, 1);
+    cr_assert_not(tu_blob_file_exists(T.root, &d));
+    size_t n = 0;
+    char *got = tu_read_fd(fd, &n);
+    cr_assert_eq(n, strlen(text));
+    cr_assert_str_eq(got, text);
+    free(got);
+    close(fd);
+}
+
 /* a fixture with some of everything to collect */
 static void
 garbage(void)

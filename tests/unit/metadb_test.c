@@ -139,6 +139,34 @@ Test(metadb, hot_queries_are_index_lookups)
     sqlite3_close(db);
 }
 
+/* gc's per-candidate statements (metadb.c Q_GC_*) and what the queue's
+ * triggers look up: index probes, so a pass costs per candidate, not per row
+ * of the store, and the writes that fire the triggers stay cheap */
+Test(metadb, gc_queries_are_index_lookups)
+{
+    sqlite3 *db = raw_db();
+    assert_uses_index(db, "SELECT repo, digest FROM gc_queue WHERE kind = ?1"
+                          " AND (repo, digest) > (?2, ?3) ORDER BY repo, digest LIMIT ?4");
+    assert_uses_index(db, "SELECT 1 FROM blob_links WHERE repo = ?1 AND digest = ?2"
+                          " AND created < ?3 AND NOT EXISTS(SELECT 1 FROM manifest_refs r"
+                          "  WHERE r.ref = ?2 AND r.repo = ?1)");
+    assert_uses_index(db, "SELECT 1 FROM manifests m WHERE m.repo = ?1 AND m.digest = ?2"
+                          " AND m.created < ?3"
+                          " AND NOT EXISTS(SELECT 1 FROM tags t WHERE t.repo = ?1"
+                          "  AND t.digest = ?2)"
+                          " AND NOT EXISTS(SELECT 1 FROM manifest_refs r WHERE r.ref = ?2"
+                          "  AND r.repo = ?1 AND r.kind = 1)"
+                          " AND (m.subject IS NULL OR NOT EXISTS(SELECT 1 FROM manifests s"
+                          "  WHERE s.repo = ?1 AND s.digest = m.subject))");
+    assert_uses_index(db, "SELECT size FROM blobs WHERE digest = ?1 AND created < ?2"
+                          " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE digest = ?1)"
+                          " AND NOT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)");
+    assert_uses_index(db, "SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = ?1 AND digest = ?2");
+    assert_uses_index(db, "SELECT repo, digest FROM manifests WHERE repo = ?1 AND subject = ?2");
+    assert_uses_index(db, "SELECT tag, digest, updated FROM tags WHERE repo = ?1 ORDER BY tag");
+    sqlite3_close(db);
+}
+
 Test(metadb, rows_match_files_after_pushes)
 {
     struct err e = {0};
