@@ -77,6 +77,11 @@ struct config {
         int client_cert_required;       /* 0 */
         int ktls;                       /* 1 = auto, 0 = off */
     } tls;
+    struct {
+        int interval_sec;    /* 3600: a pass every hour in the server; 0 = off */
+        int grace_sec;       /* 3600: nothing younger is collected */
+        int delete_untagged; /* 0 */
+    } gc;
 };
 
 /* config_defaults - fill c with the built-in defaults. */

@@ -38,11 +38,14 @@ struct retention_rules;
 struct gc_opts {
     int64_t grace_sec;     /* [gc] grace: nothing younger is collected */
     int delete_untagged;   /* [gc] delete_untagged */
-    int dry_run;           /* count and list, change nothing */
+    int dry_run;           /* count and list, change nothing (the whole pass
+                              runs in one transaction that is rolled back:
+                              writers wait for it, so for a stopped store) */
     int full;              /* review the whole store, not only the queue */
     const struct retention_rules *retention; /* NULL: no retention rules */
     /* each thing removed (or, dry run, that would be): "manifest REPO@DIGEST
-     * (rule ...)", "link REPO DIGEST", "blob DIGEST SIZE", "upload UUID";
+     * (rule ...)", "link REPO DIGEST", "blob DIGEST SIZE", "upload UUID",
+     * "tag REPO:TAG (rule ...)" (retention); called on the pass's thread;
      * NULL: no listing */
     void (*report)(void *arg, const char *line);
     void *report_arg;

@@ -1,4 +1,4 @@
-/* main.c - the ocireg command line: serve, version, help. */
+/* main.c - the ocireg command line: serve, gc, version, help. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "gc/gc.h"
 #include "server/api.h"
 #include "server/http.h"
 #include "server/maint.h"
@@ -35,6 +36,12 @@ static const char usage_text[] =
     "                           (default: built-in defaults; every key can be set\n"
     "                           with OCIREG_<SECTION>_<KEY>, e.g. OCIREG_SERVER_LISTEN)\n"
     "      --ready-file PATH    once listening, write \"ADDR:PORT\\n\" to PATH\n"
+    "  gc [-c FILE] [--dry-run] [--delete-untagged] [--full]\n"
+    "                                        one garbage collection pass on a stopped\n"
+    "                                        store (a running server collects on its own)\n"
+    "      --dry-run            list what would be removed, remove nothing\n"
+    "      --delete-untagged    also untagged manifests ([gc] delete_untagged)\n"
+    "      --full               review the whole store, not only what changed\n"
     "  version                               print the version\n"
     "  help                                  this text\n";
 
@@ -155,6 +162,22 @@ write_ready_file(const char *path, const char *text, struct err *e)
     return 0;
 }
 
+/* storage options from the configuration (serve and gc) */
+static struct storage_opts
+storage_opts_of(const struct config *cfg)
+{
+    return (struct storage_opts){
+        .root = cfg->storage.root,
+        .fsync = cfg->storage.fsync,
+        .max_manifest = cfg->server.max_manifest,
+        .upload_expiry_sec = cfg->storage.upload_expiry_sec,
+        .max_blob_size = cfg->storage.max_blob_size,
+        .max_uploads = (unsigned)cfg->storage.max_uploads,
+        .max_uploads_per_repo = (unsigned)cfg->storage.max_uploads_per_repo,
+        .max_manifest_refs = (unsigned)cfg->storage.max_manifest_refs,
+    };
+}
+
 static int
 cmd_serve(int argc, char **argv)
 {
@@ -218,16 +241,7 @@ cmd_serve(int argc, char **argv)
         goto out;
     }
 
-    struct storage_opts so = {
-        .root = cfg.storage.root,
-        .fsync = cfg.storage.fsync,
-        .max_manifest = cfg.server.max_manifest,
-        .upload_expiry_sec = cfg.storage.upload_expiry_sec,
-        .max_blob_size = cfg.storage.max_blob_size,
-        .max_uploads = (unsigned)cfg.storage.max_uploads,
-        .max_uploads_per_repo = (unsigned)cfg.storage.max_uploads_per_repo,
-        .max_manifest_refs = (unsigned)cfg.storage.max_manifest_refs,
-    };
+    struct storage_opts so = storage_opts_of(&cfg);
     st = storage_open(&so, &e);
     if (!st) {
         log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
@@ -333,6 +347,96 @@ out:
     return rc;
 }
 
+static void
+print_line(void *arg, const char *line)
+{
+    (void)arg;
+    printf("  %s\n", line);
+}
+
+/* ocireg gc - one pass on a stopped store. The root's lock keeps it from a
+ * store a server has open (its recovery and ours would fight over files);
+ * that server collects by itself every [gc] interval. */
+static int
+cmd_gc(int argc, char **argv)
+{
+    const char *conf_path = NULL;
+    int dry = 0, untagged = 0, full = 0;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            conf_path = argv[++i];
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry = 1;
+        } else if (strcmp(argv[i], "--delete-untagged") == 0) {
+            untagged = 1;
+        } else if (strcmp(argv[i], "--full") == 0) {
+            full = 1;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ocireg gc: unknown or incomplete option '%s'\n\n%s", argv[i],
+                    usage_text);
+            return 2;
+        }
+    }
+    struct err e = {0};
+    struct config cfg;
+    if (config_load(&cfg, conf_path, &e) < 0) {
+        fprintf(stderr, "ocireg gc: %s\n", e.msg);
+        return 1;
+    }
+    /* warnings and errors only: the command prints its own result */
+    log_setup(cfg.log.level < LOG_WARN ? (enum log_level)cfg.log.level : LOG_WARN, cfg.log.json, 2);
+    struct storage_opts so = storage_opts_of(&cfg);
+    struct storage *st = storage_open(&so, &e);
+    if (!st) {
+        long pid = 0;
+        struct err oe = {0};
+        if (storage_root_owner(cfg.storage.root, &pid, &oe) == 1)
+            fprintf(stderr,
+                    "ocireg gc: the store '%s' is in use by a running ocireg (pid %ld): it "
+                    "collects on its own every [gc] interval; send it SIGUSR1 for a pass now\n",
+                    cfg.storage.root, pid);
+        else
+            fprintf(stderr, "ocireg gc: storage '%s': %s\n", cfg.storage.root, e.msg);
+        return 1;
+    }
+    int rc = 1;
+    struct storage_handle *h = storage_handle_open(st, &e);
+    if (!h) {
+        fprintf(stderr, "ocireg gc: %s\n", e.msg);
+        goto out;
+    }
+    struct gc_opts o = {
+        .grace_sec = cfg.gc.grace_sec,
+        .delete_untagged = cfg.gc.delete_untagged || untagged,
+        .dry_run = dry,
+        .full = full,
+        .report = dry ? print_line : NULL,
+    };
+    if (dry)
+        printf("would remove:\n");
+    struct gc_stats gs;
+    int prc = gc_pass(h, &o, &gs, &e);
+    printf("%s: %llu blobs (%llu bytes), %llu manifests, %llu links, %llu uploads, %llu tags; "
+           "%llu candidates reviewed in %.3f s\n",
+           dry ? "would remove" : "removed", (unsigned long long)gs.blobs,
+           (unsigned long long)gs.bytes, (unsigned long long)gs.manifests,
+           (unsigned long long)gs.links, (unsigned long long)gs.uploads,
+           (unsigned long long)gs.tags, (unsigned long long)gs.reviewed, gs.seconds);
+    if (prc < 0) {
+        fprintf(stderr, "ocireg gc: %s (what was removed stays removed; the next pass goes on)\n",
+                e.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    storage_handle_close(h);
+    storage_close(st);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -343,6 +447,8 @@ main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "gc") == 0)
+        return cmd_gc(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ocireg %s\n", OCIREG_VERSION);
         return 0;

@@ -200,4 +200,89 @@ int meta_links_unreferenced(struct meta_conn *c, int64_t before,
  * manifest is stored as it: 1 deleted, 0 kept (referenced again) */
 int meta_blob_delete(struct meta_conn *c, const char *ds, struct err *e);
 
+/* ---- gc's review queue (gc/gc.c, docs/gc.md) ----
+ * Every operation that can orphan something queues a candidate in its own
+ * transaction: meta_blob_link (the link: it may never be referenced),
+ * meta_blob_unlink and meta_blob_forget (the blob), meta_manifest_put (a new
+ * manifest: it may stay untagged; a moved tag: the manifest it named),
+ * meta_manifest_delete (its body's blob, its blob links and child manifests in
+ * its repository, the manifests naming it as subject, the repository when it
+ * was the last one), meta_tag_delete (the manifest). One row per candidate
+ * (repeats coalesce); a row is removed only by the transaction that settled
+ * it (meta_gc_dequeue). */
+
+enum meta_gc_kind {
+    META_GC_BLOB = 0,     /* repo "": a blob row (and its file) */
+    META_GC_LINK = 1,     /* a blob link of repo */
+    META_GC_MANIFEST = 2, /* a manifest of repo (collected with delete_untagged) */
+    META_GC_REPO = 3,     /* digest "": every link and manifest of repo */
+    META_GC_RETAINED = 4  /* a manifest of repo whose tag retention removed:
+                             collected when nothing else needs it */
+};
+
+/* meta_gc_full_needed - 1 when the next pass must review everything (a store
+ * from before the queue), 0, or -1 */
+int meta_gc_full_needed(struct meta_conn *c, struct err *e);
+/* meta_gc_fill (txn) - queue every thing of `kind` (META_GC_LINK: every link,
+ * META_GC_MANIFEST: every manifest, META_GC_BLOB: every blob row, and then
+ * full_needed is cleared); the other kinds do nothing */
+int meta_gc_fill(struct meta_conn *c, enum meta_gc_kind kind, struct err *e);
+/* meta_gc_queue_page - up to n queued candidates of kind after (repo, ds)
+ * (both "" = from the start), in key order: fn(repo, ds) for each. Returns how
+ * many were given, or -1. Sees the open transaction of c, if any. */
+int meta_gc_queue_page(struct meta_conn *c, enum meta_gc_kind kind, const char *repo,
+                       const char *ds, long n,
+                       int (*fn)(void *arg, const char *repo, const char *ds), void *arg,
+                       struct err *e);
+/* meta_gc_queue_count - rows queued (all kinds): *n */
+int meta_gc_queue_count(struct meta_conn *c, int64_t *n, struct err *e);
+/* meta_gc_enqueue / meta_gc_dequeue (txn) - add / remove one candidate */
+int meta_gc_enqueue(struct meta_conn *c, enum meta_gc_kind kind, const char *repo,
+                    const char *ds, struct err *e);
+int meta_gc_dequeue(struct meta_conn *c, enum meta_gc_kind kind, const char *repo,
+                    const char *ds, struct err *e);
+/* meta_gc_repo_expand (txn) - queue every link and manifest of repo */
+int meta_gc_repo_expand(struct meta_conn *c, const char *repo, struct err *e);
+/* meta_gc_link_delete (txn) - remove repo's link to ds when it was created
+ * before `before` and no manifest of repo references ds: 1 removed, 0 kept */
+int meta_gc_link_delete(struct meta_conn *c, const char *repo, const char *ds, int64_t before,
+                        struct err *e);
+/* meta_gc_manifest_delete (txn) - delete manifest ds of repo (as
+ * meta_manifest_delete) when no tag names it, no manifest of repo references
+ * it (a kept index), it has no subject or its subject is not a manifest of
+ * repo, and it was created before `before`: 1 deleted, 0 kept. retained: its
+ * child manifests and referrers are queued as META_GC_RETAINED first. */
+int meta_gc_manifest_delete(struct meta_conn *c, const char *repo, const char *ds,
+                            int64_t before, int retained, struct err *e);
+/* meta_gc_created - the creation time of a candidate (META_GC_BLOB: the blob
+ * row, META_GC_LINK: the link, META_GC_MANIFEST / _RETAINED: the manifest):
+ * 1 with *created, 0 when it does not exist */
+int meta_gc_created(struct meta_conn *c, enum meta_gc_kind kind, const char *repo,
+                    const char *ds, int64_t *created, struct err *e);
+/* meta_gc_blob_delete (txn) - delete the blob row of ds when it was created
+ * before `before`, nothing links it and no manifest is stored as it: 1 with
+ * *size, 0 kept (or no such row) */
+int meta_gc_blob_delete(struct meta_conn *c, const char *ds, int64_t before, uint64_t *size,
+                        struct err *e);
+/* meta_gc_tag_delete (txn) - remove tag of repo if it still names ds (a push
+ * may have moved it since it was read) and queue ds as META_GC_RETAINED: 1, 0
+ * when it names something else or is gone */
+int meta_gc_tag_delete(struct meta_conn *c, const char *repo, const char *tag, const char *ds,
+                       struct err *e);
+/* meta_tags_for_retention - every tag of repo: fn(tag, digest, pushed,
+ * pulled) with pushed the last time the tag was set and pulled the last
+ * manifest GET by the tag (0: never or not tracked); fn non-zero stops */
+int meta_tags_for_retention(struct meta_conn *c, const char *repo,
+                            int (*fn)(void *arg, const char *tag, const char *ds, int64_t pushed,
+                                      int64_t pulled),
+                            void *arg, struct err *e);
+/* meta_commit_hold - meta_commit (durable: returns once the commit survives a
+ * power loss) that keeps the write lock: no other write transaction begins
+ * until meta_release. For gc: the blob rows are gone, durably, before their
+ * files are removed, and no writer can add a row back in between. On failure
+ * the transaction is rolled back and the lock given back. */
+int meta_commit_hold(struct meta_conn *c, struct err *e);
+/* meta_release - give back the lock kept by meta_commit_hold */
+void meta_release(struct meta_conn *c);
+
 #endif

@@ -17,7 +17,7 @@
  * covers their frames too. Every blob file is fsync'd (file and directory) BEFORE
  * the row naming it commits, so a row that survives always has its file.
  *
- * Schema version 4 (PRAGMA user_version). Digests are stored as their text
+ * Schema version 5 (PRAGMA user_version). Digests are stored as their text
  * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
  * collation), which is the order the spec's tag list and catalog want. Every
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
@@ -46,7 +46,10 @@
  *   tags(repo, tag, digest, updated)
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
  *                                        last use is kept in memory: a PATCH
- *                                        writes no row */
+ *                                        writes no row
+ *   gc_queue(kind, repo, digest)   gc's review queue (kinds: enum meta_gc_kind),
+ *                                  fed by triggers (see migrate_v5)
+ *   gc_state(name, value)          full_needed: the next pass reviews everything */
 #include "storage/metadb.h"
 
 #include <errno.h>
@@ -131,8 +134,66 @@ static const char *const migrate_v4 =
     "CREATE INDEX manifest_annotations_unfilled ON manifest_annotations(manifest_id)"
     "  WHERE annotations IS NULL;";
 
+/* v4 -> v5: gc's review queue (gc/gc.c). The operations that can orphan
+ * something queue it in the same transaction, through triggers, so no write
+ * path can forget to: a link created (an upload's end, a blob put, a mount:
+ * the link may never be referenced) or removed (its blob); a manifest created
+ * (it may stay untagged) or deleted (its body's blob, the manifests that name
+ * it as their subject, the repository when it was its last); a manifest's
+ * references removed (its links and child manifests); a tag moved or deleted
+ * (the manifest it named). The primary key coalesces repeats, so the queue
+ * holds at most one row per thing that exists or existed since the last pass.
+ * A pass removes a row only in the transaction that settled it. An older
+ * store had no queue: gc_state full_needed asks the first pass to review
+ * everything (set only when there is something to review). */
+static const char *const migrate_v5 =
+    "CREATE TABLE gc_queue(kind INTEGER NOT NULL, repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    "  PRIMARY KEY(kind, repo, digest)) WITHOUT ROWID;"
+    "CREATE TABLE gc_state(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO gc_state(name, value) SELECT 'full_needed', EXISTS(SELECT 1 FROM blobs);"
+    /* the outer statement's conflict policy (an upsert's, an INSERT OR
+     * IGNORE's) would override a trigger's own OR IGNORE, so repeats are
+     * skipped with NOT EXISTS instead */
+    "CREATE TRIGGER gcq_link_ins AFTER INSERT ON blob_links BEGIN"
+    "  INSERT INTO gc_queue SELECT 1, new.repo, new.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 1 AND repo = new.repo AND digest = new.digest);"
+    " END;"
+    "CREATE TRIGGER gcq_link_del AFTER DELETE ON blob_links BEGIN"
+    "  INSERT INTO gc_queue SELECT 0, '', old.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 0 AND repo = '' AND digest = old.digest);"
+    " END;"
+    "CREATE TRIGGER gcq_mf_ins AFTER INSERT ON manifests BEGIN"
+    "  INSERT INTO gc_queue SELECT 2, new.repo, new.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = new.repo AND digest = new.digest);"
+    " END;"
+    "CREATE TRIGGER gcq_mf_del AFTER DELETE ON manifests BEGIN"
+    "  INSERT INTO gc_queue SELECT 0, '', old.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 0 AND repo = '' AND digest = old.digest);"
+    "  INSERT INTO gc_queue SELECT 2, m.repo, m.digest FROM manifests m"
+    "   WHERE m.repo = old.repo AND m.subject = old.digest AND NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue q WHERE q.kind = 2 AND q.repo = m.repo AND q.digest = m.digest);"
+    "  INSERT INTO gc_queue SELECT 3, old.repo, '' WHERE NOT EXISTS"
+    "   (SELECT 1 FROM manifests WHERE repo = old.repo) AND NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 3 AND repo = old.repo AND digest = '');"
+    " END;"
+    "CREATE TRIGGER gcq_ref_del AFTER DELETE ON manifest_refs WHEN old.kind <> 2 BEGIN"
+    "  INSERT INTO gc_queue SELECT CASE old.kind WHEN 1 THEN 2 ELSE 1 END, old.repo, old.ref"
+    "   WHERE NOT EXISTS(SELECT 1 FROM gc_queue WHERE kind = CASE old.kind WHEN 1 THEN 2"
+    "   ELSE 1 END AND repo = old.repo AND digest = old.ref);"
+    " END;"
+    "CREATE TRIGGER gcq_tag_upd AFTER UPDATE OF digest ON tags"
+    "  WHEN old.digest <> new.digest BEGIN"
+    "  INSERT INTO gc_queue SELECT 2, old.repo, old.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = old.repo AND digest = old.digest);"
+    " END;"
+    "CREATE TRIGGER gcq_tag_del AFTER DELETE ON tags BEGIN"
+    "  INSERT INTO gc_queue SELECT 2, old.repo, old.digest WHERE NOT EXISTS"
+    "   (SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = old.repo AND digest = old.digest);"
+    " END;";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3, migrate_v4};
+static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3, migrate_v4,
+                                         migrate_v5};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -210,6 +271,42 @@ static const char *const stmt_sql[Q__COUNT] = {
                             " LEFT JOIN manifest_annotations a ON a.manifest_id = m.id"
                             " WHERE m.repo = ?1 AND m.subject = ?2 AND m.digest > ?3"
                             " AND m.artifact_type = ?5 ORDER BY m.digest LIMIT ?4",
+    /* ---- gc (gc/gc.c): the conditions are checked inside the deleting
+     * transaction, so a writer that references a thing in its own transaction
+     * either comes first (the thing is kept) or sees it gone ---- */
+    [Q_GC_FULL_NEEDED] = "SELECT value FROM gc_state WHERE name = 'full_needed'",
+    [Q_GC_PAGE] = "SELECT repo, digest FROM gc_queue WHERE kind = ?1 AND (repo, digest) > (?2, ?3)"
+                  " ORDER BY repo, digest LIMIT ?4",
+    [Q_GC_COUNT] = "SELECT count(*) FROM gc_queue",
+    [Q_GC_ENQUEUE] = "INSERT OR IGNORE INTO gc_queue(kind, repo, digest) VALUES(?1, ?2, ?3)",
+    [Q_GC_DEQUEUE] = "DELETE FROM gc_queue WHERE kind = ?1 AND repo = ?2 AND digest = ?3",
+    [Q_GC_LINK_DELETE] = "DELETE FROM blob_links WHERE repo = ?1 AND digest = ?2 AND created < ?3"
+                         " AND NOT EXISTS(SELECT 1 FROM manifest_refs r"
+                         "  WHERE r.ref = ?2 AND r.repo = ?1)",
+    /* untagged, no kept index of the repository references it, not a
+     * referrer whose subject is kept there */
+    [Q_GC_MF_COLLECTABLE] = "SELECT 1 FROM manifests m WHERE m.repo = ?1 AND m.digest = ?2"
+                            " AND m.created < ?3"
+                            " AND NOT EXISTS(SELECT 1 FROM tags t WHERE t.repo = ?1"
+                            "  AND t.digest = ?2)"
+                            " AND NOT EXISTS(SELECT 1 FROM manifest_refs r WHERE r.ref = ?2"
+                            "  AND r.repo = ?1 AND r.kind = 1)"
+                            " AND (m.subject IS NULL OR NOT EXISTS(SELECT 1 FROM manifests s"
+                            "  WHERE s.repo = ?1 AND s.digest = m.subject))",
+    [Q_GC_BLOB_DELETE] = "DELETE FROM blobs WHERE digest = ?1 AND created < ?2"
+                         " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE digest = ?1)"
+                         " AND NOT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)"
+                         " RETURNING size",
+    [Q_GC_LINK_CREATED] = "SELECT created FROM blob_links WHERE repo = ?1 AND digest = ?2",
+    [Q_GC_MF_CREATED] = "SELECT created FROM manifests WHERE repo = ?1 AND digest = ?2",
+    [Q_GC_BLOB_CREATED] = "SELECT created FROM blobs WHERE digest = ?2 AND ?1 = ''",
+    [Q_GC_RETAIN_CASCADE] = "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+                            " SELECT 4, repo, ref FROM manifest_refs"
+                            "  WHERE repo = ?1 AND digest = ?2 AND kind = 1"
+                            " UNION SELECT 4, repo, digest FROM manifests"
+                            "  WHERE repo = ?1 AND subject = ?2",
+    [Q_GC_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
+    [Q_TAGS_RETENTION] = "SELECT tag, digest, updated FROM tags WHERE repo = ?1 ORDER BY tag",
 };
 
 int
@@ -338,6 +435,7 @@ meta_conn_close(struct meta_conn *c)
     if (!c)
         return;
     meta_rollback(c);
+    meta_release(c);
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(c->q[i]);
     sqlite3_close(c->db);
@@ -600,6 +698,40 @@ meta_commit(struct meta_conn *c, struct err *e)
         return 0;
     __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
     return meta_durable_point(c, e);
+}
+
+int
+meta_commit_hold(struct meta_conn *c, struct err *e)
+{
+    if (fault_hit(c->m->fault, FAULT_DB)) {
+        meta_rollback(c);
+        return err_set(e, ERR_DB, 0, "commit: injected fault");
+    }
+    if (run(c, metadb_q(c, Q_COMMIT), e) < 0) {
+        meta_rollback(c);
+        return -1;
+    }
+    c->in_txn = 0;
+    c->held = 1;
+    if (!c->durable)
+        return 0;
+    __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
+    /* the leader of a WAL fsync round needs no lock, so waiting for one with
+     * the write mutex held cannot deadlock (writers merely queue behind) */
+    if (meta_durable_point(c, e) < 0) {
+        meta_release(c);
+        return -1;
+    }
+    return 0;
+}
+
+void
+meta_release(struct meta_conn *c)
+{
+    if (!c->held)
+        return;
+    c->held = 0;
+    pthread_mutex_unlock(&c->m->wmu);
 }
 
 /* ---- small query shapes ---- */
@@ -1202,4 +1334,238 @@ meta_blob_delete(struct meta_conn *c, const char *ds, struct err *e)
     if (step != SQLITE_DONE)
         return dberr(c, "delete blob", e);
     return changes(c) ? 1 : 0;
+}
+
+/* ---- gc's review queue ---- */
+
+int
+meta_gc_full_needed(struct meta_conn *c, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_FULL_NEEDED);
+    int rc = sqlite3_step(s);
+    int v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return dberr(c, "read gc state", e);
+    return v ? 1 : 0;
+}
+
+int
+meta_gc_fill(struct meta_conn *c, enum meta_gc_kind kind, struct err *e)
+{
+    switch (kind) {
+    case META_GC_LINK:
+        return exec_once(c, "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+                            " SELECT 1, repo, digest FROM blob_links", e);
+    case META_GC_MANIFEST:
+        return exec_once(c, "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+                            " SELECT 2, repo, digest FROM manifests", e);
+    case META_GC_BLOB:
+        if (exec_once(c, "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+                         " SELECT 0, '', digest FROM blobs", e) < 0)
+            return -1;
+        return exec_once(c, "UPDATE gc_state SET value = 0 WHERE name = 'full_needed'", e);
+    default:
+        return 0;
+    }
+}
+
+int
+meta_gc_queue_page(struct meta_conn *c, enum meta_gc_kind kind, const char *repo, const char *ds,
+                   long n, int (*fn)(void *arg, const char *repo, const char *ds), void *arg,
+                   struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_PAGE);
+    sqlite3_bind_int(s, 1, (int)kind);
+    bind_text(s, 2, repo ? repo : "");
+    bind_text(s, 3, ds ? ds : "");
+    bind_int64(s, 4, n < 0 ? -1 : (int64_t)n);
+    int rc;
+    long i = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(s, 0);
+        const char *d = (const char *)sqlite3_column_text(s, 1);
+        i++;
+        if (fn(arg, r ? r : "", d ? d : "") != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "read gc queue", e);
+    return (int)i;
+}
+
+int
+meta_gc_queue_count(struct meta_conn *c, int64_t *n, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_COUNT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? 0 : dberr(c, "read gc queue", e);
+}
+
+static int
+gc_key(struct meta_conn *c, enum stmt_id id, enum meta_gc_kind kind, const char *repo,
+       const char *ds, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, id);
+    sqlite3_bind_int(s, 1, (int)kind);
+    bind_text(s, 2, repo ? repo : "");
+    bind_text(s, 3, ds ? ds : "");
+    return run(c, s, e);
+}
+
+int
+meta_gc_enqueue(struct meta_conn *c, enum meta_gc_kind kind, const char *repo, const char *ds,
+                struct err *e)
+{
+    return gc_key(c, Q_GC_ENQUEUE, kind, repo, ds, e);
+}
+
+int
+meta_gc_dequeue(struct meta_conn *c, enum meta_gc_kind kind, const char *repo, const char *ds,
+                struct err *e)
+{
+    return gc_key(c, Q_GC_DEQUEUE, kind, repo, ds, e);
+}
+
+int
+meta_gc_repo_expand(struct meta_conn *c, const char *repo, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    static const char *const sql[2] = {
+        "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+        " SELECT 1, repo, digest FROM blob_links WHERE repo = ?1",
+        "INSERT OR IGNORE INTO gc_queue(kind, repo, digest)"
+        " SELECT 2, repo, digest FROM manifests WHERE repo = ?1",
+    };
+    for (int i = 0; i < 2; i++) {
+        if (sqlite3_prepare_v2(cur(c)->db, sql[i], -1, &s, NULL) != SQLITE_OK)
+            return dberr(c, "queue repository", e);
+        bind_text(s, 1, repo);
+        int rc = sqlite3_step(s);
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            return dberr(c, "queue repository", e);
+    }
+    return 0;
+}
+
+int
+meta_gc_link_delete(struct meta_conn *c, const char *repo, const char *ds, int64_t before,
+                    struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_LINK_DELETE);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds);
+    bind_int64(s, 3, before);
+    if (run(c, s, e) < 0)
+        return -1;
+    if (changes(c) == 0)
+        return 0;
+    return repo_prune(c, repo, e) < 0 ? -1 : 1;
+}
+
+int
+meta_gc_manifest_delete(struct meta_conn *c, const char *repo, const char *ds, int64_t before,
+                        int retained, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_MF_COLLECTABLE);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, ds);
+    bind_int64(s, 3, before);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return dberr(c, "read manifest", e);
+    if (retained && run2(c, Q_GC_RETAIN_CASCADE, repo, ds, e) < 0)
+        return -1;
+    return meta_manifest_delete(c, repo, ds, e);
+}
+
+int
+meta_gc_created(struct meta_conn *c, enum meta_gc_kind kind, const char *repo, const char *ds,
+                int64_t *created, struct err *e)
+{
+    enum stmt_id id = kind == META_GC_BLOB   ? Q_GC_BLOB_CREATED
+                      : kind == META_GC_LINK ? Q_GC_LINK_CREATED
+                                             : Q_GC_MF_CREATED;
+    sqlite3_stmt *s = metadb_q(c, id);
+    bind_text(s, 1, repo ? repo : "");
+    bind_text(s, 2, ds);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *created = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "read gc candidate", e);
+}
+
+int
+meta_gc_blob_delete(struct meta_conn *c, const char *ds, int64_t before, uint64_t *size,
+                    struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_BLOB_DELETE);
+    bind_text(s, 1, ds);
+    bind_int64(s, 2, before);
+    int rc = sqlite3_step(s);
+    uint64_t sz = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_step(s); /* RETURNING: the delete completes at DONE */
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "delete blob", e);
+    if (changes(c) == 0)
+        return 0;
+    *size = sz;
+    return 1;
+}
+
+int
+meta_gc_tag_delete(struct meta_conn *c, const char *repo, const char *tag, const char *ds,
+                   struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_GC_TAG_DELETE);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, tag);
+    bind_text(s, 3, ds);
+    if (run(c, s, e) < 0)
+        return -1;
+    if (changes(c) == 0)
+        return 0;
+    return meta_gc_enqueue(c, META_GC_RETAINED, repo, ds, e) < 0 ? -1 : 1;
+}
+
+/* pulled is 0: the tags table keeps no pull time (yet); the retention
+ * module's tracking fills it here when it adds one */
+int
+meta_tags_for_retention(struct meta_conn *c, const char *repo,
+                        int (*fn)(void *arg, const char *tag, const char *ds, int64_t pushed,
+                                  int64_t pulled),
+                        void *arg, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_TAGS_RETENTION);
+    bind_text(s, 1, repo);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        const char *d = (const char *)sqlite3_column_text(s, 1);
+        if (fn(arg, t ? t : "", d ? d : "", sqlite3_column_int64(s, 2), 0) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "list tags", e);
+    return 0;
 }

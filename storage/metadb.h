@@ -89,6 +89,20 @@ enum stmt_id {
     Q_PENDING_MAX,
     Q_PENDING_DONE,
     Q_PENDING_ALL,
+    Q_GC_FULL_NEEDED,
+    Q_GC_PAGE,
+    Q_GC_COUNT,
+    Q_GC_ENQUEUE,
+    Q_GC_DEQUEUE,
+    Q_GC_LINK_DELETE,
+    Q_GC_MF_COLLECTABLE,
+    Q_GC_BLOB_DELETE,
+    Q_GC_LINK_CREATED,
+    Q_GC_MF_CREATED,
+    Q_GC_BLOB_CREATED,
+    Q_GC_RETAIN_CASCADE,
+    Q_GC_TAG_DELETE,
+    Q_TAGS_RETENTION,
     Q__COUNT
 };
 
@@ -116,9 +130,10 @@ struct meta_conn {
     struct sqlite3_stmt *q[Q__COUNT];
     int in_txn;  /* holds m->wmu and an open transaction */
     int durable; /* the open transaction waits for the WAL fsync at commit */
+    int held;    /* holds m->wmu after meta_commit_hold, until meta_release */
 };
 
-#define METADB_SCHEMA_VERSION 4
+#define METADB_SCHEMA_VERSION 5
 /* "unix-excl": the process holds an exclusive lock on meta.db (one process per
  * root anyway, see the flock in storage_open) and the WAL index lives in heap
  * memory shared by the process's connections, so a read transaction takes no

@@ -208,6 +208,14 @@ storage_open(const struct storage_opts *opts, struct err *e)
             err_sys(e, ERR_IO, errno, "lock '%s/lock'", st->root);
         goto fail;
     }
+    /* who holds it, for the message of a command that finds it taken
+     * (storage_root_owner); only a hint, so a failure is not an error */
+    {
+        char pid[32];
+        int pl = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(st->lockfd, 0) < 0 || pwrite(st->lockfd, pid, (size_t)pl, 0) != pl)
+            log_debug("storage", NULL, "cannot write the pid into '%s/lock'", st->root);
+    }
     st->blobs = blob_fs_open(st->rootfd, st->fsync, &st->fault, e);
     if (st->blobs && opts->test_blobs)
         st->blobs = opts->test_blobs(st->blobs, e);
@@ -255,6 +263,7 @@ storage_close(struct storage *st)
     meta_close(st->meta); /* a last storage_pending_sync through synch */
     storage_handle_close(st->synch);
     upload_table_free(st);
+    free(st->inst);
     if (st->blobs)
         st->blobs->ops->close(st->blobs);
     if (st->lockfd >= 0)
@@ -744,9 +753,14 @@ storage_blob_put(struct storage_handle *h, const char *repo, const void *data, s
         return -1;
     struct digest d;
     digest_of(algo, data, n, &d);
-    if (h->st->blobs->ops->put(h->st->blobs, &d, data, n, BLOB_PUT_DURABLE, e) < 0)
+    /* gc keeps the file of a blob being installed (gcstore.c) */
+    if (storage_install_mark(h->st, &d, e) < 0)
         return -1;
-    if (commit_blob_rows(h, repo, &d, n, e) < 0)
+    int rc = h->st->blobs->ops->put(h->st->blobs, &d, data, n, BLOB_PUT_DURABLE, e);
+    if (rc == 0)
+        rc = commit_blob_rows(h, repo, &d, n, e);
+    storage_install_unmark(h->st, &d);
+    if (rc < 0)
         return -1;
     if (out)
         *out = d;
@@ -859,7 +873,8 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     struct storage *st = h->st;
     struct manifest_info mi;
     memset(&mi, 0, sizeof(mi));
-    int rc = -1;
+    int rc = -1, marked = 0;
+    struct digest d;
     if (repo_ok(repo, e) < 0)
         return -1;
     if (len > st->max_manifest)
@@ -878,7 +893,6 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
     }
     dedup_refs(&mi);
 
-    struct digest d;
     digest_of(ref_digest ? ref_digest->algo : DIGEST_SHA256, body, len, &d);
     if (ref_digest && !digest_equal(&d, ref_digest)) {
         err_set(e, ERR_DIGEST_INVALID, 0, "manifest digest does not match the reference");
@@ -888,6 +902,10 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
      * the rows once, under it */
     if (check_ref_files(h, repo, &mi, e) < 0)
         goto out;
+    /* gc keeps the file of a blob being installed (gcstore.c) */
+    if (storage_install_mark(st, &d, e) < 0)
+        goto out;
+    marked = 1;
     /* the file without an fsync of it or its directory: the body goes into
      * pending_manifest_files in the transaction below (see "manifest files") */
     if (st->blobs->ops->put(st->blobs, &d, body, len,
@@ -946,6 +964,8 @@ storage_manifest_put(struct storage_handle *h, const char *repo, const char *bod
 fail_txn:
     meta_rollback(h->mc);
 out:
+    if (marked)
+        storage_install_unmark(st, &d);
     manifest_info_release(&mi);
     return rc;
 }

@@ -470,4 +470,103 @@ int storage_referrers_page(struct storage_handle *h, const char *repo,
                            const struct digest *last, long n, storage_referrer_fn fn, void *arg,
                            int *more, struct err *e);
 
+/* ---- garbage collection steps ----
+ * gc/gc.c drives a pass with these; the invariants live here (docs/gc.md,
+ * docs/storage.md "Rule for gc"). Candidates come from the review queue that
+ * the writes above fill in their own transactions. Every step re-checks its
+ * condition inside its own write transaction, so a writer that references a
+ * thing in its transaction either commits first (the thing is kept) or finds
+ * it gone (a manifest PUT: ERR_MANIFEST_BLOB_UNKNOWN). A queue row goes only
+ * in the transaction that settled it; a thing younger than `before` keeps its
+ * row for a later pass. Blob rows are deleted and made durable before their
+ * files are removed, with the write lock held until the files are gone, and a
+ * blob being installed by a concurrent commit keeps its file: never a row
+ * without its file, whatever crash. A reader that has the file open finishes.
+ *
+ * A dry run (storage_gc_begin with dry_run) runs every step inside one write
+ * transaction that storage_gc_end rolls back and removes no file: the same
+ * decisions and counts as a real pass, nothing changed (writers wait for it:
+ * meant for a stopped store). */
+enum storage_gc_kind { /* the queue's kinds (storage/meta.h enum meta_gc_kind) */
+    STORAGE_GC_BLOB = 0,     /* a blob row and its file (repo "") */
+    STORAGE_GC_LINK = 1,     /* a blob link of repo */
+    STORAGE_GC_MANIFEST = 2, /* an untagged manifest of repo (delete_untagged) */
+    STORAGE_GC_REPO = 3,     /* a repository: queue all its links and manifests */
+    STORAGE_GC_RETAINED = 4  /* a manifest whose tag retention removed */
+};
+
+struct storage_gc_item {
+    enum storage_gc_kind kind;
+    char repo[NAME_MAX_LEN + 1];
+    char digest[DIGEST_STR_MAX];
+    int keep;      /* in: settle it as needed (its queue row goes) without
+                      looking: manifests when untagged ones are not collected */
+    int removed;   /* out: 1 when removed (dry run: would be) */
+    uint64_t size; /* out: a removed blob's bytes */
+};
+
+/* storage_gc_begin - start a pass on h: *full_needed = 1 when the store has
+ * never been reviewed whole (from before the queue). dry_run: every step from
+ * here to storage_gc_end runs in one transaction that is then rolled back.
+ * 0, or -1 with ERR_DB. */
+int storage_gc_begin(struct storage_handle *h, int dry_run, int *full_needed, struct err *e);
+/* storage_gc_end - end the pass (a dry run's transaction is rolled back) */
+void storage_gc_end(struct storage_handle *h);
+/* storage_gc_fill - queue every thing of kind (LINK, MANIFEST, BLOB; BLOB
+ * last: it clears full_needed), one transaction. 0 or -1 (ERR_DB). */
+int storage_gc_fill(struct storage_handle *h, enum storage_gc_kind kind, struct err *e);
+/* storage_gc_queue_page - up to n queued candidates of kind, in key order
+ * after *after (NULL: from the start), into items. Returns how many, or -1. */
+int storage_gc_queue_page(struct storage_handle *h, enum storage_gc_kind kind,
+                          const struct storage_gc_item *after, struct storage_gc_item *items,
+                          int n, struct err *e);
+/* storage_gc_collect - settle n candidates of one kind in one transaction
+ * (blobs: one durable transaction, then their files): each is removed when
+ * it is garbage (the rules in gc/gc.h) and created before `before`, kept
+ * otherwise; items[i].removed and .size are filled. REPO candidates queue
+ * their repository's links and manifests; a RETAINED manifest removed queues
+ * its child manifests and its referrers as RETAINED too (what retention lets
+ * go takes its platform manifests, signatures and SBOMs with it unless
+ * something else needs them).
+ * Returns how many were removed, or -1 with ERR_DB / ERR_IO / ERR_NOSPACE
+ * (nothing of the batch is then counted; the queue keeps it). */
+int storage_gc_collect(struct storage_handle *h, struct storage_gc_item *items, int n,
+                       int64_t before, struct err *e);
+/* storage_gc_tags - every tag of repo: fn(tag, digest, pushed, pulled)
+ * (seconds since the epoch; pulled 0: never or not tracked). fn non-zero
+ * stops. */
+int storage_gc_tags(struct storage_handle *h, const char *repo,
+                    int (*fn)(void *arg, const char *tag, const struct digest *d, int64_t pushed,
+                              int64_t pulled),
+                    void *arg, struct err *e);
+/* storage_gc_untag - remove tags[i] of repo when it still names digests[i]
+ * (a push may have moved it), in one transaction; their manifests are queued
+ * (RETAINED). removed[i] is set to 1 for each tag removed. Returns how many. */
+int storage_gc_untag(struct storage_handle *h, const char *repo, const char *const *tags,
+                     const struct digest *digests, int *removed, size_t n, struct err *e);
+/* Test hook: fn(arg, point) runs at these points of storage_gc_collect (a
+ * crash test _exit()s there). fn NULL clears it. */
+enum storage_gc_point {
+    STORAGE_GC_AT_ROWS_SETTLED = 1, /* a batch of links/manifests committed */
+    STORAGE_GC_AT_BLOB_ROWS_GONE,   /* blob rows durably deleted, files still there */
+    STORAGE_GC_AT_BLOB_FILE_GONE,   /* after each blob file removed */
+    STORAGE_GC_AT_BLOBS_SETTLED     /* their queue rows removed */
+};
+void storage_gc_hook(struct storage *st, void (*fn)(void *arg, enum storage_gc_point pt),
+                     void *arg);
+/* storage_gc_queued - rows in the review queue (tests, logs) */
+int storage_gc_queued(struct storage_handle *h, int64_t *n, struct err *e);
+
+/* storage_expire_uploads_each - storage_expire_uploads that calls fn(uuid)
+ * for each session removed; dry_run: only those it would remove, removing
+ * nothing. Returns how many, or -1. */
+int storage_expire_uploads_each(struct storage_handle *h, int dry_run,
+                                void (*fn)(void *arg, const char *uuid), void *arg,
+                                struct err *e);
+
+/* storage_root_owner - the pid written in root's lock file by the process
+ * that has the root open: 1 with *pid when the lock is held now, 0 when not
+ * (or no root there), -1 on error */
+int storage_root_owner(const char *root, long *pid, struct err *e);
+
 #endif

@@ -10,7 +10,9 @@
  *               sqlite implementation, the only SQL: metadb.c (+ metadb.h),
  *               gsync.c (group commit), ckpt.c (checkpointer), sqlmem.c
  *   upload.c    upload sessions (state machine documented there)
- *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
+ *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers
+ *   gcstore.c   gc's steps (storage.h "garbage collection steps") and the marks of
+ *               blobs being installed */
 #ifndef OCIREG_STORAGE_INTERNAL_H
 #define OCIREG_STORAGE_INTERNAL_H
 
@@ -92,12 +94,31 @@ struct storage {
     struct storage_handle *synch;
     unsigned long pending_syncs; /* syncfs rounds for pending manifest files
                                     (atomic; tests read it) */
+    /* blobs a commit is installing right now (under mu): from before the
+     * bytes go into the backend until the rows' transaction ended. gc keeps
+     * such a blob's file (gcstore.c): the committer then finds it and adds
+     * its row back */
+    struct installing *inst;
+    size_t ninst, capinst;
+    void (*gc_hook)(void *arg, enum storage_gc_point pt); /* storage_gc_hook */
+    void *gc_hook_arg;
 };
+
+struct installing {
+    struct digest d;
+    unsigned n; /* commits of d in flight */
+};
+
+/* storage_install_mark / _unmark - a commit installs blob d (gcstore.c);
+ * mark returns 0 or -1 with ERR_NOMEM */
+int storage_install_mark(struct storage *st, const struct digest *d, struct err *e);
+void storage_install_unmark(struct storage *st, const struct digest *d);
 
 /* one thread's view of the store: its metadata connection */
 struct storage_handle {
     struct storage *st;
     struct meta_conn *mc;
+    int gc_dry; /* a dry gc pass holds a transaction open (gcstore.c) */
 };
 
 /* fault_hit - 1 when an injected fault for `op` fires now (errno set to the

@@ -683,6 +683,7 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
     uint64_t size = u->offset;
     struct digest got;
     char ds[DIGEST_STR_MAX];
+    int marked = 0;
 
     if (!expected) {
         err_set(e, ERR_DIGEST_INVALID, 0, "digest missing");
@@ -720,6 +721,11 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
         err_set(e, ERR_DIGEST_INVALID, 0, "digest does not match the uploaded content");
         goto fail;
     }
+    /* gc keeps the file of a blob being installed (gcstore.c): from before
+     * the bytes reach blobs/ until the rows' transaction ended */
+    if (storage_install_mark(st, &got, e) < 0)
+        goto fail;
+    marked = 1;
     /* durable under its digest before any row names it */
     if (st->blobs->ops->w_commit(u->w, &got, size, e) < 0)
         goto fail;
@@ -729,6 +735,11 @@ upload_commit(struct upload *u, const struct digest *expected, int64_t expected_
     u->installed_digest = got;
 
 rows:
+    if (!marked) {
+        if (storage_install_mark(st, &got, e) < 0)
+            goto keep;
+        marked = 1;
+    }
     digest_format(&got, ds);
     /* from here a database error (busy after the timeout, disk full, ...) keeps
      * the session: the verified data is in blobs/, a retried PUT only has to
@@ -753,6 +764,7 @@ rows:
         goto keep_txn;
     if (meta_commit(h->mc, e) < 0)
         goto keep;
+    storage_install_unmark(st, &got);
     if (del)
         quota_give(st, rrepo);
     drop(u);
@@ -760,11 +772,15 @@ rows:
 keep_txn:
     meta_rollback(h->mc);
 keep:
+    if (marked)
+        storage_install_unmark(st, &got);
     log_warn("storage", NULL, "upload commit kept for a retry uuid=%s digest=%s: %s", u->uuid, ds,
              e ? e->msg : "?");
     upload_release(u);
     return -1;
 fail:
+    if (marked)
+        storage_install_unmark(st, &got);
     destroy(h, u);
     return -1;
 }
@@ -869,6 +885,13 @@ id_add(void *arg, const char *uuid, const char *repo)
 int
 storage_expire_uploads(struct storage_handle *h, struct err *e)
 {
+    return storage_expire_uploads_each(h, 0, NULL, NULL, e);
+}
+
+int
+storage_expire_uploads_each(struct storage_handle *h, int dry_run,
+                            void (*fn)(void *arg, const char *uuid), void *arg, struct err *e)
+{
     struct storage *st = h->st;
     if (st->upload_expiry_sec <= 0)
         return 0;
@@ -894,8 +917,19 @@ storage_expire_uploads(struct storage_handle *h, struct err *e)
             unlease(u);
             continue;
         }
-        if (remove_claimed(h, u, fresh, NULL, NULL) == 0)
+        if (dry_run) {
+            if (fresh)
+                drop(u);
+            else
+                unlease(u);
             removed++;
+        } else if (remove_claimed(h, u, fresh, NULL, NULL) == 0) {
+            removed++;
+        } else {
+            continue;
+        }
+        if (fn)
+            fn(arg, ids[i]);
     }
     free(ids);
     return removed;

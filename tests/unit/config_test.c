@@ -40,7 +40,10 @@ clear_env(void)
                                        "OCIREG_TLS_KEY",
                                        "OCIREG_TLS_CLIENT_CA",
                                        "OCIREG_TLS_CLIENT_CERT_REQUIRED",
-                                       "OCIREG_TLS_KTLS"};
+                                       "OCIREG_TLS_KTLS",
+                                       "OCIREG_GC_INTERVAL",
+                                       "OCIREG_GC_GRACE",
+                                       "OCIREG_GC_DELETE_UNTAGGED"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
 }
@@ -325,4 +328,29 @@ Test(config, tls_cert_without_key_names_both)
     setenv("OCIREG_TLS_KEY", "/a.key", 1);
     cr_assert_eq(config_load(&c, NULL, &e), -1);
     cr_assert(strstr(e.msg, "key unset") == NULL && strstr(e.msg, "cert unset"), "%s", e.msg);
+}
+
+Test(config, gc_keys_defaults_file_and_environment)
+{
+    clear_env();
+    struct config c;
+    struct err e = {0};
+    cr_assert_eq(config_load(&c, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.gc.interval_sec, 3600);
+    cr_assert_eq(c.gc.grace_sec, 3600);
+    cr_assert_eq(c.gc.delete_untagged, 0);
+    const char *p = write_conf("[gc]\ninterval = 0\ngrace = 10m\ndelete_untagged = yes\n");
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.gc.interval_sec, 0);
+    cr_assert_eq(c.gc.grace_sec, 600);
+    cr_assert_eq(c.gc.delete_untagged, 1);
+    setenv("OCIREG_GC_GRACE", "0", 1);
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.gc.grace_sec, 0);
+    unsetenv("OCIREG_GC_GRACE");
+    unlink(p);
+    p = write_conf("[gc]\ngrace = soon\n");
+    cr_assert_eq(config_load(&c, p, &e), -1);
+    cr_assert_not_null(strstr(e.msg, "gc.grace"), "%s", e.msg);
+    unlink(p);
 }

@@ -47,16 +47,23 @@ int_query(sqlite3 *db, const char *sql)
     return v;
 }
 
+/* what the v5 migration added (gc's review queue), dropped to make an older
+ * database */
+#define UNDO_V5                                                                                    \
+    "DROP TRIGGER gcq_link_ins; DROP TRIGGER gcq_link_del; DROP TRIGGER gcq_mf_ins;"               \
+    "DROP TRIGGER gcq_mf_del; DROP TRIGGER gcq_ref_del; DROP TRIGGER gcq_tag_upd;"                 \
+    "DROP TRIGGER gcq_tag_del; DROP TABLE gc_queue; DROP TABLE gc_state; PRAGMA user_version = 4;"
+
 Test(metadb, schema_version_and_wal)
 {
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
     sqlite3_stmt *s = NULL;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
     cr_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
     sqlite3_finalize(s);
-    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 9);
+    cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 11);
     /* manifests is an ordinary rowid table without the annotations text */
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
@@ -86,7 +93,7 @@ Test(metadb, reopen_keeps_schema)
     tu_close_only(&T);
     tu_open_at(&T, 0);
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
     sqlite3_close(db);
 }
 
@@ -129,6 +136,34 @@ Test(metadb, hot_queries_are_index_lookups)
     /* catalog page and repository existence */
     assert_uses_index(db, "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2");
     assert_uses_index(db, "SELECT 1 FROM repos WHERE name = ?1");
+    sqlite3_close(db);
+}
+
+/* gc's per-candidate statements (metadb.c Q_GC_*) and what the queue's
+ * triggers look up: index probes, so a pass costs per candidate, not per row
+ * of the store, and the writes that fire the triggers stay cheap */
+Test(metadb, gc_queries_are_index_lookups)
+{
+    sqlite3 *db = raw_db();
+    assert_uses_index(db, "SELECT repo, digest FROM gc_queue WHERE kind = ?1"
+                          " AND (repo, digest) > (?2, ?3) ORDER BY repo, digest LIMIT ?4");
+    assert_uses_index(db, "SELECT 1 FROM blob_links WHERE repo = ?1 AND digest = ?2"
+                          " AND created < ?3 AND NOT EXISTS(SELECT 1 FROM manifest_refs r"
+                          "  WHERE r.ref = ?2 AND r.repo = ?1)");
+    assert_uses_index(db, "SELECT 1 FROM manifests m WHERE m.repo = ?1 AND m.digest = ?2"
+                          " AND m.created < ?3"
+                          " AND NOT EXISTS(SELECT 1 FROM tags t WHERE t.repo = ?1"
+                          "  AND t.digest = ?2)"
+                          " AND NOT EXISTS(SELECT 1 FROM manifest_refs r WHERE r.ref = ?2"
+                          "  AND r.repo = ?1 AND r.kind = 1)"
+                          " AND (m.subject IS NULL OR NOT EXISTS(SELECT 1 FROM manifests s"
+                          "  WHERE s.repo = ?1 AND s.digest = m.subject))");
+    assert_uses_index(db, "SELECT size FROM blobs WHERE digest = ?1 AND created < ?2"
+                          " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE digest = ?1)"
+                          " AND NOT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)");
+    assert_uses_index(db, "SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = ?1 AND digest = ?2");
+    assert_uses_index(db, "SELECT repo, digest FROM manifests WHERE repo = ?1 AND subject = ?2");
+    assert_uses_index(db, "SELECT tag, digest, updated FROM tags WHERE repo = ?1 ORDER BY tag");
     sqlite3_close(db);
 }
 
@@ -409,6 +444,7 @@ Test(metadb, version1_database_is_migrated)
     tu_close_only(&T);
 
     sqlite3 *db = raw_db();
+    exec_ok(db, UNDO_V5);
     exec_ok(db, "BEGIN;"
                 "CREATE TABLE m1(repo TEXT NOT NULL, digest TEXT NOT NULL,"
                 "  media_type TEXT NOT NULL, size INTEGER NOT NULL, subject TEXT,"
@@ -440,7 +476,7 @@ Test(metadb, version1_database_is_migrated)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests"), 3);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
@@ -581,6 +617,7 @@ Test(metadb, version3_database_gets_annotations_from_bodies)
 
     char ds[DIGEST_STR_MAX], sql[512];
     sqlite3 *db = raw_db();
+    exec_ok(db, UNDO_V5);
     exec_ok(db, "BEGIN; DROP INDEX manifest_annotations_unfilled;"
                 "UPDATE manifest_annotations SET annotations = NULL;");
     snprintf(sql, sizeof(sql),
@@ -597,7 +634,7 @@ Test(metadb, version3_database_gets_annotations_from_bodies)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 4);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations"), 1,
                  "the lost body's row and the plain manifest's row are gone");
     sqlite3_close(db);
