@@ -8,11 +8,8 @@
  * per user, computed at load. A user the file never names can only match
  * '*' and anonymous lines.
  *
- * Globs are compiled into tokens and matched as an NFA over a bitset of token
- * positions: linear in (name length x glob length) whatever the pattern, so
- * no rule can make a lookup explode the way backtracking on "**a**a**a" can.
- * The literal prefix of a glob (up to its first wildcard) is compared first,
- * which rejects most sections in a few instructions. */
+ * Globs are compiled once (common/glob.h: an NFA linear in name x glob
+ * length whatever the pattern, the literal prefix compared first). */
 #include "auth/access.h"
 
 #include <errno.h>
@@ -22,18 +19,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/glob.h"
+
 #include "common/banned.h"
 
 #define LINE_MAX_LEN 8192
+_Static_assert(ACCESS_NAME_MAX <= GLOB_MAX_LEN, "every glob the file may hold compiles");
 
 enum principal { P_ANON, P_AUTH, P_USER, P_GROUP };
-enum tok_type { T_LIT, T_ONE, T_STAR, T_DSTAR };
-
-struct tok {
-    unsigned char type;
-    char c;
-};
-
 struct rule_line {
     unsigned char kind; /* enum principal */
     unsigned actions;
@@ -43,11 +36,7 @@ struct rule_line {
 };
 
 struct section {
-    char *glob;
-    size_t prefix; /* length of the literal prefix */
-    int literal;   /* no wildcard at all */
-    struct tok *toks;
-    size_t ntok;
+    struct glob glob;
     size_t first, nlines; /* into lines */
 };
 
@@ -153,95 +142,6 @@ glob_char_ok(char c)
 }
 
 static int
-compile_glob(struct section *s)
-{
-    const char *g = s->glob;
-    size_t n = strlen(g);
-    s->toks = calloc(n ? n : 1, sizeof(*s->toks));
-    if (!s->toks)
-        return -1;
-    s->prefix = strcspn(g, "*?");
-    s->literal = g[s->prefix] == '\0';
-    for (size_t i = 0; i < n;) {
-        struct tok *t = &s->toks[s->ntok++];
-        if (g[i] == '*') {
-            size_t j = i;
-            while (g[j] == '*')
-                j++;
-            t->type = j - i >= 2 ? T_DSTAR : T_STAR;
-            i = j;
-        } else {
-            t->type = g[i] == '?' ? T_ONE : T_LIT;
-            t->c = g[i];
-            i++;
-        }
-    }
-    return 0;
-}
-
-#define SET_WORDS ((ACCESS_NAME_MAX + 1 + 63) / 64)
-
-static void
-closure(uint64_t *set, const struct tok *t, size_t nt)
-{
-    /* ascending order carries a chain of stars to its end in one pass */
-    for (size_t i = 0; i < nt; i++)
-        if ((set[i / 64] >> (i % 64) & 1) && (t[i].type == T_STAR || t[i].type == T_DSTAR))
-            set[(i + 1) / 64] |= 1ull << ((i + 1) % 64);
-}
-
-static int
-glob_match(const struct section *sec, const char *s)
-{
-    if (sec->literal)
-        return strcmp(sec->glob, s) == 0;
-    if (strncmp(sec->glob, s, sec->prefix) != 0)
-        return 0;
-    const struct tok *t = sec->toks;
-    size_t nt = sec->ntok;
-    uint64_t cur[SET_WORDS] = {0}, nxt[SET_WORDS];
-    cur[0] = 1;
-    closure(cur, t, nt);
-    for (; *s; s++) {
-        memset(nxt, 0, sizeof(nxt));
-        uint64_t any = 0;
-        for (size_t w = 0; w < SET_WORDS; w++) {
-            for (uint64_t bits = cur[w]; bits; bits &= bits - 1) {
-                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
-                if (i >= nt)
-                    continue;
-                size_t to = i + 1;
-                switch (t[i].type) {
-                case T_LIT:
-                    if (t[i].c != *s)
-                        continue;
-                    break;
-                case T_ONE:
-                    if (*s == '/')
-                        continue;
-                    break;
-                case T_STAR:
-                    if (*s == '/')
-                        continue;
-                    to = i;
-                    break;
-                default:
-                    to = i;
-                    break;
-                }
-                nxt[to / 64] |= 1ull << (to % 64);
-            }
-        }
-        closure(nxt, t, nt);
-        for (size_t w = 0; w < SET_WORDS; w++)
-            any |= cur[w] = nxt[w];
-        if (!any)
-            return 0;
-    }
-    return (int)(cur[nt / 64] >> (nt % 64) & 1);
-}
-
-static int
 cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -331,8 +231,7 @@ access_free(struct access_rules *r)
     }
     free(r->groups);
     for (size_t i = 0; i < r->nsections; i++) {
-        free(r->sections[i].glob);
-        free(r->sections[i].toks);
+        glob_release(&r->sections[i].glob);
     }
     free(r->sections);
     for (size_t i = 0; i < r->nlines; i++)
@@ -548,12 +447,10 @@ parse_header(struct parser *p, char *s, enum sect *sect)
         return nomem(p);
     struct section *sec = &r->sections[r->nsections];
     memset(sec, 0, sizeof(*sec));
-    if (!(sec->glob = strdup(g)))
+    if (glob_compile(&sec->glob, g) < 0)
         return nomem(p);
     r->nsections++;
     sec->first = r->nlines;
-    if (compile_glob(sec) < 0)
-        return nomem(p);
     *sect = S_REPO;
     return 0;
 }
@@ -770,7 +667,7 @@ access_allowed(const struct access_rules *r, const char *user, const char *repo)
         return ACCESS_ALL;
     for (size_t i = 0; i < r->nsections; i++) {
         const struct section *sec = &r->sections[i];
-        if (!glob_match(sec, repo))
+        if (!glob_match(&sec->glob, repo))
             continue;
         unsigned a = 0;
         for (size_t j = sec->first; j < sec->first + sec->nlines; j++) {
