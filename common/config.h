@@ -67,6 +67,11 @@ struct config {
         int failure_window_sec;            /* ... within 60 s, then 429 */
     } auth;
     struct {
+        /* tag retention rules file (docs/gc.md "Retention"); "" = none: every
+         * tag is kept and pull times are not recorded */
+        char rules[CONFIG_STR_MAX];
+    } retention;
+    struct {
         int level; /* enum log_level, LOG_INFO */
         int json;  /* format = json */
     } log;
