@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "common/glob.h"
+#include "common/ini.h"
 
 #include "common/banned.h"
 
@@ -83,29 +84,6 @@ grow(void *pp, size_t *cap, size_t n, size_t elem)
     *p = np;
     *cap = ncap;
     return 0;
-}
-
-static char *
-trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    return s;
-}
-
-/* cut a comment: '#' or ';' at the start or after white space */
-static void
-cut_comment(char *s)
-{
-    for (char *p = s; *p; p++) {
-        if ((*p == '#' || *p == ';') && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
-            *p = '\0';
-            return;
-        }
-    }
 }
 
 static int
@@ -282,7 +260,7 @@ each_item(struct parser *p, char *list, int (*fn)(struct parser *, char *, void 
         char *comma = strchr(it, ',');
         if (comma)
             *comma = '\0';
-        char *s = trim(it);
+        char *s = ini_trim(it);
         if (!*s)
             return bad(p, "empty item in a list", NULL);
         if (fn(p, s, arg) < 0)
@@ -411,10 +389,10 @@ parse_header(struct parser *p, char *s, enum sect *sect)
 {
     struct access_rules *r = p->r;
     char *end = strrchr(s, ']');
-    if (!end || *trim(end + 1))
+    if (!end || *ini_trim(end + 1))
         return bad(p, "malformed section header", NULL);
     *end = '\0';
-    char *name = trim(s + 1);
+    char *name = ini_trim(s + 1);
     if (strcasecmp(name, "groups") == 0) {
         *sect = S_GROUPS;
         return 0;
@@ -425,7 +403,7 @@ parse_header(struct parser *p, char *s, enum sect *sect)
     }
     if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
         return bad(p, "unknown section (groups, admin or repo \"glob\")", name);
-    char *g = trim(name + 4);
+    char *g = ini_trim(name + 4);
     size_t n = strlen(g);
     if (n < 2 || g[0] != '"' || g[n - 1] != '"')
         return bad(p, "expected [repo \"glob\"]", NULL);
@@ -473,8 +451,8 @@ parse_file(struct parser *p, FILE *f)
             rc = bad(p, "NUL byte in line", NULL);
             break;
         }
-        cut_comment(line);
-        char *s = trim(line);
+        ini_cut_comment(line);
+        char *s = ini_trim(line);
         if (!*s)
             continue;
         if (*s == '[') {
@@ -488,7 +466,7 @@ parse_file(struct parser *p, FILE *f)
             break;
         }
         *eq = '\0';
-        char *key = trim(s), *val = trim(eq + 1);
+        char *key = ini_trim(s), *val = ini_trim(eq + 1);
         if (!*key)
             rc = bad(p, "missing name before '='", NULL);
         else if (sect == S_GROUPS)

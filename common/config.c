@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/ini.h"
 #include "common/log.h"
 
 #include "common/banned.h"
@@ -305,39 +306,23 @@ config_set(struct config *c, const char *section, const char *name, const char *
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
 }
 
-static char *
-trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    return s;
-}
-
 /* strip a trailing " # comment" / " ; comment" outside quotes, and the quotes */
 static char *
 value_text(char *v)
 {
-    v = trim(v);
+    v = ini_trim(v);
     if (*v == '"') {
         char *end = strchr(v + 1, '"');
         if (!end)
             return NULL;
         *end = '\0';
-        char *after = trim(end + 1);
+        char *after = ini_trim(end + 1);
         if (*after && *after != '#' && *after != ';')
             return NULL;
         return v + 1;
     }
-    for (char *p = v; *p; p++) {
-        if ((*p == '#' || *p == ';') && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
-            *p = '\0';
-            break;
-        }
-    }
-    return trim(v);
+    ini_cut_comment(v);
+    return ini_trim(v);
 }
 
 static int
@@ -357,17 +342,17 @@ load_file(struct config *c, const char *path, struct err *e)
             rc = err_set(e, ERR_CONFIG, 0, "%s: line too long", where);
             break;
         }
-        char *s = trim(line);
+        char *s = ini_trim(line);
         if (!*s || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
             char *end = strchr(s, ']');
-            if (!end || *trim(end + 1)) {
+            if (!end || *ini_trim(end + 1)) {
                 rc = err_set(e, ERR_CONFIG, 0, "%s: malformed section header", where);
                 break;
             }
             *end = '\0';
-            char *name = trim(s + 1);
+            char *name = ini_trim(s + 1);
             int known = 0;
             for (size_t i = 0; i < NKEYS; i++)
                 if (strcasecmp(keys[i].section, name) == 0)
@@ -385,7 +370,7 @@ load_file(struct config *c, const char *path, struct err *e)
             break;
         }
         *eq = '\0';
-        char *key = trim(s);
+        char *key = ini_trim(s);
         char *val = value_text(eq + 1);
         if (!*section) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: key '%s' outside of a [section]", where, key);
@@ -421,7 +406,7 @@ load_env(struct config *c, struct err *e)
         snprintf(where, sizeof(where), "environment %s", var);
         char buf[CONFIG_STR_MAX];
         snprintf(buf, sizeof(buf), "%s", v);
-        if (config_set(c, keys[i].section, keys[i].name, trim(buf), where, e) < 0)
+        if (config_set(c, keys[i].section, keys[i].name, ini_trim(buf), where, e) < 0)
             return -1;
     }
     return 0;
