@@ -17,7 +17,7 @@
  * covers their frames too. Every blob file is fsync'd (file and directory) BEFORE
  * the row naming it commits, so a row that survives always has its file.
  *
- * Schema version 4 (PRAGMA user_version). Digests are stored as their text
+ * Schema version 6 (PRAGMA user_version). Digests are stored as their text
  * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
  * collation), which is the order the spec's tag list and catalog want. Every
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
@@ -43,7 +43,11 @@
  *                                 GET never reads a body. NULL only in rows left
  *                                 by v3 until storage_open fills them
  *   manifest_refs(repo, digest, ref, kind)   what a manifest references (gc marks)
- *   tags(repo, tag, digest, updated)
+ *   tags(repo, tag, digest, updated, pulled)   updated: when the tag was last
+ *                                       set (pushed); pulled: the last manifest
+ *                                       GET/HEAD by the tag as recorded (to the
+ *                                       minute, only with retention rules; 0:
+ *                                       never), see storage/pulls.c
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
  *                                        last use is kept in memory: a PATCH
  *                                        writes no row */
@@ -131,8 +135,18 @@ static const char *const migrate_v4 =
     "CREATE INDEX manifest_annotations_unfilled ON manifest_annotations(manifest_id)"
     "  WHERE annotations IS NULL;";
 
+/* v4 -> v5: the gc review queue (issue 11), on its own branch; empty on this
+ * one until the two are merged in this order */
+static const char *const migrate_v5 = "";
+
+/* v5 -> v6: when each tag was last pulled, for retention's keep_within
+ * (gc/retention.h). Written in batches by storage_pulls_flush; 0 = never
+ * (or before this version). Touches only tags, so it applies on v4 as well. */
+static const char *const migrate_v6 = "ALTER TABLE tags ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0;";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3, migrate_v4};
+static const char *const migrations[] = {schema_v1,  migrate_v2, migrate_v3,
+                                         migrate_v4, migrate_v5, migrate_v6};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -178,6 +192,9 @@ static const char *const stmt_sql[Q__COUNT] = {
                      " updated = excluded.updated",
     [Q_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
     [Q_TAG_DELETE_DIGEST] = "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+    /* a later pull wins; a tag deleted since is skipped */
+    [Q_TAG_PULLED_SET] = "UPDATE tags SET pulled = ?3 WHERE repo = ?1 AND tag = ?2 AND pulled < ?3",
+    [Q_TAG_TIMES] = "SELECT updated, pulled FROM tags WHERE repo = ?1 AND tag = ?2",
     [Q_TAGS_LIST] = "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
     [Q_REPO_EXISTS] = "SELECT 1 FROM repos WHERE name = ?1",
     [Q_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -866,6 +883,44 @@ meta_tag_delete(struct meta_conn *c, const char *repo, const char *tag, struct e
     if (run2(c, Q_TAG_DELETE, repo, tag, e) < 0)
         return -1;
     return changes(c) ? 1 : 0;
+}
+
+/* ---- last-pulled times of tags ---- */
+
+long
+meta_tags_pulled_set(struct meta_conn *c, const struct meta_pull *p, size_t n, struct err *e)
+{
+    long changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *s = metadb_q(c, Q_TAG_PULLED_SET);
+        bind_text(s, 1, p[i].repo);
+        bind_text(s, 2, p[i].tag);
+        bind_int64(s, 3, p[i].at);
+        if (run(c, s, e) < 0)
+            return -1;
+        changed += changes(c);
+    }
+    return changed;
+}
+
+int
+meta_tag_times(struct meta_conn *c, const char *repo, const char *tag, int64_t *pushed,
+               int64_t *pulled, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_TAG_TIMES);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, tag);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *pushed = sqlite3_column_int64(s, 0);
+        *pulled = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "read tag", e);
 }
 
 /* ---- lists ---- */

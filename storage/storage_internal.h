@@ -10,7 +10,8 @@
  *               sqlite implementation, the only SQL: metadb.c (+ metadb.h),
  *               gsync.c (group commit), ckpt.c (checkpointer), sqlmem.c
  *   upload.c    upload sessions (state machine documented there)
- *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers */
+ *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers
+ *   pulls.c     last-pulled times of tags: per-handle tables, their flush */
 #ifndef OCIREG_STORAGE_INTERNAL_H
 #define OCIREG_STORAGE_INTERNAL_H
 
@@ -92,13 +93,32 @@ struct storage {
     struct storage_handle *synch;
     unsigned long pending_syncs; /* syncfs rounds for pending manifest files
                                     (atomic; tests read it) */
+    /* pulls.c: on with track_pulls; the list of tables and the callback
+     * under pulls_mu */
+    int track_pulls;
+    pthread_mutex_t pulls_mu;
+    struct pull_table *pulls;
+    void (*pulls_full)(void *arg);
+    void *pulls_full_arg;
 };
 
 /* one thread's view of the store: its metadata connection */
 struct storage_handle {
     struct storage *st;
     struct meta_conn *mc;
+    struct pull_table *pulls; /* pulls.c: its table, NULL before its first pull */
 };
+
+/* ---- pulls.c ---- */
+struct pull_table;
+/* pulls_note - tag of repo was pulled now through h (no allocation after the
+ * handle's first call, no I/O) */
+void pulls_note(struct storage_handle *h, const char *repo, const char *tag);
+/* pulls_detach - h closes: its table's notes wait for the next flush, and
+ * the table may serve another handle */
+void pulls_detach(struct storage_handle *h);
+/* pulls_free_all - free every table (storage_close) */
+void pulls_free_all(struct storage *st);
 
 /* fault_hit - 1 when an injected fault for `op` fires now (errno set to the
  * configured value), else 0. */
