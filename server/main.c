@@ -18,6 +18,7 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "server/maint.h"
+#include "gc/retention.h"
 #include "storage/storage.h"
 
 #include "common/banned.h"
@@ -180,6 +181,7 @@ cmd_serve(int argc, char **argv)
     struct api *api = NULL;
     struct http_server *srv = NULL;
     struct maint *maint = NULL;
+    struct retention_rules *retention = NULL;
     struct tls_ctx *tls = NULL;
     struct reloader rl = {0};
     int rc = 1;
@@ -218,6 +220,15 @@ cmd_serve(int argc, char **argv)
         goto out;
     }
 
+    /* read at start so that a broken file stops the server with its file:line
+     * (gc passes use the rules; pull times are recorded only with them) */
+    if (cfg.retention.rules[0]) {
+        retention = retention_load(cfg.retention.rules, &e);
+        if (!retention) {
+            log_error("main", NULL, "retention rules: %s", e.msg);
+            goto out;
+        }
+    }
     struct storage_opts so = {
         .root = cfg.storage.root,
         .fsync = cfg.storage.fsync,
@@ -227,13 +238,15 @@ cmd_serve(int argc, char **argv)
         .max_uploads = (unsigned)cfg.storage.max_uploads,
         .max_uploads_per_repo = (unsigned)cfg.storage.max_uploads_per_repo,
         .max_manifest_refs = (unsigned)cfg.storage.max_manifest_refs,
+        .track_pulls = retention != NULL,
     };
     st = storage_open(&so, &e);
     if (!st) {
         log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
         goto out;
     }
-    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec};
+    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec,
+                            .pull_flush_ms = retention ? MAINT_PULL_FLUSH_MS : 0};
     maint = maint_start(st, &mo, &e);
     if (!maint) {
         log_error("main", NULL, "maintenance thread: %s", e.msg);
@@ -329,6 +342,7 @@ out:
     maint_stop(maint); /* joined before its storage goes away */
     if (st)
         storage_close(st);
+    retention_free(retention);
     libevent_global_shutdown();
     return rc;
 }
