@@ -8,11 +8,8 @@
  * per user, computed at load. A user the file never names can only match
  * '*' and anonymous lines.
  *
- * Globs are compiled into tokens and matched as an NFA over a bitset of token
- * positions: linear in (name length x glob length) whatever the pattern, so
- * no rule can make a lookup explode the way backtracking on "**a**a**a" can.
- * The literal prefix of a glob (up to its first wildcard) is compared first,
- * which rejects most sections in a few instructions. */
+ * Globs are compiled once (common/glob.h: an NFA linear in name x glob
+ * length whatever the pattern, the literal prefix compared first). */
 #include "auth/access.h"
 
 #include <errno.h>
@@ -22,20 +19,15 @@
 #include <string.h>
 #include <strings.h>
 
-#include "common/config.h"
+#include "common/glob.h"
+#include "common/ini.h"
 
 #include "common/banned.h"
 
 #define LINE_MAX_LEN 8192
+_Static_assert(ACCESS_NAME_MAX <= GLOB_MAX_LEN, "every glob the file may hold compiles");
 
 enum principal { P_ANON, P_AUTH, P_USER, P_GROUP };
-enum tok_type { T_LIT, T_ONE, T_STAR, T_DSTAR };
-
-struct tok {
-    unsigned char type;
-    char c;
-};
-
 struct rule_line {
     unsigned char kind; /* enum principal */
     unsigned actions;
@@ -45,11 +37,7 @@ struct rule_line {
 };
 
 struct section {
-    char *glob;
-    size_t prefix; /* length of the literal prefix */
-    int literal;   /* no wildcard at all */
-    struct tok *toks;
-    size_t ntok;
+    struct glob glob;
     size_t first, nlines; /* into lines */
 };
 
@@ -98,18 +86,6 @@ grow(void *pp, size_t *cap, size_t n, size_t elem)
     return 0;
 }
 
-/* cut a comment: '#' or ';' at the start or after white space */
-static void
-cut_comment(char *s)
-{
-    for (char *p = s; *p; p++) {
-        if ((*p == '#' || *p == ';') && (p == s || p[-1] == ' ' || p[-1] == '\t')) {
-            *p = '\0';
-            return;
-        }
-    }
-}
-
 static int
 valid_name(const char *s)
 {
@@ -141,95 +117,6 @@ glob_char_ok(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
            c == '/' || c == '*' || c == '?';
-}
-
-static int
-compile_glob(struct section *s)
-{
-    const char *g = s->glob;
-    size_t n = strlen(g);
-    s->toks = calloc(n ? n : 1, sizeof(*s->toks));
-    if (!s->toks)
-        return -1;
-    s->prefix = strcspn(g, "*?");
-    s->literal = g[s->prefix] == '\0';
-    for (size_t i = 0; i < n;) {
-        struct tok *t = &s->toks[s->ntok++];
-        if (g[i] == '*') {
-            size_t j = i;
-            while (g[j] == '*')
-                j++;
-            t->type = j - i >= 2 ? T_DSTAR : T_STAR;
-            i = j;
-        } else {
-            t->type = g[i] == '?' ? T_ONE : T_LIT;
-            t->c = g[i];
-            i++;
-        }
-    }
-    return 0;
-}
-
-#define SET_WORDS ((ACCESS_NAME_MAX + 1 + 63) / 64)
-
-static void
-closure(uint64_t *set, const struct tok *t, size_t nt)
-{
-    /* ascending order carries a chain of stars to its end in one pass */
-    for (size_t i = 0; i < nt; i++)
-        if ((set[i / 64] >> (i % 64) & 1) && (t[i].type == T_STAR || t[i].type == T_DSTAR))
-            set[(i + 1) / 64] |= 1ull << ((i + 1) % 64);
-}
-
-static int
-glob_match(const struct section *sec, const char *s)
-{
-    if (sec->literal)
-        return strcmp(sec->glob, s) == 0;
-    if (strncmp(sec->glob, s, sec->prefix) != 0)
-        return 0;
-    const struct tok *t = sec->toks;
-    size_t nt = sec->ntok;
-    uint64_t cur[SET_WORDS] = {0}, nxt[SET_WORDS];
-    cur[0] = 1;
-    closure(cur, t, nt);
-    for (; *s; s++) {
-        memset(nxt, 0, sizeof(nxt));
-        uint64_t any = 0;
-        for (size_t w = 0; w < SET_WORDS; w++) {
-            for (uint64_t bits = cur[w]; bits; bits &= bits - 1) {
-                size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
-                if (i >= nt)
-                    continue;
-                size_t to = i + 1;
-                switch (t[i].type) {
-                case T_LIT:
-                    if (t[i].c != *s)
-                        continue;
-                    break;
-                case T_ONE:
-                    if (*s == '/')
-                        continue;
-                    break;
-                case T_STAR:
-                    if (*s == '/')
-                        continue;
-                    to = i;
-                    break;
-                default:
-                    to = i;
-                    break;
-                }
-                nxt[to / 64] |= 1ull << (to % 64);
-            }
-        }
-        closure(nxt, t, nt);
-        for (size_t w = 0; w < SET_WORDS; w++)
-            any |= cur[w] = nxt[w];
-        if (!any)
-            return 0;
-    }
-    return (int)(cur[nt / 64] >> (nt % 64) & 1);
 }
 
 static int
@@ -322,8 +209,7 @@ access_free(struct access_rules *r)
     }
     free(r->groups);
     for (size_t i = 0; i < r->nsections; i++) {
-        free(r->sections[i].glob);
-        free(r->sections[i].toks);
+        glob_release(&r->sections[i].glob);
     }
     free(r->sections);
     for (size_t i = 0; i < r->nlines; i++)
@@ -374,7 +260,7 @@ each_item(struct parser *p, char *list, int (*fn)(struct parser *, char *, void 
         char *comma = strchr(it, ',');
         if (comma)
             *comma = '\0';
-        char *s = config_trim(it);
+        char *s = ini_trim(it);
         if (!*s)
             return bad(p, "empty item in a list", NULL);
         if (fn(p, s, arg) < 0)
@@ -503,10 +389,10 @@ parse_header(struct parser *p, char *s, enum sect *sect)
 {
     struct access_rules *r = p->r;
     char *end = strrchr(s, ']');
-    if (!end || *config_trim(end + 1))
+    if (!end || *ini_trim(end + 1))
         return bad(p, "malformed section header", NULL);
     *end = '\0';
-    char *name = config_trim(s + 1);
+    char *name = ini_trim(s + 1);
     if (strcasecmp(name, "groups") == 0) {
         *sect = S_GROUPS;
         return 0;
@@ -517,7 +403,7 @@ parse_header(struct parser *p, char *s, enum sect *sect)
     }
     if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
         return bad(p, "unknown section (groups, admin or repo \"glob\")", name);
-    char *g = config_trim(name + 4);
+    char *g = ini_trim(name + 4);
     size_t n = strlen(g);
     if (n < 2 || g[0] != '"' || g[n - 1] != '"')
         return bad(p, "expected [repo \"glob\"]", NULL);
@@ -539,12 +425,10 @@ parse_header(struct parser *p, char *s, enum sect *sect)
         return nomem(p);
     struct section *sec = &r->sections[r->nsections];
     memset(sec, 0, sizeof(*sec));
-    if (!(sec->glob = strdup(g)))
+    if (glob_compile(&sec->glob, g) < 0)
         return nomem(p);
     r->nsections++;
     sec->first = r->nlines;
-    if (compile_glob(sec) < 0)
-        return nomem(p);
     *sect = S_REPO;
     return 0;
 }
@@ -567,8 +451,8 @@ parse_file(struct parser *p, FILE *f)
             rc = bad(p, "NUL byte in line", NULL);
             break;
         }
-        cut_comment(line);
-        char *s = config_trim(line);
+        ini_cut_comment(line);
+        char *s = ini_trim(line);
         if (!*s)
             continue;
         if (*s == '[') {
@@ -582,7 +466,7 @@ parse_file(struct parser *p, FILE *f)
             break;
         }
         *eq = '\0';
-        char *key = config_trim(s), *val = config_trim(eq + 1);
+        char *key = ini_trim(s), *val = ini_trim(eq + 1);
         if (!*key)
             rc = bad(p, "missing name before '='", NULL);
         else if (sect == S_GROUPS)
@@ -761,7 +645,7 @@ access_allowed(const struct access_rules *r, const char *user, const char *repo)
         return ACCESS_ALL;
     for (size_t i = 0; i < r->nsections; i++) {
         const struct section *sec = &r->sections[i];
-        if (!glob_match(sec, repo))
+        if (!glob_match(&sec->glob, repo))
             continue;
         unsigned a = 0;
         for (size_t j = sec->first; j < sec->first + sec->nlines; j++) {

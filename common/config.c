@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/ini.h"
 #include "common/log.h"
 
 #include "common/banned.h"
@@ -60,6 +61,7 @@ static const struct key keys[] = {
     {"auth", "token_jwks", K_STR, OFF(auth.token_jwks), CAP(auth.token_jwks), 0, 0},
     {"auth", "max_failures", K_INT, OFF(auth.max_failures), 0, 0, 1000000},
     {"auth", "failure_window", K_SEC, OFF(auth.failure_window_sec), 0, 1, 86400},
+    {"retention", "rules", K_STR, OFF(retention.rules), CAP(retention.rules), 0, 0},
     {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
     {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
     {"tls", "cert", K_STR, OFF(tls.cert), CAP(tls.cert), 0, 0},
@@ -310,39 +312,23 @@ config_set(struct config *c, const char *section, const char *name, const char *
     return err_set(e, ERR_CONFIG, 0, "%s%sinternal: bad key type", pre, sep);
 }
 
-char *
-config_trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        s[--n] = '\0';
-    return s;
-}
-
 /* strip a trailing " # comment" / " ; comment" outside quotes, and the quotes */
 static char *
 value_text(char *v)
 {
-    v = config_trim(v);
+    v = ini_trim(v);
     if (*v == '"') {
         char *end = strchr(v + 1, '"');
         if (!end)
             return NULL;
         *end = '\0';
-        char *after = config_trim(end + 1);
+        char *after = ini_trim(end + 1);
         if (*after && *after != '#' && *after != ';')
             return NULL;
         return v + 1;
     }
-    for (char *p = v; *p; p++) {
-        if ((*p == '#' || *p == ';') && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
-            *p = '\0';
-            break;
-        }
-    }
-    return config_trim(v);
+    ini_cut_comment(v);
+    return ini_trim(v);
 }
 
 static int
@@ -362,17 +348,17 @@ load_file(struct config *c, const char *path, struct err *e)
             rc = err_set(e, ERR_CONFIG, 0, "%s: line too long", where);
             break;
         }
-        char *s = config_trim(line);
+        char *s = ini_trim(line);
         if (!*s || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
             char *end = strchr(s, ']');
-            if (!end || *config_trim(end + 1)) {
+            if (!end || *ini_trim(end + 1)) {
                 rc = err_set(e, ERR_CONFIG, 0, "%s: malformed section header", where);
                 break;
             }
             *end = '\0';
-            char *name = config_trim(s + 1);
+            char *name = ini_trim(s + 1);
             int known = 0;
             for (size_t i = 0; i < NKEYS; i++)
                 if (strcasecmp(keys[i].section, name) == 0)
@@ -390,7 +376,7 @@ load_file(struct config *c, const char *path, struct err *e)
             break;
         }
         *eq = '\0';
-        char *key = config_trim(s);
+        char *key = ini_trim(s);
         char *val = value_text(eq + 1);
         if (!*section) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: key '%s' outside of a [section]", where, key);
@@ -426,7 +412,7 @@ load_env(struct config *c, struct err *e)
         snprintf(where, sizeof(where), "environment %s", var);
         char buf[CONFIG_STR_MAX];
         snprintf(buf, sizeof(buf), "%s", v);
-        if (config_set(c, keys[i].section, keys[i].name, config_trim(buf), where, e) < 0)
+        if (config_set(c, keys[i].section, keys[i].name, ini_trim(buf), where, e) < 0)
             return -1;
     }
     return 0;

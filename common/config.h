@@ -67,6 +67,11 @@ struct config {
         int failure_window_sec;            /* ... within 60 s, then 429 */
     } auth;
     struct {
+        /* tag retention rules file (docs/gc.md "Retention"); "" = none: every
+         * tag is kept and pull times are not recorded */
+        char rules[CONFIG_STR_MAX];
+    } retention;
+    struct {
         int level; /* enum log_level, LOG_INFO */
         int json;  /* format = json */
     } log;
@@ -105,9 +110,5 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 int config_parse_size(const char *s, uint64_t *out);
 int config_parse_duration_ms(const char *s, int64_t *out);
 int config_parse_bool(const char *s, int *out);
-
-/* config_trim - s without leading blanks and trailing blanks and line ends
- * (cut in place); for the INI-like files of other modules too */
-char *config_trim(char *s);
 
 #endif

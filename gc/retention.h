@@ -17,6 +17,11 @@
 
 #include "common/err.h"
 
+/* limits of a rules file; over them is a load error */
+#define RETENTION_MAX_SECTIONS 4096  /* [repo "..."] sections */
+#define RETENTION_MAX_PROTECT 256    /* protect patterns of one section */
+#define RETENTION_MAX_KEEP 1000000   /* keep_newest */
+
 struct retention_rules;
 
 /* retention_load - parse the rules file at path. Returns a new object owned by

@@ -19,6 +19,7 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "server/maint.h"
+#include "gc/retention.h"
 #include "storage/storage.h"
 
 #include "common/banned.h"
@@ -203,6 +204,7 @@ cmd_serve(int argc, char **argv)
     struct api *api = NULL;
     struct http_server *srv = NULL;
     struct maint *maint = NULL;
+    struct retention_rules *retention = NULL;
     struct tls_ctx *tls = NULL;
     struct reloader rl = {0};
     int rc = 1;
@@ -241,13 +243,24 @@ cmd_serve(int argc, char **argv)
         goto out;
     }
 
+    /* read at start so that a broken file stops the server with its file:line
+     * (gc passes use the rules; pull times are recorded only with them) */
+    if (cfg.retention.rules[0]) {
+        retention = retention_load(cfg.retention.rules, &e);
+        if (!retention) {
+            log_error("main", NULL, "retention rules: %s", e.msg);
+            goto out;
+        }
+    }
     struct storage_opts so = storage_opts_of(&cfg);
+    so.track_pulls = retention != NULL;
     st = storage_open(&so, &e);
     if (!st) {
         log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
         goto out;
     }
-    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec};
+    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec,
+                            .pull_flush_ms = retention ? MAINT_PULL_FLUSH_MS : 0};
     maint = maint_start(st, &mo, &e);
     if (!maint) {
         log_error("main", NULL, "maintenance thread: %s", e.msg);
@@ -343,6 +356,7 @@ out:
     maint_stop(maint); /* joined before its storage goes away */
     if (st)
         storage_close(st);
+    retention_free(retention);
     libevent_global_shutdown();
     return rc;
 }
@@ -403,12 +417,21 @@ cmd_gc(int argc, char **argv)
         return 1;
     }
     int rc = 1;
+    struct retention_rules *retention = NULL;
     struct storage_handle *h = storage_handle_open(st, &e);
     if (!h) {
         fprintf(stderr, "ocireg gc: %s\n", e.msg);
         goto out;
     }
+    if (cfg.retention.rules[0]) {
+        retention = retention_load(cfg.retention.rules, &e);
+        if (!retention) {
+            fprintf(stderr, "ocireg gc: retention rules: %s\n", e.msg);
+            goto out;
+        }
+    }
     struct gc_opts o = {
+        .retention = retention,
         .grace_sec = cfg.gc.grace_sec,
         .delete_untagged = cfg.gc.delete_untagged || untagged,
         .dry_run = dry,
@@ -432,6 +455,7 @@ cmd_gc(int argc, char **argv)
     }
     rc = 0;
 out:
+    retention_free(retention);
     storage_handle_close(h);
     storage_close(st);
     return rc;

@@ -20,6 +20,7 @@
 #define MAINT_MIN_INTERVAL_MS 100L
 
 struct maint {
+    struct storage *st;
     struct storage_handle *h;
     struct maint_opts o;
     long interval_ms;
@@ -28,15 +29,20 @@ struct maint {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* CLOCK_MONOTONIC */
     int stop;          /* under mu */
+    int poked;         /* under mu: a round is wanted now */
     atomic_ulong runs;
 };
 
 long
 maint_interval_ms(const struct maint_opts *o)
 {
-    if (o->upload_expiry_sec <= 0)
+    if (o->upload_expiry_sec <= 0 && o->pull_flush_ms <= 0)
         return 0;
-    long ms = (long)o->upload_expiry_sec * 100L; /* a tenth of the expiry */
+    long ms = MAINT_MAX_INTERVAL_MS;
+    if (o->upload_expiry_sec > 0 && (long)o->upload_expiry_sec * 100L < ms)
+        ms = (long)o->upload_expiry_sec * 100L; /* a tenth of the expiry */
+    if (o->pull_flush_ms > 0 && o->pull_flush_ms < ms)
+        ms = o->pull_flush_ms;
     if (ms > MAINT_MAX_INTERVAL_MS)
         ms = MAINT_MAX_INTERVAL_MS;
     if (ms < MAINT_MIN_INTERVAL_MS)
@@ -45,16 +51,44 @@ maint_interval_ms(const struct maint_opts *o)
 }
 
 static void
+flush_pulls(struct maint *m)
+{
+    struct err e = {0};
+    long n = storage_pulls_flush(m->h, &e);
+    if (n < 0)
+        log_warn("maint", NULL, "recording tags' pull times (those since the last round are lost): %s",
+                 e.msg);
+    else if (n > 0)
+        log_debug("maint", NULL, "recorded pull times tags=%ld", n);
+}
+
+static void
 maint_round(struct maint *m)
 {
     struct err e = {0};
-    int n = storage_expire_uploads(m->h, &e);
-    if (n < 0)
-        log_warn("maint", NULL, "expiring upload sessions: %s", e.msg);
-    else if (n > 0)
-        log_info("maint", NULL, "expired %d upload session%s idle for more than %d s", n,
-                 n == 1 ? "" : "s", m->o.upload_expiry_sec);
+    if (m->o.upload_expiry_sec > 0) {
+        int n = storage_expire_uploads(m->h, &e);
+        if (n < 0)
+            log_warn("maint", NULL, "expiring upload sessions: %s", e.msg);
+        else if (n > 0)
+            log_info("maint", NULL, "expired %d upload session%s idle for more than %d s", n,
+                     n == 1 ? "" : "s", m->o.upload_expiry_sec);
+    }
+    if (m->o.pull_flush_ms > 0)
+        flush_pulls(m);
     atomic_fetch_add(&m->runs, 1);
+}
+
+/* storage_pulls_notify's callback: a pull table is filling up (called on a
+ * request's thread: only signal) */
+static void
+poke(void *arg)
+{
+    struct maint *m = arg;
+    pthread_mutex_lock(&m->mu);
+    m->poked = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
 }
 
 static void *
@@ -73,10 +107,11 @@ maint_main(void *arg)
             dl.tv_nsec -= 1000000000L;
         }
         int rc = 0;
-        while (!m->stop && rc != ETIMEDOUT)
+        while (!m->stop && !m->poked && rc != ETIMEDOUT)
             rc = pthread_cond_timedwait(&m->cv, &m->mu, &dl);
         if (m->stop)
             break;
+        m->poked = 0;
         if (!m->interval_ms)
             continue; /* nothing periodic configured: sleep on */
         pthread_mutex_unlock(&m->mu);
@@ -96,6 +131,7 @@ maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
         return NULL;
     }
     m->o = *o;
+    m->st = st;
     m->interval_ms = maint_interval_ms(o);
     atomic_init(&m->runs, 0);
     pthread_mutex_init(&m->mu, NULL);
@@ -113,9 +149,14 @@ maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
         goto fail;
     }
     m->started = 1;
-    if (m->interval_ms)
+    if (o->pull_flush_ms > 0)
+        storage_pulls_notify(st, poke, m);
+    if (o->upload_expiry_sec > 0)
         log_info("maint", NULL, "upload sessions idle for more than %d s are removed (checked every %ld ms)",
                  o->upload_expiry_sec, m->interval_ms);
+    if (o->pull_flush_ms > 0)
+        log_info("maint", NULL, "tags' pull times are recorded, written every %ld ms",
+                 o->pull_flush_ms < m->interval_ms ? m->interval_ms : o->pull_flush_ms);
     return m;
 fail:
     maint_stop(m);
@@ -134,11 +175,16 @@ maint_stop(struct maint *m)
     if (!m)
         return;
     if (m->started) {
+        if (m->o.pull_flush_ms > 0)
+            storage_pulls_notify(m->st, NULL, NULL);
         pthread_mutex_lock(&m->mu);
         m->stop = 1;
         pthread_cond_signal(&m->cv);
         pthread_mutex_unlock(&m->mu);
         pthread_join(m->thread, NULL);
+        /* the thread has ended: its handle is this thread's now */
+        if (m->o.pull_flush_ms > 0)
+            flush_pulls(m);
     }
     storage_handle_close(m->h);
     pthread_cond_destroy(&m->cv);

@@ -134,6 +134,22 @@ int meta_manifest_delete(struct meta_conn *c, const char *repo, const char *ds, 
 /* meta_tag_delete (txn) - 1, or 0 when there was no such tag */
 int meta_tag_delete(struct meta_conn *c, const char *repo, const char *tag, struct err *e);
 
+/* ---- last-pulled times of tags (retention's keep_within) ---- */
+
+struct meta_pull {
+    const char *repo, *tag;
+    int64_t at; /* seconds since the epoch */
+};
+/* meta_tags_pulled_set (txn) - record that each tag p[i] was pulled at
+ * p[i].at: a time later than the recorded one replaces it, a tag that no
+ * longer exists is skipped. Returns how many tags changed, or -1. */
+long meta_tags_pulled_set(struct meta_conn *c, const struct meta_pull *p, size_t n,
+                          struct err *e);
+/* meta_tag_times - 1 with *pushed (when the tag was last set) and *pulled (its
+ * last recorded pull, 0: never), 0 when there is no such tag, or -1 */
+int meta_tag_times(struct meta_conn *c, const char *repo, const char *tag, int64_t *pushed,
+                   int64_t *pulled, struct err *e);
+
 /* ---- lists: keyset pages (after `last`, at most n; n < 0 all) ----
  * *more = 1 when rows follow the n-th; *count the rows given to fn. fn
  * returning non-zero ends the page early (*more 0). */

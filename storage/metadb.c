@@ -17,7 +17,7 @@
  * covers their frames too. Every blob file is fsync'd (file and directory) BEFORE
  * the row naming it commits, so a row that survives always has its file.
  *
- * Schema version 5 (PRAGMA user_version). Digests are stored as their text
+ * Schema version 6 (PRAGMA user_version). Digests are stored as their text
  * "algo:hex"; names and tags as given (validated), compared bytewise (BINARY
  * collation), which is the order the spec's tag list and catalog want. Every
  * list is read with keyset paging (name > last ORDER BY name LIMIT n), never
@@ -43,7 +43,11 @@
  *                                 GET never reads a body. NULL only in rows left
  *                                 by v3 until storage_open fills them
  *   manifest_refs(repo, digest, ref, kind)   what a manifest references (gc marks)
- *   tags(repo, tag, digest, updated)
+ *   tags(repo, tag, digest, updated, pulled)   updated: when the tag was last
+ *                                       set (pushed); pulled: the last manifest
+ *                                       GET/HEAD by the tag as recorded (to the
+ *                                       minute, only with retention rules; 0:
+ *                                       never), see storage/pulls.c
  *   uploads(uuid, repo, algo, created)   the byte count is the file's length, and
  *                                        last use is kept in memory: a PATCH
  *                                        writes no row
@@ -191,9 +195,15 @@ static const char *const migrate_v5 =
     "   (SELECT 1 FROM gc_queue WHERE kind = 2 AND repo = old.repo AND digest = old.digest);"
     " END;";
 
+/* v5 -> v6: when each tag was last pulled, for retention's keep_within
+ * (gc/retention.h). Written in batches by storage_pulls_flush; 0 = never
+ * (or before this version). */
+static const char *const migrate_v6 =
+    "ALTER TABLE tags ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0;";
+
 /* migrations[i] takes the schema from version i to i + 1 */
-static const char *const migrations[] = {schema_v1, migrate_v2, migrate_v3, migrate_v4,
-                                         migrate_v5};
+static const char *const migrations[] = {schema_v1,  migrate_v2, migrate_v3,
+                                         migrate_v4, migrate_v5, migrate_v6};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == METADB_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -239,6 +249,9 @@ static const char *const stmt_sql[Q__COUNT] = {
                      " updated = excluded.updated",
     [Q_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
     [Q_TAG_DELETE_DIGEST] = "DELETE FROM tags WHERE repo = ?1 AND digest = ?2",
+    /* a later pull wins; a tag deleted since is skipped */
+    [Q_TAG_PULLED_SET] = "UPDATE tags SET pulled = ?3 WHERE repo = ?1 AND tag = ?2 AND pulled < ?3",
+    [Q_TAG_TIMES] = "SELECT updated, pulled FROM tags WHERE repo = ?1 AND tag = ?2",
     [Q_TAGS_LIST] = "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2 ORDER BY tag LIMIT ?3",
     [Q_REPO_EXISTS] = "SELECT 1 FROM repos WHERE name = ?1",
     [Q_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -306,7 +319,7 @@ static const char *const stmt_sql[Q__COUNT] = {
                             " UNION SELECT 4, repo, digest FROM manifests"
                             "  WHERE repo = ?1 AND subject = ?2",
     [Q_GC_TAG_DELETE] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
-    [Q_TAGS_RETENTION] = "SELECT tag, digest, updated FROM tags WHERE repo = ?1 ORDER BY tag",
+    [Q_TAGS_RETENTION] = "SELECT tag, digest, updated, pulled FROM tags WHERE repo = ?1 ORDER BY tag",
 };
 
 int
@@ -1000,6 +1013,44 @@ meta_tag_delete(struct meta_conn *c, const char *repo, const char *tag, struct e
     return changes(c) ? 1 : 0;
 }
 
+/* ---- last-pulled times of tags ---- */
+
+long
+meta_tags_pulled_set(struct meta_conn *c, const struct meta_pull *p, size_t n, struct err *e)
+{
+    long changed = 0;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *s = metadb_q(c, Q_TAG_PULLED_SET);
+        bind_text(s, 1, p[i].repo);
+        bind_text(s, 2, p[i].tag);
+        bind_int64(s, 3, p[i].at);
+        if (run(c, s, e) < 0)
+            return -1;
+        changed += changes(c);
+    }
+    return changed;
+}
+
+int
+meta_tag_times(struct meta_conn *c, const char *repo, const char *tag, int64_t *pushed,
+               int64_t *pulled, struct err *e)
+{
+    sqlite3_stmt *s = metadb_q(c, Q_TAG_TIMES);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, tag);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *pushed = sqlite3_column_int64(s, 0);
+        *pulled = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return dberr(c, "read tag", e);
+}
+
 /* ---- lists ---- */
 
 /* limit_of - SQL LIMIT for a page of n: one more row tells whether more exist */
@@ -1545,8 +1596,8 @@ meta_gc_tag_delete(struct meta_conn *c, const char *repo, const char *tag, const
     return meta_gc_enqueue(c, META_GC_RETAINED, repo, ds, e) < 0 ? -1 : 1;
 }
 
-/* pulled is 0: the tags table keeps no pull time (yet); the retention
- * module's tracking fills it here when it adds one */
+/* pulled: tags.pulled (v6), written in batches by storage_pulls_flush when
+ * retention rules are configured; 0 when never recorded */
 int
 meta_tags_for_retention(struct meta_conn *c, const char *repo,
                         int (*fn)(void *arg, const char *tag, const char *ds, int64_t pushed,
@@ -1559,7 +1610,7 @@ meta_tags_for_retention(struct meta_conn *c, const char *repo,
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
         const char *d = (const char *)sqlite3_column_text(s, 1);
-        if (fn(arg, t ? t : "", d ? d : "", sqlite3_column_int64(s, 2), 0) != 0) {
+        if (fn(arg, t ? t : "", d ? d : "", sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3)) != 0) {
             rc = SQLITE_DONE;
             break;
         }

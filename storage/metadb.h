@@ -78,6 +78,8 @@ enum stmt_id {
     Q_TAG_UPSERT,
     Q_TAG_DELETE,
     Q_TAG_DELETE_DIGEST,
+    Q_TAG_PULLED_SET,
+    Q_TAG_TIMES,
     Q_TAGS_LIST,
     Q_REPO_EXISTS,
     Q_CATALOG,
@@ -133,7 +135,7 @@ struct meta_conn {
     int held;    /* holds m->wmu after meta_commit_hold, until meta_release */
 };
 
-#define METADB_SCHEMA_VERSION 5
+#define METADB_SCHEMA_VERSION 6
 /* "unix-excl": the process holds an exclusive lock on meta.db (one process per
  * root anyway, see the flock in storage_open) and the WAL index lives in heap
  * memory shared by the process's connections, so a read transaction takes no

@@ -177,8 +177,10 @@ storage_open(const struct storage_opts *opts, struct err *e)
         opts->max_uploads_per_repo ? opts->max_uploads_per_repo : STORAGE_DEFAULT_MAX_UPLOADS_PER_REPO;
     st->max_manifest_refs =
         opts->max_manifest_refs ? opts->max_manifest_refs : STORAGE_DEFAULT_MAX_MANIFEST_REFS;
+    st->track_pulls = opts->track_pulls ? 1 : 0;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
+    pthread_mutex_init(&st->pulls_mu, NULL);
     size_t rl = strlen(opts->root);
     st->root = malloc(rl + 1);
     if (!st->root) {
@@ -270,8 +272,10 @@ storage_close(struct storage *st)
         close(st->lockfd); /* releases the flock */
     if (st->rootfd >= 0)
         close(st->rootfd);
+    pulls_free_all(st);
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->fault.mu);
+    pthread_mutex_destroy(&st->pulls_mu);
     free(st->root);
     free(st);
 }
@@ -298,6 +302,7 @@ storage_handle_close(struct storage_handle *h)
 {
     if (!h)
         return;
+    pulls_detach(h);
     meta_conn_close(h->mc);
     free(h);
 }
@@ -1007,6 +1012,9 @@ storage_manifest_get(struct storage_handle *h, const char *repo, const char *ref
     }
     if (meta)
         *meta = m;
+    /* retention's keep_within (pulls.c): no allocation, no I/O */
+    if (h->st->track_pulls && !is_digest)
+        pulls_note(h, repo, ref);
     return 0;
 }
 

@@ -174,6 +174,10 @@ struct storage_opts {
     unsigned max_manifest_refs;    /* descriptors in one manifest (config, layers,
                                       manifests[], subject); over it
                                       ERR_MANIFEST_INVALID. 0 = default */
+    int track_pulls;           /* 1: record when each tag is pulled (a manifest
+                                  GET/HEAD by tag), for retention's keep_within
+                                  (storage_pulls_flush writes them); 0: off, no
+                                  cost */
     /* tests only: replaces the filesystem blob backend by what this returns
      * (tests/lib/blob_nofd.c wraps it into a backend offering no
      * descriptor); it owns fs from then on. NULL: the filesystem backend. */
@@ -207,6 +211,33 @@ void storage_fault_inject(struct storage *st, unsigned ops, int err_no, int coun
  * (upload commits, storage_blob_put; also when fsync is off), so a test can hold
  * a commit mid-way on a barrier of its own. fn NULL clears it. */
 void storage_fsync_hook(struct storage *st, void (*fn)(void *arg), void *arg);
+
+/* ---- last-pulled times of tags (with track_pulls; storage/pulls.c) ----
+ * A manifest GET or HEAD by tag that finds its manifest notes (repo, tag,
+ * now) in a fixed in-memory table of the calling handle: no allocation, no
+ * I/O. The notes reach the database (tags' pulled time) only through
+ * storage_pulls_flush, which a periodic thread calls; a crash loses those
+ * not flushed yet. */
+
+/* storage_pulls_flush - write every handle's notes since the last flush in
+ * one light transaction (a later time than the stored one wins; a tag deleted
+ * meanwhile is skipped) on h (the calling thread's). Returns how many tags
+ * changed (0 also when track_pulls is off), or -1 with ERR_DB / ERR_NOSPACE /
+ * ERR_NOMEM: the notes taken out are then lost (they are hints, see pulls.c). */
+long storage_pulls_flush(struct storage_handle *h, struct err *e);
+
+/* storage_pulls_notify - fn(arg) is called when a handle's table is filling
+ * up, so that a flush runs soon: from the request's thread, with a storage
+ * lock held (fn must only signal, e.g. a condition variable, and never call
+ * into storage). At most once per table between two flushes. fn NULL: no
+ * callback (and, once this returns, fn is never called again). */
+void storage_pulls_notify(struct storage *st, void (*fn)(void *arg), void *arg);
+
+/* storage_tag_times - 1 with *pushed (when tag was last set) and *pulled (its
+ * last flushed pull, 0: never), 0 when repo has no such tag, or -1 with
+ * ERR_DB */
+int storage_tag_times(struct storage_handle *h, const char *repo, const char *tag,
+                      int64_t *pushed, int64_t *pulled, struct err *e);
 
 /* ---- readers ----
  * The bytes of a blob or manifest body as the blob backend offers them. The

@@ -12,7 +12,8 @@
  *   upload.c    upload sessions (state machine documented there)
  *   storage.c   storage_open/close and recovery, blobs, manifests, tags, catalog, referrers
  *   gcstore.c   gc's steps (storage.h "garbage collection steps") and the marks of
- *               blobs being installed */
+ *               blobs being installed
+ *   pulls.c     last-pulled times of tags: per-handle tables, their flush */
 #ifndef OCIREG_STORAGE_INTERNAL_H
 #define OCIREG_STORAGE_INTERNAL_H
 
@@ -102,6 +103,13 @@ struct storage {
     size_t ninst, capinst;
     void (*gc_hook)(void *arg, enum storage_gc_point pt); /* storage_gc_hook */
     void *gc_hook_arg;
+    /* pulls.c: on with track_pulls; the list of tables and the callback
+     * under pulls_mu */
+    int track_pulls;
+    pthread_mutex_t pulls_mu;
+    struct pull_table *pulls;
+    void (*pulls_full)(void *arg);
+    void *pulls_full_arg;
 };
 
 struct installing {
@@ -119,7 +127,19 @@ struct storage_handle {
     struct storage *st;
     struct meta_conn *mc;
     int gc_dry; /* a dry gc pass holds a transaction open (gcstore.c) */
+    struct pull_table *pulls; /* pulls.c: its table, NULL before its first pull */
 };
+
+/* ---- pulls.c ---- */
+struct pull_table;
+/* pulls_note - tag of repo was pulled now through h (no allocation after the
+ * handle's first call, no I/O) */
+void pulls_note(struct storage_handle *h, const char *repo, const char *tag);
+/* pulls_detach - h closes: its table's notes wait for the next flush, and
+ * the table may serve another handle */
+void pulls_detach(struct storage_handle *h);
+/* pulls_free_all - free every table (storage_close) */
+void pulls_free_all(struct storage *st);
 
 /* fault_hit - 1 when an injected fault for `op` fires now (errno set to the
  * configured value), else 0. */

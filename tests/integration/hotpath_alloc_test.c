@@ -413,3 +413,32 @@ Test(hotpath_alloc, tags_list_paged_with_link)
     seed_repo();
     measure("GET", "/v2/r/tags/list?n=10&last=t050", 200);
 }
+
+/* with retention rules the same requests also note the tag's pull time
+ * (storage/pulls.c): still nothing allocated per request, while the
+ * maintenance thread flushes the notes every 100 ms beside them */
+static void
+hp_setup_pulls(void)
+{
+    counting_init();
+    struct inproc_opts o = {.prefix = "hotpath-pulls",
+                            .max_page = 10000,
+                            .io = -1,
+                            .track_pulls = 1,
+                            .pull_flush_ms = 100};
+    cr_assert_eq(inproc_start_with(&P, &o, &S), 0, "in-process server did not start");
+}
+
+TestSuite(hotpath_alloc_pulls, .init = hp_setup_pulls, .fini = hp_teardown, .timeout = 120);
+
+Test(hotpath_alloc_pulls, manifest_get_by_tag)
+{
+    seed_repo();
+    measure("GET", "/v2/r/manifests/v1", 200);
+}
+
+Test(hotpath_alloc_pulls, manifest_head_by_tag)
+{
+    seed_repo();
+    measure("HEAD", "/v2/r/manifests/v1", 200);
+}

@@ -8,6 +8,7 @@
 
 #include "server/api.h"
 #include "server/http.h"
+#include "server/maint.h"
 #include "storage/storage.h"
 #include "tests/lib/integ_util.h"
 #include "tests/lib/testsrv.h"
@@ -44,6 +45,21 @@ int
 inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page, int io,
                   unsigned long long max_blob_size, struct testsrv *s)
 {
+    struct inproc_opts o = {.prefix = prefix,
+                            .fsync = fsync,
+                            .max_page = max_page,
+                            .io = io,
+                            .max_blob_size = max_blob_size};
+    return inproc_start_with(p, &o, s);
+}
+
+int
+inproc_start_with(struct inproc *p, const struct inproc_opts *o, struct testsrv *s)
+{
+    const char *prefix = o->prefix ? o->prefix : "inproc";
+    int fsync = o->fsync, io = o->io;
+    long max_page = o->max_page;
+    unsigned long long max_blob_size = o->max_blob_size;
     struct err e = {0};
     memset(p, 0, sizeof(*p));
     snprintf(p->root, sizeof(p->root), "/tmp/%s.XXXXXX", prefix);
@@ -55,10 +71,16 @@ inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page
                               .fsync = fsync,
                               .max_manifest = 4u << 20,
                               .max_blob_size = max_blob_size,
+                              .track_pulls = o->track_pulls,
                               .test_blobs = blob_nofd_selected()};
     p->st = storage_open(&so, &e);
     if (!p->st)
         goto fail;
+    if (o->pull_flush_ms > 0) {
+        struct maint_opts mo = {.pull_flush_ms = o->pull_flush_ms};
+        if (!(p->maint = maint_start(p->st, &mo, &e)))
+            goto fail;
+    }
     struct api_opts ao = {.max_manifest = 4u << 20, .max_page = max_page};
     p->api = api_new(p->st, &ao, &e);
     if (!p->api)
@@ -93,9 +115,11 @@ fail:
     fprintf(stderr, "inproc: %s\n", e.msg);
     http_server_free(p->srv);
     api_free(p->api);
+    maint_stop(p->maint);
     storage_close(p->st);
     p->srv = NULL;
     p->api = NULL;
+    p->maint = NULL;
     p->st = NULL;
     return -1;
 }
@@ -110,8 +134,10 @@ inproc_stop(struct inproc *p)
         p->srv = NULL;
     }
     api_free(p->api);
+    maint_stop(p->maint); /* after the workers: its last flush sees their pulls */
     storage_close(p->st);
     p->api = NULL;
+    p->maint = NULL;
     p->st = NULL;
     if (p->root[0])
         integ_rm_rf(p->root);

@@ -10,12 +10,14 @@
 struct storage;
 struct api;
 struct http_server;
+struct maint;
 struct testsrv;
 
 struct inproc {
     struct storage *st;
     struct api *api;
     struct http_server *srv;
+    struct maint *maint; /* with inproc_opts.pull_flush_ms, else NULL */
     pthread_t thr;
     char root[128];
 };
@@ -33,6 +35,21 @@ int inproc_start(struct inproc *p, const char *prefix, int fsync, long max_page,
  * inproc_start_opts(p, prefix, fsync, max_page, -1, 0, s). */
 int inproc_start_opts(struct inproc *p, const char *prefix, int fsync, long max_page, int io,
                       unsigned long long max_blob_size, struct testsrv *s);
+
+/* every knob of inproc_start_with; 0 is the default of each */
+struct inproc_opts {
+    const char *prefix;
+    int fsync;
+    long max_page;
+    int io; /* as inproc_start_opts' (0 = HTTP_IO_AUTO; -1: from the environment) */
+    unsigned long long max_blob_size;
+    int track_pulls;    /* storage_opts.track_pulls */
+    long pull_flush_ms; /* > 0: a maintenance thread (server/maint.h) writes
+                           the pull times this often */
+};
+
+/* inproc_start_with - inproc_start_opts with the options in a struct */
+int inproc_start_with(struct inproc *p, const struct inproc_opts *o, struct testsrv *s);
 
 /* inproc_stop - stop and free everything, remove the root */
 void inproc_stop(struct inproc *p);

@@ -34,6 +34,7 @@ clear_env(void)
                                        "OCIREG_STORAGE_MAX_UPLOADS_PER_REPO",
                                        "OCIREG_STORAGE_MAX_MANIFEST_REFS",
                                        "OCIREG_STORAGE_IO",
+                                       "OCIREG_RETENTION_RULES",
                                        "OCIREG_LOG_LEVEL",
                                        "OCIREG_LOG_FORMAT",
                                        "OCIREG_TLS_CERT",
@@ -353,4 +354,23 @@ Test(config, gc_keys_defaults_file_and_environment)
     cr_assert_eq(config_load(&c, p, &e), -1);
     cr_assert_not_null(strstr(e.msg, "gc.grace"), "%s", e.msg);
     unlink(p);
+}
+
+Test(config, retention_rules_from_file_and_environment)
+{
+    struct config c;
+    struct err e = {0};
+    cr_assert_eq(config_load(&c, NULL, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.retention.rules, "", "no rules by default");
+    const char *p = write_conf("[retention]\nrules = /etc/ocireg/retention.rules\n");
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.retention.rules, "/etc/ocireg/retention.rules");
+    setenv("OCIREG_RETENTION_RULES", "/other.rules", 1);
+    cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(c.retention.rules, "/other.rules", "the environment wins");
+    unsetenv("OCIREG_RETENTION_RULES");
+    cleanup();
+    p = write_conf("[retention]\nkeep = 3\n");
+    cr_assert_eq(config_load(&c, p, &e), -1);
+    cr_assert(strstr(e.msg, ":2: unknown key 'keep' in [retention]"), "%s", e.msg);
 }

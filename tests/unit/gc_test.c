@@ -440,7 +440,8 @@ Test(gc, a_store_from_before_the_queue_gets_a_full_pass_once)
     exec_ok(db, "BEGIN; DROP TRIGGER gcq_link_ins; DROP TRIGGER gcq_link_del;"
                 "DROP TRIGGER gcq_mf_ins; DROP TRIGGER gcq_mf_del; DROP TRIGGER gcq_ref_del;"
                 "DROP TRIGGER gcq_tag_upd; DROP TRIGGER gcq_tag_del; DROP TABLE gc_queue;"
-                "DROP TABLE gc_state; PRAGMA user_version = 4; COMMIT;");
+                "DROP TABLE gc_state; ALTER TABLE tags DROP COLUMN pulled;"
+                "PRAGMA user_version = 4; COMMIT;");
     sqlite3_close(db);
     tu_open_at(&T, 0);
     struct gc_stats st = pass0(1);

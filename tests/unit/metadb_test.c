@@ -1,11 +1,12 @@
 /* metadb_test.c - the sqlite metadata: schema version, WAL, refusal of a newer
- * schema, migration of version-1 and version-3 databases, that the hot queries are index
+ * schema, migration of version-1, version-3 and version-4 databases, that the hot queries are index
  * lookups, and that acknowledged commits fsync the WAL (a counting VFS shim). */
 #include <sqlite3.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "storage_testutil.h"
+#include "storage/metadb.h"
 
 static struct tu_store T;
 
@@ -47,6 +48,9 @@ int_query(sqlite3 *db, const char *sql)
     return v;
 }
 
+/* what the v6 migration added (tags' pull times), dropped to make an older
+ * database (before UNDO_V5) */
+#define UNDO_V6 "ALTER TABLE tags DROP COLUMN pulled; PRAGMA user_version = 5;"
 /* what the v5 migration added (gc's review queue), dropped to make an older
  * database */
 #define UNDO_V5                                                                                    \
@@ -57,7 +61,7 @@ int_query(sqlite3 *db, const char *sql)
 Test(metadb, schema_version_and_wal)
 {
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), METADB_SCHEMA_VERSION);
     sqlite3_stmt *s = NULL;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL);
     cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
@@ -93,7 +97,7 @@ Test(metadb, reopen_keeps_schema)
     tu_close_only(&T);
     tu_open_at(&T, 0);
     sqlite3 *db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), METADB_SCHEMA_VERSION);
     sqlite3_close(db);
 }
 
@@ -444,6 +448,7 @@ Test(metadb, version1_database_is_migrated)
     tu_close_only(&T);
 
     sqlite3 *db = raw_db();
+    exec_ok(db, UNDO_V6);
     exec_ok(db, UNDO_V5);
     exec_ok(db, "BEGIN;"
                 "CREATE TABLE m1(repo TEXT NOT NULL, digest TEXT NOT NULL,"
@@ -476,7 +481,7 @@ Test(metadb, version1_database_is_migrated)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), METADB_SCHEMA_VERSION);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifests"), 3);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM sqlite_master WHERE name='manifests'"
                                " AND sql LIKE '%WITHOUT ROWID%'"),
@@ -619,6 +624,7 @@ Test(metadb, version3_database_gets_annotations_from_bodies)
     sqlite3 *db = raw_db();
     exec_ok(db, UNDO_V5);
     exec_ok(db, "BEGIN; DROP INDEX manifest_annotations_unfilled;"
+                "ALTER TABLE tags DROP COLUMN pulled;"
                 "UPDATE manifest_annotations SET annotations = NULL;");
     snprintf(sql, sizeof(sql),
              "INSERT INTO manifest_annotations SELECT id, 'x' FROM manifests WHERE digest = '%s';"
@@ -634,7 +640,7 @@ Test(metadb, version3_database_gets_annotations_from_bodies)
 
     tu_open_at(&T, 0);
     db = raw_db();
-    cr_assert_eq(int_query(db, "PRAGMA user_version"), 5);
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), METADB_SCHEMA_VERSION);
     cr_assert_eq(int_query(db, "SELECT count(*) FROM manifest_annotations"), 1,
                  "the lost body's row and the plain manifest's row are gone");
     sqlite3_close(db);
@@ -656,4 +662,26 @@ Test(metadb, version3_database_gets_annotations_from_bodies)
     free(big_ann);
     free(lost_ann);
     free(plain_ann);
+}
+
+/* v4 -> v6: tags gain their last-pulled time, 0 (never) for the tags there */
+Test(metadb, migration_from_v4_adds_pulled_times)
+{
+    struct digest d = tu_manifest_put(T.h, "r", "v1", "pulled", NULL);
+    (void)d;
+    tu_close_only(&T);
+    sqlite3 *db = raw_db();
+    exec_ok(db, UNDO_V6);
+    exec_ok(db, UNDO_V5);
+    sqlite3_close(db);
+    tu_open_at(&T, 0);
+    db = raw_db();
+    cr_assert_eq(int_query(db, "PRAGMA user_version"), METADB_SCHEMA_VERSION);
+    sqlite3_close(db);
+    struct err e = {0};
+    int64_t pushed = 0, pulled = -1;
+    cr_assert_eq(storage_tag_times(T.h, "r", "v1", &pushed, &pulled, &e), 1, "%s", e.msg);
+    cr_assert(pushed > 0);
+    cr_assert_eq(pulled, 0);
+    cr_assert_eq(storage_tag_times(T.h, "r", "nope", &pushed, &pulled, &e), 0);
 }
