@@ -77,6 +77,12 @@ struct blob_backend_ops {
                 struct err *e);
     /* sync - make every blob put with BLOB_PUT_LAZY so far durable */
     int (*sync)(struct blob_backend *b, struct err *e);
+    /* quarantine - move blob d out of the store, its bytes kept for an
+     * operator (ocireg check --repair; fs: <root>/quarantine/<algo>/<hex>.<tag>,
+     * durably); *where (wsz bytes) names the place. 1 moved, 0 when the blob
+     * is not stored, -1. NULL: the backend has no such place. */
+    int (*quarantine)(struct blob_backend *b, const struct digest *d, const char *tag,
+                      char *where, size_t wsz, struct err *e);
 
     /* ---- upload sessions' bytes, named by upload id ---- */
     /* w_create - empty session data (fails when it exists) */

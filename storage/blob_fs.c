@@ -434,6 +434,43 @@ fs_sync(struct blob_backend *b, struct err *e)
     return 0;
 }
 
+static int mkdir_at(int dirfd, const char *rel, struct err *e);
+
+/* fs_quarantine - a rename into <root>/quarantine/<algo>/ (never a copy or a
+ * delete: the bytes stay for an operator to look at). RENAME_NOREPLACE: a
+ * name already taken gets ".N" rather than replacing an earlier copy. */
+static int
+fs_quarantine(struct blob_backend *b, const struct digest *d, const char *tag, char *where,
+              size_t wsz, struct err *e)
+{
+    struct fs *st = (struct fs *)b;
+    char dir[32], rel[BLOB_RELPATH_MAX], bdir[16], dst[BLOB_RELPATH_MAX + 96];
+    snprintf(dir, sizeof(dir), "quarantine/%s", algo_dir(d->algo));
+    if (mkdir_at(st->rootfd, "quarantine", e) < 0 || mkdir_at(st->rootfd, dir, e) < 0)
+        return -1;
+    blob_relpath(d, rel);
+    for (int i = 0;; i++) {
+        if (i == 0)
+            snprintf(dst, sizeof(dst), "%s/%s.%s", dir, d->hex, tag);
+        else
+            snprintf(dst, sizeof(dst), "%s/%s.%s.%d", dir, d->hex, tag, i);
+        if (renameat2(st->blobsfd, rel, st->rootfd, dst, RENAME_NOREPLACE) == 0)
+            break;
+        if (errno == ENOENT)
+            return 0;
+        if (errno != EEXIST || i >= 100)
+            return err_sys(e, ERR_IO, errno, "move 'blobs/%s' to '%s'", rel, dst);
+    }
+    blob_dirpath(d, bdir, sizeof(bdir));
+    if (blobstore_fsync_dir(st, st->rootfd, dir, e) < 0 ||
+        blobstore_fsync_dir(st, st->rootfd, "quarantine", e) < 0 ||
+        blobstore_fsync_dir(st, st->rootfd, ".", e) < 0 ||
+        blobstore_fsync_dir(st, st->blobsfd, bdir, e) < 0)
+        return -1;
+    snprintf(where, wsz, "%s", dst);
+    return 1;
+}
+
 /* ---- upload sessions ---- */
 
 static int
@@ -601,6 +638,7 @@ static const struct blob_backend_ops fs_ops = {
     .remove = fs_remove,
     .list = fs_list,
     .sync = fs_sync,
+    .quarantine = fs_quarantine,
     .w_create = fs_w_create,
     .w_open = fs_w_open,
     .w_stat = fs_w_stat,

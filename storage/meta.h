@@ -301,4 +301,65 @@ int meta_commit_hold(struct meta_conn *c, struct err *e);
 /* meta_release - give back the lock kept by meta_commit_hold */
 void meta_release(struct meta_conn *c);
 
+/* ---- for ocireg check (gc/check.c) ----
+ * Read-only listings in bounded memory (keyset pages, or one pass of a
+ * statement feeding a callback), and the one repair no operation above makes
+ * (meta_check_refs_drop). Nothing here is on a request's path. */
+
+/* meta_check_blobs_page - blob rows whose digest text sorts after `last` (""
+ * = from the start), in that order, at most n (n < 0: all): fn(ds, size).
+ * *more = 1 when rows follow the n-th; fn returning non-zero ends the page
+ * (*more 0). The digest text is given as stored (it may not parse). */
+int meta_check_blobs_page(struct meta_conn *c, const char *last, long n,
+                          int (*fn)(void *arg, const char *ds, uint64_t size), void *arg,
+                          int *more, struct err *e);
+/* meta_check_blob_row - 1 with *size when ds has a blob row, 0 when not */
+int meta_check_blob_row(struct meta_conn *c, const char *ds, uint64_t *size, struct err *e);
+/* meta_check_users - the manifests stored as ds (kind -1) and those that
+ * reference ds (kind: its enum ref_kind): fn(repo, manifest digest, kind) */
+int meta_check_users(struct meta_conn *c, const char *ds,
+                     int (*fn)(void *arg, const char *repo, const char *mds, int kind),
+                     void *arg, struct err *e);
+
+/* rows that name a row that is not there (what meta_check_dangling lists) */
+enum meta_dangling_kind {
+    META_DANGLING_LINK,         /* link of repo to `digest` without a blob row */
+    META_DANGLING_BODY,         /* manifest repo@digest without its body's blob row */
+    META_DANGLING_BODY_SIZE,    /* manifest repo@digest of size a, its body's row b */
+    META_DANGLING_REF_BLOB,     /* manifest repo@digest references blob `ref`, which
+                                   repo does not link */
+    META_DANGLING_REF_MANIFEST, /* ... child manifest `ref`, which repo lacks */
+    META_DANGLING_REF_ORPHAN,   /* reference rows of repo@digest without the
+                                   manifest row */
+    META_DANGLING_TAG,          /* tag `ref` of repo names `digest`, which repo lacks */
+};
+struct meta_dangling {
+    enum meta_dangling_kind kind;
+    const char *repo, *digest;
+    const char *ref; /* the reference or tag; "" when the kind has none */
+    uint64_t a, b;
+};
+/* meta_check_dangling - every such row, kind by kind (one anti-join over the
+ * indexes each); fn returning non-zero stops the listing (0 is returned) */
+int meta_check_dangling(struct meta_conn *c,
+                        int (*fn)(void *arg, const struct meta_dangling *d), void *arg,
+                        struct err *e);
+
+struct meta_check_counts {
+    uint64_t blobs, links, manifests, tags;
+    uint64_t absent_subjects; /* manifests whose subject is not in their
+                                 repository (the spec allows it) */
+};
+/* meta_check_counts - rows of each kind */
+int meta_check_counts(struct meta_conn *c, struct meta_check_counts *out, struct err *e);
+
+/* meta_check_integrity - the database's own check (sqlite: PRAGMA
+ * quick_check): fn(message) for each problem it names; none: it is sound */
+int meta_check_integrity(struct meta_conn *c, int (*fn)(void *arg, const char *msg), void *arg,
+                         struct err *e);
+
+/* meta_check_refs_drop (txn) - the reference rows of repo@ds when no manifest
+ * row holds them (META_DANGLING_REF_ORPHAN): 1 dropped, 0 none */
+int meta_check_refs_drop(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
+
 #endif

@@ -1620,3 +1620,227 @@ meta_tags_for_retention(struct meta_conn *c, const char *repo,
         return dberr(c, "list tags", e);
     return 0;
 }
+
+/* ---- for ocireg check ----
+ * Rare, whole-store reads: statements are prepared per call (not kept on
+ * every connection) and read on the connection's current database, like the
+ * gc listings above. */
+
+/* check_stmt - prepare sql with up to two text binds and an integer third */
+static sqlite3_stmt *
+check_stmt(struct meta_conn *c, const char *sql, const char *t1, const char *t2, int64_t i3,
+           struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(c)->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        dberr(c, "check: prepare", e);
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    int np = sqlite3_bind_parameter_count(s);
+    if (np >= 1)
+        bind_text(s, 1, t1);
+    if (np >= 2)
+        bind_text(s, 2, t2);
+    if (np >= 3)
+        bind_int64(s, 3, i3);
+    return s;
+}
+
+static const char *
+col_text(sqlite3_stmt *s, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(s, i);
+    return t ? t : "";
+}
+
+int
+meta_check_blobs_page(struct meta_conn *c, const char *last, long n,
+                      int (*fn)(void *arg, const char *ds, uint64_t size), void *arg, int *more,
+                      struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(c,
+                                 "SELECT digest, size FROM blobs WHERE digest > ?1"
+                                 " ORDER BY digest LIMIT ?3",
+                                 last ? last : "", NULL, limit_of(n), e);
+    if (!s)
+        return -1;
+    int rc, m = 0;
+    long i = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n >= 0 && i >= n) {
+            m = 1;
+            break;
+        }
+        i++;
+        if (fn(arg, col_text(s, 0), (uint64_t)sqlite3_column_int64(s, 1)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int ret = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : dberr(c, "check: list blobs", e);
+    sqlite3_finalize(s);
+    if (ret == 0 && more)
+        *more = m;
+    return ret;
+}
+
+int
+meta_check_blob_row(struct meta_conn *c, const char *ds, uint64_t *size, struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(c, "SELECT size FROM blobs WHERE digest = ?1", ds, NULL, 0, e);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *size = (uint64_t)sqlite3_column_int64(s, 0);
+    int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : dberr(c, "check: read blob", e);
+    sqlite3_finalize(s);
+    return ret;
+}
+
+int
+meta_check_users(struct meta_conn *c, const char *ds,
+                 int (*fn)(void *arg, const char *repo, const char *mds, int kind), void *arg,
+                 struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(c,
+                                 "SELECT repo, digest, -1 FROM manifests WHERE digest = ?1"
+                                 " UNION ALL SELECT repo, digest, kind FROM manifest_refs"
+                                 " WHERE ref = ?1",
+                                 ds, NULL, 0, e);
+    if (!s)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (fn(arg, col_text(s, 0), col_text(s, 1), sqlite3_column_int(s, 2)) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int ret = rc == SQLITE_DONE ? 0 : dberr(c, "check: list users", e);
+    sqlite3_finalize(s);
+    return ret;
+}
+
+/* each query gives (repo, digest, ref, a, b) */
+static const char *const dangling_sql[] = {
+    [META_DANGLING_LINK] = "SELECT l.repo, l.digest, '', 0, 0 FROM blob_links l"
+                           " WHERE NOT EXISTS(SELECT 1 FROM blobs b WHERE b.digest = l.digest)",
+    [META_DANGLING_BODY] = "SELECT m.repo, m.digest, '', m.size, 0 FROM manifests m"
+                           " WHERE NOT EXISTS(SELECT 1 FROM blobs b WHERE b.digest = m.digest)",
+    [META_DANGLING_BODY_SIZE] = "SELECT m.repo, m.digest, '', m.size, b.size FROM manifests m"
+                                " JOIN blobs b ON b.digest = m.digest WHERE b.size <> m.size",
+    [META_DANGLING_REF_BLOB] =
+        "SELECT r.repo, r.digest, r.ref, 0, 0 FROM manifest_refs r WHERE r.kind = 0"
+        " AND NOT EXISTS(SELECT 1 FROM blob_links l WHERE l.repo = r.repo AND l.digest = r.ref)"
+        " AND EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.repo AND m.digest = r.digest)",
+    [META_DANGLING_REF_MANIFEST] =
+        "SELECT r.repo, r.digest, r.ref, 0, 0 FROM manifest_refs r WHERE r.kind = 1"
+        " AND NOT EXISTS(SELECT 1 FROM manifests c WHERE c.repo = r.repo AND c.digest = r.ref)"
+        " AND EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.repo AND m.digest = r.digest)",
+    [META_DANGLING_REF_ORPHAN] =
+        "SELECT DISTINCT r.repo, r.digest, '', 0, 0 FROM manifest_refs r"
+        " WHERE NOT EXISTS(SELECT 1 FROM manifests m WHERE m.repo = r.repo"
+        "  AND m.digest = r.digest)",
+    [META_DANGLING_TAG] = "SELECT t.repo, t.digest, t.tag, 0, 0 FROM tags t"
+                          " WHERE NOT EXISTS(SELECT 1 FROM manifests m WHERE m.repo = t.repo"
+                          "  AND m.digest = t.digest)",
+};
+
+int
+meta_check_dangling(struct meta_conn *c, int (*fn)(void *arg, const struct meta_dangling *d),
+                    void *arg, struct err *e)
+{
+    for (size_t k = 0; k < sizeof(dangling_sql) / sizeof(dangling_sql[0]); k++) {
+        sqlite3_stmt *s = check_stmt(c, dangling_sql[k], NULL, NULL, 0, e);
+        if (!s)
+            return -1;
+        int rc, stop = 0;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            struct meta_dangling d = {
+                .kind = (enum meta_dangling_kind)k,
+                .repo = col_text(s, 0),
+                .digest = col_text(s, 1),
+                .ref = col_text(s, 2),
+                .a = (uint64_t)sqlite3_column_int64(s, 3),
+                .b = (uint64_t)sqlite3_column_int64(s, 4),
+            };
+            if (fn(arg, &d) != 0) {
+                stop = 1;
+                rc = SQLITE_DONE;
+                break;
+            }
+        }
+        int ret = rc == SQLITE_DONE ? 0 : dberr(c, "check: list dangling rows", e);
+        sqlite3_finalize(s);
+        if (ret < 0)
+            return -1;
+        if (stop)
+            return 0;
+    }
+    return 0;
+}
+
+int
+meta_check_counts(struct meta_conn *c, struct meta_check_counts *out, struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(
+        c,
+        "SELECT (SELECT count(*) FROM blobs), (SELECT count(*) FROM blob_links),"
+        " (SELECT count(*) FROM manifests), (SELECT count(*) FROM tags),"
+        " (SELECT count(*) FROM manifests m WHERE m.subject IS NOT NULL AND NOT EXISTS("
+        "  SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))",
+        NULL, NULL, 0, e);
+    if (!s)
+        return -1;
+    int ret = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        out->blobs = (uint64_t)sqlite3_column_int64(s, 0);
+        out->links = (uint64_t)sqlite3_column_int64(s, 1);
+        out->manifests = (uint64_t)sqlite3_column_int64(s, 2);
+        out->tags = (uint64_t)sqlite3_column_int64(s, 3);
+        out->absent_subjects = (uint64_t)sqlite3_column_int64(s, 4);
+    } else {
+        ret = dberr(c, "check: count rows", e);
+    }
+    sqlite3_finalize(s);
+    return ret;
+}
+
+int
+meta_check_integrity(struct meta_conn *c, int (*fn)(void *arg, const char *msg), void *arg,
+                     struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(c, "PRAGMA quick_check", NULL, NULL, 0, e);
+    if (!s)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *msg = col_text(s, 0);
+        if (strcmp(msg, "ok") != 0 && fn(arg, msg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    int ret = rc == SQLITE_DONE ? 0 : dberr(c, "check: database integrity", e);
+    sqlite3_finalize(s);
+    return ret;
+}
+
+int
+meta_check_refs_drop(struct meta_conn *c, const char *repo, const char *ds, struct err *e)
+{
+    sqlite3_stmt *s = check_stmt(c,
+                                 "DELETE FROM manifest_refs WHERE repo = ?1 AND digest = ?2"
+                                 " AND NOT EXISTS(SELECT 1 FROM manifests"
+                                 "  WHERE repo = ?1 AND digest = ?2)",
+                                 repo, ds, 0, e);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return dberr(c, "check: drop reference rows", e);
+    return changes(c) ? 1 : 0;
+}

@@ -307,6 +307,18 @@ storage_handle_close(struct storage_handle *h)
     free(h);
 }
 
+struct meta_conn *
+storage_handle_meta(struct storage_handle *h)
+{
+    return h->mc;
+}
+
+struct blob_backend *
+storage_handle_blobs(struct storage_handle *h)
+{
+    return h->st->blobs;
+}
+
 /* ---- manifest files ---------------------------------------------------------------
  *
  * A manifest PUT writes the manifest's file and renames it into blobs/ without

@@ -199,6 +199,16 @@ void storage_close(struct storage *st);
 struct storage_handle *storage_handle_open(struct storage *st, struct err *e);
 void storage_handle_close(struct storage_handle *h);
 
+/* ---- the two interfaces under a handle, for the gc/ layer ----
+ * gc/check.c works on rows and bytes through storage/meta.h and storage/blob.h
+ * and keeps storage's order itself (a row goes in the transaction that moves
+ * or removes its file). Both are borrowed: they live as long as h's store. */
+struct meta_conn;
+/* storage_handle_meta - h's metadata connection (same thread rules as h) */
+struct meta_conn *storage_handle_meta(struct storage_handle *h);
+/* storage_handle_blobs - the store's blob backend */
+struct blob_backend *storage_handle_blobs(struct storage_handle *h);
+
 /* Test hook (sqlite's habit): the next `count` write()/fsync() calls made by the
  * storage layer on data files (not the db) fail with `err_no` (ENOSPC, EIO).
  * count 0 disables. Thread-safe; meant for tests only. */
