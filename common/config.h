@@ -77,6 +77,11 @@ struct config {
         int client_cert_required;       /* 0 */
         int ktls;                       /* 1 = auto, 0 = off */
     } tls;
+    struct {
+        int interval_ms;     /* 1 h between passes; 0 = no periodic pass */
+        int grace_sec;       /* 1 h: a blob younger than this is never collected */
+        int delete_untagged; /* 0 */
+    } gc;
 };
 
 /* config_defaults - fill c with the built-in defaults. */
