@@ -17,9 +17,9 @@
  * excused (counted). A manifest PUT answered 400 MANIFEST_BLOB_UNKNOWN is the
  * protocol's way to say gc took a blob or child that nothing referenced yet
  * (grace 0): the writer pushes the missing pieces again and retries (counted).
- * So does a blob push answered 500 "blob file vanished during commit, retry"
- * (storage's answer when a pass deletes an older copy of the same blob while
- * the upload commits; counted apart).
+ * So does a blob or manifest push answered 500 "... file vanished during
+ * commit, retry" (storage's answer when a pass deletes an older copy of the
+ * same bytes while the push commits; counted apart).
  *
  * At the end (writers stopped, gc passes until one removes nothing): every
  * LIVE image pulls completely with the right digests, and the files under
@@ -100,7 +100,7 @@ static struct {
     atomic_int stop;
     atomic_ulong seeds;
     /* counters */
-    atomic_ulong pushes, put_retries, blob_retries, deletes, tag_deletes, overwrites, referrers, mounts;
+    atomic_ulong pushes, put_retries, vanished_retries, deletes, tag_deletes, overwrites, referrers, mounts;
     atomic_ulong pulls, pulls_excused, transport_errors;
     pthread_mutex_t err_mu;
     int nerr;
@@ -403,7 +403,7 @@ push_blob(struct cl *c, int repo, const struct blob *b, uint64_t *rs)
         int rc = push_blob_once(c, repo, b, rs);
         if (rc != 0)
             return rc < 0 ? -1 : 0;
-        atomic_fetch_add(&G.blob_retries, 1);
+        atomic_fetch_add(&G.vanished_retries, 1);
     }
     fail_rec("push blob %s: file vanished %d times in a row", b->digest, MAX_RETRIES);
     return -1;
@@ -421,7 +421,8 @@ push_man_blobs(struct cl *c, int repo, const struct man *m, uint64_t *rs)
 }
 
 /* PUT a manifest by ref: 1 when created, 0 when refused with
- * MANIFEST_BLOB_UNKNOWN (push the pieces again), -1 otherwise (recorded) */
+ * MANIFEST_BLOB_UNKNOWN or 500 "manifest file vanished during commit, retry"
+ * (push the pieces again), -1 otherwise (recorded) */
 static int
 put_manifest(struct cl *c, int repo, const struct man *m, const char *ref)
 {
@@ -435,7 +436,12 @@ put_manifest(struct cl *c, int repo, const struct man *m, const char *ref)
         rc = 1;
     else if (r.status == 400 && body_has(&r, "MANIFEST_BLOB_UNKNOWN"))
         rc = 0;
-    else
+    else if (r.status == 500 && body_has(&r, "vanished during commit")) {
+        /* the body's older copy went with a pass during the commit (as for
+         * blobs, push_blob_once) */
+        atomic_fetch_add(&G.vanished_retries, 1);
+        rc = 0;
+    } else
         fail_rec("PUT %s: status %ld %.200s", path, r.status, r.body.p);
     resp_free(&r);
     return rc;
@@ -909,11 +915,12 @@ Test(gc_stress, pushes_pulls_and_deletes_beside_gc_every_second_lose_nothing, .t
     int passes_during = passes_seen(NULL);
     cr_log_info("gc_stress: %lu pushes (%lu tag overwrites), %lu referrers, %lu manifest deletes,"
                 " %lu tag deletes, %lu mounts; %lu manifest PUTs retried after"
-                " MANIFEST_BLOB_UNKNOWN, %lu blob pushes retried after 500 'vanished'; %lu pulls (%lu failed on images changing meanwhile);"
+                " MANIFEST_BLOB_UNKNOWN, %lu blob or manifest pushes retried after 500 'file vanished"
+                " during commit'; %lu pulls (%lu failed on images changing meanwhile);"
                 " %d gc passes; %lu transport errors",
                 atomic_load(&G.pushes), atomic_load(&G.overwrites), atomic_load(&G.referrers),
                 atomic_load(&G.deletes), atomic_load(&G.tag_deletes), atomic_load(&G.mounts),
-                atomic_load(&G.put_retries), atomic_load(&G.blob_retries), atomic_load(&G.pulls),
+                atomic_load(&G.put_retries), atomic_load(&G.vanished_retries), atomic_load(&G.pulls),
                 atomic_load(&G.pulls_excused), passes_during, atomic_load(&G.transport_errors));
     if (G.nerr || !alive)
         dump_log_tail();
