@@ -793,10 +793,13 @@ passes_seen(unsigned long long *last_removed)
 }
 
 /* wait for a pass that started after now and removed nothing (a fixpoint:
- * cascades take several passes); 0, or -1 after a bounded wait */
+ * cascades take several passes); 0, or -1 after a bounded wait. Ages are
+ * whole seconds, so grace 0 may spare what the last second made: the passes
+ * counted start 2 s after the last change. */
 static int
 wait_gc_fixpoint(void)
 {
+    integ_sleep_ms(2100);
     int base = passes_seen(NULL);
     int64_t until = integ_now_ms() + 120000;
     while (integ_now_ms() < until) {
