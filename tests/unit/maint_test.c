@@ -94,9 +94,16 @@ Test(maint, a_pass_removes_an_unreferenced_blob)
     struct tu_store t;
     tu_open(&t, 0);
     struct err e = {0};
+    /* pushed as a client does (an upload session: its end is what queues the
+     * blob for review) and never referenced */
     struct digest d;
-    cr_assert_eq(storage_blob_put(t.h, "m/repo", "garbage", 7, DIGEST_SHA256, &d, &e), 0, "%s",
-                 e.msg);
+    digest_of(DIGEST_SHA256, "garbage", 7, &d);
+    char uuid[UPLOAD_ID_LEN + 1];
+    cr_assert_eq(storage_upload_start(t.h, "m/repo", DIGEST_SHA256, uuid, &e), 0, "%s", e.msg);
+    struct upload *u = storage_upload_acquire(t.h, "m/repo", uuid, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(upload_write(u, "garbage", 7, &e), 0, "%s", e.msg);
+    cr_assert_eq(upload_commit(u, &d, 7, &e), 0, "%s", e.msg);
     char p[300];
     snprintf(p, sizeof(p), "%s/blobs/sha256/%.2s/%s", t.root, d.hex, d.hex);
     cr_assert_eq(access(p, F_OK), 0, "the blob's file");
