@@ -1,7 +1,8 @@
 # ocireg - top-level Makefile (GNU make).
 #
 # Targets:
-#   make              build every binary into $(BUILD)/ (ocireg, ocirun-lite, regbench, conformance)
+#   make              build every binary into $(BUILD)/ (ocireg, ocirun-lite, regbench, conformance,
+#                     gcbench)
 #   make run          install deps, build, serve on 127.0.0.1:5000 with data under ./data
 #   make test         install deps, build, run every test (unit, integration, conformance, skopeo)
 #   make check        the same tests against an ASan+UBSan build in build-asan/
@@ -101,7 +102,7 @@ LIBBENCH := $(BUILD)/lib/libregbench.a
 LIBCONF  := $(BUILD)/lib/libconformance.a
 LIBTEST  := $(BUILD)/lib/libtestlib.a
 
-BINS := $(BUILD)/ocireg $(BUILD)/ocirun-lite $(BUILD)/regbench $(BUILD)/conformance
+BINS := $(BUILD)/ocireg $(BUILD)/ocirun-lite $(BUILD)/regbench $(BUILD)/conformance $(BUILD)/gcbench
 UNIT_BINS  := $(patsubst tests/unit/%_test.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%_test.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
 
@@ -136,6 +137,8 @@ $(BUILD)/ocireg: $(call obj,server/main.c) $(LIBCORE)
 $(BUILD)/ocirun-lite: $(call obj,tools/ocirun-lite/main.c) $(LIBRUN) $(LIBCORE)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/regbench: $(call obj,tools/regbench/main.c) $(LIBBENCH) $(LIBRUN) $(LIBCORE)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+$(BUILD)/gcbench: $(call obj,tools/gcbench/main.c) $(LIBCORE)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
 $(BUILD)/conformance: $(call obj,conformance/main.c) $(LIBCONF)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(ALL_LDLIBS)

@@ -69,8 +69,8 @@ static const struct key keys[] = {
     {"tls", "client_ca", K_STR, OFF(tls.client_ca), CAP(tls.client_ca), 0, 0},
     {"tls", "client_cert_required", K_BOOL, OFF(tls.client_cert_required), 0, 0, 0},
     {"tls", "ktls", K_KTLS, OFF(tls.ktls), 0, 0, 0},
-    {"gc", "interval", K_SEC, OFF(gc.interval_sec), 0, 0, INT_MAX / 1000},
-    {"gc", "grace", K_SEC, OFF(gc.grace_sec), 0, 0, INT_MAX / 1000},
+    {"gc", "interval", K_MS, OFF(gc.interval_ms), 0, 0, INT_MAX},
+    {"gc", "grace", K_SEC, OFF(gc.grace_sec), 0, 0, INT_MAX},
     {"gc", "delete_untagged", K_BOOL, OFF(gc.delete_untagged), 0, 0, 0},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -108,7 +108,7 @@ config_defaults(struct config *c)
     c->log.json = 0;
     c->tls.client_cert_required = 0;
     c->tls.ktls = 1;
-    c->gc.interval_sec = 3600;
+    c->gc.interval_ms = 3600000;
     c->gc.grace_sec = 3600;
     c->gc.delete_untagged = 0;
 }

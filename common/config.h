@@ -83,8 +83,8 @@ struct config {
         int ktls;                       /* 1 = auto, 0 = off */
     } tls;
     struct {
-        int interval_sec;    /* 3600: a pass every hour in the server; 0 = off */
-        int grace_sec;       /* 3600: nothing younger is collected */
+        int interval_ms;     /* 1 h between passes; 0 = no periodic pass */
+        int grace_sec;       /* 1 h: a blob younger than this is never collected */
         int delete_untagged; /* 0 */
     } gc;
 };

@@ -660,6 +660,90 @@ if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
     done
     say "latency isolation done"
 fi
+# ---- gc -------------------------------------------------------------------------------
+# docs/gc.md "gc in the server": a store of GC_BLOBS blobs and GC_MANIFESTS tagged
+# manifests over GC_REPOS repositories, built through the storage API by
+# build/gcbench (offline, seconds); then a full pass (duration, peak RSS), an
+# incremental pass after 100 manifest deletes, and manifest GETs (by tag, 16
+# connections, 1 s windows, worst window's p99) while the server runs a pass
+# over GC_LOAD_DELETES deleted manifests (asked with SIGUSR1); last, the gc
+# stress test for GC_STRESS_SECONDS. Full mode (or BENCH_GC=1) only: the store
+# alone takes ~10 s to build and ~500 MB of disk.
+GCB=$top/$BUILD/gcbench
+GC_STRESS=$top/$BUILD/tests/integration/gc_stress
+if [ "$MODE" != full ] && [ "${BENCH_GC:-0}" != 1 ]; then
+    echo
+    echo "gc: skipped in quick mode (BENCH=full or BENCH_GC=1 runs it)"
+elif [ ! -x "$GCB" ]; then
+    echo
+    echo "gc: $GCB is not built"
+    nerr=$((nerr + 1))
+else
+    GC_BLOBS=${GC_BLOBS:-100000} GC_MANIFESTS=${GC_MANIFESTS:-10000} GC_REPOS=${GC_REPOS:-100}
+    GC_LOAD_DELETES=${GC_LOAD_DELETES:-2000}
+    gcr=$tmp/gc-root
+    say "gc: building a store of $GC_BLOBS blobs, $GC_MANIFESTS manifests"
+    pop=$("$GCB" populate "$gcr" "$GC_BLOBS" "$GC_MANIFESTS" "$GC_REPOS" 2>&1) || nerr=$((nerr + 1))
+    say "gc: full pass"
+    full=$("$GCB" pass "$gcr" --full --repos "$GC_REPOS" 2>&1) || nerr=$((nerr + 1))
+    say "gc: incremental pass after 100 deletes"
+    incr=$("$GCB" pass "$gcr" --delete 100 --repos "$GC_REPOS" 2>&1 | grep -v '^deleted') ||
+        nerr=$((nerr + 1))
+    "$GCB" pass "$gcr" --delete "$GC_LOAD_DELETES" --no-pass --repos "$GC_REPOS" >/dev/null 2>&1 ||
+        nerr=$((nerr + 1))
+    L_P99=ERROR L_MAX="" A_P99=ERROR pass_line="" w=0
+    if start_oci gc http debug OCIREG_GC_INTERVAL=0 OCIREG_GC_GRACE=0; then
+        GC_PID=$V_PID AT_PIDS="$AT_PIDS $V_PID"
+        gcl=$tmp/gcl
+        mkdir -p "$gcl"
+        "$RB" -u "http://$V_ADDR" -s manifest-get -c 16 -d 2 --timeout 60 --json \
+            >"$gcl/alone.json" 2>"$gcl/alone.err"
+        kill -USR1 "$GC_PID"
+        while [ $w -lt 120 ]; do
+            w=$((w + 1))
+            "$RB" -u "http://$V_ADDR" -s manifest-get -c 16 -d 1 --timeout 60 --json \
+                >"$gcl/load.$w.json" 2>"$gcl/load.$w.err"
+            grep -q 'maint gc: .* removed in ' "$tmp/gc.log" && break
+        done
+        pass_line=$(grep 'maint gc: .* removed in ' "$tmp/gc.log" | tail -1 | sed 's/.*maint gc: //')
+        set -- $(iso_fig "$gcl/alone.json")
+        A_P99=${1:-ERROR}
+        set -- $(iso_fig "$gcl"/load.*.json)
+        L_P99=${1:-ERROR} L_MAX=${2:-}
+        stop_pid "$GC_PID"
+    else
+        echo "gc: the server did not start on the store: $V_WHY"
+        nerr=$((nerr + 1))
+    fi
+    echo
+    echo "== gc (ocireg): $(echo "$pop" | sed 's/^populate: //') =="
+    printf '%-44s %s\n' "full pass (target < 10 s, RSS ~ candidates)" "$(echo "$full" | sed 's/^pass (full): //')"
+    printf '%-44s %s\n' "incremental pass after 100 deletes (< 1 s)" "$(echo "$incr" | sed 's/^pass: //')"
+    printf '%-44s %s\n' "server pass over $GC_LOAD_DELETES deleted manifests" "${pass_line:-none ended (ERROR)}"
+    printf '%-44s p99 %s ms alone; p99 %s ms, max %s ms during the pass (%d windows)\n' \
+        "manifest GET by tag, 16 conns (p99 <= 10 ms)" "$A_P99" "$L_P99" "${L_MAX:-}" "$w"
+    [ -n "$pass_line" ] || nerr=$((nerr + 1))
+    for f in "$tmp"/gcl/alone.json "$tmp"/gcl/load.*.json; do
+        [ -f "$f" ] || continue
+        jq -e '.results[0].ok' "$f" >/dev/null 2>&1 && continue
+        echo "  ${f##*/}:"
+        jq -r '.results[]? | select(.ok | not) | .errors[] | "    \(.message) (x\(.count))"' "$f" 2>/dev/null
+        sed 's/^/    /' "${f%.json}.err" | head -3
+        nerr=$((nerr + 1))
+    done
+    if [ -x "$GC_STRESS" ]; then
+        s=${GC_STRESS_SECONDS:-300}
+        say "gc: stress test for $s s"
+        if OCIREG_BIN=$OCIREG GC_STRESS_SECONDS=$s "$GC_STRESS" --verbose >"$tmp/gc-stress.txt" 2>&1; then
+            echo "gc stress ($s s): passed; $(grep -o 'gc_stress: [0-9]* pushes.*' "$tmp/gc-stress.txt" | head -1)"
+        else
+            echo "gc stress ($s s): FAILED"
+            grep -E '\[(ERR|FAIL|----)\]' "$tmp/gc-stress.txt" | head -15 | sed 's/^/    /'
+            nerr=$((nerr + 1))
+        fi
+    fi
+    say "gc done"
+fi
 # ---- machine ceilings ---------------------------------------------------------------
 echo
 echo "machine ceilings:"

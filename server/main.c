@@ -72,10 +72,11 @@ raise_nofile(void)
     }
 }
 
-/* SIGHUP reloads what can change under a running server. The signal is
- * blocked in every thread (before the first one starts) and taken by one
- * thread with sigwait, so the reload runs as ordinary code, never in a signal
- * handler, and never on an event loop. */
+/* SIGHUP reloads what can change under a running server; SIGUSR1 asks the
+ * maintenance thread for a gc pass now. Both signals are blocked in every
+ * thread (before the first one starts) and taken by one thread with sigwait,
+ * so they are handled as ordinary code, never in a signal handler, never on
+ * an event loop; the gc pass itself runs on the maintenance thread. */
 struct reloader {
     pthread_t thr;
     int started;
@@ -83,6 +84,7 @@ struct reloader {
     struct tls_ctx *tls; /* NULL without TLS */
     struct api *api;     /* its access rules and htpasswd file; set (atomically)
                             once the api exists, after the thread started */
+    struct maint *maint; /* set (atomically) once the maintenance thread runs */
 };
 
 static void
@@ -113,12 +115,23 @@ reload_thread(void *arg)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (atomic_load(&rl->stop))
             return NULL;
+        if (sig == SIGUSR1) {
+            struct maint *m = __atomic_load_n(&rl->maint, __ATOMIC_ACQUIRE);
+            if (m) {
+                log_info("main", NULL, "gc: pass requested (SIGUSR1)");
+                maint_gc_now(m);
+            } else {
+                log_warn("main", NULL, "gc: SIGUSR1 before the maintenance thread started, ignored");
+            }
+            continue;
+        }
         reload_all(rl);
     }
 }
@@ -142,6 +155,15 @@ reloader_stop(struct reloader *rl)
     pthread_kill(rl->thr, SIGHUP); /* ends its sigwait */
     pthread_join(rl->thr, NULL);
     rl->started = 0;
+}
+
+/* OCIREG_TEST_GC_KILL_STEP=N (tests only, see struct maint_opts): the
+ * server SIGKILLs itself at the N-th step of its gc passes; 0 or unset: never */
+static unsigned long
+test_gc_kill_step(void)
+{
+    const char *v = getenv("OCIREG_TEST_GC_KILL_STEP");
+    return v && *v ? strtoul(v, NULL, 10) : 0;
 }
 
 /* write text to path atomically: a temp file beside it, then rename */
@@ -222,10 +244,11 @@ cmd_serve(int argc, char **argv)
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     /* before any thread starts: every thread inherits the mask, so SIGHUP
-     * reaches only the reload thread's sigwait */
+     * and SIGUSR1 reach only the reload thread's sigwait */
     sigset_t hup;
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
+    sigaddset(&hup, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     if (cfg.tls.cert[0]) {
@@ -264,13 +287,21 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "storage '%s': %s", cfg.storage.root, e.msg);
         goto out;
     }
-    struct maint_opts mo = {.upload_expiry_sec = cfg.storage.upload_expiry_sec,
-                            .pull_flush_ms = retention ? MAINT_PULL_FLUSH_MS : 0};
+    struct maint_opts mo = {
+        .upload_expiry_sec = cfg.storage.upload_expiry_sec,
+        .pull_flush_ms = retention ? MAINT_PULL_FLUSH_MS : 0,
+        .gc_interval_ms = cfg.gc.interval_ms,
+        .gc_grace_sec = cfg.gc.grace_sec,
+        .gc_delete_untagged = cfg.gc.delete_untagged,
+        .retention = retention,
+        .test_kill_step = test_gc_kill_step(),
+    };
     maint = maint_start(st, &mo, &e);
     if (!maint) {
         log_error("main", NULL, "maintenance thread: %s", e.msg);
         goto out;
     }
+    __atomic_store_n(&rl.maint, maint, __ATOMIC_RELEASE);
     char token_key[CONFIG_STR_MAX + 16];
     if (cfg.auth.token_key[0])
         snprintf(token_key, sizeof(token_key), "%s", cfg.auth.token_key);

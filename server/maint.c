@@ -1,37 +1,66 @@
 /* maint.c - the maintenance thread (see maint.h).
  *
- * States: RUNNING (sleeping on cv until the next round or stop) -> STOPPING
- * (stop set under mu, cv signalled) -> joined. A round runs without mu held, so
- * maint_stop waits at most for one round to end. */
+ * States: SLEEPING (on cv, until the earlier of the two deadlines, a gc
+ * request or stop) -> WORKING (an upload round and/or a gc pass, without mu
+ * held) -> SLEEPING ... ; stop set under mu and cv signalled -> the thread
+ * leaves at its next look at `stop` -> joined.
+ *
+ * Invariants: a gc request (gc_asked, bumped by maint_gc_now) is answered by a
+ * pass that starts after it: the thread copies gc_asked into gc_taken under mu
+ * right before such a pass. The next periodic pass is due gc_interval after
+ * the previous one ended, so a pass longer than the interval never makes the
+ * next start at once. `stop` is also read without mu (atomic) by the pass's
+ * stop callback, between its steps, so maint_stop waits at most for one step.
+ * With pull tracking (retention rules), the upload round also writes the
+ * tags' pull times, and a pull table filling up pokes the thread (`poked`)
+ * into a round at once. */
 #include "server/maint.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
+#include "gc/gc.h"
 #include "storage/storage.h"
 
 #include "common/banned.h"
 
 #define MAINT_MAX_INTERVAL_MS 60000L
 #define MAINT_MIN_INTERVAL_MS 100L
+#define MAINT_NEVER INT64_MAX
 
 struct maint {
     struct storage *st;
     struct storage_handle *h;
     struct maint_opts o;
-    long interval_ms;
+    long interval_ms; /* upload expiry and pull times; 0: none */
     pthread_t thread;
     int started;
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC */
-    int stop;          /* under mu */
-    int poked;         /* under mu: a round is wanted now */
+    pthread_cond_t cv;    /* CLOCK_MONOTONIC */
+    atomic_int stop;      /* written under mu; read also by the pass (gc_should_stop) */
+    unsigned long gc_asked; /* under mu: maint_gc_now calls */
+    unsigned long gc_taken; /* under mu: gc_asked as the last pass started */
+    struct gc_stats gc_last; /* under mu */
+    int gc_last_failed;      /* under mu; -1: no pass yet */
+    int poked;               /* under mu: a pull table fills up, a round is wanted now */
     atomic_ulong runs;
+    atomic_ulong gc_passes;
+    atomic_ulong gc_steps; /* stop callbacks, for test_kill_step */
 };
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 long
 maint_interval_ms(const struct maint_opts *o)
@@ -56,8 +85,8 @@ flush_pulls(struct maint *m)
     struct err e = {0};
     long n = storage_pulls_flush(m->h, &e);
     if (n < 0)
-        log_warn("maint", NULL, "recording tags' pull times (those since the last round are lost): %s",
-                 e.msg);
+        log_warn("maint", NULL,
+                 "recording tags' pull times (those since the last round are lost): %s", e.msg);
     else if (n > 0)
         log_debug("maint", NULL, "recorded pull times tags=%ld", n);
 }
@@ -91,31 +120,103 @@ poke(void *arg)
     pthread_mutex_unlock(&m->mu);
 }
 
+/* the pass's stop callback: asked between its steps */
+static int
+gc_should_stop(void *arg)
+{
+    struct maint *m = arg;
+    unsigned long k = m->o.test_kill_step;
+    if (k && atomic_fetch_add(&m->gc_steps, 1) + 1 == k) {
+        /* tests only: a crash in the middle of a pass (maint.h) */
+        log_warn("maint", NULL, "gc: test kill at step %lu", k);
+        kill(getpid(), SIGKILL);
+    }
+    return atomic_load(&m->stop);
+}
+
+static void
+gc_round(struct maint *m)
+{
+    struct gc_opts go = {
+        .grace_sec = m->o.gc_grace_sec,
+        .delete_untagged = m->o.gc_delete_untagged,
+        .retention = m->o.retention,
+        .stop = gc_should_stop,
+        .stop_arg = m,
+    };
+    struct gc_stats st = {0};
+    struct err e = {0};
+    log_debug("maint", NULL, "gc: pass starting");
+    int rc = gc_pass(m->h, &go, &st, &e);
+    pthread_mutex_lock(&m->mu);
+    m->gc_last = st;
+    m->gc_last_failed = rc < 0;
+    pthread_mutex_unlock(&m->mu);
+    const char *early = atomic_load(&m->stop) ? " (stopped early: shutdown)" : "";
+    if (rc < 0)
+        log_warn("maint", NULL,
+                 "gc: pass failed: %s (removed before the failure: %llu manifests, %llu links,"
+                 " %llu blobs; the next pass goes on)",
+                 e.msg, (unsigned long long)st.manifests, (unsigned long long)st.links,
+                 (unsigned long long)st.blobs);
+    /* info when something went, debug for the quiet passes of an idle store;
+     * the line's shape is documented in docs/gc.md and parsed by tests */
+    int removed = st.tags || st.manifests || st.links || st.blobs || st.uploads;
+    enum log_level lv = removed ? LOG_INFO : LOG_DEBUG;
+    if (lv <= log_current_level)
+        log_write(lv, "maint",
+                  NULL, "gc: %llu manifests, %llu links, %llu blobs (%.1f MiB), %llu uploads"
+                  " removed in %.3f s%s tags=%llu reviewed=%llu",
+                  (unsigned long long)st.manifests, (unsigned long long)st.links,
+                  (unsigned long long)st.blobs, (double)st.bytes / (1024.0 * 1024.0),
+                  (unsigned long long)st.uploads, st.seconds, early,
+                  (unsigned long long)st.tags, (unsigned long long)st.reviewed);
+    atomic_fetch_add(&m->gc_passes, 1);
+}
+
+/* wait on cv until deadline (monotonic ms; MAINT_NEVER: no timeout); mu held */
+static void
+sleep_until(struct maint *m, int64_t deadline)
+{
+    if (deadline == MAINT_NEVER) {
+        pthread_cond_wait(&m->cv, &m->mu);
+        return;
+    }
+    struct timespec dl = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000L};
+    pthread_cond_timedwait(&m->cv, &m->mu, &dl);
+}
+
 static void *
 maint_main(void *arg)
 {
     struct maint *m = arg;
+    int64_t gc_every = m->o.gc_interval_ms;
+    int64_t now = mono_ms();
+    int64_t next_up = m->interval_ms ? now + m->interval_ms : MAINT_NEVER;
+    int64_t next_gc = gc_every > 0 ? now + gc_every : MAINT_NEVER;
     pthread_mutex_lock(&m->mu);
-    while (!m->stop) {
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        long ms = m->interval_ms ? m->interval_ms : MAINT_MAX_INTERVAL_MS;
-        dl.tv_sec += ms / 1000;
-        dl.tv_nsec += (ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
+    while (!atomic_load(&m->stop)) {
+        int64_t due = next_up < next_gc ? next_up : next_gc;
+        now = mono_ms();
+        if (m->gc_asked == m->gc_taken && !m->poked && now < due) {
+            sleep_until(m, due); /* spurious and early wake-ups: look again */
+            continue;
         }
-        int rc = 0;
-        while (!m->stop && !m->poked && rc != ETIMEDOUT)
-            rc = pthread_cond_timedwait(&m->cv, &m->mu, &dl);
-        if (m->stop)
-            break;
+        int run_gc = m->gc_asked != m->gc_taken || now >= next_gc;
+        int run_up = now >= next_up || m->poked;
         m->poked = 0;
-        if (!m->interval_ms)
-            continue; /* nothing periodic configured: sleep on */
+        if (run_gc)
+            m->gc_taken = m->gc_asked;
         pthread_mutex_unlock(&m->mu);
-        maint_round(m);
+        if (run_up) {
+            maint_round(m);
+            next_up = m->interval_ms ? mono_ms() + m->interval_ms : MAINT_NEVER;
+        }
+        if (run_gc) {
+            gc_round(m);
+            if (gc_every > 0)
+                next_gc = mono_ms() + gc_every;
+        }
         pthread_mutex_lock(&m->mu);
     }
     pthread_mutex_unlock(&m->mu);
@@ -133,7 +234,11 @@ maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
     m->o = *o;
     m->st = st;
     m->interval_ms = maint_interval_ms(o);
+    m->gc_last_failed = -1;
+    atomic_init(&m->stop, 0);
     atomic_init(&m->runs, 0);
+    atomic_init(&m->gc_passes, 0);
+    atomic_init(&m->gc_steps, 0);
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -152,11 +257,19 @@ maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
     if (o->pull_flush_ms > 0)
         storage_pulls_notify(st, poke, m);
     if (o->upload_expiry_sec > 0)
-        log_info("maint", NULL, "upload sessions idle for more than %d s are removed (checked every %ld ms)",
+        log_info("maint", NULL,
+                 "upload sessions idle for more than %d s are removed (checked every %ld ms)",
                  o->upload_expiry_sec, m->interval_ms);
     if (o->pull_flush_ms > 0)
         log_info("maint", NULL, "tags' pull times are recorded, written every %ld ms",
-                 o->pull_flush_ms < m->interval_ms ? m->interval_ms : o->pull_flush_ms);
+                 m->interval_ms);
+    if (o->gc_interval_ms > 0)
+        log_info("maint", NULL,
+                 "gc: a pass every %d ms (grace %lld s, delete_untagged %s); SIGUSR1 runs one now",
+                 o->gc_interval_ms, (long long)o->gc_grace_sec,
+                 o->gc_delete_untagged ? "on" : "off");
+    else
+        log_info("maint", NULL, "gc: no periodic pass ([gc] interval = 0); SIGUSR1 runs one");
     return m;
 fail:
     maint_stop(m);
@@ -170,6 +283,34 @@ maint_runs(struct maint *m)
 }
 
 void
+maint_gc_now(struct maint *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->gc_asked++;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+unsigned long
+maint_gc_passes(struct maint *m)
+{
+    return m ? atomic_load(&m->gc_passes) : 0;
+}
+
+int
+maint_gc_last(struct maint *m, struct gc_stats *out)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = m->gc_last_failed;
+    if (rc >= 0)
+        *out = m->gc_last;
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+void
 maint_stop(struct maint *m)
 {
     if (!m)
@@ -178,7 +319,7 @@ maint_stop(struct maint *m)
         if (m->o.pull_flush_ms > 0)
             storage_pulls_notify(m->st, NULL, NULL);
         pthread_mutex_lock(&m->mu);
-        m->stop = 1;
+        atomic_store(&m->stop, 1);
         pthread_cond_signal(&m->cv);
         pthread_mutex_unlock(&m->mu);
         pthread_join(m->thread, NULL);

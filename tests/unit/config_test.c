@@ -337,12 +337,12 @@ Test(config, gc_keys_defaults_file_and_environment)
     struct config c;
     struct err e = {0};
     cr_assert_eq(config_load(&c, NULL, &e), 0, "%s", e.msg);
-    cr_assert_eq(c.gc.interval_sec, 3600);
+    cr_assert_eq(c.gc.interval_ms, 3600000);
     cr_assert_eq(c.gc.grace_sec, 3600);
     cr_assert_eq(c.gc.delete_untagged, 0);
     const char *p = write_conf("[gc]\ninterval = 0\ngrace = 10m\ndelete_untagged = yes\n");
     cr_assert_eq(config_load(&c, p, &e), 0, "%s", e.msg);
-    cr_assert_eq(c.gc.interval_sec, 0);
+    cr_assert_eq(c.gc.interval_ms, 0);
     cr_assert_eq(c.gc.grace_sec, 600);
     cr_assert_eq(c.gc.delete_untagged, 1);
     setenv("OCIREG_GC_GRACE", "0", 1);
