@@ -277,7 +277,8 @@ int meta_gc_created(struct meta_conn *c, enum meta_gc_kind kind, const char *rep
                     const char *ds, int64_t *created, struct err *e);
 /* meta_gc_blob_delete (txn) - delete the blob row of ds when it was created
  * before `before`, nothing links it and no manifest is stored as it: 1 with
- * *size, 0 kept (or no such row) */
+ * *size (and its pending manifest file row, if any, goes too: recovery must
+ * not write back a file no row names), 0 kept (or no such row) */
 int meta_gc_blob_delete(struct meta_conn *c, const char *ds, int64_t before, uint64_t *size,
                         struct err *e);
 /* meta_gc_tag_delete (txn) - remove tag of repo if it still names ds (a push

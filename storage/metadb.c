@@ -306,6 +306,9 @@ static const char *const stmt_sql[Q__COUNT] = {
                             "  AND r.repo = ?1 AND r.kind = 1)"
                             " AND (m.subject IS NULL OR NOT EXISTS(SELECT 1 FROM manifests s"
                             "  WHERE s.repo = ?1 AND s.digest = m.subject))",
+    /* a collected manifest body's pending file row: recovery must not write
+     * back a file that no row names any more */
+    [Q_GC_PENDING_DELETE] = "DELETE FROM pending_manifest_files WHERE digest = ?1",
     [Q_GC_BLOB_DELETE] = "DELETE FROM blobs WHERE digest = ?1 AND created < ?2"
                          " AND NOT EXISTS(SELECT 1 FROM blob_links WHERE digest = ?1)"
                          " AND NOT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)"
@@ -1577,6 +1580,10 @@ meta_gc_blob_delete(struct meta_conn *c, const char *ds, int64_t before, uint64_
         return dberr(c, "delete blob", e);
     if (changes(c) == 0)
         return 0;
+    s = metadb_q(c, Q_GC_PENDING_DELETE);
+    bind_text(s, 1, ds);
+    if (run(c, s, e) < 0)
+        return -1;
     *size = sz;
     return 1;
 }
