@@ -3,6 +3,7 @@
  * dry runs, the review queue (incremental vs full), a manifest PUT racing a
  * pass, and a pass crashed at each of its steps. */
 #include "gc/gc.h"
+#include "gc/retention.h"
 
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -591,6 +592,104 @@ racer_again(void *arg)
     }
     storage_handle_close(h);
     return NULL;
+}
+
+/* ---- retention through a pass ---- */
+
+static struct retention_rules *
+rules_of(const char *text)
+{
+    char path[] = "/tmp/ocireg-retention.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct err e = {0};
+    struct retention_rules *r = retention_load(path, &e);
+    unlink(path);
+    cr_assert(r, "retention_load: %s", e.msg);
+    return r;
+}
+
+static int
+has_line(const struct lines *l, const char *prefix, const char *also)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strncmp(l->v[i], prefix, strlen(prefix)) == 0 && (!also || strstr(l->v[i], also)))
+            return 1;
+    return 0;
+}
+
+/* keep_newest = 1 and a protected pattern in "app": two tags go (the dry run
+ * lists them with their rule and the bytes they free, the same as the real
+ * pass), their manifests and blobs with them; the newest tag names an index
+ * whose untagged platform manifests stay with it; another repository that no
+ * rule names keeps everything */
+Test(gc, retention_untags_by_rule_and_keeps_what_kept_indexes_need)
+{
+    struct retention_rules *rr = rules_of("[repo \"app\"]\nkeep_newest = 1\nprotect = keep-*\n");
+    struct digest a1 = tu_manifest_put(T.h, "app", "a1", "one", NULL);
+    struct digest a2 = tu_manifest_put(T.h, "app", "a2", "two", NULL);
+    struct digest kept = tu_manifest_put(T.h, "app", "keep-me", "three", NULL);
+    struct digest kids[2] = {tu_manifest_put(T.h, "app", NULL, "amd64", NULL),
+                             tu_manifest_put(T.h, "app", NULL, "arm64", NULL)};
+    struct digest idx = index_put("app", "z9", kids, 2);
+    struct digest other = tu_manifest_put(T.h, "other", "a1", "four", NULL);
+    int files = tu_count_files(T.root, "blobs");
+
+    struct lines dry = {0}, real = {0};
+    struct gc_stats d = pass_with(T.h, (struct gc_opts){.retention = rr,
+                                                        .dry_run = 1,
+                                                        .report = collect_line,
+                                                        .report_arg = &dry});
+    cr_assert_eq(d.tags, 2, "a1 and a2 go, keep-me is protected, z9 is the newest");
+    cr_assert(has_line(&dry, "tag app:a1", "keep_newest = 1"), "%s", dry.n ? dry.v[0] : "");
+    cr_assert(has_line(&dry, "tag app:a2", "keep_newest = 1"));
+    cr_assert_not(has_line(&dry, "tag app:keep-me", NULL));
+    cr_assert_not(has_line(&dry, "tag other:", NULL));
+    cr_assert_eq(d.manifests, 2);
+    cr_assert(d.bytes > 0, "the dry run tells the bytes freed");
+    cr_assert_eq(tu_count_files(T.root, "blobs"), files, "a dry run removes nothing");
+    cr_assert(has_manifest("app", &a1));
+
+    struct gc_stats r = pass_with(
+        T.h, (struct gc_opts){.retention = rr, .report = collect_line, .report_arg = &real});
+    cr_assert_eq(r.tags, d.tags);
+    cr_assert_eq(r.manifests, d.manifests);
+    cr_assert_eq(r.blobs, d.blobs);
+    cr_assert_eq(r.bytes, d.bytes);
+    cr_assert_not(has_manifest("app", &a1));
+    cr_assert_not(has_manifest("app", &a2));
+    cr_assert(has_manifest("app", &kept));
+    cr_assert(has_manifest("app", &idx));
+    cr_assert(has_manifest("app", &kids[0]) && has_manifest("app", &kids[1]),
+              "the platforms of a kept index stay, untagged as they are");
+    cr_assert(has_manifest("other", &other));
+    cr_assert_eq(tu_count_files(T.root, "blobs"), files - (int)r.blobs);
+    /* a second pass has nothing more to do */
+    struct gc_stats again = pass_with(T.h, (struct gc_opts){.retention = rr});
+    cr_assert_eq(again.tags + again.manifests + again.blobs, 0);
+    tu_close_only(&T);
+    consistent(T.root);
+    tu_open_at(&T, 0);
+    retention_free(rr);
+}
+
+/* an index let go by retention takes its platform manifests along */
+Test(gc, retention_removing_an_index_takes_its_platforms)
+{
+    struct retention_rules *rr = rules_of("[repo \"app\"]\nkeep_newest = 1\n");
+    struct digest kids[2] = {tu_manifest_put(T.h, "app", NULL, "amd64", NULL),
+                             tu_manifest_put(T.h, "app", NULL, "arm64", NULL)};
+    struct digest idx = index_put("app", "a-old", kids, 2);
+    struct digest newest = tu_manifest_put(T.h, "app", "b-new", "new", NULL);
+    struct gc_stats r = pass_with(T.h, (struct gc_opts){.retention = rr});
+    cr_assert_eq(r.tags, 1);
+    cr_assert_eq(r.manifests, 3, "the index and its two platforms");
+    cr_assert_not(has_manifest("app", &idx));
+    cr_assert_not(has_manifest("app", &kids[0]) || has_manifest("app", &kids[1]));
+    cr_assert(has_manifest("app", &newest));
+    retention_free(rr);
 }
 
 Test(gc, a_manifest_put_and_a_pass_never_both_win, .timeout = 120)
