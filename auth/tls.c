@@ -196,6 +196,27 @@ tls_reload(struct tls_ctx *t, struct err *e)
     return 0;
 }
 
+void
+tls_ctx_adopt(struct tls_ctx *t, struct tls_ctx *from)
+{
+    pthread_mutex_lock(&t->mu);
+    SSL_CTX *c = t->cur;
+    t->cur = from->cur;
+    from->cur = c;
+    char *p = t->cert;
+    t->cert = from->cert;
+    from->cert = p;
+    p = t->key;
+    t->key = from->key;
+    from->key = p;
+    p = t->client_ca;
+    t->client_ca = from->client_ca;
+    from->client_ca = p;
+    t->client_cert_required = from->client_cert_required;
+    pthread_mutex_unlock(&t->mu);
+    tls_ctx_free(from); /* the old SSL_CTX: connections made from it hold their own references */
+}
+
 SSL *
 tls_ssl_new(struct tls_ctx *t, int fd, struct err *e)
 {

@@ -53,6 +53,15 @@ void tls_ctx_free(struct tls_ctx *t);
  * kept; the caller logs e). Any thread. */
 int tls_reload(struct tls_ctx *t, struct err *e);
 
+/* tls_ctx_adopt - the second half of a reload whose files may have moved
+ * (SIGHUP with new [tls] paths): `from`, a context built by tls_ctx_new with the
+ * new options (so every file was loaded and checked), gives t its SSL_CTX, its
+ * paths and its client-certificate policy; connections accepted afterwards use
+ * them, open ones keep theirs, later tls_reload calls read the new paths. Cannot
+ * fail. t keeps its kTLS setting. Takes ownership of from (freed). Call it from
+ * one thread at a time, as tls_reload. */
+void tls_ctx_adopt(struct tls_ctx *t, struct tls_ctx *from);
+
 /* tls_ssl_new - a server-side SSL object (accept state) on socket fd, made from
  * the current SSL_CTX (it holds a reference on it). Returns an SSL owned by the
  * caller (SSL_free; fd stays open), or NULL with ERR_NOMEM. Any thread. */

@@ -39,6 +39,8 @@ static const struct key keys[] = {
     {"server", "max_manifest", K_SIZE, OFF(server.max_manifest), 0, 1024, 1LL << 30},
     {"server", "max_page", K_LONG, OFF(server.max_page), 0, 1, 10000000},
     {"server", "blocking_threads", K_INT, OFF(server.blocking_threads), 0, 0, 1024},
+    {"server", "drain_timeout", K_MS, OFF(server.drain_timeout_ms), 0, 0, INT_MAX},
+    {"server", "read_only", K_BOOL, OFF(server.read_only), 0, 0, 0},
     {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
     {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
     {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},
@@ -90,6 +92,8 @@ config_defaults(struct config *c)
     c->server.max_manifest = 4194304;
     c->server.max_page = 10000;
     c->server.blocking_threads = 0;
+    c->server.drain_timeout_ms = 30000;
+    c->server.read_only = 0;
     snprintf(c->storage.root, sizeof(c->storage.root), "./data");
     c->storage.fsync = 1;
     c->storage.upload_expiry_sec = 86400;
@@ -331,16 +335,30 @@ value_text(char *v)
     return ini_trim(v);
 }
 
+/* report (may be NULL): every error is passed to it and reading goes on with
+ * the next line (keys of an unknown section are skipped); the return is then
+ * -1 when there was any, e holding the last. Without report: -1 at the first. */
 static int
-load_file(struct config *c, const char *path, struct err *e)
+load_file(struct config *c, const char *path, struct err *e,
+          void (*report)(void *arg, const struct err *e), void *arg)
 {
     FILE *f = fopen(path, "re");
-    if (!f)
-        return err_sys(e, errno == ENOENT ? ERR_CONFIG : ERR_IO, errno, "config file '%s'", path);
+    if (!f) {
+        err_sys(e, errno == ENOENT ? ERR_CONFIG : ERR_IO, errno, "config file '%s'", path);
+        if (report)
+            report(arg, e);
+        return -1;
+    }
     char line[8192], section[64] = "";
     char where[600];
-    int lineno = 0, rc = 0;
+    int lineno = 0, rc = 0, skip = 0, errors = 0;
     while (fgets(line, sizeof(line), f)) {
+        if (rc < 0 && report) {
+            report(arg, e);
+            rc = 0;
+            err_clear(e);
+            errors++;
+        }
         lineno++;
         snprintf(where, sizeof(where), "%s:%d", path, lineno);
         size_t len = strlen(line);
@@ -355,6 +373,9 @@ load_file(struct config *c, const char *path, struct err *e)
             char *end = strchr(s, ']');
             if (!end || *ini_trim(end + 1)) {
                 rc = err_set(e, ERR_CONFIG, 0, "%s: malformed section header", where);
+                skip = 1;
+                if (report)
+                    continue;
                 break;
             }
             *end = '\0';
@@ -365,14 +386,22 @@ load_file(struct config *c, const char *path, struct err *e)
                     known = 1;
             if (!known || strlen(name) >= sizeof(section)) {
                 rc = err_set(e, ERR_CONFIG, 0, "%s: unknown section [%s]", where, name);
+                skip = 1;
+                if (report)
+                    continue;
                 break;
             }
+            skip = 0;
             snprintf(section, sizeof(section), "%s", name);
             continue;
         }
+        if (skip)
+            continue; /* under an unknown section: that line said it once */
         char *eq = strchr(s, '=');
         if (!eq) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: expected 'key = value'", where);
+            if (report)
+                continue;
             break;
         }
         *eq = '\0';
@@ -380,26 +409,42 @@ load_file(struct config *c, const char *path, struct err *e)
         char *val = value_text(eq + 1);
         if (!*section) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: key '%s' outside of a [section]", where, key);
+            if (report)
+                continue;
             break;
         }
         if (!val) {
             rc = err_set(e, ERR_CONFIG, 0, "%s: unterminated quoted value", where);
+            if (report)
+                continue;
             break;
         }
         if (config_set(c, section, key, val, where, e) < 0) {
             rc = -1;
+            if (report)
+                continue;
             break;
         }
     }
-    if (rc == 0 && ferror(f))
+    if (rc < 0 && report) {
+        report(arg, e);
+        errors++;
+    }
+    if (rc == 0 && ferror(f)) {
         rc = err_sys(e, ERR_IO, errno, "reading '%s'", path);
+        if (report)
+            report(arg, e);
+        errors++;
+    }
     fclose(f);
-    return rc;
+    return errors ? -1 : rc;
 }
 
 static int
-load_env(struct config *c, struct err *e)
+load_env(struct config *c, struct err *e, void (*report)(void *arg, const struct err *e),
+         void *arg)
 {
+    int errors = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         char var[128];
         int n = snprintf(var, sizeof(var), "OCIREG_%s_%s", keys[i].section, keys[i].name);
@@ -412,9 +457,25 @@ load_env(struct config *c, struct err *e)
         snprintf(where, sizeof(where), "environment %s", var);
         char buf[CONFIG_STR_MAX];
         snprintf(buf, sizeof(buf), "%s", v);
-        if (config_set(c, keys[i].section, keys[i].name, ini_trim(buf), where, e) < 0)
-            return -1;
+        if (config_set(c, keys[i].section, keys[i].name, ini_trim(buf), where, e) < 0) {
+            if (!report)
+                return -1;
+            report(arg, e);
+            errors++;
+        }
     }
+    return errors ? -1 : 0;
+}
+
+/* the checks across keys */
+static int
+check_keys(const struct config *c, struct err *e)
+{
+    if (!c->tls.cert[0] != !c->tls.key[0])
+        return err_set(e, ERR_CONFIG, 0,
+                       "[tls] cert and key must be set together (cert %s, key %s; "
+                       "OCIREG_TLS_CERT, OCIREG_TLS_KEY)",
+                       c->tls.cert[0] ? "set" : "unset", c->tls.key[0] ? "set" : "unset");
     return 0;
 }
 
@@ -422,14 +483,29 @@ int
 config_load(struct config *c, const char *path, struct err *e)
 {
     config_defaults(c);
-    if (path && load_file(c, path, e) < 0)
+    if (path && load_file(c, path, e, NULL, NULL) < 0)
         return -1;
-    if (load_env(c, e) < 0)
+    if (load_env(c, e, NULL, NULL) < 0)
         return -1;
-    if (!c->tls.cert[0] != !c->tls.key[0])
-        return err_set(e, ERR_CONFIG, 0,
-                       "[tls] cert and key must be set together (cert %s, key %s; "
-                       "OCIREG_TLS_CERT, OCIREG_TLS_KEY)",
-                       c->tls.cert[0] ? "set" : "unset", c->tls.key[0] ? "set" : "unset");
-    return 0;
+    return check_keys(c, e);
+}
+
+int
+config_check(struct config *c, const char *path,
+             void (*report)(void *arg, const struct err *e), void *arg)
+{
+    struct err e = {0};
+    int errors = 0;
+    config_defaults(c);
+    if (path && load_file(c, path, &e, report, arg) < 0)
+        errors++;
+    err_clear(&e);
+    if (load_env(c, &e, report, arg) < 0)
+        errors++;
+    err_clear(&e);
+    if (check_keys(c, &e) < 0) {
+        report(arg, &e);
+        errors++;
+    }
+    return errors ? -1 : 0;
 }

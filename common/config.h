@@ -38,6 +38,9 @@ struct config {
         uint64_t max_manifest; /* 4194304 bytes */
         long max_page;         /* 10000 */
         int blocking_threads;  /* 0 = four per core, 4..64 */
+        /* lifecycle (docs/operations.md) */
+        int drain_timeout_ms;  /* 30 s: SIGTERM lets requests in progress finish */
+        int read_only;         /* 0: pushes and deletes get 405 UNSUPPORTED when set */
     } server;
     struct {
         char root[CONFIG_STR_MAX]; /* "./data" */
@@ -98,6 +101,14 @@ void config_defaults(struct config *c);
  * [server]", "environment OCIREG_SERVER_WORKERS: ...") or ERR_IO (file unreadable).
  * On failure *c holds partial values and must not be used. */
 int config_load(struct config *c, const char *path, struct err *e);
+
+/* config_check - config_load for `ocireg check-config`: every error is given
+ * to report (each line of the file is read, keys under an unknown section are
+ * skipped, every environment variable is tried) instead of stopping at the
+ * first. Returns 0, or -1 when report was called at least once; *c then holds
+ * the values that were valid. */
+int config_check(struct config *c, const char *path,
+                 void (*report)(void *arg, const struct err *e), void *arg);
 
 /* config_set - set one key from text, as the file and the environment do
  * (section and key case-insensitive). Returns 0, or -1 with ERR_CONFIG

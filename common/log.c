@@ -23,6 +23,13 @@ log_setup(enum log_level level, int json, int fd)
     log_fd = fd;
 }
 
+void
+log_reconfigure(enum log_level level, int json)
+{
+    __atomic_store_n(&log_json, json, __ATOMIC_RELAXED);
+    __atomic_store_n(&log_current_level, level, __ATOMIC_RELAXED);
+}
+
 int
 log_level_parse(const char *s)
 {
@@ -68,7 +75,7 @@ log_write(enum log_level level, const char *module, const char *reqid, const cha
     snprintf(ts + tl, sizeof(ts) - tl, ".%03dZ", (int)(tv.tv_usec / 1000));
 
     size_t n;
-    if (log_json) {
+    if (__atomic_load_n(&log_json, __ATOMIC_RELAXED)) {
         n = (size_t)snprintf(line, sizeof(line),
                              "{\"time\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",", ts,
                              level_names[level], module ? module : "-");

@@ -15,6 +15,10 @@ extern enum log_level log_current_level;
  * written to (2 = stderr). Call before starting threads. */
 void log_setup(enum log_level level, int json, int fd);
 
+/* log_reconfigure - a new level and format while threads run (SIGHUP): each
+ * is stored atomically, a line being written uses one or the other. */
+void log_reconfigure(enum log_level level, int json);
+
 /* log_level_parse - "error|warn|info|debug" -> level; -1 if unknown. */
 int log_level_parse(const char *s);
 

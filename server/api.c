@@ -156,6 +156,7 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
     if (a->o.max_page <= 0)
         a->o.max_page = 10000;
     a->page_bytes = API_PAGE_BYTES;
+    a->read_only = a->o.read_only != 0;
     struct pool_opts po = {.name = "blocking",
                            .threads = a->o.blocking_threads > 0 ? a->o.blocking_threads
                                                                 : default_blocking_threads(),
@@ -195,6 +196,31 @@ int
 api_reload(struct api *a, struct err *e)
 {
     return api_auth_reload(a->auth, e);
+}
+
+void
+api_set_read_only(struct api *a, int on)
+{
+    __atomic_store_n(&a->read_only, on != 0, __ATOMIC_RELAXED);
+}
+
+void
+api_set_draining(struct api *a, int on)
+{
+    __atomic_store_n(&a->draining, on != 0, __ATOMIC_RELEASE);
+}
+
+int
+api_draining(const struct api *a)
+{
+    return __atomic_load_n(&a->draining, __ATOMIC_ACQUIRE);
+}
+
+void
+api_set_max_page(struct api *a, long max_page)
+{
+    if (max_page > 0)
+        __atomic_store_n(&a->o.max_page, max_page, __ATOMIC_RELAXED);
 }
 
 unsigned long
@@ -393,7 +419,7 @@ int
 api_page_begin(struct api_worker *w, struct http_req *r, int with_n, size_t maxlast,
                struct api_page *p)
 {
-    long max_page = w->a->o.max_page;
+    long max_page = __atomic_load_n(&w->a->o.max_page, __ATOMIC_RELAXED);
     p->n = max_page;
     p->budget = w->a->page_bytes;
     p->count = 0;
@@ -661,6 +687,12 @@ dispatch(struct http_req *r, void *wctx)
         if (e.code == ERR_METHOD)
             http_reply_header(r, "Allow", "%s", router_allow(rt->kind));
         http_reply_error(r, &e);
+        return;
+    }
+    if (m != HTTP_M_GET && m != HTTP_M_HEAD && __atomic_load_n(&w->a->read_only, __ATOMIC_RELAXED)) {
+        /* before auth: the refusal is the same for everyone (api.h) */
+        http_reply_header(r, "Allow", "GET, HEAD");
+        http_reply_errorf(r, ERR_METHOD, "the registry is read-only");
         return;
     }
     if (w->a->auth) {

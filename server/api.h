@@ -39,6 +39,7 @@ struct api_opts {
                                 main passes max_connections: a request has at most
                                 one job at a time, so only a bug fills it */
     const struct api_auth_opts *auth; /* NULL: no auth (anyone may do anything) */
+    int read_only;          /* [server] read_only: see api_set_read_only */
 };
 
 struct api;
@@ -56,6 +57,24 @@ void api_free(struct api *a);
  * Returns 0, or -1 with the load error (ERR_CONFIG, ERR_IO): the old ones stay
  * in force. Thread-safe; 0 when auth is off. */
 int api_reload(struct api *a, struct err *e);
+
+/* api_set_read_only - on: PUT, POST, PATCH and DELETE of a /v2/ route are
+ * answered 405 UNSUPPORTED "the registry is read-only" before auth is asked
+ * (refusing needs no identity, and a client gets the reason, not a 401 loop);
+ * pulls and /auth/token go on. Thread-safe; takes effect for requests
+ * dispatched afterwards (an upload already accepted finishes). */
+void api_set_read_only(struct api *a, int on);
+
+/* api_set_draining - on: the server is shutting down (SIGTERM): /readyz
+ * answers 503. Thread-safe. */
+void api_set_draining(struct api *a, int on);
+
+/* api_draining - 1 after api_set_draining(a, 1), else 0 */
+int api_draining(const struct api *a);
+
+/* api_set_max_page - [server] max_page for requests dispatched afterwards
+ * (SIGHUP); <= 0 keeps the current one. Thread-safe. */
+void api_set_max_page(struct api *a, long max_page);
 
 /* api_blocking_jobs - jobs the blocking-work pool has taken (tests, stats) */
 unsigned long api_blocking_jobs(const struct api *a);

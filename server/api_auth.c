@@ -207,11 +207,15 @@ api_auth_reload(struct api_auth *au, struct err *e)
 {
     if (!au)
         return 0;
-    if (au->users && htpasswd_refresh(au->users, now_sec() + 2, e) < 0)
-        return -1;
+    /* all or nothing: the rules are loaded (without effect) before the users
+     * are refreshed (which takes effect), and swapped in only after that */
     struct access_rules *nr = access_load(au->o.rules, e);
     if (!nr)
         return -1;
+    if (au->users && htpasswd_refresh(au->users, now_sec() + 2, e) < 0) {
+        access_free(nr);
+        return -1;
+    }
     pthread_rwlock_wrlock(&au->lock);
     struct access_rules *old = au->rules;
     au->rules = nr;

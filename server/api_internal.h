@@ -28,6 +28,10 @@ struct api {
     size_t page_bytes;
     /* auth (server/api_auth.c), NULL when off */
     struct api_auth *auth;
+    /* lifecycle flags, set from any thread (api_set_read_only, api_set_draining):
+     * read and written with atomic builtins; o.max_page likewise */
+    int read_only;
+    int draining;
 };
 
 /* ---- auth (server/api_auth.c) ----

@@ -8,7 +8,11 @@
  * Stop (http_server_stop, async-signal-safe): a write to each worker's eventfd.
  * The worker stops accepting, closes idle connections, lets requests in progress
  * finish with Connection: close, and ends when it has no connection left (or after
- * HTTP_DRAIN_MS, when the rest is cut). */
+ * the drain timeout, when the rest is cut).
+ *
+ * Limits that change live (http_server_set_limits: timeouts, max_connections,
+ * the drain timeout) are ints of s->o written and read with atomic builtins: a
+ * reader takes the old or the new value, never a torn one. */
 #include "server/http.h"
 
 #include "server/http_internal.h"
@@ -33,7 +37,7 @@
 
 #include "common/banned.h"
 
-#define HTTP_DRAIN_MS 25000
+#define HTTP_DRAIN_MS_DEFAULT 30000
 #define ACCEPT_BATCH 64
 /* out of descriptors: stop accepting for this long (the pending connection stays
  * in the backlog and keeps the listening socket readable: without a pause the
@@ -82,17 +86,19 @@ opts_defaults(struct http_server_opts *o)
         o->body_timeout_ms = 60000;
     if (o->max_connections <= 0)
         o->max_connections = 10000;
+    if (o->drain_timeout_ms <= 0)
+        o->drain_timeout_ms = HTTP_DRAIN_MS_DEFAULT;
 }
 
 /* A connection needs at least its socket: more connections than free descriptors
  * would end in EMFILE on accept (and on open for the blob it asks for). */
 static void
-clamp_max_connections(struct http_server_opts *o)
+clamp_max_connections(struct http_server_opts *o, int workers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
         return;
-    long reserve = FD_RESERVE_BASE + (long)FD_RESERVE_PER_WORKER * o->workers;
+    long reserve = FD_RESERVE_BASE + (long)FD_RESERVE_PER_WORKER * workers;
     long room = (long)rl.rlim_cur - reserve;
     if (room < 1)
         room = 1;
@@ -199,7 +205,7 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
         return NULL;
     }
     opts_defaults(&s->o);
-    clamp_max_connections(&s->o);
+    clamp_max_connections(&s->o, s->o.workers);
     s->listen = strdup(s->o.listen);
     if (!s->listen)
         abort();
@@ -438,6 +444,24 @@ http_server_input_held_max(const struct http_server *s)
 }
 
 void
+http_server_set_limits(struct http_server *s, const struct http_server_limits *l)
+{
+    struct http_server_opts o = {.max_connections = l->max_connections};
+    if (o.max_connections > 0) {
+        clamp_max_connections(&o, s->nworkers);
+        __atomic_store_n(&s->o.max_connections, o.max_connections, __ATOMIC_RELAXED);
+    }
+    if (l->header_timeout_ms > 0)
+        __atomic_store_n(&s->o.header_timeout_ms, l->header_timeout_ms, __ATOMIC_RELAXED);
+    if (l->idle_timeout_ms > 0)
+        __atomic_store_n(&s->o.idle_timeout_ms, l->idle_timeout_ms, __ATOMIC_RELAXED);
+    if (l->body_timeout_ms > 0)
+        __atomic_store_n(&s->o.body_timeout_ms, l->body_timeout_ms, __ATOMIC_RELAXED);
+    if (l->drain_timeout_ms > 0)
+        __atomic_store_n(&s->o.drain_timeout_ms, l->drain_timeout_ms, __ATOMIC_RELAXED);
+}
+
+void
 http_server_stop(struct http_server *s)
 {
     if (!s)
@@ -599,7 +623,8 @@ worker_on_accept(evutil_socket_t lfd, short what, void *arg)
                 log_warn("http", NULL, "accept: %s", strerror(errno));
             return;
         }
-        if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_connections) {
+        if (atomic_fetch_add(&s->nconns, 1) >=
+            __atomic_load_n(&s->o.max_connections, __ATOMIC_RELAXED)) {
             atomic_fetch_sub(&s->nconns, 1);
             http_conn_reject(w, fd);
             continue;
@@ -652,7 +677,10 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
         return;
     }
-    struct timeval tv = {HTTP_DRAIN_MS / 1000, 0};
+    int ms = __atomic_load_n(&w->srv->o.drain_timeout_ms, __ATOMIC_RELAXED);
+    log_debug("http", NULL, "worker %d: draining %d connections for at most %d ms", w->index,
+              w->nconns, ms);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     w->drain_ev = evtimer_new(w->base, worker_on_drain, w);
     if (w->drain_ev)
         evtimer_add(w->drain_ev, &tv);

@@ -258,6 +258,9 @@ struct http_server_opts {
     int idle_timeout_ms;         /* keep-alive idle */
     int body_timeout_ms;         /* no body byte for this long: close */
     int max_connections;         /* across all workers; over: 503 and close */
+    int drain_timeout_ms;        /* after http_server_stop, requests in progress may
+                                    finish for this long, then the rest is cut
+                                    (<= 0: 30 s) */
     int io;                      /* enum http_io (0 = auto) */
     int decline_zero_copy;       /* tests: connections get a transport that declines
                                     sendfile and splice (server/http_transport.h), so
@@ -303,6 +306,17 @@ unsigned long http_server_suspended(const struct http_server *s);
 unsigned long http_server_zombies(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
+/* the limits that can change while the server runs (SIGHUP): timeouts apply
+ * to waits that start afterwards, max_connections to connections accepted
+ * afterwards (clamped to the open-file limit as at start), drain_timeout to a
+ * stop that comes afterwards; a value <= 0 keeps the current one */
+struct http_server_limits {
+    int header_timeout_ms, idle_timeout_ms, body_timeout_ms;
+    int max_connections;
+    int drain_timeout_ms;
+};
+/* http_server_set_limits - thread-safe (any thread, the server running or not) */
+void http_server_set_limits(struct http_server *s, const struct http_server_limits *l);
 /* run the workers; returns when http_server_stop was called and all have ended */
 int http_server_run(struct http_server *s, struct err *e);
 /* ask every worker to stop (thread-safe and async-signal-safe) */

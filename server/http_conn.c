@@ -727,7 +727,7 @@ conn_input(struct http_conn *c, const char *buf, size_t len)
             /* a handshake (TLS) counts against the first request's header
              * timeout: its deadline runs from accept */
             if (c->served || !c->t.ops->handshake)
-                deadline_in(&c->deadline, o->header_timeout_ms);
+                deadline_in(&c->deadline, OPT_LIVE(o->header_timeout_ms));
         }
         if (!r->scanned) {
             size_t tl = 0;
@@ -1014,7 +1014,7 @@ conn_settle(struct http_conn *c)
         if (c->uring_wait || r->s_wait)
             write_off(c); /* the ring's completion or http_req_stream_wake calls back */
         else if (!c->wr_on || !write_dir_ok(c))
-            write_on(c, o->body_timeout_ms);
+            write_on(c, OPT_LIVE(o->body_timeout_ms));
         return;
     }
     write_off(c);
@@ -1050,11 +1050,11 @@ conn_settle(struct http_conn *c)
         if (c->pend_len || !c->served)
             read_on(c, ms_until(&c->deadline));
         else
-            read_on(c, o->idle_timeout_ms);
+            read_on(c, OPT_LIVE(o->idle_timeout_ms));
     } else if (!r->headers_done) {
         read_on(c, ms_until(&c->deadline));
     } else {
-        read_on(c, o->body_timeout_ms);
+        read_on(c, OPT_LIVE(o->body_timeout_ms));
     }
 }
 
@@ -1612,7 +1612,7 @@ http_conn_new(struct http_worker *w, int fd, int counted)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    deadline_in(&c->deadline, w->srv->o.header_timeout_ms);
+    deadline_in(&c->deadline, OPT_LIVE(w->srv->o.header_timeout_ms));
     if (c->t.ops->open(&c->t) < 0)
         c->dead = 1; /* closed by the first conn_settle */
     return c;

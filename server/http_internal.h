@@ -33,6 +33,9 @@ struct event_base;
 #define HTTP_DISCARD_MAX 65536
 /* lingering close: read and drop for at most this */
 #define HTTP_LINGER_MS 2000
+/* a limit of struct http_server_opts that http_server_set_limits may change
+ * while workers read it (timeouts, max_connections, drain timeout) */
+#define OPT_LIVE(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 /* a file body the transport will not send zero-copy goes through a buffer of
  * this size per worker (pread + sendv; allocated at the first such reply) */
 #define HTTP_COPY_BUF 65536

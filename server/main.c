@@ -5,13 +5,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth/access.h"
+#include "auth/htpasswd.h"
 #include "auth/tls.h"
+#include "auth/token.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -48,18 +52,19 @@ static const char usage_text[] =
     "                                        sound, 1 when something is wrong, 2 when it cannot\n"
     "                                        run; --repair quarantines damaged blobs, removes\n"
     "                                        their rows and the manifests they break\n"
+    "  check-config [-c FILE]                validate a configuration: FILE (or the defaults)\n"
+    "                                        with the environment, and every file it names\n"
+    "                                        (htpasswd, rules, retention rules, TLS\n"
+    "                                        certificates and keys, token certificates or\n"
+    "                                        JWKS); exit 0 when valid, 1 with each error's\n"
+    "                                        file:line and key, 2 on a usage error\n"
     "  version                               print the version\n"
+    "\n"
+    "signals (serve): TERM, INT  stop accepting, let requests in progress finish for up\n"
+    "                            to [server] drain_timeout, exit 0\n"
+    "                 HUP        reload the configuration (docs/operations.md)\n"
+    "                 USR1       a gc pass now\n"
     "  help                                  this text\n";
-
-static struct http_server *volatile running_server;
-
-static void
-on_signal(int sig)
-{
-    struct http_server *s = running_server;
-    if (s)
-        http_server_stop(s); /* async-signal-safe: writes to eventfds */
-}
 
 static void
 raise_nofile(void)
@@ -72,40 +77,220 @@ raise_nofile(void)
     }
 }
 
-/* SIGHUP reloads what can change under a running server; SIGUSR1 asks the
- * maintenance thread for a gc pass now. Both signals are blocked in every
- * thread (before the first one starts) and taken by one thread with sigwait,
- * so they are handled as ordinary code, never in a signal handler, never on
- * an event loop; the gc pass itself runs on the maintenance thread. */
+/* Signals. TERM, INT, HUP and USR1 are blocked in every thread (before the
+ * first one starts) and taken by one thread with sigwait, so they are handled
+ * as ordinary code, never in a signal handler, never on an event loop:
+ *   TERM, INT  /readyz turns 503 (api_set_draining), the server stops
+ *              accepting and drains (http_server_stop; [server] drain_timeout);
+ *              main then returns 0. Before the server exists (start-up) the
+ *              signal ends the process as its default action would.
+ *   HUP        reload_all: the configuration is read again and what can change
+ *              live is swapped in, all or nothing.
+ *   USR1       a gc pass now, on the maintenance thread. */
 struct reloader {
     pthread_t thr;
     int started;
     atomic_int stop;
-    struct tls_ctx *tls; /* NULL without TLS */
-    struct api *api;     /* its access rules and htpasswd file; set (atomically)
-                            once the api exists, after the thread started */
-    struct maint *maint; /* set (atomically) once the maintenance thread runs */
+    atomic_int term;          /* TERM or INT arrived */
+    const char *conf_path;    /* -c FILE, or NULL */
+    struct config *cur;       /* the configuration in force; the thread's own */
+    struct tls_ctx *tls;      /* NULL without TLS */
+    /* set (atomically) once they exist, after the thread started */
+    struct api *api;
+    struct maint *maint;
+    struct http_server *srv; /* the last one: the server is complete */
 };
 
+static struct tls_opts
+tls_opts_of(const struct config *cfg)
+{
+    return (struct tls_opts){.cert = cfg->tls.cert,
+                             .key = cfg->tls.key,
+                             .client_ca = cfg->tls.client_ca,
+                             .client_cert_required = cfg->tls.client_cert_required,
+                             .ktls = cfg->tls.ktls};
+}
+
+/* Keys a running server cannot take: their values stay those of the start
+ * (copied back into the new configuration) and a warning names them. */
+struct restart_key {
+    const char *name;
+    size_t off, len;
+    int str;
+};
+#define RK(name, f, str)                                                                           \
+    {name, offsetof(struct config, f), sizeof(((struct config *)0)->f), str}
+static const struct restart_key restart_keys[] = {
+    RK("[server] listen", server.listen, 1),
+    RK("[server] workers", server.workers, 0),
+    RK("[server] header_max", server.header_max, 0),
+    RK("[server] body_buffer", server.body_buffer, 0),
+    RK("[server] max_manifest", server.max_manifest, 0),
+    RK("[server] blocking_threads", server.blocking_threads, 0),
+    RK("[storage] root", storage.root, 1),
+    RK("[storage] fsync", storage.fsync, 0),
+    RK("[storage] upload_expiry", storage.upload_expiry_sec, 0),
+    RK("[storage] max_blob_size", storage.max_blob_size, 0),
+    RK("[storage] max_uploads", storage.max_uploads, 0),
+    RK("[storage] max_uploads_per_repo", storage.max_uploads_per_repo, 0),
+    RK("[storage] max_manifest_refs", storage.max_manifest_refs, 0),
+    RK("[storage] io", storage.io, 0),
+    RK("[auth] htpasswd", auth.htpasswd, 1),
+    RK("[auth] rules", auth.rules, 1),
+    RK("[auth] service", auth.service, 1),
+    RK("[auth] issuer", auth.issuer, 1),
+    RK("[auth] token_key", auth.token_key, 1),
+    RK("[auth] token_ttl", auth.token_ttl_sec, 0),
+    RK("[auth] refresh_ttl", auth.refresh_ttl_sec, 0),
+    RK("[auth] token_realm", auth.token_realm, 1),
+    RK("[auth] token_service", auth.token_service, 1),
+    RK("[auth] token_issuer", auth.token_issuer, 1),
+    RK("[auth] token_certs", auth.token_certs, 1),
+    RK("[auth] token_jwks", auth.token_jwks, 1),
+    RK("[auth] max_failures", auth.max_failures, 0),
+    RK("[auth] failure_window", auth.failure_window_sec, 0),
+    RK("[tls] ktls", tls.ktls, 0),
+};
+
+/* keep n's restart-only values at cur's, logging each that differed */
+static void
+keep_restart_keys(const struct config *cur, struct config *n)
+{
+    for (size_t i = 0; i < sizeof(restart_keys) / sizeof(restart_keys[0]); i++) {
+        const struct restart_key *k = &restart_keys[i];
+        const char *a = (const char *)cur + k->off;
+        char *b = (char *)n + k->off;
+        if (k->str ? strcmp(a, b) == 0 : memcmp(a, b, k->len) == 0)
+            continue;
+        log_warn("main", NULL, "reload: %s changed: takes effect at restart", k->name);
+        memcpy(b, a, k->len);
+    }
+    /* TLS on/off and retention on/off: the transport of every connection and
+     * the pull tracking of storage are chosen at start */
+    if (!cur->tls.cert[0] != !n->tls.cert[0]) {
+        log_warn("main", NULL, "reload: [tls] %s: takes effect at restart",
+                 cur->tls.cert[0] ? "turned off" : "turned on");
+        memcpy(&n->tls, &cur->tls, sizeof(n->tls));
+    }
+    if (!cur->retention.rules[0] != !n->retention.rules[0]) {
+        log_warn("main", NULL, "reload: [retention] rules %s: takes effect at restart",
+                 cur->retention.rules[0] ? "removed" : "set");
+        memcpy(&n->retention, &cur->retention, sizeof(n->retention));
+    }
+}
+
+/* SIGHUP. All or nothing: first everything that can fail (the configuration,
+ * then the new TLS context and retention rules, then auth, whose reload is
+ * itself all or nothing and comes last), then the swaps, which cannot fail. A
+ * refusal leaves the running configuration whole and logs the error's
+ * file:line. */
 static void
 reload_all(struct reloader *rl)
 {
     struct err e = {0};
+    struct api *api = __atomic_load_n(&rl->api, __ATOMIC_SEQ_CST);
+    struct maint *maint = __atomic_load_n(&rl->maint, __ATOMIC_SEQ_CST);
+    struct http_server *srv = __atomic_load_n(&rl->srv, __ATOMIC_SEQ_CST);
+    if (!srv) {
+        log_warn("main", NULL, "reload: SIGHUP during start-up, ignored");
+        return;
+    }
+    struct config *n = malloc(sizeof(*n));
+    struct tls_ctx *ntls = NULL;
+    struct retention_rules *nret = NULL;
+    if (!n) {
+        log_error("main", NULL, "reload refused: out of memory");
+        return;
+    }
+    log_info("main", NULL, "reload: reading %s", rl->conf_path ? rl->conf_path : "the defaults");
+    if (config_load(n, rl->conf_path, &e) < 0) {
+        log_error("main", NULL, "reload refused: %s (the running configuration stays)", e.msg);
+        goto out;
+    }
+    keep_restart_keys(rl->cur, n);
     if (rl->tls) {
-        if (tls_reload(rl->tls, &e) == 0)
-            log_info("main", NULL, "reloaded TLS certificate");
-        else
-            log_error("main", NULL, "reloading the TLS certificate: %s (the previous one stays)",
-                      e.msg);
+        struct tls_opts to = tls_opts_of(n);
+        to.ktls = rl->cur->tls.ktls;
+        ntls = tls_ctx_new(&to, &e);
+        if (!ntls) {
+            log_error("main", NULL,
+                      "reload refused: [tls]: %s (the running configuration stays)", e.msg);
+            goto out;
+        }
     }
-    struct api *api = __atomic_load_n(&rl->api, __ATOMIC_ACQUIRE);
+    if (n->retention.rules[0]) {
+        nret = retention_load(n->retention.rules, &e);
+        if (!nret) {
+            log_error("main", NULL,
+                      "reload refused: [retention] rules: %s (the running configuration stays)",
+                      e.msg);
+            goto out;
+        }
+    }
+    if (api && api_reload(api, &e) < 0) {
+        log_error("main", NULL,
+                  "reload refused: [auth]: %s (the running configuration stays)", e.msg);
+        goto out;
+    }
+    /* from here on nothing fails */
+    if (ntls) {
+        tls_ctx_adopt(rl->tls, ntls);
+        ntls = NULL;
+    }
+    struct maint_gc_config gc = {.interval_ms = n->gc.interval_ms,
+                                 .grace_sec = n->gc.grace_sec,
+                                 .delete_untagged = n->gc.delete_untagged,
+                                 .retention = nret};
+    maint_reconfigure(maint, &gc);
+    nret = NULL;
     if (api) {
-        if (api_reload(api, &e) == 0)
-            log_info("main", NULL, "reloaded auth rules and users");
-        else
-            log_error("main", NULL, "reloading auth: %s (the previous rules and users stay)",
-                      e.msg);
+        api_set_read_only(api, n->server.read_only);
+        api_set_max_page(api, n->server.max_page);
     }
+    struct http_server_limits lim = {.header_timeout_ms = n->server.header_timeout_ms,
+                                     .idle_timeout_ms = n->server.idle_timeout_ms,
+                                     .body_timeout_ms = n->server.body_timeout_ms,
+                                     .max_connections = n->server.max_connections,
+                                     .drain_timeout_ms = n->server.drain_timeout_ms};
+    http_server_set_limits(srv, &lim);
+    log_reconfigure((enum log_level)n->log.level, n->log.json);
+    if (n->server.read_only != rl->cur->server.read_only)
+        log_info("main", NULL, "read-only mode %s", n->server.read_only ? "on" : "off");
+    memcpy(rl->cur, n, sizeof(*n));
+    log_info("main", NULL, "reloaded: auth users and rules, TLS, limits, log, gc and retention");
+    log_debug("main", NULL, "reload: log level debug");
+out:
+    tls_ctx_free(ntls);
+    retention_free(nret);
+    free(n);
+}
+
+static void
+on_term(struct reloader *rl, int sig)
+{
+    if (atomic_exchange(&rl->term, 1)) {
+        log_info("main", NULL, "%s: already draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+    struct api *api = __atomic_load_n(&rl->api, __ATOMIC_SEQ_CST);
+    struct http_server *srv = __atomic_load_n(&rl->srv, __ATOMIC_SEQ_CST);
+    if (!srv) {
+        /* start-up (storage recovery can take long): end as before, the store
+         * is crash-safe */
+        log_info("main", NULL, "%s during start-up: exiting", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        signal(sig, SIG_DFL);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        raise(sig);
+        return;
+    }
+    log_info("main", NULL, "%s: draining, [server] drain_timeout %d ms; new connections refused",
+             sig == SIGINT ? "SIGINT" : "SIGTERM", rl->cur->server.drain_timeout_ms);
+    if (api)
+        api_set_draining(api, 1);
+    http_server_stop(srv);
 }
 
 static void *
@@ -116,12 +301,18 @@ reload_thread(void *arg)
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (atomic_load(&rl->stop))
             return NULL;
+        if (sig == SIGTERM || sig == SIGINT) {
+            on_term(rl, sig);
+            continue;
+        }
         if (sig == SIGUSR1) {
             struct maint *m = __atomic_load_n(&rl->maint, __ATOMIC_ACQUIRE);
             if (m) {
@@ -141,7 +332,7 @@ reloader_start(struct reloader *rl, struct err *e)
 {
     int rc = pthread_create(&rl->thr, NULL, reload_thread, rl);
     if (rc != 0)
-        return err_sys(e, ERR_INTERNAL, rc, "reload thread");
+        return err_sys(e, ERR_INTERNAL, rc, "signal thread");
     rl->started = 1;
     return 0;
 }
@@ -243,20 +434,20 @@ cmd_serve(int argc, char **argv)
     log_setup((enum log_level)cfg.log.level, cfg.log.json, 2);
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
-    /* before any thread starts: every thread inherits the mask, so SIGHUP
-     * and SIGUSR1 reach only the reload thread's sigwait */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    sigaddset(&hup, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    /* before any thread starts: every thread inherits the mask, so these
+     * reach only the signal thread's sigwait (struct reloader) */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    rl.conf_path = conf_path;
+    rl.cur = &cfg;
 
     if (cfg.tls.cert[0]) {
-        struct tls_opts to = {.cert = cfg.tls.cert,
-                              .key = cfg.tls.key,
-                              .client_ca = cfg.tls.client_ca,
-                              .client_cert_required = cfg.tls.client_cert_required,
-                              .ktls = cfg.tls.ktls};
+        struct tls_opts to = tls_opts_of(&cfg);
         tls = tls_ctx_new(&to, &e);
         if (!tls) {
             log_error("main", NULL, "%s", e.msg);
@@ -301,7 +492,7 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "maintenance thread: %s", e.msg);
         goto out;
     }
-    __atomic_store_n(&rl.maint, maint, __ATOMIC_RELEASE);
+    __atomic_store_n(&rl.maint, maint, __ATOMIC_SEQ_CST);
     char token_key[CONFIG_STR_MAX + 16];
     if (cfg.auth.token_key[0])
         snprintf(token_key, sizeof(token_key), "%s", cfg.auth.token_key);
@@ -328,13 +519,14 @@ cmd_serve(int argc, char **argv)
                           .max_page = cfg.server.max_page,
                           .blocking_threads = cfg.server.blocking_threads,
                           .blocking_queue = (unsigned)cfg.server.max_connections,
-                          .auth = &auo};
+                          .auth = &auo,
+                          .read_only = cfg.server.read_only};
     api = api_new(st, &ao, &e);
     if (!api) {
         log_error("main", NULL, "api: %s", e.msg);
         goto out;
     }
-    __atomic_store_n(&rl.api, api, __ATOMIC_RELEASE);
+    __atomic_store_n(&rl.api, api, __ATOMIC_SEQ_CST);
     struct http_app app;
     memset(&app, 0, sizeof(app));
     api_http_app(api, &app);
@@ -347,6 +539,7 @@ cmd_serve(int argc, char **argv)
         .idle_timeout_ms = cfg.server.idle_timeout_ms,
         .body_timeout_ms = cfg.server.body_timeout_ms,
         .max_connections = cfg.server.max_connections,
+        .drain_timeout_ms = cfg.server.drain_timeout_ms,
         .io = cfg.storage.io == CONFIG_IO_URING   ? HTTP_IO_URING
               : cfg.storage.io == CONFIG_IO_POSIX ? HTTP_IO_POSIX
                                                   : HTTP_IO_AUTO,
@@ -358,14 +551,13 @@ cmd_serve(int argc, char **argv)
         goto out;
     }
 
-    running_server = srv;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
+    /* the signal thread may use the server from here on; a TERM it took
+     * before (and found no server) is answered here */
+    __atomic_store_n(&rl.srv, srv, __ATOMIC_SEQ_CST);
+    if (atomic_load(&rl.term))
+        http_server_stop(srv);
+    if (cfg.server.read_only)
+        log_info("main", NULL, "read-only mode on: pushes and deletes are refused");
     log_info("main", NULL, "listening on %s", http_server_address(srv));
     if (ready) {
         char text[128];
@@ -382,9 +574,6 @@ cmd_serve(int argc, char **argv)
     log_info("main", NULL, "stopped");
     rc = 0;
 out:
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    running_server = NULL;
     reloader_stop(&rl);
     http_server_free(srv);
     tls_ctx_free(tls);
@@ -573,6 +762,121 @@ cmd_check(int argc, char **argv)
     return cs.problems ? 1 : 0;
 }
 
+/* ---- check-config ---- */
+
+struct cc_state {
+    const char *prog;
+    int errors;
+};
+
+static void
+cc_report(void *arg, const struct err *e)
+{
+    struct cc_state *cs = arg;
+    fprintf(stderr, "%s: %s\n", cs->prog, e->msg);
+    cs->errors++;
+}
+
+/* one file a key names: load it as the server would, report its error under
+ * the key's name */
+static void
+cc_file_error(struct cc_state *cs, const char *key, const struct err *e)
+{
+    struct err k;
+    err_set(&k, e->code, 0, "%s: %s", key, e->msg);
+    cc_report(cs, &k);
+}
+
+/* cmd_check_config - `ocireg check-config`: 0 valid, 1 with the errors on
+ * stderr, 2 usage. Reads every file the configuration names and creates none
+ * (the token key is only read when it exists: serve creates it). */
+static int
+cmd_check_config(int argc, char **argv)
+{
+    const char *conf_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+            conf_path = argv[++i];
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ocireg check-config: unknown or incomplete option '%s'\n\n%s",
+                    argv[i], usage_text);
+            return 2;
+        }
+    }
+    /* the loaders below log nothing useful for this command */
+    log_setup(LOG_ERROR, 0, 2);
+    struct cc_state cs = {.prog = "ocireg check-config"};
+    struct config *cfg = malloc(sizeof(*cfg));
+    if (!cfg) {
+        fprintf(stderr, "ocireg check-config: out of memory\n");
+        return 1;
+    }
+    config_check(cfg, conf_path, cc_report, &cs);
+    struct err e = {0};
+    const struct config *c = cfg;
+    if (c->auth.htpasswd[0]) {
+        struct htpasswd *h = htpasswd_open(c->auth.htpasswd, &e);
+        if (!h)
+            cc_file_error(&cs, "[auth] htpasswd", &e);
+        htpasswd_free(h);
+    }
+    if (c->auth.rules[0]) {
+        struct access_rules *r = access_load(c->auth.rules, &e);
+        if (!r)
+            cc_file_error(&cs, "[auth] rules", &e);
+        access_free(r);
+    }
+    if (c->auth.token_key[0] && access(c->auth.token_key, F_OK) == 0) {
+        struct token_key *k = token_key_load(c->auth.token_key, 0, &e);
+        if (!k)
+            cc_file_error(&cs, "[auth] token_key", &e);
+        token_key_free(k);
+    }
+    if (c->auth.token_realm[0] && (!c->auth.token_service[0] || !c->auth.token_issuer[0] ||
+                                   (!c->auth.token_certs[0] && !c->auth.token_jwks[0]))) {
+        err_set(&e, ERR_CONFIG, 0,
+                "[auth] token_realm needs token_service, token_issuer and token_certs or "
+                "token_jwks");
+        cc_report(&cs, &e);
+    }
+    if (c->auth.token_certs[0] || c->auth.token_jwks[0]) {
+        struct token_verifier_opts vo = {
+            .issuer = c->auth.token_issuer[0] ? c->auth.token_issuer : "-",
+            .audience = c->auth.token_service[0] ? c->auth.token_service : "-",
+            .certs_pem = c->auth.token_certs[0] ? c->auth.token_certs : NULL,
+            .jwks = c->auth.token_jwks[0] ? c->auth.token_jwks : NULL};
+        struct token_verifier *v = token_verifier_new(&vo, &e);
+        if (!v)
+            cc_file_error(&cs, c->auth.token_certs[0] ? "[auth] token_certs" : "[auth] token_jwks",
+                          &e);
+        token_verifier_free(v);
+    }
+    if (c->retention.rules[0]) {
+        struct retention_rules *r = retention_load(c->retention.rules, &e);
+        if (!r)
+            cc_file_error(&cs, "[retention] rules", &e);
+        retention_free(r);
+    }
+    if (c->tls.cert[0] && c->tls.key[0]) {
+        struct tls_opts to = tls_opts_of(c);
+        struct tls_ctx *t = tls_ctx_new(&to, &e);
+        if (!t)
+            cc_file_error(&cs, "[tls]", &e);
+        tls_ctx_free(t);
+    }
+    free(cfg);
+    if (cs.errors) {
+        fprintf(stderr, "%s: %d error%s in %s\n", cs.prog, cs.errors, cs.errors == 1 ? "" : "s",
+                conf_path ? conf_path : "the environment");
+        return 1;
+    }
+    printf("configuration valid: %s\n", conf_path ? conf_path : "defaults and environment");
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -585,6 +889,8 @@ main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "gc") == 0)
         return cmd_gc(argc - 2, argv + 2);
+    if (strcmp(cmd, "check-config") == 0)
+        return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0)
         return cmd_check(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "gc/gc.h"
+#include "gc/retention.h"
 #include "storage/storage.h"
 
 #include "common/banned.h"
@@ -52,6 +53,11 @@ struct maint {
     atomic_ulong runs;
     atomic_ulong gc_passes;
     atomic_ulong gc_steps; /* stop callbacks, for test_kill_step */
+    /* maint_reconfigure: waiting settings (under mu, taken by the thread
+     * between passes), and the rules given by it that this object frees */
+    struct maint_gc_config pending;
+    int have_pending;
+    struct retention_rules *owned;
 };
 
 static int64_t
@@ -198,8 +204,24 @@ maint_main(void *arg)
     while (!atomic_load(&m->stop)) {
         int64_t due = next_up < next_gc ? next_up : next_gc;
         now = mono_ms();
-        if (m->gc_asked == m->gc_taken && !m->poked && now < due) {
+        if (m->gc_asked == m->gc_taken && !m->poked && !m->have_pending && now < due) {
             sleep_until(m, due); /* spurious and early wake-ups: look again */
+            continue;
+        }
+        if (m->have_pending) {
+            /* between passes: nothing uses the rules being replaced */
+            struct maint_gc_config *c = &m->pending;
+            m->have_pending = 0;
+            m->o.gc_interval_ms = c->interval_ms;
+            m->o.gc_grace_sec = c->grace_sec;
+            m->o.gc_delete_untagged = c->delete_untagged;
+            m->o.retention = c->retention;
+            if (m->owned != c->retention)
+                retention_free(m->owned);
+            m->owned = c->retention;
+            c->retention = NULL;
+            gc_every = m->o.gc_interval_ms;
+            next_gc = gc_every > 0 ? now + gc_every : MAINT_NEVER;
             continue;
         }
         int run_gc = m->gc_asked != m->gc_taken || now >= next_gc;
@@ -293,6 +315,20 @@ maint_gc_now(struct maint *m)
     pthread_mutex_unlock(&m->mu);
 }
 
+void
+maint_reconfigure(struct maint *m, const struct maint_gc_config *c)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    if (m->have_pending && m->pending.retention != m->owned && m->pending.retention != c->retention)
+        retention_free(m->pending.retention); /* replaced before the thread took it */
+    m->pending = *c;
+    m->have_pending = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
 unsigned long
 maint_gc_passes(struct maint *m)
 {
@@ -327,6 +363,9 @@ maint_stop(struct maint *m)
         if (m->o.pull_flush_ms > 0)
             flush_pulls(m);
     }
+    if (m->have_pending && m->pending.retention != m->owned)
+        retention_free(m->pending.retention);
+    retention_free(m->owned);
     storage_handle_close(m->h);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);

@@ -63,6 +63,24 @@ unsigned long maint_runs(struct maint *m);
  * (call it from a sigwait thread). NULL is accepted (nothing). */
 void maint_gc_now(struct maint *m);
 
+/* the [gc] and [retention] settings a running server changes on SIGHUP */
+struct maint_gc_config {
+    int interval_ms;      /* as gc_interval_ms */
+    int64_t grace_sec;
+    int delete_untagged;
+    struct retention_rules *retention; /* NULL: none; see maint_reconfigure */
+};
+
+/* maint_reconfigure - the gc settings for passes that start afterwards (a
+ * pass in progress finishes with the old ones); the next periodic pass is
+ * due interval_ms from now. Takes ownership of c->retention: the maintenance
+ * thread frees the rules it replaces (once no pass uses them) when they were
+ * given by an earlier maint_reconfigure (those of maint_opts stay the
+ * caller's), and its own at maint_stop. Turning retention on or off needs a
+ * restart (pull times are tracked from storage_open): the caller keeps it on
+ * or off. Thread-safe. */
+void maint_reconfigure(struct maint *m, const struct maint_gc_config *c);
+
 /* maint_gc_passes - how many gc passes have ended (also failed ones). */
 unsigned long maint_gc_passes(struct maint *m);
 
