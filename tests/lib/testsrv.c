@@ -39,6 +39,13 @@ sleep_ms(int ms)
 int
 testsrv_start(struct testsrv *s, const char *root, const char *const *extra_env)
 {
+    return testsrv_start_conf(s, root, NULL, extra_env);
+}
+
+int
+testsrv_start_conf(struct testsrv *s, const char *root, const char *conf,
+                   const char *const *extra_env)
+{
     memset(s, 0, sizeof(*s));
     s->pid = -1;
     if (root) {
@@ -70,7 +77,11 @@ testsrv_start(struct testsrv *s, const char *root, const char *const *extra_env)
             setenv("OCIREG_SERVER_WORKERS", "2", 1);
         for (size_t i = 0; extra_env && extra_env[i]; i++)
             putenv((char *)extra_env[i]);
-        execl(server_bin(), server_bin(), "serve", "--ready-file", ready, (char *)NULL);
+        if (conf)
+            execl(server_bin(), server_bin(), "serve", "-c", conf, "--ready-file", ready,
+                  (char *)NULL);
+        else
+            execl(server_bin(), server_bin(), "serve", "--ready-file", ready, (char *)NULL);
         _exit(127);
     }
     s->pid = pid;

@@ -29,6 +29,11 @@ struct testsrv {
  * for the ready file. Returns 0, or -1 (the log is printed to stderr). */
 int testsrv_start(struct testsrv *s, const char *root, const char *const *extra_env);
 
+/* testsrv_start_conf - testsrv_start with `serve -c conf` (NULL: none); the
+ * environment above still wins over the file's listen and root */
+int testsrv_start_conf(struct testsrv *s, const char *root, const char *conf,
+                       const char *const *extra_env);
+
 /* testsrv_stop - SIGTERM, wait up to 5 s, then SIGKILL; returns the exit status
  * as waitpid gives it (or -1). Keeps the root. */
 int testsrv_stop(struct testsrv *s);
