@@ -214,7 +214,8 @@ reload_all(struct reloader *rl)
         ntls = tls_ctx_new(&to, &e);
         if (!ntls) {
             log_error("main", NULL,
-                      "reload refused: [tls]: %s (the running configuration stays)", e.msg);
+                      "reload refused: reloading the TLS certificate ([tls]): %s (the running "
+                      "configuration stays)", e.msg);
             goto out;
         }
     }
@@ -236,7 +237,10 @@ reload_all(struct reloader *rl)
     if (ntls) {
         tls_ctx_adopt(rl->tls, ntls);
         ntls = NULL;
+        log_info("main", NULL, "reloaded TLS certificate: %s", n->tls.cert);
     }
+    if (api)
+        log_info("main", NULL, "reloaded auth rules and users");
     struct maint_gc_config gc = {.interval_ms = n->gc.interval_ms,
                                  .grace_sec = n->gc.grace_sec,
                                  .delete_untagged = n->gc.delete_untagged,
@@ -257,7 +261,7 @@ reload_all(struct reloader *rl)
     if (n->server.read_only != rl->cur->server.read_only)
         log_info("main", NULL, "read-only mode %s", n->server.read_only ? "on" : "off");
     memcpy(rl->cur, n, sizeof(*n));
-    log_info("main", NULL, "reloaded: auth users and rules, TLS, limits, log, gc and retention");
+    log_info("main", NULL, "reloaded: limits, read_only, log, gc and retention");
     log_debug("main", NULL, "reload: log level debug");
 out:
     tls_ctx_free(ntls);
