@@ -1,4 +1,4 @@
-/* main.c - the ocireg command line: serve, gc, check, version, help. */
+/* main.c - the ocireg command line: serve, gc, check, check-config, version, help. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
