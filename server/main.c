@@ -19,6 +19,7 @@
 #include "gc/gc.h"
 #include "gc/retention.h"
 #include "server/api.h"
+#include "server/events.h"
 #include "server/http.h"
 #include "server/maint.h"
 #include "storage/storage.h"
@@ -206,6 +207,23 @@ storage_opts_of(const struct config *cfg)
     };
 }
 
+/* the webhook endpoints of [events] endpoints; source.addr of the events is
+ * this host with the configured port, as distribution's */
+static struct events *
+events_start(const struct config *cfg, int tls, struct err *e)
+{
+    struct events_conf *ec = events_conf_load(cfg->events.endpoints, e);
+    if (!ec)
+        return NULL;
+    char host[256] = "localhost", source[300];
+    gethostname(host, sizeof(host) - 1);
+    const char *port = strrchr(cfg->server.listen, ':');
+    snprintf(source, sizeof(source), "%s%s", host, port ? port : "");
+    struct events *evs = events_new(ec, source, tls ? "https" : "http", e);
+    free(ec);
+    return evs;
+}
+
 static int
 cmd_serve(int argc, char **argv)
 {
@@ -234,6 +252,7 @@ cmd_serve(int argc, char **argv)
     struct retention_rules *retention = NULL;
     struct tls_ctx *tls = NULL;
     struct reloader rl = {0};
+    struct events *events = NULL;
     int rc = 1;
 
     if (config_load(&cfg, conf_path, &e) < 0) {
@@ -324,11 +343,16 @@ cmd_serve(int argc, char **argv)
         .failure_window_sec = cfg.auth.failure_window_sec,
         .tls = tls != NULL,
     };
+    if (cfg.events.endpoints[0] && !(events = events_start(&cfg, tls != NULL, &e))) {
+        log_error("main", NULL, "events: %s", e.msg);
+        goto out;
+    }
     struct api_opts ao = {.max_manifest = cfg.server.max_manifest,
                           .max_page = cfg.server.max_page,
                           .blocking_threads = cfg.server.blocking_threads,
                           .blocking_queue = (unsigned)cfg.server.max_connections,
-                          .auth = &auo};
+                          .auth = &auo,
+                          .events = events};
     api = api_new(st, &ao, &e);
     if (!api) {
         log_error("main", NULL, "api: %s", e.msg);
@@ -389,6 +413,7 @@ out:
     http_server_free(srv);
     tls_ctx_free(tls);
     api_free(api);
+    events_free(events); /* after the api: nothing emits any more */
     maint_stop(maint); /* joined before its storage goes away */
     if (st)
         storage_close(st);
