@@ -117,8 +117,7 @@ commit_done(struct http_req *r, void *arg)
     }
     /* distribution sends push events for blobs too */
     char ds[DIGEST_STR_MAX];
-    api_event(c->w, r, c->rt, EVENTS_PUSH, 0, digest_format(&c->want, ds), NULL, CT_OCTET,
-              c->size);
+    api_event(c->w, r, c->rt, EVENTS_PUSH, 0, digest_format(&c->want, ds), NULL, CT_OCTET, c->size);
     reply_created(r, c->rt->name, &c->want);
 }
 

@@ -229,8 +229,9 @@ parse_key(struct parser *p, const char *key, char *val)
         return each_item(p, val, ignore_action);
     if (strcasecmp(key, "ignore_media_types") == 0)
         return each_item(p, val, ignore_type);
-    return bad(p, "unknown key '%.60s' (url, header, timeout, backoff, max_backoff, queue, batch, "
-                  "ignore_actions, ignore_media_types)",
+    return bad(p,
+               "unknown key '%.60s' (url, header, timeout, backoff, max_backoff, queue, batch, "
+               "ignore_actions, ignore_media_types)",
                key);
 }
 
@@ -435,7 +436,7 @@ events_emit(struct events *evs, const struct events_event *ev)
     clock_gettime(CLOCK_REALTIME, &r.ts);
     r.size = ev->size;
     r.action = (uint8_t)ev->action;
-    r.manifest = (uint8_t)!!ev->manifest;
+    r.manifest = (uint8_t) !!ev->manifest;
     cpy(r.repo, sizeof(r.repo), ev->repository);
     cpy(r.from, sizeof(r.from), ev->from_repository);
     cpy(r.digest, sizeof(r.digest), ev->digest);
@@ -703,8 +704,7 @@ sender(void *arg)
         pthread_mutex_unlock(&ep->mu);
 
         if (!body && !(body = envelope(evs, ep->batch, n))) {
-            log_error(MOD, NULL, "endpoint '%s': out of memory building %zu events", ep->c.name,
-                      n);
+            log_error(MOD, NULL, "endpoint '%s': out of memory building %zu events", ep->c.name, n);
             pthread_mutex_lock(&ep->mu);
             ep->failed++;
             pthread_mutex_unlock(&ep->mu);
@@ -759,8 +759,10 @@ collect(void *arg, struct metrics_out *o)
             char esc[EVENTS_NAME_MAX * 2], labels[EVENTS_NAME_MAX * 2 + 16];
             snprintf(labels, sizeof(labels), "endpoint=\"%s\"",
                      metrics_label_escape(evs->ep[i].c.name, esc, sizeof(esc)));
-            uint64_t v = f == 0 ? s.sent : f == 1 ? s.failed : f == 2 ? s.dropped
-                                                                       : s.queued + s.inflight;
+            uint64_t v = f == 0   ? s.sent
+                         : f == 1 ? s.failed
+                         : f == 2 ? s.dropped
+                                  : s.queued + s.inflight;
             metrics_sample_u64(o, fam[f].name, labels, v);
         }
     }

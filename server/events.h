@@ -57,11 +57,11 @@ struct events_endpoint_conf {
     char url[EVENTS_URL_MAX];
     char headers[EVENTS_MAX_HEADERS][EVENTS_HEADER_MAX]; /* "Name: value" */
     size_t nheaders;
-    int timeout_ms;     /* 5 s */
-    int backoff_ms;     /* 1 s */
-    int max_backoff_ms; /* 60 s */
-    unsigned queue;     /* 1000 */
-    unsigned batch;     /* 100 */
+    int timeout_ms;          /* 5 s */
+    int backoff_ms;          /* 1 s */
+    int max_backoff_ms;      /* 60 s */
+    unsigned queue;          /* 1000 */
+    unsigned batch;          /* 100 */
     unsigned ignore_actions; /* bit (1u << enum events_action) set: not sent */
     char ignore_types[EVENTS_MAX_IGNORED_TYPES][256];
     size_t nignore_types;
@@ -82,7 +82,7 @@ struct events_conf *events_conf_load(const char *path, struct err *e);
 /* what happened; every string borrowed for the call only (NULL or "": absent) */
 struct events_event {
     enum events_action action;
-    int manifest;             /* 1: target is a manifest (url .../manifests/), 0: a blob */
+    int manifest; /* 1: target is a manifest (url .../manifests/), 0: a blob */
     const char *repository;
     const char *digest;
     const char *tag;
@@ -91,8 +91,8 @@ struct events_event {
     const char *from_repository; /* mount: the source repository */
     const char *actor;           /* authenticated user, NULL: anonymous */
     const char *request_id;
-    const char *addr;      /* client address */
-    const char *host;      /* Host header */
+    const char *addr; /* client address */
+    const char *host; /* Host header */
     const char *method;
     const char *useragent;
 };
@@ -119,10 +119,10 @@ void events_free(struct events *evs);
 
 /* figures of one endpoint (tests, logs) */
 struct events_stats {
-    uint64_t sent;    /* events delivered (the receiver answered 2xx/3xx) */
-    uint64_t failed;  /* POSTs that failed (transport error, timeout, 4xx/5xx) */
-    uint64_t dropped; /* events lost: queue full, or left at shutdown */
-    uint64_t queued;  /* events waiting, not counting a batch being sent */
+    uint64_t sent;     /* events delivered (the receiver answered 2xx/3xx) */
+    uint64_t failed;   /* POSTs that failed (transport error, timeout, 4xx/5xx) */
+    uint64_t dropped;  /* events lost: queue full, or left at shutdown */
+    uint64_t queued;   /* events waiting, not counting a batch being sent */
     uint64_t inflight; /* events of the batch being sent (or waiting to retry) */
 };
 

@@ -37,12 +37,12 @@ struct receiver {
     int hang;       /* hold each POST unanswered while set */
     int stop;
     /* what came */
-    int posts;           /* POSTs received */
-    int held;            /* a POST is being held (hang) */
-    int bad_ctype;       /* POSTs without the envelope's media type */
-    char auth[256];      /* Authorization of the last POST */
-    json_t *events;      /* every event of the POSTs answered 200, in order */
-    json_t *failed_ids;  /* ids of the events of POSTs answered 500 */
+    int posts;          /* POSTs received */
+    int held;           /* a POST is being held (hang) */
+    int bad_ctype;      /* POSTs without the envelope's media type */
+    char auth[256];     /* Authorization of the last POST */
+    json_t *events;     /* every event of the POSTs answered 200, in order */
+    json_t *failed_ids; /* ids of the events of POSTs answered 500 */
 };
 
 static struct receiver RV;
@@ -147,8 +147,9 @@ rv_thread(void *arg)
             pthread_cond_broadcast(&rv->cv);
             pthread_mutex_unlock(&rv->mu);
             json_decref(env);
-            const char *resp = fail ? "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
-                                    : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+            const char *resp =
+                fail ? "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+                     : "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
             if (send(fd, resp, strlen(resp), MSG_NOSIGNAL) < 0)
                 break;
         }
@@ -388,6 +389,8 @@ Test(events, push_pull_delete_reach_the_receiver_in_distributions_envelope, .tim
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, ldg);
     cr_assert_eq(areq("HEAD", path, NULL, NULL, NULL), 200);
     cr_assert_eq(areq("GET", path, NULL, NULL, NULL), 200);
+    snprintf(path, sizeof(path), "/v2/other/blobs/uploads/?mount=%s&from=%s", ldg, repo);
+    cr_assert_eq(areq("POST", path, NULL, NULL, NULL), 201);
     snprintf(path, sizeof(path), "/v2/%s/manifests/v2", repo);
     cr_assert_eq(areq("DELETE", path, NULL, NULL, NULL), 202);
     snprintf(path, sizeof(path), "/v2/%s/manifests/%s", repo, mdg);
@@ -395,11 +398,11 @@ Test(events, push_pull_delete_reach_the_receiver_in_distributions_envelope, .tim
     snprintf(path, sizeof(path), "/v2/%s/blobs/%s", repo, cdg);
     cr_assert_eq(areq("DELETE", path, NULL, NULL, NULL), 202);
 
-    /* 2 blob pushes, 2 manifest pushes, 2 pulls, 3 deletes: one sender per
-     * endpoint keeps their order, so once the last is in, all are */
-    cr_assert(rv_wait(W_EVENTS, 9), "events received: %zu", json_array_size(RV.events));
-    cr_assert_eq(json_array_size(RV.events), 9);
-    json_t *last = rv_event(8);
+    /* 2 blob pushes, 2 manifest pushes, 2 pulls, a mount, 3 deletes: one
+     * sender per endpoint keeps their order, so once the last is in, all are */
+    cr_assert(rv_wait(W_EVENTS, 10), "events received: %zu", json_array_size(RV.events));
+    cr_assert_eq(json_array_size(RV.events), 10);
+    json_t *last = rv_event(9);
     cr_assert_str_eq(jstr(last, NULL, "action"), "delete");
     cr_assert_str_eq(jstr(last, "target", "digest"), cdg);
 
@@ -437,6 +440,12 @@ Test(events, push_pull_delete_reach_the_receiver_in_distributions_envelope, .tim
     cr_assert_eq(jint(e, "target", "size"), (long long)strlen(layer));
     cr_assert(!find_event("pull", mdg, "v1", "HEAD"), "a HEAD made a pull event");
     cr_assert(!find_event("pull", ldg, "", "HEAD"), "a HEAD made a pull event");
+
+    e = find_event("mount", ldg, "", "POST");
+    cr_assert(e, "no mount event");
+    check_common(e, "other");
+    cr_assert_str_eq(jstr(e, "target", "fromRepository"), repo);
+    cr_assert_eq(jint(e, "target", "size"), (long long)strlen(layer));
 
     e = find_event("delete", "", "v2", "DELETE");
     cr_assert(e, "no delete event for the tag");
@@ -625,10 +634,10 @@ Test(events, ignored_actions_and_media_types_are_not_sent, .timeout = 60)
     free(c);
     cr_assert(evs, "%s", e.msg);
     struct events_event pull = {.action = EVENTS_PULL, .repository = "a"};
-    struct events_event blob = {.action = EVENTS_PUSH, .repository = "b",
-                                .media_type = "application/octet-stream"};
-    struct events_event keep = {.action = EVENTS_PUSH, .repository = "c",
-                                .media_type = MT_OCI_MANIFEST};
+    struct events_event blob = {
+        .action = EVENTS_PUSH, .repository = "b", .media_type = "application/octet-stream"};
+    struct events_event keep = {
+        .action = EVENTS_PUSH, .repository = "c", .media_type = MT_OCI_MANIFEST};
     events_emit(evs, &pull);
     events_emit(evs, &blob);
     events_emit(evs, &keep);
