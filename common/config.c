@@ -64,6 +64,7 @@ static const struct key keys[] = {
     {"auth", "max_failures", K_INT, OFF(auth.max_failures), 0, 0, 1000000},
     {"auth", "failure_window", K_SEC, OFF(auth.failure_window_sec), 0, 1, 86400},
     {"retention", "rules", K_STR, OFF(retention.rules), CAP(retention.rules), 0, 0},
+    {"events", "endpoints", K_STR, OFF(events.endpoints), CAP(events.endpoints), 0, 0},
     {"log", "level", K_LEVEL, OFF(log.level), 0, 0, 0},
     {"log", "format", K_FORMAT, OFF(log.json), 0, 0, 0},
     {"tls", "cert", K_STR, OFF(tls.cert), CAP(tls.cert), 0, 0},

@@ -75,6 +75,11 @@ struct config {
         char rules[CONFIG_STR_MAX];
     } retention;
     struct {
+        /* webhook endpoints file (docs/operations.md "Events (webhooks)",
+         * server/events.h); "" = no events are sent */
+        char endpoints[CONFIG_STR_MAX];
+    } events;
+    struct {
         int level; /* enum log_level, LOG_INFO */
         int json;  /* format = json */
     } log;

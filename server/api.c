@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/pool.h"
 #include "server/api_internal.h"
+#include "server/events.h"
 #include "server/reply.h"
 
 #include "common/banned.h"
@@ -127,6 +128,63 @@ api_reply_accepted(struct api_worker *w, struct http_req *r, const struct route 
                    int rc)
 {
     http_reply(r, 202, NULL, NULL, 0);
+}
+
+void
+api_reply_deleted(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg,
+                  int rc)
+{
+    /* distribution: a manifest deleted by digest names the digest, a tag
+     * deleted names only the tag */
+    if (rt->kind == ROUTE_MANIFEST)
+        api_event(w, r, rt, EVENTS_DELETE, 1, rt->ref_is_digest ? rt->ref : NULL,
+                  rt->ref_is_digest ? NULL : rt->ref, NULL, 0);
+    else
+        api_event(w, r, rt, EVENTS_DELETE, 0, NULL, NULL, NULL, 0);
+    http_reply(r, 202, NULL, NULL, 0);
+}
+
+static void
+emit(struct api_worker *w, struct http_req *r, const struct route *rt, int action, int manifest,
+     const char *digest, const char *tag, const char *media_type, uint64_t size, const char *from)
+{
+    struct events *evs = w->a->o.events;
+    if (!evs)
+        return;
+    char ds[DIGEST_STR_MAX];
+    if (!digest && !manifest && rt->kind == ROUTE_BLOB)
+        digest = digest_format(&rt->digest, ds);
+    struct events_event ev = {
+        .action = (enum events_action)action,
+        .manifest = manifest,
+        .repository = rt->name,
+        .digest = digest,
+        .tag = tag,
+        .media_type = media_type,
+        .size = size,
+        .from_repository = from,
+        .actor = api_who(rt)->user,
+        .request_id = http_req_id(r),
+        .addr = http_req_peer_addr(r),
+        .host = http_req_header(r, "Host"),
+        .method = http_req_method_name(r),
+        .useragent = http_req_header(r, "User-Agent"),
+    };
+    events_emit(evs, &ev);
+}
+
+void
+api_event(struct api_worker *w, struct http_req *r, const struct route *rt, int action,
+          int manifest, const char *digest, const char *tag, const char *media_type, uint64_t size)
+{
+    emit(w, r, rt, action, manifest, digest, tag, media_type, size, NULL);
+}
+
+void
+api_event_mount(struct api_worker *w, struct http_req *r, const struct route *rt,
+                const char *digest, const char *from, uint64_t size)
+{
+    emit(w, r, rt, EVENTS_MOUNT, 0, digest, NULL, CT_OCTET, size, from);
 }
 
 /* Four per core: the jobs mostly wait on the disk (fsync), and concurrent

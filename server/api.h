@@ -9,6 +9,7 @@
 
 struct storage;
 struct http_app;
+struct events;
 
 /* auth (docs/auth.md): on when htpasswd or token_realm is set; paths are read
  * by api_new and at api_reload */
@@ -40,6 +41,8 @@ struct api_opts {
                                 one job at a time, so only a bug fills it */
     const struct api_auth_opts *auth; /* NULL: no auth (anyone may do anything) */
     int read_only;          /* [server] read_only: see api_set_read_only */
+    struct events *events;  /* webhook notifications (server/events.h), borrowed:
+                               it must outlive the api; NULL: none */
 };
 
 struct api;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "server/api_internal.h"
+#include "server/events.h"
 
 #include "common/banned.h"
 
@@ -37,6 +38,7 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
         if (rc == 1) {
             http_reply_header(r, "Content-Range", "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start,
                               end, size);
+            api_event(w, r, rt, EVENTS_PULL, 0, rt->ref, NULL, CT_OCTET, size);
             api_reply_reader(w, r, 206, CT_OCTET, &rd, start, end - start + 1);
             return;
         }
@@ -46,6 +48,8 @@ api_blob_get(struct api_worker *w, struct http_req *r, const struct route *rt)
         api_reply_head(r, 200, CT_OCTET, size);
         return;
     }
+    /* distribution: a GET (whole or ranged) is a pull, a HEAD is not */
+    api_event(w, r, rt, EVENTS_PULL, 0, rt->ref, NULL, CT_OCTET, size);
     api_reply_reader(w, r, 200, CT_OCTET, &rd, 0, size);
 }
 
@@ -59,5 +63,5 @@ delete_call(struct storage_handle *h, const struct route *rt, void *arg, struct 
 void
 api_blob_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
-    api_offload_call(w, r, rt, delete_call, api_reply_accepted, NULL);
+    api_offload_call(w, r, rt, delete_call, api_reply_deleted, NULL);
 }

@@ -109,6 +109,10 @@ typedef void (*api_done_fn)(struct api_worker *w, struct http_req *r, const stru
 void api_offload_call(struct api_worker *w, struct http_req *r, const struct route *rt,
                       api_call_fn call, api_done_fn done, void *arg);
 /* api_reply_accepted - an api_done_fn replying 202 without a body (DELETEs) */
+/* api_reply_deleted - the same after a manifest, tag or blob DELETE, with its
+ * delete event (api_event) */
+void api_reply_deleted(struct api_worker *w, struct http_req *r, const struct route *rt,
+                       void *arg, int rc);
 void api_reply_accepted(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg,
                         int rc);
 
@@ -191,6 +195,20 @@ void api_page_link(struct http_req *r, const struct api_page *p, int with_n, con
 /* Test hook (fault injection): the next `count` growths of a worker's JSON
  * buffer fail as if malloc had returned NULL. Thread-safe; 0 disables. */
 void api_fault_alloc(int count);
+
+/* ---- events (server/events.h) ---- */
+/* api_event - emit `action` (enum events_action) for the request's repository
+ * (rt->name) with its identity, request id, client address, Host and
+ * User-Agent; digest, tag and media_type may be NULL. manifest: 1 for a
+ * manifest, 0 for a blob. Returns at once, reading nothing, when no endpoint
+ * is configured (the hot paths stay allocation-free); never allocates. */
+void api_event(struct api_worker *w, struct http_req *r, const struct route *rt, int action,
+               int manifest, const char *digest, const char *tag, const char *media_type,
+               uint64_t size);
+/* api_event_mount - the mount event of blob `digest` from repository `from`
+ * (NULL: an automatic mount) into rt->name */
+void api_event_mount(struct api_worker *w, struct http_req *r, const struct route *rt,
+                     const char *digest, const char *from, uint64_t size);
 
 /* ---- replies ---- */
 /* reply the error of e (http_reply_error), logging 5xx once */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "server/api_internal.h"
+#include "server/events.h"
 
 #include "common/banned.h"
 
@@ -25,10 +26,13 @@ api_manifest_get(struct api_worker *w, struct http_req *r, const struct route *r
     http_reply_header(r, "Docker-Content-Digest", "%s", ds);
     http_reply_header(r, "ETag", "\"%s\"", ds);
     const char *ct = meta.media_type[0] ? meta.media_type : MT_OCI_MANIFEST;
-    if (head)
+    if (head) {
         api_reply_head(r, 200, ct, meta.size);
-    else
-        api_reply_reader(w, r, 200, ct, &rd, 0, meta.size);
+        return;
+    }
+    /* distribution: a GET is a pull, a HEAD (an existence check) is not */
+    api_event(w, r, rt, EVENTS_PULL, 1, ds, rt->ref_is_digest ? NULL : rt->ref, ct, meta.size);
+    api_reply_reader(w, r, 200, ct, &rd, 0, meta.size);
 }
 
 /* A manifest PUT runs storage_manifest_put on the api's pool (api_offload_call):
@@ -73,6 +77,11 @@ put_done(struct api_worker *w, struct http_req *r, const struct route *rt, void 
     }
     for (size_t i = 0; i < c->ntags; i++)
         http_reply_header(r, "OCI-Tag", "%s", c->tags[i]);
+    /* one push event per tag set (distribution has one tag per PUT), one
+     * without a tag for a push by digest */
+    for (size_t i = 0; i < (c->ntags ? c->ntags : 1); i++)
+        api_event(w, r, rt, EVENTS_PUSH, 1, ds, c->ntags ? c->tags[i] : NULL, c->meta.media_type,
+                  c->meta.size);
     http_reply(r, 201, NULL, NULL, 0);
 }
 
@@ -134,5 +143,5 @@ delete_call(struct storage_handle *h, const struct route *rt, void *arg, struct 
 void
 api_manifest_delete(struct api_worker *w, struct http_req *r, const struct route *rt)
 {
-    api_offload_call(w, r, rt, delete_call, api_reply_accepted, NULL);
+    api_offload_call(w, r, rt, delete_call, api_reply_deleted, NULL);
 }

@@ -47,6 +47,7 @@
 
 #include "auth/access.h"
 #include "server/api_internal.h"
+#include "server/events.h"
 
 #include "common/banned.h"
 
@@ -65,6 +66,7 @@ struct upctx {
     struct err ferr;   /* the first failure, for the deferred reply */
     /* a job on the pool: the lease it was given (commit), its outcome */
     struct upload *cu;
+    uint64_t size; /* of the committed blob (its push event) */
     int job_rc;
     struct err job_err;
 };
@@ -97,6 +99,7 @@ commit_work(void *tctx, void *arg)
         return;
     }
     upload_handle_set(c->cu, h);
+    c->size = upload_offset(c->cu);
     c->job_rc = upload_commit(c->cu, &c->want, c->want_size, &c->job_err);
     c->cu = NULL;
     if (c->job_rc < 0 && c->cancel_on_abort)
@@ -108,10 +111,14 @@ static void
 commit_done(struct http_req *r, void *arg)
 {
     struct upctx *c = arg;
-    if (c->job_rc < 0)
+    if (c->job_rc < 0) {
         api_reply_err(r, &c->job_err);
-    else
-        reply_created(r, c->rt->name, &c->want);
+        return;
+    }
+    /* distribution sends push events for blobs too */
+    char ds[DIGEST_STR_MAX];
+    api_event(c->w, r, c->rt, EVENTS_PUSH, 0, digest_format(&c->want, ds), NULL, CT_OCTET, c->size);
+    reply_created(r, c->rt->name, &c->want);
 }
 
 static void
@@ -458,10 +465,18 @@ static void
 mount_done(struct api_worker *w, struct http_req *r, const struct route *rt, void *arg, int rc)
 {
     struct mountctx *m = arg;
-    if (rc == 1)
-        reply_created(r, rt->name, &m->md);
-    else
+    if (rc != 1) {
         upload_begin(w, r, rt, 1);
+        return;
+    }
+    /* distribution's mount event: the blob's descriptor and the source (the
+     * size is looked up only when events are on: one row and one stat) */
+    uint64_t size = 0;
+    char ds[DIGEST_STR_MAX];
+    if (w->a->o.events)
+        storage_blob_open(w->h, rt->name, &m->md, NULL, &size, NULL);
+    api_event_mount(w, r, rt, digest_format(&m->md, ds), m->from, size);
+    reply_created(r, rt->name, &m->md);
 }
 
 void

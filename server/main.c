@@ -23,6 +23,7 @@
 #include "gc/gc.h"
 #include "gc/retention.h"
 #include "server/api.h"
+#include "server/events.h"
 #include "server/http.h"
 #include "server/maint.h"
 #include "storage/storage.h"
@@ -150,6 +151,7 @@ static const struct restart_key restart_keys[] = {
     RK("[auth] max_failures", auth.max_failures, 0),
     RK("[auth] failure_window", auth.failure_window_sec, 0),
     RK("[tls] ktls", tls.ktls, 0),
+    RK("[events] endpoints", events.endpoints, 1),
 };
 
 /* keep n's restart-only values at cur's, logging each that differed */
@@ -401,6 +403,23 @@ storage_opts_of(const struct config *cfg)
     };
 }
 
+/* the webhook endpoints of [events] endpoints; source.addr of the events is
+ * this host with the configured port, as distribution's */
+static struct events *
+events_start(const struct config *cfg, int tls, struct err *e)
+{
+    struct events_conf *ec = events_conf_load(cfg->events.endpoints, e);
+    if (!ec)
+        return NULL;
+    char host[256] = "localhost", source[300];
+    gethostname(host, sizeof(host) - 1);
+    const char *port = strrchr(cfg->server.listen, ':');
+    snprintf(source, sizeof(source), "%s%s", host, port ? port : "");
+    struct events *evs = events_new(ec, source, tls ? "https" : "http", e);
+    free(ec);
+    return evs;
+}
+
 static int
 cmd_serve(int argc, char **argv)
 {
@@ -429,6 +448,7 @@ cmd_serve(int argc, char **argv)
     struct retention_rules *retention = NULL;
     struct tls_ctx *tls = NULL;
     struct reloader rl = {0};
+    struct events *events = NULL;
     int rc = 1;
 
     if (config_load(&cfg, conf_path, &e) < 0) {
@@ -519,12 +539,17 @@ cmd_serve(int argc, char **argv)
         .failure_window_sec = cfg.auth.failure_window_sec,
         .tls = tls != NULL,
     };
+    if (cfg.events.endpoints[0] && !(events = events_start(&cfg, tls != NULL, &e))) {
+        log_error("main", NULL, "events: %s", e.msg);
+        goto out;
+    }
     struct api_opts ao = {.max_manifest = cfg.server.max_manifest,
                           .max_page = cfg.server.max_page,
                           .blocking_threads = cfg.server.blocking_threads,
                           .blocking_queue = (unsigned)cfg.server.max_connections,
                           .auth = &auo,
-                          .read_only = cfg.server.read_only};
+                          .read_only = cfg.server.read_only,
+                          .events = events};
     api = api_new(st, &ao, &e);
     if (!api) {
         log_error("main", NULL, "api: %s", e.msg);
@@ -582,6 +607,7 @@ out:
     http_server_free(srv);
     tls_ctx_free(tls);
     api_free(api);
+    events_free(events); /* after the api: nothing emits any more */
     maint_stop(maint); /* joined before its storage goes away */
     if (st)
         storage_close(st);
@@ -863,6 +889,12 @@ cmd_check_config(int argc, char **argv)
         if (!r)
             cc_file_error(&cs, "[retention] rules", &e);
         retention_free(r);
+    }
+    if (c->events.endpoints[0]) {
+        struct events_conf *ec = events_conf_load(c->events.endpoints, &e);
+        if (!ec)
+            cc_file_error(&cs, "[events] endpoints", &e);
+        free(ec);
     }
     if (c->tls.cert[0] && c->tls.key[0]) {
         struct tls_opts to = tls_opts_of(c);
