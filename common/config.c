@@ -39,6 +39,7 @@ static const struct key keys[] = {
     {"server", "max_manifest", K_SIZE, OFF(server.max_manifest), 0, 1024, 1LL << 30},
     {"server", "max_page", K_LONG, OFF(server.max_page), 0, 1, 10000000},
     {"server", "blocking_threads", K_INT, OFF(server.blocking_threads), 0, 0, 1024},
+    {"server", "debug_listen", K_STR, OFF(server.debug_listen), CAP(server.debug_listen), 0, 0},
     {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
     {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
     {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},

@@ -38,6 +38,9 @@ struct config {
         uint64_t max_manifest; /* 4194304 bytes */
         long max_page;         /* 10000 */
         int blocking_threads;  /* 0 = four per core, 4..64 */
+        /* a second, plain-HTTP listener serving only /metrics (open) and the
+         * health endpoints (docs/operations.md); "" = none */
+        char debug_listen[256];
     } server;
     struct {
         char root[CONFIG_STR_MAX]; /* "./data" */

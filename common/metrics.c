@@ -159,8 +159,13 @@ fmt_value(double v, char *buf, size_t cap)
         snprintf(buf, cap, "NaN");
     else if (isinf(v))
         snprintf(buf, cap, "%sInf", v > 0 ? "+" : "-");
-    else
-        snprintf(buf, cap, "%.17g", v);
+    else {
+        /* the shortest of the two that reads back exactly: 0.0005, not
+         * 0.00050000000000000001 */
+        snprintf(buf, cap, "%.15g", v);
+        if (strtod(buf, NULL) != v)
+            snprintf(buf, cap, "%.17g", v);
+    }
 }
 
 static void

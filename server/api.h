@@ -63,4 +63,24 @@ unsigned long api_blocking_jobs(const struct api *a);
 /* api_http_app - fill *out with the callbacks the connection layer calls */
 void api_http_app(struct api *a, struct http_app *out);
 
+/* ---- operations (docs/operations.md) ---- */
+
+/* api_set_draining - on != 0: /readyz answers 503 from now on (the server is
+ * going away: load balancers stop sending new requests); 0: ready again.
+ * Thread-safe and lock-free (not async-signal-safe in name, but a plain atomic
+ * store: callable from a sigwait thread). */
+void api_set_draining(struct api *a, int on);
+
+struct http_server;
+/* api_attach_server - the main listener's server, whose open and refused
+ * connections /metrics reports (NULL: detach, before http_server_free).
+ * Thread-safe. */
+void api_attach_server(struct api *a, const struct http_server *s);
+
+/* api_debug_http_app - the app of the [server] debug_listen listener: only
+ * /metrics (no auth), /livez, /readyz and /startupz, 404 for anything else.
+ * Its workers each open a storage handle (for /readyz); its requests are not
+ * counted in the request metrics. a must outlive that server. */
+void api_debug_http_app(struct api *a, struct http_app *out);
+
 #endif
