@@ -59,6 +59,24 @@ scrape(void)
     return b;
 }
 
+/* A request is counted when it ends on its worker, right after its reply went
+ * out: the client may scrape (on another connection, another worker) a
+ * moment before. Scrape (path with hdrs) until series has the value want,
+ * at most 10 s; returns the last exposition (malloc'd), which the caller
+ * asserts on. */
+static char *
+scrape_until(const char *path, const char *const *hdrs, const char *series, double want)
+{
+    int64_t deadline = integ_now_ms() + 10000;
+    for (;;) {
+        char *m = scrape_from(&S, path, hdrs, 200);
+        if (metric(m, series) == want || integ_now_ms() > deadline)
+            return m;
+        free(m);
+        integ_sleep_ms(5);
+    }
+}
+
 /* 1 when promtool is installed */
 static int
 have_promtool(void)
@@ -237,7 +255,7 @@ Test(metrics, exposition_passes_promtool, .init = setup_plain, .fini = teardown_
     cr_assert_geq(metric(r.body, "ocireg_storage_blobs"), 3);
     cr_assert_gt(metric(r.body, "ocireg_storage_wal_fsyncs_total"), 0);
     cr_assert_gt(metric(r.body, "ocireg_storage_durable_commits_total"), 0);
-    cr_assert_eq(metric(r.body, "ocireg_http_open_connections"), 1, "this scrape's connection");
+    cr_assert_geq(metric(r.body, "ocireg_http_open_connections"), 1, "this scrape's connection");
     if (!have_promtool()) {
         tresp_free(&r);
         cr_skip_test("promtool not installed (Debian package prometheus, "
@@ -264,11 +282,12 @@ Test(metrics, manifest_get_moves_its_counters, .init = setup_plain, .fini = tear
     const char *inf_series =
         "ocireg_http_request_duration_seconds_bucket{route=\"manifest\",le=\"+Inf\"}";
     const char *sent_series = "ocireg_http_sent_bytes_total{route=\"manifest\"}";
-    char *m0 = scrape();
+    /* the push made one manifest request, its PUT */
+    char *m0 = scrape_until("/metrics", NULL, count_series, 1);
     double r0 = metric(m0, req_series), c0 = metric(m0, count_series);
     double i0 = metric(m0, inf_series), b0 = metric(m0, sent_series);
     cr_assert_eq(r0, -1, "no manifest GET yet:\n%s", m0);
-    cr_assert_gt(c0, 0, "the manifest PUT is in the histogram");
+    cr_assert_eq(c0, 1, "the manifest PUT is in the histogram:\n%s", m0);
     free(m0);
 
     struct tresp r;
@@ -277,7 +296,7 @@ Test(metrics, manifest_get_moves_its_counters, .init = setup_plain, .fini = tear
     size_t mlen = r.len;
     tresp_free(&r);
 
-    char *m1 = scrape();
+    char *m1 = scrape_until("/metrics", NULL, count_series, c0 + 1);
     cr_assert_eq(metric(m1, req_series), 1, "%s", m1);
     cr_assert_eq(metric(m1, count_series), c0 + 1);
     cr_assert_eq(metric(m1, inf_series), i0 + 1);
@@ -303,10 +322,10 @@ Test(metrics, probes_answer, .init = setup_plain, .fini = teardown_plain)
         cr_assert_eq(status_of("HEAD", paths[i]), 200);
         cr_assert_eq(status_of("POST", paths[i]), 405);
     }
-    char *m = scrape();
-    cr_assert_eq(metric(m, "ocireg_http_requests_total{route=\"health\",method=\"GET\","
-                           "status=\"200\"}"),
-                 3, "%s", m);
+    const char *health =
+        "ocireg_http_requests_total{route=\"health\",method=\"GET\",status=\"200\"}";
+    char *m = scrape_until("/metrics", NULL, health, 3);
+    cr_assert_eq(metric(m, health), 3, "%s", m);
     cr_assert_eq(metric(m, "ocireg_draining"), 0);
     free(m);
 }
@@ -392,14 +411,14 @@ Test(metrics, auth_counters_and_admin_only_metrics, .init = setup_auth, .fini = 
     assert_err(&r, 429, "TOOMANYREQUESTS");
     tresp_free(&r);
 
-    char *m1 = scrape_from(&S, "/metrics", root, 200);
+    const char *limited =
+        "ocireg_http_requests_total{route=\"tags\",method=\"GET\",status=\"429\"}";
+    char *m1 = scrape_until("/metrics", root, limited, 1);
     cr_assert_eq(metric(m1, "ocireg_auth_failures_total{scheme=\"basic\"}"), f0 + 2, "%s", m1);
     cr_assert_eq(metric(m1, "ocireg_auth_rate_limited_total"), 1);
-    cr_assert_eq(metric(m1, "ocireg_auth_successes_total{scheme=\"basic\"}"), ok0 + 1,
-                 "this scrape's login");
-    cr_assert_eq(metric(m1, "ocireg_http_requests_total{route=\"tags\",method=\"GET\","
-                            "status=\"429\"}"),
-                 1);
+    cr_assert_geq(metric(m1, "ocireg_auth_successes_total{scheme=\"basic\"}"), ok0 + 1,
+                  "this scrape's login");
+    cr_assert_eq(metric(m1, limited), 1);
     free(m1);
 }
 
