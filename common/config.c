@@ -41,6 +41,7 @@ static const struct key keys[] = {
     {"server", "blocking_threads", K_INT, OFF(server.blocking_threads), 0, 0, 1024},
     {"server", "drain_timeout", K_MS, OFF(server.drain_timeout_ms), 0, 0, INT_MAX},
     {"server", "read_only", K_BOOL, OFF(server.read_only), 0, 0, 0},
+    {"server", "debug_listen", K_STR, OFF(server.debug_listen), CAP(server.debug_listen), 0, 0},
     {"storage", "root", K_STR, OFF(storage.root), CAP(storage.root), 0, 0},
     {"storage", "fsync", K_BOOL, OFF(storage.fsync), 0, 0, 0},
     {"storage", "upload_expiry", K_SEC, OFF(storage.upload_expiry_sec), 0, 0, INT_MAX},

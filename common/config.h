@@ -41,6 +41,9 @@ struct config {
         /* lifecycle (docs/operations.md) */
         int drain_timeout_ms;  /* 30 s: SIGTERM lets requests in progress finish */
         int read_only;         /* 0: pushes and deletes get 405 UNSUPPORTED when set */
+        /* a second, plain-HTTP listener serving only /metrics (open) and the
+         * health endpoints (docs/operations.md); "" = none */
+        char debug_listen[256];
     } server;
     struct {
         char root[CONFIG_STR_MAX]; /* "./data" */

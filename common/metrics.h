@@ -37,6 +37,15 @@ void metrics_family(struct metrics_out *o, const char *name, const char *type, c
 void metrics_sample(struct metrics_out *o, const char *name, const char *labels, double value);
 void metrics_sample_u64(struct metrics_out *o, const char *name, const char *labels, uint64_t value);
 
+/* metrics_histogram - the _bucket, _sum and _count samples of one histogram
+ * series (its family written before with type "histogram"): n upper bounds in
+ * increasing order (le labels; +Inf is added), counts[i] the observations in
+ * bucket i alone (not cumulative: the writer sums them; counts[n] is the
+ * +Inf bucket's, so counts has n + 1 entries), sum their total. labels as
+ * metrics_sample's (NULL: none); le is appended to them. */
+void metrics_histogram(struct metrics_out *o, const char *name, const char *labels,
+                       const double *bounds, size_t n, const uint64_t *counts, double sum);
+
 /* metrics_label_escape - a label value with \, " and newline escaped, into
  * buf (NUL-terminated, truncated safely); returns buf */
 char *metrics_label_escape(const char *value, char *buf, size_t cap);

@@ -171,6 +171,15 @@ pool_jobs_done(const struct pool *p)
     return atomic_load_explicit(&((struct pool *)p)->done, memory_order_relaxed);
 }
 
+unsigned
+pool_queued(struct pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    unsigned n = p->len;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 void
 pool_free(struct pool *p)
 {

@@ -55,6 +55,9 @@ int pool_threads(const struct pool *p);
  * for tests and stats */
 unsigned long pool_jobs_done(const struct pool *p);
 
+/* pool_queued - jobs waiting for a thread now (thread-safe; for metrics) */
+unsigned pool_queued(struct pool *p);
+
 /* pool_free - run every queued job, end and join the threads (thread_release
  * on each), free. NULL accepted. Must not be called from a pool thread. */
 void pool_free(struct pool *p);

@@ -7,12 +7,13 @@ set -eu
 # clang and libclang-rt-14-dev: make fuzz (libFuzzer) and make CC=clang;
 # libcrypt-dev: bcrypt of htpasswd entries; apache2-utils: htpasswd(1) for the
 # auth tests; podman, containerd, docker.io: the stock clients of the auth and
-# TLS tests (each started by its test with its own directories)
+# TLS tests (each started by its test with its own directories); prometheus:
+# promtool, which checks the /metrics exposition (tests/integration/metrics_test.c)
 PKGS="build-essential libcrypt-dev apache2-utils podman containerd docker.io pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libjansson-dev libsqlite3-dev libarchive-dev liburing-dev
 libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev
 docker-registry skopeo busybox-static runc crun curl jq libarchive-tools
-e2fsprogs util-linux iproute2 procps"
+e2fsprogs util-linux iproute2 procps prometheus"
 
 missing=""
 for p in $PKGS; do
@@ -37,6 +38,8 @@ $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 # the port that `make run` uses; the tests start their own instances.
 if command -v systemctl >/dev/null 2>&1; then
     $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    # prometheus's package starts a server on :9090; only promtool is wanted
+    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     # likewise docker.io's and containerd's system daemons: the tests start
     # their own, each with its own directories and socket
     $SUDO systemctl disable --now docker.socket docker containerd >/dev/null 2>&1 || true

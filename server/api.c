@@ -237,6 +237,12 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
         }
     }
     a->o.auth = NULL; /* borrowed for api_new only; api_auth keeps its copy */
+    if (api_ops_init(a, e) < 0) {
+        api_auth_free(a->auth);
+        pool_free(a->pool);
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -245,6 +251,7 @@ api_free(struct api *a)
 {
     if (!a)
         return;
+    api_ops_release(a); /* no scrape reads the pool or the counters after this */
     pool_free(a->pool);
     api_auth_free(a->auth);
     free(a);
@@ -648,6 +655,12 @@ worker_init(void *arg, int worker_index, struct err *e)
         free(w);
         return NULL;
     }
+    w->stats = api_ops_worker_init(a, e);
+    if (!w->stats) {
+        storage_handle_close(w->h);
+        free(w);
+        return NULL;
+    }
     return w;
 }
 
@@ -657,6 +670,7 @@ worker_release(void *wctx)
     struct api_worker *w = wctx;
     if (!w)
         return;
+    api_ops_worker_release(w->a, w->stats);
     storage_handle_close(w->h);
     free(w->buf);
     free(w);
@@ -735,11 +749,20 @@ dispatch(struct http_req *r, void *wctx)
     enum http_method m = http_req_method(r);
 
     call->who = (struct api_ident){0};
-    if (w->a->auth && strcmp(http_req_path(r), "/auth/token") == 0) {
-        api_auth_token(w, r);
-        return;
+    const char *path = http_req_path(r);
+    /* outside /v2/: the token issuer, metrics and probes */
+    if (strncmp(path, "/v2", 3) != 0) {
+        if (w->a->auth && strcmp(path, "/auth/token") == 0) {
+            http_req_set_tag(r, API_TAG_TOKEN);
+            api_auth_token(w, r);
+            return;
+        }
+        if (api_ops_dispatch(w, r, path))
+            return;
     }
-    if (router_match(m, http_req_path(r), rt, &e) < 0) {
+    int rc = router_match(m, path, rt, &e);
+    http_req_set_tag(r, (int)rt->kind);
+    if (rc < 0) {
         /* ERR_NOT_FOUND (no such endpoint) is 404 with the spec code closest
          * to it, UNSUPPORTED (common/err.c) */
         if (e.code == ERR_METHOD)
@@ -770,4 +793,5 @@ api_http_app(struct api *a, struct http_app *out)
     out->dispatch = dispatch;
     out->error = reply_error_render;
     out->headers = REPLY_HEADERS;
+    out->on_end = api_ops_on_end;
 }

@@ -68,8 +68,10 @@ int api_reload(struct api *a, struct err *e);
  * dispatched afterwards (an upload already accepted finishes). */
 void api_set_read_only(struct api *a, int on);
 
-/* api_set_draining - on: the server is shutting down (SIGTERM): /readyz
- * answers 503. Thread-safe. */
+/* api_set_draining - on != 0: the server is shutting down (SIGTERM): /readyz
+ * answers 503 from now on (load balancers stop sending new requests); 0:
+ * ready again. Thread-safe and lock-free (a plain atomic store: callable from
+ * the sigwait thread). */
 void api_set_draining(struct api *a, int on);
 
 /* api_draining - 1 after api_set_draining(a, 1), else 0 */
@@ -84,5 +86,19 @@ unsigned long api_blocking_jobs(const struct api *a);
 
 /* api_http_app - fill *out with the callbacks the connection layer calls */
 void api_http_app(struct api *a, struct http_app *out);
+
+/* ---- operations (docs/operations.md) ---- */
+
+struct http_server;
+/* api_attach_server - the main listener's server, whose open and refused
+ * connections /metrics reports (NULL: detach, before http_server_free).
+ * Thread-safe. */
+void api_attach_server(struct api *a, const struct http_server *s);
+
+/* api_debug_http_app - the app of the [server] debug_listen listener: only
+ * /metrics (no auth), /livez, /readyz and /startupz, 404 for anything else.
+ * Its workers each open a storage handle (for /readyz); its requests are not
+ * counted in the request metrics. a must outlive that server. */
+void api_debug_http_app(struct api *a, struct http_app *out);
 
 #endif

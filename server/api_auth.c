@@ -60,7 +60,11 @@ struct api_auth {
     struct token_verifier *external;  /* the external server's, or NULL */
     struct ratelimit *limit;
     struct pool *pool; /* password checks */
+    /* for metrics (api_auth_counts), relaxed atomics */
+    uint64_t n_ok_basic, n_ok_bearer, n_fail_basic, n_fail_bearer, n_limited;
 };
+
+#define COUNT(au, field) __atomic_add_fetch(&(au)->field, 1, __ATOMIC_RELAXED)
 
 static long long
 now_sec(void)
@@ -401,10 +405,13 @@ basic_checked(struct http_req *r, void *arg)
     OPENSSL_cleanse(j->b.pass, j->b.passlen);
     struct api_auth *au = j->w->a->auth;
     const char *addr = http_req_peer_addr(r);
-    if (j->ok)
+    if (j->ok) {
+        COUNT(au, n_ok_basic);
         ratelimit_success(au->limit, addr ? addr : "", j->b.user);
-    else
+    } else {
+        COUNT(au, n_fail_basic);
         ratelimit_fail(au->limit, addr ? addr : "", j->b.user, now_sec());
+    }
     if (http_req_is_dead(r))
         return;
     j->done(r, j->arg, j->ok);
@@ -424,16 +431,19 @@ basic_check(struct api_worker *w, struct http_req *r, struct basic *b, basic_don
     if (wait > 0) {
         log_info(AUTH_MOD, http_req_id(r), "login of user '%s' from %s refused: too many failures",
                  b->user, addr ? addr : "?");
+        COUNT(au, n_limited);
         reply_limited(r, wait);
         return -1;
     }
     if (!au->users) {
+        COUNT(au, n_fail_basic);
         *ok = 0;
         return 1;
     }
     htpasswd_refresh(au->users, now, NULL);
     if (htpasswd_cached(au->users, b->user, b->pass, b->passlen, now)) {
         OPENSSL_cleanse(b->pass, b->passlen);
+        COUNT(au, n_ok_basic);
         *ok = 1;
         return 1;
     }
@@ -455,6 +465,7 @@ struct step {
     api_route_fn run;
     unsigned need;
     const char *user;
+    int admin; /* api_auth_admin: only an admin may go on */
 };
 
 static int
@@ -474,6 +485,16 @@ step_by_rules(struct http_req *r, struct step *s)
     struct api_auth *au = s->w->a->auth;
     struct api_call *call = (struct api_call *)(void *)s->rt;
     call->who.user = s->user;
+    if (s->admin) {
+        if (!s->user)
+            reply_challenge(au, r, s->rt, 0, NULL, "authentication required");
+        else if (!rules_admin(au, s->user))
+            http_reply_errorf(r, ERR_DENIED, "requested access to the resource is denied: "
+                                             "admins only");
+        else
+            s->run(s->w, r, s->rt);
+        return;
+    }
     if (!s->need) {
         if (!s->user) {
             reply_challenge(au, r, s->rt, 0, NULL, "authentication required");
@@ -522,12 +543,23 @@ step_bearer(struct http_req *r, struct step *s, const char *tok)
         rc = token_verify(au->external, tok, n, now, c, &e);
     }
     if (rc < 0 || c->refresh) {
+        COUNT(au, n_fail_bearer);
         reply_challenge(au, r, s->rt, s->need, "invalid_token",
                         rc < 0 ? e.msg : "a refresh token is not an access token");
         return;
     }
+    COUNT(au, n_ok_bearer);
     call->who.tok = c;
     call->who.user = c->sub[0] ? c->sub : NULL;
+    if (s->admin) {
+        /* the subject's standing in the rules, whatever the token grants */
+        if (call->who.user && rules_admin(au, call->who.user))
+            s->run(s->w, r, s->rt);
+        else
+            http_reply_errorf(r, ERR_DENIED, "requested access to the resource is denied: "
+                                             "admins only");
+        return;
+    }
     if (!s->need || token_grants(c, s->rt->name, s->need)) {
         s->run(s->w, r, s->rt);
         return;
@@ -558,6 +590,7 @@ api_auth_request(struct api_worker *w, struct http_req *r, struct route *rt, api
         struct basic b;
         int ok = 0;
         if (basic_parse(r, h + 6, &b) < 0) {
+            COUNT(au, n_fail_basic);
             reply_challenge(au, r, rt, s->need, NULL, "malformed Basic credentials");
             return;
         }
@@ -579,6 +612,56 @@ int
 api_auth_on(const struct api *a)
 {
     return a->auth != NULL;
+}
+
+void
+api_auth_admin(struct api_worker *w, struct http_req *r, struct route *rt, api_route_fn run)
+{
+    struct api_auth *au = w->a->auth;
+    struct step *s = http_req_alloc(r, sizeof(*s));
+    *s = (struct step){.w = w, .rt = rt, .run = run, .admin = 1};
+    const char *h = http_req_header(r, "Authorization");
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        h += 7;
+        while (*h == ' ')
+            h++;
+        step_bearer(r, s, h);
+        return;
+    }
+    if (h && strncasecmp(h, "Basic ", 6) == 0) {
+        struct basic b;
+        int ok = 0;
+        if (basic_parse(r, h + 6, &b) < 0) {
+            COUNT(au, n_fail_basic);
+            reply_challenge(au, r, rt, 0, NULL, "malformed Basic credentials");
+            return;
+        }
+        s->user = b.user;
+        int rc = basic_check(w, r, &b, step_basic_done, s, &ok);
+        if (rc == 1)
+            step_basic_done(r, s, ok);
+        return;
+    }
+    if (h) {
+        reply_challenge(au, r, rt, 0, NULL, "unsupported authorization scheme");
+        return;
+    }
+    s->user = http_req_tls_identity(r);
+    step_by_rules(r, s);
+}
+
+void
+api_auth_counts(const struct api *a, struct api_auth_counts *out)
+{
+    struct api_auth *au = a->auth;
+    memset(out, 0, sizeof(*out));
+    if (!au)
+        return;
+    out->ok_basic = __atomic_load_n(&au->n_ok_basic, __ATOMIC_RELAXED);
+    out->ok_bearer = __atomic_load_n(&au->n_ok_bearer, __ATOMIC_RELAXED);
+    out->fail_basic = __atomic_load_n(&au->n_fail_basic, __ATOMIC_RELAXED);
+    out->fail_bearer = __atomic_load_n(&au->n_fail_bearer, __ATOMIC_RELAXED);
+    out->limited = __atomic_load_n(&au->n_limited, __ATOMIC_RELAXED);
 }
 
 int
@@ -807,9 +890,11 @@ token_authenticate(struct http_req *r, struct treq *t)
             token_verify(au->own, t->refresh_in, strlen(t->refresh_in), (int64_t)now_sec(), c,
                          &e) < 0 ||
             !c->refresh || !c->sub[0] || !htpasswd_has_user(au->users, c->sub)) {
+            COUNT(au, n_fail_bearer);
             reply_token_error(r, ERR_UNAUTHORIZED, "invalid refresh token");
             return;
         }
+        COUNT(au, n_ok_bearer);
         t->user = c->sub;
         token_issue_reply(r, t);
         return;
@@ -885,6 +970,7 @@ api_auth_token(struct api_worker *w, struct http_req *r)
     const char *h = http_req_header(r, "Authorization");
     if (h && strncasecmp(h, "Basic ", 6) == 0) {
         if (basic_parse(r, h + 6, &t->b) < 0) {
+            COUNT(au, n_fail_basic);
             reply_token_error(r, ERR_UNAUTHORIZED, "malformed Basic credentials");
             return;
         }

@@ -3,6 +3,7 @@
 #ifndef OCIREG_API_INTERNAL_H
 #define OCIREG_API_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,10 +30,47 @@ struct api {
     /* auth (server/api_auth.c), NULL when off */
     struct api_auth *auth;
     /* lifecycle flags, set from any thread (api_set_read_only, api_set_draining):
-     * read and written with atomic builtins; o.max_page likewise */
+     * read and written with atomic builtins; o.max_page likewise. /readyz
+     * answers 503 while draining */
     int read_only;
     int draining;
+    /* operations (server/api_ops.c): the per-worker request counters, those
+     * of workers that ended, and the main server (open and refused
+     * connections), under ops_mu */
+    pthread_mutex_t ops_mu;
+    struct api_wstats *wstats;
+    struct api_wstats *retired;
+    const struct http_server *srv;
 };
+
+/* ---- operations endpoints and metrics (server/api_ops.c) ----
+ * The app's label of a request (http_req_set_tag): a route kind (enum
+ * route_kind, 0 = "none": no such endpoint, or a request the layer refused
+ * before dispatch), or one of these endpoints outside /v2/. */
+enum {
+    API_TAG_TOKEN = ROUTE_REFERRERS + 1, /* /auth/token */
+    API_TAG_METRICS,                     /* /metrics */
+    API_TAG_HEALTH,                      /* /livez, /readyz, /startupz */
+    API_TAGS
+};
+struct api_wstats;
+/* api_ops_init - the api's part of metrics: its collector registered
+ * (ERR_NOMEM), its lock made. api_ops_release undoes it (in api_free). */
+int api_ops_init(struct api *a, struct err *e);
+void api_ops_release(struct api *a);
+/* api_ops_worker_init - the worker's counters, linked into the api's list;
+ * NULL on ERR_NOMEM. api_ops_worker_release adds them to the retired totals
+ * and frees them. */
+struct api_wstats *api_ops_worker_init(struct api *a, struct err *e);
+void api_ops_worker_release(struct api *a, struct api_wstats *ws);
+/* api_ops_on_end - the http_app on_end callback (the worker's counters) */
+void api_ops_on_end(struct http_req *r, void *wctx, int status, uint64_t bytes_in,
+                    uint64_t bytes_out, double seconds);
+/* api_ops_dispatch - /metrics, /livez, /readyz and /startupz on the main
+ * listener: 1 when path is one of them (the request is then answered or
+ * suspended), 0 otherwise (nothing done) */
+struct api_worker;
+int api_ops_dispatch(struct api_worker *w, struct http_req *r, const char *path);
 
 /* ---- auth (server/api_auth.c) ----
  * Who a request is, decided before its handler runs (DESIGN.md: "auth decides
@@ -76,6 +114,21 @@ int api_auth_may(const struct api *a, const struct route *rt, const char *repo, 
 int api_auth_may_list(const struct api *a, const struct route *rt, const char *repo);
 /* api_auth_on - 1 when auth is on */
 int api_auth_on(const struct api *a);
+/* api_auth_admin - like api_auth_request, for an endpoint of admins only
+ * (/metrics): run(w, r, rt) when the request's identity (Basic user, bearer
+ * token's subject, TLS certificate) is an admin by the access rules, else 401
+ * with the challenge (no or bad credentials), 403 DENIED or 429. rt is the
+ * request's api_call route (kind ROUTE_NONE). */
+void api_auth_admin(struct api_worker *w, struct http_req *r, struct route *rt, api_route_fn run);
+/* what the auth step has decided since start (relaxed counters): logins and
+ * tokens accepted and refused by scheme, logins refused by the failure limit */
+struct api_auth_counts {
+    uint64_t ok_basic, ok_bearer;     /* credentials accepted */
+    uint64_t fail_basic, fail_bearer; /* wrong, malformed or expired */
+    uint64_t limited;                 /* 429: too many failures */
+};
+/* api_auth_counts - the counters into *out (zeros when auth is off) */
+void api_auth_counts(const struct api *a, struct api_auth_counts *out);
 
 /* A page of tags, repositories or referrers stops before the entry that would
  * take its JSON body past this many bytes (and a Link header points at the
@@ -123,6 +176,7 @@ void api_reply_accepted(struct api_worker *w, struct http_req *r, const struct r
 struct api_worker {
     struct api *a;
     struct storage_handle *h;
+    struct api_wstats *stats; /* request counters (api_ops.c) */
     char *buf;
     size_t cap;
 };

@@ -27,8 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -223,6 +225,15 @@ http_server_new(const struct http_server_opts *opts, const struct http_app *app,
     }
     s->nworkers = s->o.workers;
     atomic_init(&s->nconns, 0);
+    atomic_init(&s->refused, 0);
+    {
+        /* made request ids differ between runs, so ids in kept logs and in
+         * webhook consumers stay unique across restarts */
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+            rnd = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+        snprintf(s->id_prefix, sizeof(s->id_prefix), "%08x", rnd);
+    }
     atomic_init(&s->stop, 0);
     s->workers = calloc((size_t)s->nworkers, sizeof(*s->workers));
     if (!s->workers)
@@ -360,6 +371,19 @@ fail:
         freeaddrinfo(ai);
     http_server_free(s);
     return NULL;
+}
+
+unsigned long
+http_server_connections(const struct http_server *s)
+{
+    int n = atomic_load_explicit(&((struct http_server *)s)->nconns, memory_order_relaxed);
+    return n > 0 ? (unsigned long)n : 0;
+}
+
+unsigned long
+http_server_refused(const struct http_server *s)
+{
+    return atomic_load_explicit(&((struct http_server *)s)->refused, memory_order_relaxed);
 }
 
 const char *
@@ -626,6 +650,7 @@ worker_on_accept(evutil_socket_t lfd, short what, void *arg)
         if (atomic_fetch_add(&s->nconns, 1) >=
             __atomic_load_n(&s->o.max_connections, __ATOMIC_RELAXED)) {
             atomic_fetch_sub(&s->nconns, 1);
+            atomic_fetch_add_explicit(&s->refused, 1, memory_order_relaxed);
             http_conn_reject(w, fd);
             continue;
         }

@@ -73,6 +73,16 @@ struct http_app {
     /* header lines sent on every response after Date, each "Name: value\r\n";
      * NULL for none. Borrowed: must outlive the server. */
     const char *headers;
+    /* The request is over (the one access-log line is written with it): on
+     * the worker thread, once per request that got as far as a request line
+     * (also the layer's own error replies, and requests whose client went
+     * away: status is then the reply's if one was made, else 0), before r is
+     * freed. bytes_in: body bytes received; bytes_out: body bytes of the reply
+     * sent; seconds: from the first byte of the request to now. For metrics:
+     * must not block or allocate (the hot paths allocate nothing). wctx: the
+     * worker's context (NULL when worker_init is NULL). May be NULL. */
+    void (*on_end)(struct http_req *r, void *wctx, int status, uint64_t bytes_in,
+                   uint64_t bytes_out, double seconds);
 };
 
 /* body callbacks; return 0 to go on, -1 after having replied (an error): the
@@ -183,7 +193,18 @@ size_t http_req_query_all(const struct http_req *r, const char *name, const char
 const char *http_req_header(const struct http_req *r, const char *name);
 int64_t http_req_content_length(const struct http_req *r); /* -1 when not given */
 int http_req_has_body(const struct http_req *r);             /* CL > 0 or chunked */
-const char *http_req_id(const struct http_req *r);            /* short unique id */
+/* The request's id, at most HTTP_REQ_ID_MAX characters: the client's
+ * X-Request-Id when it is sane (1..HTTP_REQ_ID_MAX visible ASCII characters,
+ * neither '"' nor '\\'), else one made by the layer ("<8 hex of the process
+ * run>-<worker>-<counter>", unique across restarts in practice). Every
+ * response carries it in X-Request-Id; the access-log line names it. Before
+ * the headers are complete it is the made one. */
+#define HTTP_REQ_ID_MAX 64
+const char *http_req_id(const struct http_req *r);
+/* a number the app attaches to the request (0 until set), read back at its end
+ * (on_end): the app's label of the request, e.g. its route for metrics */
+void http_req_set_tag(struct http_req *r, int tag);
+int http_req_tag(const struct http_req *r);
 /* the identity the client proved with a TLS client certificate verified
  * against [tls] client_ca (its subject's CN, else its first SAN email or DNS
  * name: auth/tls.h tls_peer_identity), or NULL (plain TCP, no certificate) */
@@ -304,6 +325,10 @@ const char *http_status_reason(int status);
  * was busy (writes in flight, suspended) and wait for it, all workers; for tests */
 unsigned long http_server_suspended(const struct http_server *s);
 unsigned long http_server_zombies(const struct http_server *s);
+/* connections open now (all workers), and connections refused since start
+ * because max_connections were open (answered 503 and closed); thread-safe */
+unsigned long http_server_connections(const struct http_server *s);
+unsigned long http_server_refused(const struct http_server *s);
 /* "ip:port" actually bound (port resolved when 0 was asked) */
 const char *http_server_address(const struct http_server *s);
 /* the limits that can change while the server runs (SIGHUP): timeouts apply

@@ -631,6 +631,10 @@ conn_req_end(struct http_conn *c)
         now_mono(&now);
         double ms =
             (double)(now.tv_sec - r->t0.tv_sec) * 1e3 + (double)(now.tv_nsec - r->t0.tv_nsec) / 1e6;
+        const struct http_app *app = &c->w->srv->app;
+        if (app->on_end)
+            app->on_end(r, c->w->wctx, r->replied ? r->status : 0, r->body_seen,
+                        r->reply_done ? r->bytes_out : 0, ms / 1e3);
         if (r->reply_done)
             log_info("http", r->id, "%s %s status=%d bytes=%llu in=%llu ms=%.3f", r->method_name,
                      r->raw_target ? r->raw_target : "-", r->status,

@@ -139,6 +139,8 @@ struct http_server {
     struct http_worker *workers;
     char addr[80];
     atomic_int nconns; /* open connections, all workers */
+    atomic_ulong refused; /* connections refused over max_connections */
+    char id_prefix[12];   /* of made request ids: 8 hex digits, random per run */
     atomic_int stop;
     int use_uring; /* file replies through io_uring: chosen once in http_server_new */
     int upload_uring; /* upload writes through io_uring: likewise */
@@ -187,7 +189,8 @@ struct http_req {
     struct arena_blk *arena;
     enum http_method method;
     const char *method_name;
-    char id[24];
+    char id[HTTP_REQ_ID_MAX + 1];
+    int tag; /* http_req_set_tag */
     struct timespec t0;
 
     /* header block as received: url \0 name \0 value \0 name \0 value \0 ... */

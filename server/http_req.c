@@ -151,7 +151,8 @@ http_req_new(struct http_conn *c)
     r->method_name = "-";
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     struct http_worker *w = c->w;
-    snprintf(r->id, sizeof(r->id), "%d-%llu", w->index, (unsigned long long)++w->req_counter);
+    snprintf(r->id, sizeof(r->id), "%s-%d-%llu", w->srv->id_prefix, w->index,
+             (unsigned long long)++w->req_counter);
     return r;
 }
 
@@ -333,6 +334,26 @@ parse_query(struct http_req *r, const char *q, size_t n)
     return 0;
 }
 
+/* the client's X-Request-Id replaces the made id when it is sane: it goes
+ * into log lines (one line each: no control characters, no quote or
+ * backslash to escape) and back into a response header */
+static void
+req_id_adopt(struct http_req *r)
+{
+    const char *v = http_req_header(r, "X-Request-Id");
+    if (!v)
+        return;
+    size_t n = 0;
+    for (; v[n]; n++) {
+        unsigned char c = (unsigned char)v[n];
+        if (n >= HTTP_REQ_ID_MAX || c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return;
+    }
+    if (n == 0)
+        return;
+    memcpy(r->id, v, n + 1);
+}
+
 int
 http_req_finish_headers(struct http_req *r)
 {
@@ -343,6 +364,7 @@ http_req_finish_headers(struct http_req *r)
         while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
             v[--n] = '\0';
     }
+    req_id_adopt(r);
     const char *url = r->hb ? r->hb : "";
     size_t ulen = strlen(url);
     r->raw_target = url;
@@ -440,6 +462,18 @@ const char *
 http_req_id(const struct http_req *r)
 {
     return r->id;
+}
+
+void
+http_req_set_tag(struct http_req *r, int tag)
+{
+    r->tag = tag;
+}
+
+int
+http_req_tag(const struct http_req *r)
+{
+    return r->tag;
 }
 
 /* both answers are asked once and kept in the request (the const accessors
@@ -775,7 +809,8 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
     }
 
     char stackbuf[8192];
-    size_t hcap = 512 + r->rh_len + srv->app_headers_len + (ctype ? strlen(ctype) : 0);
+    size_t hcap = 512 + sizeof(r->id) + r->rh_len + srv->app_headers_len +
+                  (ctype ? strlen(ctype) : 0);
     size_t total_cap = hcap + (fd >= 0 ? 0 : n);
     char *buf = total_cap <= sizeof(stackbuf) ? stackbuf : xmalloc(total_cap);
     size_t h = 0;
@@ -792,7 +827,8 @@ reply_send(struct http_req *r, int status, const char *ctype, const void *body, 
         memcpy(buf + h, srv->app.headers, srv->app_headers_len);
         h += srv->app_headers_len;
     }
-    h += (size_t)snprintf(buf + h, hcap - h, "%s", http_worker_date(c->w));
+    h += (size_t)snprintf(buf + h, hcap - h, "%sX-Request-Id: %s\r\n", http_worker_date(c->w),
+                          r->id);
     if (c->closing)
         h += (size_t)snprintf(buf + h, hcap - h, "Connection: close\r\n");
     else if (r->http10)

@@ -152,6 +152,7 @@ static const struct restart_key restart_keys[] = {
     RK("[auth] failure_window", auth.failure_window_sec, 0),
     RK("[tls] ktls", tls.ktls, 0),
     RK("[events] endpoints", events.endpoints, 1),
+    RK("[server] debug_listen", server.debug_listen, 1),
 };
 
 /* keep n's restart-only values at cur's, logging each that differed */
@@ -363,6 +364,72 @@ test_gc_kill_step(void)
     return v && *v ? strtoul(v, NULL, 10) : 0;
 }
 
+/* [server] debug_listen: the second listener runs on a thread of its own and
+ * is stopped after the main server's workers have ended */
+struct debug_listener {
+    struct http_server *srv;
+    pthread_t thr;
+    int started;
+};
+
+static void *
+debug_run(void *arg)
+{
+    struct debug_listener *d = arg;
+    struct err e = {0};
+    if (http_server_run(d->srv, &e) < 0)
+        log_error("main", NULL, "debug listener: %s", e.msg);
+    return NULL;
+}
+
+/* debug_start - the listener of cfg's debug_listen (nothing when empty):
+ * one worker, plain HTTP, the api's debug app. 0, or -1 with e set */
+static int
+debug_start(struct debug_listener *d, const struct config *cfg, struct api *api, struct err *e)
+{
+    if (!cfg->server.debug_listen[0])
+        return 0;
+    struct http_app app;
+    api_debug_http_app(api, &app);
+    struct http_server_opts o = {
+        .listen = cfg->server.debug_listen,
+        .workers = 1,
+        .header_max = (size_t)cfg->server.header_max,
+        .header_timeout_ms = cfg->server.header_timeout_ms,
+        .idle_timeout_ms = cfg->server.idle_timeout_ms,
+        .body_timeout_ms = cfg->server.body_timeout_ms,
+        .max_connections = 64, /* scrapers and probes */
+        .io = HTTP_IO_POSIX,
+    };
+    d->srv = http_server_new(&o, &app, e);
+    if (!d->srv) {
+        char why[sizeof(e->msg)];
+        snprintf(why, sizeof(why), "%s", e->msg);
+        err_set(e, e->code, e->sys_errno, "debug_listen '%.200s': %.200s",
+                cfg->server.debug_listen, why);
+        return -1;
+    }
+    int rc = pthread_create(&d->thr, NULL, debug_run, d);
+    if (rc != 0)
+        return err_sys(e, ERR_INTERNAL, rc, "debug listener thread");
+    d->started = 1;
+    log_info("main", NULL, "debug listener (metrics, health) on %s",
+             http_server_address(d->srv));
+    return 0;
+}
+
+static void
+debug_stop(struct debug_listener *d)
+{
+    if (d->started) {
+        http_server_stop(d->srv);
+        pthread_join(d->thr, NULL);
+        d->started = 0;
+    }
+    http_server_free(d->srv);
+    d->srv = NULL;
+}
+
 /* write text to path atomically: a temp file beside it, then rename */
 static int
 write_ready_file(const char *path, const char *text, struct err *e)
@@ -449,6 +516,7 @@ cmd_serve(int argc, char **argv)
     struct tls_ctx *tls = NULL;
     struct reloader rl = {0};
     struct events *events = NULL;
+    struct debug_listener dbg = {0};
     int rc = 1;
 
     if (config_load(&cfg, conf_path, &e) < 0) {
@@ -579,6 +647,11 @@ cmd_serve(int argc, char **argv)
         log_error("main", NULL, "listen '%s': %s", cfg.server.listen, e.msg);
         goto out;
     }
+    api_attach_server(api, srv);
+    if (debug_start(&dbg, &cfg, api, &e) < 0) {
+        log_error("main", NULL, "%s", e.msg);
+        goto out;
+    }
 
     /* the signal thread may use the server from here on; a TERM it took
      * before (and found no server) is answered here */
@@ -604,6 +677,9 @@ cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     reloader_stop(&rl);
+    debug_stop(&dbg);
+    if (api)
+        api_attach_server(api, NULL);
     http_server_free(srv);
     tls_ctx_free(tls);
     api_free(api);

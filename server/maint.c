@@ -20,11 +20,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "gc/gc.h"
 #include "gc/retention.h"
 #include "storage/storage.h"
@@ -49,6 +51,9 @@ struct maint {
     unsigned long gc_taken; /* under mu: gc_asked as the last pass started */
     struct gc_stats gc_last; /* under mu */
     int gc_last_failed;      /* under mu; -1: no pass yet */
+    struct gc_stats gc_total; /* under mu: every pass's figures added (metrics) */
+    unsigned long gc_failed;  /* under mu: passes that failed */
+    int64_t gc_last_end;      /* under mu: wall-clock seconds the last pass ended */
     int poked;               /* under mu: a pull table fills up, a round is wanted now */
     atomic_ulong runs;
     atomic_ulong gc_passes;
@@ -157,6 +162,16 @@ gc_round(struct maint *m)
     pthread_mutex_lock(&m->mu);
     m->gc_last = st;
     m->gc_last_failed = rc < 0;
+    m->gc_total.tags += st.tags;
+    m->gc_total.manifests += st.manifests;
+    m->gc_total.links += st.links;
+    m->gc_total.blobs += st.blobs;
+    m->gc_total.bytes += st.bytes;
+    m->gc_total.uploads += st.uploads;
+    m->gc_total.reviewed += st.reviewed;
+    m->gc_total.seconds += st.seconds;
+    m->gc_failed += rc < 0;
+    m->gc_last_end = (int64_t)time(NULL);
     pthread_mutex_unlock(&m->mu);
     const char *early = atomic_load(&m->stop) ? " (stopped early: shutdown)" : "";
     if (rc < 0)
@@ -245,6 +260,54 @@ maint_main(void *arg)
     return NULL;
 }
 
+/* the gc figures for /metrics (a collector: common/metrics.h) */
+static void
+maint_collect(void *arg, struct metrics_out *o)
+{
+    struct maint *m = arg;
+    pthread_mutex_lock(&m->mu);
+    struct gc_stats tot = m->gc_total, last = m->gc_last;
+    int have_last = m->gc_last_failed >= 0;
+    unsigned long failed = m->gc_failed;
+    int64_t last_end = m->gc_last_end;
+    pthread_mutex_unlock(&m->mu);
+    metrics_family(o, "ocireg_gc_passes_total", "counter", "garbage collection passes ended");
+    metrics_sample_u64(o, "ocireg_gc_passes_total", NULL, atomic_load(&m->gc_passes));
+    metrics_family(o, "ocireg_gc_failed_passes_total", "counter",
+                   "garbage collection passes that failed (the next one goes on)");
+    metrics_sample_u64(o, "ocireg_gc_failed_passes_total", NULL, failed);
+    metrics_family(o, "ocireg_gc_removed_total", "counter",
+                   "things garbage collection removed, by kind (tags: by retention rules)");
+    const struct {
+        const char *kind;
+        uint64_t v;
+    } kinds[] = {{"manifests", tot.manifests}, {"links", tot.links}, {"blobs", tot.blobs},
+                 {"tags", tot.tags},           {"uploads", tot.uploads}};
+    char lbl[64];
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        snprintf(lbl, sizeof(lbl), "kind=\"%s\"", kinds[i].kind);
+        metrics_sample_u64(o, "ocireg_gc_removed_total", lbl, kinds[i].v);
+    }
+    metrics_family(o, "ocireg_gc_freed_bytes_total", "counter",
+                   "bytes of the blob files garbage collection removed");
+    metrics_sample_u64(o, "ocireg_gc_freed_bytes_total", NULL, tot.bytes);
+    metrics_family(o, "ocireg_gc_reviewed_total", "counter",
+                   "candidates garbage collection looked at");
+    metrics_sample_u64(o, "ocireg_gc_reviewed_total", NULL, tot.reviewed);
+    metrics_family(o, "ocireg_gc_duration_seconds_total", "counter",
+                   "time spent in garbage collection passes");
+    metrics_sample(o, "ocireg_gc_duration_seconds_total", NULL, tot.seconds);
+    if (have_last) {
+        metrics_family(o, "ocireg_gc_last_pass_duration_seconds", "gauge",
+                       "duration of the last garbage collection pass");
+        metrics_sample(o, "ocireg_gc_last_pass_duration_seconds", NULL, last.seconds);
+        metrics_family(o, "ocireg_gc_last_pass_end_timestamp_seconds", "gauge",
+                       "when the last garbage collection pass ended (Unix time)");
+        metrics_sample_u64(o, "ocireg_gc_last_pass_end_timestamp_seconds", NULL,
+                           (uint64_t)last_end);
+    }
+}
+
 struct maint *
 maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
 {
@@ -276,6 +339,8 @@ maint_start(struct storage *st, const struct maint_opts *o, struct err *e)
         goto fail;
     }
     m->started = 1;
+    if (metrics_register(maint_collect, m, e) < 0)
+        goto fail;
     if (o->pull_flush_ms > 0)
         storage_pulls_notify(st, poke, m);
     if (o->upload_expiry_sec > 0)
@@ -351,6 +416,7 @@ maint_stop(struct maint *m)
 {
     if (!m)
         return;
+    metrics_unregister(maint_collect, m);
     if (m->started) {
         if (m->o.pull_flush_ms > 0)
             storage_pulls_notify(m->st, NULL, NULL);

@@ -19,6 +19,8 @@
  * disk), as PostgreSQL does after a failed fsync. */
 #include "storage/metadb.h"
 
+#include <string.h>
+
 #include "common/banned.h"
 
 void
@@ -30,6 +32,18 @@ gsync_init(struct gsync *g)
     g->failed = 0;
     g->running = 0;
     g->rounds = 0;
+    g->waiters = 0;
+    memset(g->group, 0, sizeof(g->group));
+}
+
+/* the histogram bucket of a round that covered n tickets (n >= 1) */
+static unsigned
+group_bucket(uint64_t n)
+{
+    unsigned b = 0;
+    while (b < META_GROUP_BUCKETS && (1ull << b) < n)
+        b++;
+    return b;
 }
 
 void
@@ -67,11 +81,13 @@ gsync_wait(struct gsync *g, int (*fn)(void *arg, struct err *e), void *arg, stru
         g->running = 0;
         g->rounds++;
         if (frc < 0) {
-            g->failed = 1;
+            __atomic_store_n(&g->failed, 1, __ATOMIC_RELAXED);
             rc = -1;
             pthread_cond_broadcast(&g->cv);
             break;
         }
+        g->waiters += target - g->done;
+        g->group[group_bucket(target - g->done)]++;
         g->done = target;
         pthread_cond_broadcast(&g->cv);
     }

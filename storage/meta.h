@@ -363,4 +363,29 @@ int meta_check_integrity(struct meta_conn *c, int (*fn)(void *arg, const char *m
  * row holds them (META_DANGLING_REF_ORPHAN): 1 dropped, 0 none */
 int meta_check_refs_drop(struct meta_conn *c, const char *repo, const char *ds, struct err *e);
 
+/* ---- figures for metrics (storage_stats) ---- */
+
+struct meta_stats {
+    uint64_t repos, blobs, blob_bytes, manifests, tags;
+};
+/* meta_stats - rows counted (a scan of each table: the caller caches the
+ * answer, see storage_stats): 0, or -1 with ERR_DB */
+int meta_stats(struct meta_conn *c, struct meta_stats *out, struct err *e);
+
+/* waiters covered by one group fsync of the WAL: the bucket bounds of
+ * meta_sync_stats' histogram (1, 2, 4, ... 128; then +Inf) */
+#define META_GROUP_BUCKETS 8
+struct meta_sync_stats {
+    uint64_t fsyncs;          /* durability flushes run (group rounds) */
+    uint64_t durable_commits; /* commits that waited for one */
+    uint64_t waiters;         /* waits they answered (commits and durable points) */
+    uint64_t group[META_GROUP_BUCKETS + 1]; /* rounds by waiters covered: bucket i
+                                               holds (2^(i-1), 2^i], the last the rest */
+};
+/* meta_sync_stats - the group commit's counters so far (thread-safe) */
+void meta_sync_stats(struct meta *m, struct meta_sync_stats *out);
+/* meta_failed - 1 once a durability flush failed (durable writes are refused
+ * until a restart, see gsync.c), else 0. Thread-safe, lock-free. */
+int meta_failed(struct meta *m);
+
 #endif

@@ -1851,3 +1851,46 @@ meta_check_refs_drop(struct meta_conn *c, const char *repo, const char *ds, stru
         return dberr(c, "check: drop reference rows", e);
     return changes(c) ? 1 : 0;
 }
+
+/* ---- figures for metrics ---- */
+
+int
+meta_stats(struct meta_conn *c, struct meta_stats *out, struct err *e)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(cur(c)->db,
+                           "SELECT (SELECT count(*) FROM repos), (SELECT count(*) FROM blobs),"
+                           " (SELECT coalesce(sum(size), 0) FROM blobs),"
+                           " (SELECT count(*) FROM manifests), (SELECT count(*) FROM tags)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return dberr(c, "prepare stats", e);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = (struct meta_stats){.repos = (uint64_t)sqlite3_column_int64(s, 0),
+                                   .blobs = (uint64_t)sqlite3_column_int64(s, 1),
+                                   .blob_bytes = (uint64_t)sqlite3_column_int64(s, 2),
+                                   .manifests = (uint64_t)sqlite3_column_int64(s, 3),
+                                   .tags = (uint64_t)sqlite3_column_int64(s, 4)};
+    else
+        dberr(c, "read stats", e);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+void
+meta_sync_stats(struct meta *m, struct meta_sync_stats *out)
+{
+    struct gsync *g = &m->walsync;
+    pthread_mutex_lock(&g->mu);
+    out->fsyncs = g->rounds;
+    out->waiters = g->waiters;
+    memcpy(out->group, g->group, sizeof(out->group));
+    pthread_mutex_unlock(&g->mu);
+    out->durable_commits = __atomic_load_n(&m->durable_commits, __ATOMIC_RELAXED);
+}
+
+int
+meta_failed(struct meta *m)
+{
+    return __atomic_load_n(&m->walsync.failed, __ATOMIC_RELAXED) != 0;
+}

@@ -22,6 +22,9 @@ struct gsync {
     int running;     /* a leader is in fn */
     int failed;      /* a round failed: final (see gsync.c) */
     unsigned long rounds; /* fn calls (tests read it) */
+    uint64_t waiters;     /* tickets answered by successful rounds */
+    /* successful rounds by tickets covered (meta.h META_GROUP_BUCKETS) */
+    uint64_t group[META_GROUP_BUCKETS + 1];
 };
 void gsync_init(struct gsync *g);
 void gsync_destroy(struct gsync *g);

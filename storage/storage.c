@@ -181,6 +181,7 @@ storage_open(const struct storage_opts *opts, struct err *e)
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_init(&st->fault.mu, NULL);
     pthread_mutex_init(&st->pulls_mu, NULL);
+    pthread_mutex_init(&st->stats_mu, NULL);
     size_t rl = strlen(opts->root);
     st->root = malloc(rl + 1);
     if (!st->root) {
@@ -262,6 +263,8 @@ storage_close(struct storage *st)
 {
     if (!st)
         return;
+    meta_conn_close(st->stats_mc);
+    free(st->stats);
     meta_close(st->meta); /* a last storage_pending_sync through synch */
     storage_handle_close(st->synch);
     upload_table_free(st);
@@ -276,6 +279,7 @@ storage_close(struct storage *st)
     pthread_mutex_destroy(&st->mu);
     pthread_mutex_destroy(&st->fault.mu);
     pthread_mutex_destroy(&st->pulls_mu);
+    pthread_mutex_destroy(&st->stats_mu);
     free(st->root);
     free(st);
 }
@@ -1110,4 +1114,77 @@ storage_referrers_page(struct storage_handle *h, const char *repo, const struct 
     else
         ls[0] = '\0'; /* every digest sorts after "" */
     return meta_referrers_page(h->mc, repo, ss, artifact_type, ls, n, fn, arg, more, e);
+}
+
+/* ---- health and figures ---- */
+
+int
+storage_healthy(struct storage_handle *h, struct err *e)
+{
+    struct storage *st = h->st;
+    if (meta_failed(st->meta)) {
+        err_set(e, ERR_IO, 0,
+                "an fsync of the metadata failed: writes are refused until the server restarts");
+        return 0;
+    }
+    /* W_OK answers EROFS for a read-only mount, EACCES for lost permission */
+    if (faccessat(st->rootfd, ".", W_OK, AT_EACCESS) < 0) {
+        err_sys(e, ERR_IO, errno, "storage root '%s' not writable", st->root);
+        return 0;
+    }
+    if (meta_repo_exists(h->mc, "", e) < 0)
+        return 0;
+    return 1;
+}
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+storage_stats(struct storage *st, struct storage_stats *out, struct err *e)
+{
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&st->stats_mu);
+    int64_t now = mono_ms();
+    if (!st->stats || now - st->stats_at_ms >= STORAGE_STATS_TTL_MS) {
+        struct meta_stats ms;
+        if (!st->stats_mc)
+            st->stats_mc = meta_conn_open(st->meta, e);
+        if (!st->stats && !(st->stats = calloc(1, sizeof(*st->stats))))
+            rc = err_set(e, ERR_NOMEM, 0, "storage stats: out of memory");
+        else if (!st->stats_mc || meta_stats(st->stats_mc, &ms, e) < 0)
+            rc = -1;
+        else {
+            *st->stats = ms;
+            st->stats_at_ms = now;
+        }
+    }
+    if (st->stats) {
+        out->repos = st->stats->repos;
+        out->blobs = st->stats->blobs;
+        out->blob_bytes = st->stats->blob_bytes;
+        out->manifests = st->stats->manifests;
+        out->tags = st->stats->tags;
+    }
+    pthread_mutex_unlock(&st->stats_mu);
+
+    pthread_mutex_lock(&st->mu);
+    out->uploads_open = st->nsessions;
+    pthread_mutex_unlock(&st->mu);
+
+    struct meta_sync_stats ss;
+    meta_sync_stats(st->meta, &ss);
+    out->fsyncs = ss.fsyncs;
+    out->durable_commits = ss.durable_commits;
+    out->waiters = ss.waiters;
+    _Static_assert(STORAGE_GROUP_BUCKETS == META_GROUP_BUCKETS, "one histogram");
+    memcpy(out->group, ss.group, sizeof(out->group));
+    out->failed = meta_failed(st->meta);
+    return rc;
 }

@@ -199,6 +199,41 @@ void storage_close(struct storage *st);
 struct storage_handle *storage_handle_open(struct storage *st, struct err *e);
 void storage_handle_close(struct storage_handle *h);
 
+/* ---- health and figures (for /readyz and /metrics) ---- */
+
+/* storage_healthy - whether the store takes writes now: no failed durability
+ * flush of the metadata (after one, durable writes are refused until a
+ * restart: storage/gsync.c), the root writable (not a read-only remount, not
+ * a permission change), and the metadata answering a read through h (the
+ * calling thread's handle). No allocation; two syscalls at most. Returns 1
+ * when healthy, 0 with why in e (ERR_IO, ERR_DB). */
+int storage_healthy(struct storage_handle *h, struct err *e);
+
+/* the bounds of storage_stats' histogram of waiters per WAL fsync: 1, 2, 4
+ * ... 128, then +Inf */
+#define STORAGE_GROUP_BUCKETS 8
+struct storage_stats {
+    /* rows counted in the metadata, at most STORAGE_STATS_TTL_MS old */
+    uint64_t repos, blobs, blob_bytes, manifests, tags;
+    uint64_t uploads_open; /* upload sessions open now */
+    /* group commit of the metadata (storage/gsync.c), exact */
+    uint64_t fsyncs;          /* WAL fsync rounds */
+    uint64_t durable_commits; /* commits that waited for one */
+    uint64_t waiters;         /* waits the rounds answered (commits, durable points) */
+    uint64_t group[STORAGE_GROUP_BUCKETS + 1]; /* rounds by waiters covered: bucket i
+                                                  holds (2^(i-1), 2^i], the last more */
+    int failed;               /* 1: a fsync failed, durable writes refused */
+};
+/* the row counts are a scan of the tables: kept this long, so a scrape storm
+ * costs nothing */
+#define STORAGE_STATS_TTL_MS 5000
+/* storage_stats - the figures above into *out (thread-safe; a connection of
+ * its own, opened at the first call, counts the rows when the cached counts
+ * are older than STORAGE_STATS_TTL_MS). Returns 0, or -1 with ERR_DB /
+ * ERR_NOMEM: *out is then filled with the last counts (0 before the first)
+ * and the exact figures. */
+int storage_stats(struct storage *st, struct storage_stats *out, struct err *e);
+
 /* ---- the two interfaces under a handle, for the gc/ layer ----
  * gc/check.c works on rows and bytes through storage/meta.h and storage/blob.h
  * and keeps storage's order itself (a row goes in the transaction that moves

@@ -110,8 +110,15 @@ struct storage {
     struct pull_table *pulls;
     void (*pulls_full)(void *arg);
     void *pulls_full_arg;
+    /* storage_stats: its own connection and the cached row counts, under
+     * stats_mu */
+    pthread_mutex_t stats_mu;
+    struct meta_conn *stats_mc;
+    struct meta_stats *stats;  /* NULL before the first count */
+    int64_t stats_at_ms;       /* CLOCK_MONOTONIC of that count */
 };
 
+struct meta_stats;
 struct installing {
     struct digest d;
     unsigned n; /* commits of d in flight */
