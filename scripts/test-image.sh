@@ -11,7 +11,8 @@
 #   - /etc/ocireg/registry.conf is the repository's registry.conf with exactly
 #     two lines changed: listen = 0.0.0.0:5000, root = /var/lib/ocireg
 #   - the container started with the README's port mapping (-p
-#     127.0.0.1:PORT:5000) turns healthy: its HEALTHCHECK passes
+#     127.0.0.1:PORT:5000) and a read-only root (as contrib/kubernetes.yaml
+#     runs it) turns healthy: its HEALTHCHECK passes
 #   - the server runs as uid 10001, inside (exec id -u) and as seen from the
 #     host (top's huser of every process)
 #   - skopeo pushes the busybox fixture (tests/fixtures/build.sh) into it and
@@ -119,14 +120,16 @@ fi
 net=""
 for _ in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 10000))
-    health=()
-    [ "$IMAGE_ENGINE" = docker ] && health=(--health-interval 1s)
-    if cid=$(e run -d "${health[@]}" -p "127.0.0.1:$port:5000" "$IMAGE"); then
+    # a read-only root with a /tmp of its own, as contrib/kubernetes.yaml runs
+    # it: the server writes only to its volume
+    opts=(--read-only --tmpfs /tmp)
+    [ "$IMAGE_ENGINE" = docker ] && opts+=(--health-interval 1s)
+    if cid=$(e run -d "${opts[@]}" -p "127.0.0.1:$port:5000" "$IMAGE"); then
         net="bridge, published on 127.0.0.1:$port"
         break
     fi
     cid=""
-    if cid=$(e run -d "${health[@]}" --network host -e "OCIREG_SERVER_LISTEN=127.0.0.1:$port" "$IMAGE"); then
+    if cid=$(e run -d "${opts[@]}" --network host -e "OCIREG_SERVER_LISTEN=127.0.0.1:$port" "$IMAGE"); then
         net="host network, listening on 127.0.0.1:$port"
         break
     fi
