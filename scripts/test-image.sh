@@ -53,8 +53,9 @@ finish() {
     fi
     rm -rf "$work"
     echo "$pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit
+    # explicit: a bare exit in a trap returns the status from before the trap
+    [ "$fail" -eq 0 ] && exit 0
+    exit 1
 }
 trap finish EXIT
 # e ARGS...: the engine, its output kept in the log (and stdout for captures)
@@ -146,7 +147,8 @@ REG=127.0.0.1:$port
 
 # healthy: the image's own check passes (up to 60 s: the server recovers first)
 status=""
-for _ in $(seq 120); do
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
     if [ "$IMAGE_ENGINE" = podman ]; then
         e healthcheck run "$cid" >/dev/null
     fi
