@@ -81,8 +81,10 @@ EXPOSE 5000
 # /readyz answers 200 when the storage is writable, the metadata answers and the
 # server is not draining. The port follows OCIREG_SERVER_LISTEN when that is
 # set (e.g. with --network host); a server speaking TLS needs its own check.
+# wget exits 1 on any status but 2xx. No -T: Debian 12's busybox (1.35) wget
+# crashes with it; --timeout bounds the check instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/bin/sh", "-c", "p=${OCIREG_SERVER_LISTEN##*:}; exec busybox wget -q -T 4 -O /dev/null http://127.0.0.1:${p:-5000}/readyz"]
+    CMD ["/bin/sh", "-c", "p=${OCIREG_SERVER_LISTEN##*:}; exec busybox wget -q -O /dev/null http://127.0.0.1:${p:-5000}/readyz"]
 LABEL org.opencontainers.image.title="ocireg" \
       org.opencontainers.image.description="self-hosted OCI registry (and ocirun-lite)"
 ENTRYPOINT ["ocireg"]
