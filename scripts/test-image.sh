@@ -23,9 +23,10 @@
 # The container is removed by its id, with its anonymous volume, at exit.
 #
 # Network: podman's default bridge with the port published on 127.0.0.1 is how
-# the README runs the image; when the engine cannot set it up (no CNI or
-# iptables, dockerd started with --bridge=none) the container shares the host's
-# network and the server listens on 127.0.0.1:PORT through OCIREG_SERVER_LISTEN,
+# the README runs the image. When the engine cannot start it so (no CNI or
+# iptables), or the published port leads nowhere (dockerd with --bridge=none
+# accepts -p and publishes nothing), the container shares the host's network
+# instead and the server listens on 127.0.0.1:PORT through OCIREG_SERVER_LISTEN,
 # which the HEALTHCHECK follows. The mode taken is printed.
 # Health: without systemd podman runs no health timers, so the test runs the
 # image's check itself (podman healthcheck run), which records the status that
@@ -117,26 +118,63 @@ else
 fi
 
 # ---- run it -----------------------------------------------------------------
-# a random port; a taken one fails the start, then another is tried
-net=""
-for _ in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 10000))
-    # a read-only root with a /tmp of its own, as contrib/kubernetes.yaml runs
-    # it: the server writes only to its volume
-    opts=(--read-only --tmpfs /tmp)
-    [ "$IMAGE_ENGINE" = docker ] && opts+=(--health-interval 1s)
-    if cid=$(e run -d "${opts[@]}" -p "127.0.0.1:$port:5000" "$IMAGE"); then
-        net="bridge, published on 127.0.0.1:$port"
-        break
+# a read-only root with a /tmp of its own, as contrib/kubernetes.yaml runs it:
+# the server writes only to its volume
+opts=(--read-only --tmpfs /tmp)
+[ "$IMAGE_ENGINE" = docker ] && opts+=(--health-interval 1s)
+
+# start MODE: the container on a random port (a taken one fails the start,
+# then another is tried); MODE bridge publishes 5000 on 127.0.0.1:PORT, host
+# shares the host's network; sets cid, port and net
+start() {
+    local i
+    for i in 1 2 3 4 5; do
+        port=$((20000 + RANDOM % 10000))
+        if [ "$1" = bridge ]; then
+            cid=$(e run -d "${opts[@]}" -p "127.0.0.1:$port:5000" "$IMAGE") &&
+                net="bridge, published on 127.0.0.1:$port"
+        else
+            cid=$(e run -d "${opts[@]}" --network host \
+                -e "OCIREG_SERVER_LISTEN=127.0.0.1:$port" "$IMAGE") &&
+                net="host network, listening on 127.0.0.1:$port"
+        fi && { cid=$(echo "$cid" | tail -1); return 0; }
+        cid=""
+    done
+    return 1
+}
+# wait_healthy: the image's own check passes (up to 60 s: the server recovers
+# first); sets status
+wait_healthy() {
+    local deadline=$((SECONDS + 60))
+    status=""
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if [ "$IMAGE_ENGINE" = podman ]; then
+            e healthcheck run "$cid" >/dev/null
+        fi
+        status=$(e inspect --format '{{.State.Health.Status}}' "$cid")
+        [ "$status" = healthy ] && return 0
+        [ "$(e inspect --format '{{.State.Running}}' "$cid")" = true ] || return 1
+        sleep 0.5
+    done
+    return 1
+}
+# reachable: the host reaches the server (a published port may go nowhere:
+# dockerd with --bridge=none accepts -p and publishes nothing)
+reachable() {
+    curl -s -o /dev/null -m 5 --retry 5 --retry-connrefused --retry-delay 1 \
+        "http://127.0.0.1:$port/v2/"
+}
+
+if start bridge; then
+    if wait_healthy && ! reachable; then
+        echo "test-image: 127.0.0.1:$port leads nowhere on the bridge: host network instead"
+        e rm -f -v "$cid" >/dev/null
+        cid=""
+        start host
     fi
-    cid=""
-    if cid=$(e run -d "${opts[@]}" --network host -e "OCIREG_SERVER_LISTEN=127.0.0.1:$port" "$IMAGE"); then
-        net="host network, listening on 127.0.0.1:$port"
-        break
-    fi
-    cid=""
-done
-cid=$(echo "$cid" | tail -1)
+else
+    start host
+fi
 if [ -z "$cid" ]; then
     show_log 10
     bad "the container does not start"
@@ -145,19 +183,7 @@ fi
 echo "container ${cid:0:12}: $net"
 REG=127.0.0.1:$port
 
-# healthy: the image's own check passes (up to 60 s: the server recovers first)
-status=""
-deadline=$((SECONDS + 60))
-while [ "$SECONDS" -lt "$deadline" ]; do
-    if [ "$IMAGE_ENGINE" = podman ]; then
-        e healthcheck run "$cid" >/dev/null
-    fi
-    status=$(e inspect --format '{{.State.Health.Status}}' "$cid")
-    [ "$status" = healthy ] && break
-    [ "$(e inspect --format '{{.State.Running}}' "$cid")" = true ] || break
-    sleep 0.5
-done
-if [ "$status" = healthy ]; then
+if wait_healthy; then
     ok "the container turns healthy (HEALTHCHECK on /readyz)"
 else
     echo "    /readyz answers: $(curl -s -m 5 -w ' HTTP %{http_code}' "http://$REG/readyz")"
@@ -169,12 +195,12 @@ uid_in=$(e exec "$cid" id -u)
 if [ "$IMAGE_ENGINE" = podman ]; then
     husers=$(e top "$cid" huser | tail -n +2 | sort -u | tr '\n' ' ')
 else
-    husers=$(e top "$cid" -o uid | tail -n +2 | sort -u | tr '\n' ' ')
+    husers=$(e top "$cid" -o pid,uid | awk 'NR > 1 { print $2 }' | sort -u | tr '\n' ' ')
 fi
 if [ "$uid_in" = 10001 ] && [ "$husers" = "10001 " ]; then
     ok "the server runs as uid 10001 (exec id -u; top huser: $husers)"
 else
-    e top "$cid" user huser pid args 2>&1 | sed 's/^/    /'
+    e top "$cid" 2>&1 | sed 's/^/    /'
     bad "the server runs as '$uid_in' inside, host users '$husers'"
 fi
 
