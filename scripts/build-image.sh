@@ -14,7 +14,7 @@
 # network setup (CNI, iptables).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=lib-image.sh
+# shellcheck source-path=SCRIPTDIR source=lib-image.sh
 . "$top/scripts/lib-image.sh"
 image_setup
 bash "$top/scripts/make-base-image.sh"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib-image.sh - what make-base-image.sh, build-image.sh and test-image.sh share:
 # which engine builds and runs the image, and the private storage podman uses.
 # Sourced by bash, never run. The caller sets `top` to the source tree first.

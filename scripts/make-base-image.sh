@@ -22,7 +22,7 @@
 # IMAGE_CACHE); DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=lib-image.sh
+# shellcheck source-path=SCRIPTDIR source=lib-image.sh
 . "$top/scripts/lib-image.sh"
 image_setup
 
@@ -58,18 +58,18 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 EOF
-    find "$root/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
-    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
-    rm -rf "$root/usr/share/man/"* "$root/usr/share/info/"* "$root/usr/share/locale/"* \
-        "$root/usr/share/lintian/"*
+    find "${root:?}/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    find "${root:?}/usr/share/doc" -mindepth 1 -type d -empty -delete
+    rm -rf "${root:?}/usr/share/man/"* "${root:?}/usr/share/info/"* \
+        "${root:?}/usr/share/locale/"* "${root:?}/usr/share/lintian/"*
     printf 'Acquire::Languages "none";\n' >"$root/etc/apt/apt.conf.d/no-languages"
     cat >"$root/etc/apt/sources.list" <<EOF
 deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
 deb $SECURITY bookworm-security main
 EOF
-    rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/archives/"*.deb \
-        "$root/var/cache/apt/"*.bin "$root/var/log/"*.log "$root/dev/"*
+    rm -rf "${root:?}/var/lib/apt/lists/"* "${root:?}/var/cache/apt/archives/"*.deb \
+        "${root:?}/var/cache/apt/"*.bin "${root:?}/var/log/"*.log "${root:?}/dev/"*
     mkdir -p "$root/var/lib/apt/lists/partial"
     # no host name or resolver of this machine in the image: the engine sets both
     : >"$root/etc/hostname"

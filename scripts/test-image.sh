@@ -36,7 +36,7 @@
 # Prints "N passed, N failed" last; exits non-zero when a check failed.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=lib-image.sh
+# shellcheck source-path=SCRIPTDIR source=lib-image.sh
 . "$top/scripts/lib-image.sh"
 image_setup
 FIX=${OCIREG_FIXTURES:-$top/build/fixtures}
@@ -127,8 +127,8 @@ opts=(--read-only --tmpfs /tmp)
 # then another is tried); MODE bridge publishes 5000 on 127.0.0.1:PORT, host
 # shares the host's network; sets cid, port and net
 start() {
-    local i
-    for i in 1 2 3 4 5; do
+    local _
+    for _ in 1 2 3 4 5; do
         port=$((20000 + RANDOM % 10000))
         if [ "$1" = bridge ]; then
             cid=$(e run -d "${opts[@]}" -p "127.0.0.1:$port:5000" "$IMAGE") &&
