@@ -11,7 +11,12 @@
 #   make format       clang-format every C file
 #   make fuzz         build the libFuzzer targets (tests/fuzz/) with clang into build-fuzz/
 #                     and run each for FUZZ_SECONDS; fails on any crash (scripts/fuzz.sh)
-#   make clean        remove build/, build-asan/ and build-fuzz/
+#   make image        build the container image localhost/ocireg:latest from the Dockerfile
+#                     with podman (else docker); makes a local Debian 12 base first when
+#                     the store has none (scripts/build-image.sh, make-base-image.sh)
+#   make test-image   make image, then run it and check it: healthy, non-root, a push and
+#                     a pull through it with skopeo (scripts/test-image.sh)
+#   make clean        remove build/, build-asan/ and build-fuzz/ (and make image's store)
 #
 # Knobs (make VAR=value):
 #   BUILD      output folder (default build)
@@ -106,7 +111,7 @@ BINS := $(BUILD)/ocireg $(BUILD)/ocirun-lite $(BUILD)/regbench $(BUILD)/conforma
 UNIT_BINS  := $(patsubst tests/unit/%_test.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_BINS := $(patsubst tests/integration/%_test.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
 
-.PHONY: all deps run test check bench conformance format clean tests
+.PHONY: all deps run test check bench conformance format clean tests image test-image
 # test objects are intermediate files to make; keep them so a rebuild only
 # compiles what changed
 .SECONDARY:
@@ -182,6 +187,13 @@ bench: deps
 conformance: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) sh tests/shell/conformance.sh
+
+# the image compiles inside its build stage: nothing of $(BUILD) goes in
+image: deps
+	@bash scripts/build-image.sh
+
+test-image: image
+	@bash scripts/test-image.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -2,6 +2,8 @@
 # install-deps.sh - install every Debian package that ocireg's build, tests and
 # benchmarks need. Idempotent: prints nothing and touches nothing when all are
 # present. Must run as root on Debian 12 (or use sudo) when something is missing.
+# (podman is also the engine of make image; debootstrap makes its Debian base
+# where Docker Hub is out of reach: scripts/make-base-image.sh)
 set -eu
 
 # clang and libclang-rt-14-dev: make fuzz (libFuzzer) and make CC=clang;
@@ -11,7 +13,7 @@ set -eu
 # promtool, which checks the /metrics exposition (tests/integration/metrics_test.c)
 PKGS="build-essential libcrypt-dev apache2-utils podman containerd docker.io pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libjansson-dev libsqlite3-dev libarchive-dev liburing-dev
-libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev
+libcriterion-dev libcurl4-openssl-dev libhttp-parser-dev libcap-dev debootstrap
 docker-registry skopeo busybox-static runc crun curl jq libarchive-tools
 e2fsprogs util-linux iproute2 procps prometheus"
 
