@@ -796,22 +796,35 @@ meta_repo_exists(struct meta_conn *c, const char *repo, struct err *e)
     return exists1(c, Q_REPO_EXISTS, repo, NULL, e);
 }
 
-int
-meta_blob_size(struct meta_conn *c, const char *repo, const char *ds, uint64_t *size,
-               struct err *e)
+/* one integer of the first row of statement id bound to (a, b): 1 with *out,
+ * 0 without a row, -1 (what names the read in the error) */
+static int
+query_i64(struct meta_conn *c, enum stmt_id id, const char *a, const char *b, int64_t *out,
+          const char *what, struct err *e)
 {
-    sqlite3_stmt *s = metadb_q(c, Q_BLOB_STAT);
-    bind_text(s, 1, repo);
-    bind_text(s, 2, ds);
+    sqlite3_stmt *s = metadb_q(c, id);
+    bind_text(s, 1, a);
+    bind_text(s, 2, b);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
-        *size = (uint64_t)sqlite3_column_int64(s, 0);
+        *out = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     if (rc == SQLITE_ROW)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    return dberr(c, "read blob", e);
+    return dberr(c, what, e);
+}
+
+int
+meta_blob_size(struct meta_conn *c, const char *repo, const char *ds, uint64_t *size,
+               struct err *e)
+{
+    int64_t v = 0;
+    int rc = query_i64(c, Q_BLOB_STAT, repo, ds, &v, "read blob", e);
+    if (rc == 1)
+        *size = (uint64_t)v;
+    return rc;
 }
 
 int
@@ -1550,18 +1563,7 @@ meta_gc_created(struct meta_conn *c, enum meta_gc_kind kind, const char *repo, c
     enum stmt_id id = kind == META_GC_BLOB   ? Q_GC_BLOB_CREATED
                       : kind == META_GC_LINK ? Q_GC_LINK_CREATED
                                              : Q_GC_MF_CREATED;
-    sqlite3_stmt *s = metadb_q(c, id);
-    bind_text(s, 1, repo ? repo : "");
-    bind_text(s, 2, ds);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *created = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return dberr(c, "read gc candidate", e);
+    return query_i64(c, id, repo ? repo : "", ds, created, "read gc candidate", e);
 }
 
 int
