@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server/http.h"
 #include "server/reply.h"
@@ -148,7 +149,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* what must not depend on the split: every status line (a JSON error body
  * has no newline, so the next status line may follow it on the same line), the
- * X- headers the app set and the Connection headers, in order; returns the
+ * X- headers the app set (not X-Request-Id, unique per request) and the
+ * Connection headers, in order; returns the
  * length of that summary, written over s */
 static size_t
 summary(char *s, size_t n)
@@ -169,8 +171,10 @@ summary(char *s, size_t n)
                 i = end;
                 continue;
             }
-        } else if (!(len >= 2 && memcmp(line, "X-", 2) == 0) &&
-                   !(len >= 11 && memcmp(line, "Connection:", 11) == 0)) {
+        } else if ((!(len >= 2 && memcmp(line, "X-", 2) == 0) &&
+                    !(len >= 11 && memcmp(line, "Connection:", 11) == 0)) ||
+                   (len >= 13 && strncasecmp(line, "X-Request-Id:", 13) == 0)) {
+            /* X-Request-Id is unique per request by design: two runs differ */
             len = 0;
         }
         memmove(s + o, line, len);
