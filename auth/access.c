@@ -113,13 +113,6 @@ access_action_parse(const char *s, size_t n)
 }
 
 static int
-glob_char_ok(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
-           c == '/' || c == '*' || c == '?';
-}
-
-static int
 cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -401,23 +394,11 @@ parse_header(struct parser *p, char *s, enum sect *sect)
         *sect = S_ADMIN;
         return 0;
     }
-    if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
-        return bad(p, "unknown section (groups, admin or repo \"glob\")", name);
-    char *g = ini_trim(name + 4);
-    size_t n = strlen(g);
-    if (n < 2 || g[0] != '"' || g[n - 1] != '"')
-        return bad(p, "expected [repo \"glob\"]", NULL);
-    g[n - 1] = '\0';
-    g++;
-    n -= 2;
-    if (n == 0 || n > ACCESS_NAME_MAX)
-        return bad(p, "glob empty or too long", NULL);
-    for (size_t i = 0; i < n; i++)
-        if (!glob_char_ok(g[i]))
-            return bad(p,
-                       "glob can never match a repository name (a-z, 0-9, '.', '_', '-', '/', "
-                       "'*', '?')",
-                       g);
+    char *g;
+    const char *why;
+    if (glob_repo_section(name, ACCESS_NAME_MAX, &g, &why) < 0)
+        return why ? bad(p, why, NULL)
+                   : bad(p, "unknown section (groups, admin or repo \"glob\")", name);
     if (r->nsections == ACCESS_MAX_RULES)
         return err_set(p->e, ERR_CONFIG, 0, "%s:%d: more than %d [repo] sections", p->path,
                        p->lineno, ACCESS_MAX_RULES);

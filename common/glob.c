@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/banned.h"
 
@@ -114,4 +115,42 @@ glob_match(const struct glob *g, const char *s)
             return 0;
     }
     return (int)(cur[nt / 64] >> (nt % 64) & 1);
+}
+
+static int
+repo_glob_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
+           c == '/' || c == '*' || c == '?';
+}
+
+int
+glob_repo_section(char *name, size_t max, char **out, const char **why)
+{
+    *why = NULL;
+    if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
+        return -1;
+    char *g = name + 4;
+    while (*g == ' ' || *g == '\t')
+        g++;
+    size_t n = strlen(g);
+    if (n < 2 || g[0] != '"' || g[n - 1] != '"') {
+        *why = "expected [repo \"glob\"]";
+        return -1;
+    }
+    g[n - 1] = '\0';
+    g++;
+    n -= 2;
+    if (n == 0 || n > max) {
+        *why = "glob empty or too long";
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!repo_glob_char(g[i])) {
+            *why = "glob can never match a repository name (a-z, 0-9, '.', '_', '-', '/', '*', "
+                   "'?')";
+            return -1;
+        }
+    *out = g;
+    return 0;
 }

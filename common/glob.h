@@ -37,4 +37,12 @@ void glob_release(struct glob *g);
 /* glob_match - 1 when s matches g, else 0 */
 int glob_match(const struct glob *g, const char *s);
 
+/* glob_repo_section - the glob of a rules file's section name `repo "GLOB"`
+ * (name: the text between the brackets, trimmed; changed in place). Returns
+ * 0 with *out pointing into name, or -1 with *why a static message: not a
+ * repo section (*why NULL then: the caller knows its other sections), no
+ * quotes, empty or longer than max, or a character no repository name has
+ * (a-z, 0-9, '.', '_', '-', '/' and the wildcards '*', '?'). */
+int glob_repo_section(char *name, size_t max, char **out, const char **why);
+
 #endif

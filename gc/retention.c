@@ -119,13 +119,6 @@ join(const char *a, const char *b, const char *c)
     return strdup(buf);
 }
 
-static int
-repo_glob_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' ||
-           c == '/' || c == '*' || c == '?';
-}
-
 /* the characters of tags ([a-zA-Z0-9_][a-zA-Z0-9._-]*) and the wildcards */
 static int
 tag_glob_char(char c)
@@ -289,23 +282,10 @@ parse_header(struct parser *p, char *s)
         return bad(p, "malformed section header", NULL);
     *end = '\0';
     char *name = ini_trim(s + 1);
-    if (strncasecmp(name, "repo", 4) != 0 || (name[4] != ' ' && name[4] != '\t'))
-        return bad(p, "unknown section (only [repo \"glob\"])", name);
-    char *g = ini_trim(name + 4);
-    size_t n = strlen(g);
-    if (n < 2 || g[0] != '"' || g[n - 1] != '"')
-        return bad(p, "expected [repo \"glob\"]", NULL);
-    g[n - 1] = '\0';
-    g++;
-    n -= 2;
-    if (n == 0 || n > GLOB_MAX_LEN)
-        return bad(p, "glob empty or too long", NULL);
-    for (size_t i = 0; i < n; i++)
-        if (!repo_glob_char(g[i]))
-            return bad(p,
-                       "glob can never match a repository name (a-z, 0-9, '.', '_', '-', '/', "
-                       "'*', '?')",
-                       g);
+    char *g;
+    const char *why;
+    if (glob_repo_section(name, GLOB_MAX_LEN, &g, &why) < 0)
+        return why ? bad(p, why, NULL) : bad(p, "unknown section (only [repo \"glob\"])", name);
     if (finish_section(p) < 0)
         return -1;
     if (r->n == RETENTION_MAX_SECTIONS)
