@@ -620,6 +620,8 @@ if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
     "$RB" -u "http://$OCI_ADDR" -s manifest-get -c 64 -d $ISO_WIN --timeout 60 --json \
         >"$iso/alone.json" 2>"$iso/alone.err"
     say "latency isolation: 4 pushes of $ISO_SIZE (the client hashes them first)"
+    # the server's own view: its event loops' lag histogram (/metrics), before and after
+    curl -s "http://$OCI_ADDR/metrics" >"$iso/metrics.0" 2>/dev/null
     "$RB" -u "http://$OCI_ADDR" -s push -c 4 -S "$ISO_SIZE" -n 4 --timeout 600 --json \
         >"$iso/push.json" 2>"$iso/push.err" &
     ISO_PUSH=$!
@@ -638,6 +640,7 @@ if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
     done
     wait "$ISO_PUSH"
     push_rc=$?
+    curl -s "http://$OCI_ADDR/metrics" >"$iso/metrics.1" 2>/dev/null
     set -- $(iso_fig "$iso/alone.json")
     A_P99=${1:-ERROR} A_MAX=${2:-}
     if [ $w -gt 0 ]; then set -- $(iso_fig "$iso"/load.*.json); else set -- ERROR; fi
@@ -649,6 +652,14 @@ if [ -n "$OCI_ADDR" ] && [ -z "$OCI_DIED" ]; then
     printf '%-52s %12s %12s\n' "alone" "$A_P99" "${A_MAX:-}"
     printf '%-52s %12s %12s\n' "while 4 clients push $ISO_SIZE ($w windows)" "$L_P99" "${L_MAX:-}"
     printf 'the 4 pushes: %s MB/s (exit %s)\n' "${push_mbs:-ERROR}" "$push_rc"
+    # ticks of the workers' 100 ms lag timer during the pushes, those late by
+    # more than 10 ms, and the largest lateness since the start
+    awk 'FNR == 1 { f++ }
+         /^ocireg_http_event_loop_lag_seconds_count/ { n[f] = $2 }
+         /^ocireg_http_event_loop_lag_seconds_bucket\{le="0.01"\}/ { ok[f] = $2 }
+         /^ocireg_http_event_loop_lag_max_seconds/ { mx = $2 }
+         END { if (f == 2) printf "server event loops meanwhile: %d lag-timer ticks, %d late by more than 10 ms; largest lag since start %.1f ms\n", n[2] - n[1], (n[2] - n[1]) - (ok[2] - ok[1]), mx * 1000 }' \
+        "$iso/metrics.0" "$iso/metrics.1" 2>/dev/null
     [ "$push_rc" = 0 ] || { sed 's/^/    /' "$iso/push.err" | head -5; nerr=$((nerr + 1)); }
     for f in "$iso"/alone.json "$iso"/load.*.json; do
         [ -f "$f" ] || continue

@@ -186,6 +186,8 @@ collect_http(struct api *a, struct metrics_out *o)
         return;
     }
     unsigned long conns = 0, refused = 0;
+    uint64_t lag[HTTP_LAG_BUCKETS + 1];
+    double lag_sum = 0, lag_max = 0;
     int have_srv = 0;
     pthread_mutex_lock(&a->ops_mu);
     for (struct api_wstats *ws = a->wstats; ws; ws = ws->next)
@@ -196,6 +198,7 @@ collect_http(struct api *a, struct metrics_out *o)
         have_srv = 1;
         conns = http_server_connections(a->srv);
         refused = http_server_refused(a->srv);
+        http_server_loop_lag(a->srv, lag, &lag_sum, &lag_max);
     }
     pthread_mutex_unlock(&a->ops_mu);
 
@@ -254,6 +257,14 @@ collect_http(struct api *a, struct metrics_out *o)
         metrics_family(o, "ocireg_http_refused_connections_total", "counter",
                        "connections refused with 503 because [server] max_connections were open");
         metrics_sample_u64(o, "ocireg_http_refused_connections_total", NULL, refused);
+        metrics_family(o, "ocireg_http_event_loop_lag_seconds", "histogram",
+                       "how late the workers' event loops ran a timer due every 100 ms: what "
+                       "a request waits before its worker can look at it");
+        metrics_histogram(o, "ocireg_http_event_loop_lag_seconds", NULL, http_lag_bounds_s,
+                          HTTP_LAG_BUCKETS, lag, lag_sum);
+        metrics_family(o, "ocireg_http_event_loop_lag_max_seconds", "gauge",
+                       "the largest such lateness since the start");
+        metrics_sample(o, "ocireg_http_event_loop_lag_max_seconds", NULL, lag_max);
     }
 }
 

@@ -682,6 +682,8 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
         return;
     w->stopping = 1;
     event_del(w->stop_ev);
+    if (w->lag_ev)
+        event_del(w->lag_ev);
     if (w->listen_ev)
         event_del(w->listen_ev);
     if (w->pause_ev)
@@ -711,6 +713,63 @@ worker_on_stop(evutil_socket_t fd, short what, void *arg)
         evtimer_add(w->drain_ev, &tv);
 }
 
+const double http_lag_bounds_s[HTTP_LAG_BUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02,
+                                                     0.05,  0.1,   0.2,   0.5};
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+worker_lag_arm(struct http_worker *w)
+{
+    struct timeval tv = {0, HTTP_LAG_TICK_MS * 1000};
+    w->lag_due_ns = mono_ns() + (int64_t)HTTP_LAG_TICK_MS * 1000000;
+    evtimer_add(w->lag_ev, &tv);
+}
+
+/* the lag timer: record how late it ran, then arm it again */
+static void
+worker_on_lag(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    int64_t late = mono_ns() - w->lag_due_ns;
+    if (late < 0)
+        late = 0;
+    size_t b = 0;
+    while (b < HTTP_LAG_BUCKETS && (double)late / 1e9 > http_lag_bounds_s[b])
+        b++;
+    atomic_fetch_add_explicit(&w->lag_hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->lag_sum_ns, (unsigned long)late, memory_order_relaxed);
+    if ((unsigned long)late > atomic_load_explicit(&w->lag_max_ns, memory_order_relaxed))
+        atomic_store_explicit(&w->lag_max_ns, (unsigned long)late, memory_order_relaxed);
+    if (!w->stopping)
+        worker_lag_arm(w);
+}
+
+void
+http_server_loop_lag(const struct http_server *s, uint64_t *counts, double *sum_s, double *max_s)
+{
+    uint64_t sum = 0, mx = 0;
+    for (size_t b = 0; b <= HTTP_LAG_BUCKETS; b++)
+        counts[b] = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        const struct http_worker *w = &s->workers[i];
+        for (size_t b = 0; b <= HTTP_LAG_BUCKETS; b++)
+            counts[b] += atomic_load_explicit(&w->lag_hist[b], memory_order_relaxed);
+        sum += atomic_load_explicit(&w->lag_sum_ns, memory_order_relaxed);
+        uint64_t m = atomic_load_explicit(&w->lag_max_ns, memory_order_relaxed);
+        if (m > mx)
+            mx = m;
+    }
+    *sum_s = (double)sum / 1e9;
+    *max_s = (double)mx / 1e9;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -734,11 +793,12 @@ worker_main(void *arg)
     w->stop_ev = event_new(w->base, w->stop_fd, EV_READ | EV_PERSIST, worker_on_stop, w);
     w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
     w->pause_ev = evtimer_new(w->base, worker_on_unpause, w);
+    w->lag_ev = evtimer_new(w->base, worker_on_lag, w);
     w->resume_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->resume_fd >= 0)
         w->resume_ev =
             event_new(w->base, w->resume_fd, EV_READ | EV_PERSIST, worker_on_resume, w);
-    if (!w->stop_ev || !w->listen_ev || !w->pause_ev || !w->resume_ev) {
+    if (!w->stop_ev || !w->listen_ev || !w->pause_ev || !w->resume_ev || !w->lag_ev) {
         err_set(&w->err, ERR_NOMEM, 0, "worker %d: out of memory", w->index);
         w->failed = 1;
         http_server_stop(s);
@@ -746,6 +806,7 @@ worker_main(void *arg)
     }
     event_add(w->stop_ev, NULL);
     event_add(w->resume_ev, NULL);
+    worker_lag_arm(w);
     if ((s->use_uring || s->upload_uring) && http_uring_worker_init(w, &w->err) < 0) {
         /* e.g. RLIMIT_MEMLOCK on older kernels: this worker uses sendfile/pwrite */
         log_warn("http", NULL, "worker %d: %s; its file replies use sendfile, its uploads pwrite",
@@ -788,7 +849,9 @@ out:
         event_free(w->pause_ev);
     if (w->resume_ev)
         event_free(w->resume_ev);
-    w->listen_ev = w->stop_ev = w->drain_ev = w->pause_ev = w->resume_ev = NULL;
+    if (w->lag_ev)
+        event_free(w->lag_ev);
+    w->listen_ev = w->stop_ev = w->drain_ev = w->pause_ev = w->resume_ev = w->lag_ev = NULL;
     if (w->resume_fd >= 0)
         close(w->resume_fd);
     w->resume_fd = -1;

@@ -315,6 +315,17 @@ unsigned long http_server_input_held_max(const struct http_server *s);
  * streamed reply found the socket full and waited before asking its producer
  * for more */
 unsigned long http_server_file_copies(const struct http_server *s);
+/* http_server_loop_lag - how late the workers' event loops ran a timer due
+ * every HTTP_LAG_TICK_MS (ms): counts[i] the ticks late by at most
+ * http_lag_bounds_s[i] seconds (not cumulative; counts[HTTP_LAG_BUCKETS]: later
+ * than the last bound), *sum_s their total lateness, *max_s the largest. A
+ * loop that waits on a disk flush or hashes for long shows here, whatever the
+ * clients see. */
+#define HTTP_LAG_TICK_MS 100
+#define HTTP_LAG_BUCKETS 9
+extern const double http_lag_bounds_s[HTTP_LAG_BUCKETS];
+void http_server_loop_lag(const struct http_server *s, uint64_t *counts, double *sum_s,
+                          double *max_s);
 /* file bodies read at once and sent with their headers (a connection whose
  * transport declined zero-copy before: one sendv, one TLS record) */
 unsigned long http_server_files_with_headers(const struct http_server *s);

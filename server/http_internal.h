@@ -129,6 +129,13 @@ struct http_worker {
     char *stream_spare;    /* a free streamed-reply buffer, or NULL */
     atomic_ulong file_copies, stream_stalls; /* counters for tests */
     atomic_ulong files_with_headers;          /* conn_file_with_headers: for tests */
+    /* event-loop lag: a timer due every HTTP_LAG_TICK_MS records how late it
+     * ran (http_server_loop_lag): what a request waits before its worker can
+     * look at it when the loop is busy or blocked */
+    struct event *lag_ev;
+    int64_t lag_due_ns; /* CLOCK_MONOTONIC */
+    atomic_ulong lag_hist[HTTP_LAG_BUCKETS + 1];
+    atomic_ulong lag_sum_ns, lag_max_ns;
 };
 
 struct http_server {

@@ -230,6 +230,8 @@ Test(metrics, exposition_passes_promtool, .init = setup_plain, .fini = teardown_
     const char *names[] = {"ocireg_http_requests_total", "ocireg_http_request_duration_seconds",
                            "ocireg_http_sent_bytes_total", "ocireg_http_received_bytes_total",
                            "ocireg_http_open_connections",
+                           "ocireg_http_event_loop_lag_seconds",
+                           "ocireg_http_event_loop_lag_max_seconds",
                            "ocireg_http_refused_connections_total",
                            "ocireg_storage_repositories", "ocireg_storage_blobs",
                            "ocireg_storage_blob_bytes", "ocireg_storage_manifests",
