@@ -572,12 +572,12 @@ step_bearer(struct http_req *r, struct step *s, const char *tok)
     reply_challenge(au, r, s->rt, s->need, "insufficient_scope", "token lacks the scope");
 }
 
-void
-api_auth_request(struct api_worker *w, struct http_req *r, struct route *rt, api_route_fn run)
+/* find r's identity (Bearer, Basic, TLS client certificate, anonymous), then
+ * let the step decide: s->run, or a refusal */
+static void
+step_start(struct http_req *r, struct step *s)
 {
-    struct api_auth *au = w->a->auth;
-    struct step *s = http_req_alloc(r, sizeof(*s));
-    *s = (struct step){.w = w, .rt = rt, .run = run, .need = route_needs(rt, http_req_method(r))};
+    struct api_auth *au = s->w->a->auth;
     const char *h = http_req_header(r, "Authorization");
     if (h && strncasecmp(h, "Bearer ", 7) == 0) {
         h += 7;
@@ -591,21 +591,30 @@ api_auth_request(struct api_worker *w, struct http_req *r, struct route *rt, api
         int ok = 0;
         if (basic_parse(r, h + 6, &b) < 0) {
             COUNT(au, n_fail_basic);
-            reply_challenge(au, r, rt, s->need, NULL, "malformed Basic credentials");
+            reply_challenge(au, r, s->rt, s->need, NULL, "malformed Basic credentials");
             return;
         }
         s->user = b.user;
-        int rc = basic_check(w, r, &b, step_basic_done, s, &ok);
+        int rc = basic_check(s->w, r, &b, step_basic_done, s, &ok);
         if (rc == 1)
             step_basic_done(r, s, ok);
         return;
     }
     if (h) {
-        reply_challenge(au, r, rt, s->need, NULL, "unsupported authorization scheme");
+        reply_challenge(au, r, s->rt, s->need, NULL, "unsupported authorization scheme");
         return;
     }
     s->user = http_req_tls_identity(r);
     step_by_rules(r, s);
+}
+
+
+void
+api_auth_request(struct api_worker *w, struct http_req *r, struct route *rt, api_route_fn run)
+{
+    struct step *s = http_req_alloc(r, sizeof(*s));
+    *s = (struct step){.w = w, .rt = rt, .run = run, .need = route_needs(rt, http_req_method(r))};
+    step_start(r, s);
 }
 
 int
@@ -617,37 +626,9 @@ api_auth_on(const struct api *a)
 void
 api_auth_admin(struct api_worker *w, struct http_req *r, struct route *rt, api_route_fn run)
 {
-    struct api_auth *au = w->a->auth;
     struct step *s = http_req_alloc(r, sizeof(*s));
     *s = (struct step){.w = w, .rt = rt, .run = run, .admin = 1};
-    const char *h = http_req_header(r, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
-        h += 7;
-        while (*h == ' ')
-            h++;
-        step_bearer(r, s, h);
-        return;
-    }
-    if (h && strncasecmp(h, "Basic ", 6) == 0) {
-        struct basic b;
-        int ok = 0;
-        if (basic_parse(r, h + 6, &b) < 0) {
-            COUNT(au, n_fail_basic);
-            reply_challenge(au, r, rt, 0, NULL, "malformed Basic credentials");
-            return;
-        }
-        s->user = b.user;
-        int rc = basic_check(w, r, &b, step_basic_done, s, &ok);
-        if (rc == 1)
-            step_basic_done(r, s, ok);
-        return;
-    }
-    if (h) {
-        reply_challenge(au, r, rt, 0, NULL, "unsupported authorization scheme");
-        return;
-    }
-    s->user = http_req_tls_identity(r);
-    step_by_rules(r, s);
+    step_start(r, s);
 }
 
 void
