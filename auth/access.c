@@ -417,37 +417,23 @@ parse_header(struct parser *p, char *s, enum sect *sect)
 static int
 parse_file(struct parser *p, FILE *f)
 {
-    char *line = NULL;
+    char *line = NULL, *s;
     size_t cap = 0;
-    ssize_t len;
+    const char *why = NULL;
+    int got;
     enum sect sect = S_NONE;
     int rc = 0;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        p->lineno++;
-        if (len > LINE_MAX_LEN) {
-            rc = bad(p, "line too long", NULL);
-            break;
-        }
-        if (strlen(line) != (size_t)len) {
-            rc = bad(p, "NUL byte in line", NULL);
-            break;
-        }
-        ini_cut_comment(line);
-        char *s = ini_trim(line);
-        if (!*s)
-            continue;
+    while ((got = ini_read_line(f, &line, &cap, LINE_MAX_LEN, &p->lineno, &s, &why)) > 0) {
         if (*s == '[') {
             if ((rc = parse_header(p, s, &sect)) < 0)
                 break;
             continue;
         }
-        char *eq = strchr(s, '=');
-        if (!eq) {
+        char *key, *val;
+        if (ini_split(s, &key, &val) < 0) {
             rc = bad(p, "expected 'name = value'", NULL);
             break;
         }
-        *eq = '\0';
-        char *key = ini_trim(s), *val = ini_trim(eq + 1);
         if (!*key)
             rc = bad(p, "missing name before '='", NULL);
         else if (sect == S_GROUPS)
@@ -461,6 +447,8 @@ parse_file(struct parser *p, FILE *f)
         if (rc < 0)
             break;
     }
+    if (got < 0)
+        rc = bad(p, why, NULL);
     if (rc == 0 && ferror(f))
         rc = err_sys(p->e, ERR_IO, errno, "reading '%s'", p->path);
     free(line);

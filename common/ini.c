@@ -2,6 +2,7 @@
 #include "common/ini.h"
 
 #include <string.h>
+#include <sys/types.h>
 
 #include "common/banned.h"
 
@@ -25,4 +26,41 @@ ini_cut_comment(char *s)
             return;
         }
     }
+}
+
+int
+ini_read_line(FILE *f, char **line, size_t *cap, size_t max, int *lineno, char **out,
+              const char **why)
+{
+    ssize_t len;
+    while ((len = getline(line, cap, f)) >= 0) {
+        (*lineno)++;
+        if ((size_t)len > max) {
+            *why = "line too long";
+            return -1;
+        }
+        if (strlen(*line) != (size_t)len) {
+            *why = "NUL byte in line";
+            return -1;
+        }
+        ini_cut_comment(*line);
+        char *s = ini_trim(*line);
+        if (*s) {
+            *out = s;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+ini_split(char *s, char **key, char **val)
+{
+    char *eq = strchr(s, '=');
+    if (!eq)
+        return -1;
+    *eq = '\0';
+    *key = ini_trim(s);
+    *val = ini_trim(eq + 1);
+    return 0;
 }
