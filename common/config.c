@@ -39,6 +39,8 @@ static const struct key keys[] = {
     {"server", "max_manifest", K_SIZE, OFF(server.max_manifest), 0, 1024, 1LL << 30},
     {"server", "max_page", K_LONG, OFF(server.max_page), 0, 1, 10000000},
     {"server", "blocking_threads", K_INT, OFF(server.blocking_threads), 0, 0, 1024},
+    {"server", "upload_threads", K_INT, OFF(server.upload_threads), 0, -1, 1024},
+    {"server", "upload_nice", K_INT, OFF(server.upload_nice), 0, 0, 19},
     {"server", "drain_timeout", K_MS, OFF(server.drain_timeout_ms), 0, 0, INT_MAX},
     {"server", "read_only", K_BOOL, OFF(server.read_only), 0, 0, 0},
     {"server", "debug_listen", K_STR, OFF(server.debug_listen), CAP(server.debug_listen), 0, 0},
@@ -94,6 +96,8 @@ config_defaults(struct config *c)
     c->server.max_manifest = 4194304;
     c->server.max_page = 10000;
     c->server.blocking_threads = 0;
+    c->server.upload_threads = 0;
+    c->server.upload_nice = 10;
     c->server.drain_timeout_ms = 30000;
     c->server.read_only = 0;
     snprintf(c->storage.root, sizeof(c->storage.root), "./data");
@@ -244,13 +248,18 @@ config_set(struct config *c, const char *section, const char *name, const char *
     case K_INT:
     case K_LONG: {
         const char *rest;
-        if (parse_u64(value, &u, &rest) < 0 || *rest || (int64_t)u < k->min || (int64_t)u > k->max)
+        int neg = value[0] == '-'; /* only keys whose range goes below 0 take it */
+        int64_t v = 0;
+        int ok = parse_u64(value + neg, &u, &rest) == 0 && !*rest && u <= (uint64_t)INT64_MAX;
+        if (ok)
+            v = neg ? -(int64_t)u : (int64_t)u;
+        if (!ok || v < k->min || v > k->max)
             return err_set(e, ERR_CONFIG, 0, "%s%s%s.%s: '%s' is not an integer in [%lld, %lld]",
                            pre, sep, section, name, value, (long long)k->min, (long long)k->max);
         if (k->type == K_INT)
-            *(int *)field = (int)u;
+            *(int *)field = (int)v;
         else
-            *(long *)field = (long)u;
+            *(long *)field = (long)v;
         return 0;
     }
     case K_SIZE:

@@ -38,6 +38,8 @@ struct config {
         uint64_t max_manifest; /* 4194304 bytes */
         long max_page;         /* 10000 */
         int blocking_threads;  /* 0 = four per core, 4..64 */
+        int upload_threads;    /* 0 = two per core, 2..32; -1 = none (the workers) */
+        int upload_nice;       /* 10: the upload pool's nice value, 0..19 */
         /* lifecycle (docs/operations.md) */
         int drain_timeout_ms;  /* 30 s: SIGTERM lets requests in progress finish */
         int read_only;         /* 0: pushes and deletes get 405 UNSUPPORTED when set */

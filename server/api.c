@@ -2,10 +2,13 @@
  * request to its handler (server/api_*.c), and the helpers they share. */
 #include "server/api.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -198,6 +201,29 @@ default_blocking_threads(void)
     return t < 4 ? 4 : t > 64 ? 64 : (int)t;
 }
 
+/* The upload pool hashes and writes the pieces of upload bodies (pure CPU and
+ * page-cache copies, and the waits of dirty-page throttling): its threads run
+ * at [server] upload_nice, below the event loops, so that a loop serving small
+ * requests wins the CPU from a push (docs/server.md "Upload pieces"). */
+static void *
+upload_thread_init(void *arg, int index, struct err *e)
+{
+    const struct api *a = arg;
+    if (a->o.upload_nice > 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), a->o.upload_nice) < 0)
+        log_warn("api", NULL, "upload thread %d: setpriority(%d): %s", index, a->o.upload_nice,
+                 strerror(errno));
+    return NULL;
+}
+
+static int
+default_upload_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long t = (n > 0 ? n : 1) * 2;
+    return t < 2 ? 2 : t > 32 ? 32 : (int)t;
+}
+
 struct api *
 api_new(struct storage *st, const struct api_opts *o, struct err *e)
 {
@@ -227,10 +253,29 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
         free(a);
         return NULL;
     }
+    if (a->o.upload_nice < 0)
+        a->o.upload_nice = 0;
+    if (a->o.upload_nice > 19)
+        a->o.upload_nice = 19;
+    if (a->o.upload_threads >= 0) {
+        struct pool_opts uo = {.name = "upload",
+                               .threads = a->o.upload_threads > 0 ? a->o.upload_threads
+                                                                  : default_upload_threads(),
+                               .queue_max = a->o.blocking_queue,
+                               .thread_init = upload_thread_init,
+                               .arg = a};
+        a->upload_pool = pool_new(&uo, e);
+        if (!a->upload_pool) {
+            pool_free(a->pool);
+            free(a);
+            return NULL;
+        }
+    }
     if (a->o.auth && ((a->o.auth->htpasswd && *a->o.auth->htpasswd) ||
                       (a->o.auth->token_realm && *a->o.auth->token_realm))) {
         a->auth = api_auth_new(a->o.auth, e);
         if (!a->auth) {
+            pool_free(a->upload_pool);
             pool_free(a->pool);
             free(a);
             return NULL;
@@ -239,6 +284,7 @@ api_new(struct storage *st, const struct api_opts *o, struct err *e)
     a->o.auth = NULL; /* borrowed for api_new only; api_auth keeps its copy */
     if (api_ops_init(a, e) < 0) {
         api_auth_free(a->auth);
+        pool_free(a->upload_pool);
         pool_free(a->pool);
         free(a);
         return NULL;
@@ -252,6 +298,7 @@ api_free(struct api *a)
     if (!a)
         return;
     api_ops_release(a); /* no scrape reads the pool or the counters after this */
+    pool_free(a->upload_pool);
     pool_free(a->pool);
     api_auth_free(a->auth);
     free(a);
@@ -292,6 +339,12 @@ unsigned long
 api_blocking_jobs(const struct api *a)
 {
     return pool_jobs_done(a->pool);
+}
+
+unsigned long
+api_upload_jobs(const struct api *a)
+{
+    return a->upload_pool ? pool_jobs_done(a->upload_pool) : 0;
 }
 
 /* ---- JSON writer ---- */

@@ -39,6 +39,10 @@ struct api_opts {
     unsigned blocking_queue; /* jobs that may wait for a pool thread (0: 1024);
                                 main passes max_connections: a request has at most
                                 one job at a time, so only a bug fills it */
+    int upload_threads;     /* threads of the upload pool, which hashes and writes
+                               upload bodies ([server] upload_threads; 0: two per
+                               core, 2..32; < 0: none, the workers do it) */
+    int upload_nice;        /* their nice value, 0..19 ([server] upload_nice) */
     const struct api_auth_opts *auth; /* NULL: no auth (anyone may do anything) */
     int read_only;          /* [server] read_only: see api_set_read_only */
     struct events *events;  /* webhook notifications (server/events.h), borrowed:
@@ -83,6 +87,8 @@ void api_set_max_page(struct api *a, long max_page);
 
 /* api_blocking_jobs - jobs the blocking-work pool has taken (tests, stats) */
 unsigned long api_blocking_jobs(const struct api *a);
+/* api_upload_jobs - jobs of upload pieces the upload pool has taken (tests) */
+unsigned long api_upload_jobs(const struct api *a);
 
 /* api_http_app - fill *out with the callbacks the connection layer calls */
 void api_http_app(struct api *a, struct http_app *out);

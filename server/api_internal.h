@@ -24,6 +24,7 @@ struct api {
      * mounts): each thread's context is a struct api_pool_ctx; handlers reach
      * it with http_req_offload or api_offload_call */
     struct pool *pool;
+    struct pool *upload_pool; /* NULL: the workers hash and write upload bodies */
     /* byte budget of one page of tags list / catalog / referrers JSON
      * (API_PAGE_BYTES; tests lower it in-process to page with small data) */
     size_t page_bytes;

@@ -346,6 +346,14 @@ api_collect(void *arg, struct metrics_out *o)
     metrics_family(o, "ocireg_blocking_queue_length", "gauge",
                    "jobs waiting for a blocking-work thread");
     metrics_sample_u64(o, "ocireg_blocking_queue_length", NULL, pool_queued(a->pool));
+    if (a->upload_pool) {
+        metrics_family(o, "ocireg_upload_jobs_total", "counter",
+                       "jobs the upload pool has taken (pieces of upload bodies hashed and written)");
+        metrics_sample_u64(o, "ocireg_upload_jobs_total", NULL, pool_jobs_done(a->upload_pool));
+        metrics_family(o, "ocireg_upload_queue_length", "gauge",
+                       "jobs of upload pieces waiting for an upload thread");
+        metrics_sample_u64(o, "ocireg_upload_queue_length", NULL, pool_queued(a->upload_pool));
+    }
     metrics_family(o, "ocireg_draining", "gauge", "1 while the server drains (/readyz is 503)");
     metrics_sample_u64(o, "ocireg_draining", NULL,
                        (uint64_t)api_draining(a));

@@ -189,6 +189,26 @@ up_written(struct http_req *r, void *state, uint64_t off, size_t n, long res)
     return c->failed ? up_fail_reply(r, c) : 0;
 }
 
+/* on an upload-pool thread: hash and write one piece (no reply, no database) */
+static long
+up_piece(void *tctx, void *state, const void *data, size_t n)
+{
+    struct upctx *c = state;
+    return upload_piece_write(c->u, data, n) < 0 ? -1 : (long)n;
+}
+
+/* back on the worker, pieces in order */
+static int
+up_piece_done(struct http_req *r, void *state, uint64_t off, size_t n, long res)
+{
+    struct upctx *c = state;
+    struct err e;
+    c->inflight--;
+    if (upload_piece_end(c->u, &e) < 0)
+        return up_write_failed(r, c, &e);
+    return c->failed ? up_fail_reply(r, c) : 0;
+}
+
 static int
 up_body(struct http_req *r, void *state, const void *data, size_t n)
 {
@@ -198,6 +218,14 @@ up_body(struct http_req *r, void *state, const void *data, size_t n)
         return up_fail_reply(r, c);
     if (!c->u)
         return -1;
+    if (http_req_body_pooled(r)) {
+        if (upload_piece_begin(c->u, &e) < 0)
+            return up_write_failed(r, c, &e);
+        c->inflight++;
+        /* up_piece_done may run before this returns (worked at once) */
+        http_req_body_offload(r, data, n, up_piece, up_piece_done);
+        return c->failed ? up_fail_reply(r, c) : 0;
+    }
     if (!http_req_async_writes(r) || !upload_write_async(c->u)) {
         if (upload_write(c->u, data, n, &e) < 0) {
             c->u = NULL; /* storage destroyed the session and released it */
@@ -257,8 +285,11 @@ begin_body(struct http_req *r, struct upctx *c)
 {
     if (refuse_too_large(r, c))
         return;
-    if (http_req_has_body(r))
+    if (http_req_has_body(r)) {
+        if (c->w->a->upload_pool)
+            http_req_body_pool(r, c->w->a->upload_pool);
         http_req_on_body(r, up_body, up_complete, up_abort, c);
+    }
     else
         up_complete(r, c);
 }

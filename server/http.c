@@ -420,6 +420,12 @@ http_server_uring_writes(const struct http_server *s)
 }
 
 unsigned long
+http_server_pooled_pieces(const struct http_server *s)
+{
+    return WORKER_SUM(s, pieces_pooled);
+}
+
+unsigned long
 http_server_overlapped_reads(const struct http_server *s)
 {
     return WORKER_SUM(s, overlapped_reads);
@@ -554,6 +560,42 @@ http_worker_resume_push(struct http_worker *w, struct http_req *r)
     }
 }
 
+void
+http_worker_pieces_push(struct http_worker *w, struct http_bwrite *first)
+{
+    struct http_bwrite *head = __atomic_load_n(&w->pdone_head, __ATOMIC_RELAXED);
+    do {
+        first->done_next = head;
+    } while (!__atomic_compare_exchange_n(&w->pdone_head, &head, first, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    if (!head) {
+        /* as for resumptions: whoever finds its stack empty wakes the loop,
+         * which takes both stacks whole */
+        uint64_t one = 1;
+        ssize_t rc = write(w->resume_fd, &one, sizeof(one));
+        (void)rc;
+    }
+}
+
+/* take back the jobs of body pieces done so far, oldest first */
+static void
+worker_pieces_run(struct http_worker *w)
+{
+    struct http_bwrite *b = __atomic_exchange_n(&w->pdone_head, NULL, __ATOMIC_ACQUIRE);
+    struct http_bwrite *fifo = NULL;
+    while (b) {
+        struct http_bwrite *next = b->done_next;
+        b->done_next = fifo;
+        fifo = b;
+        b = next;
+    }
+    while (fifo) {
+        struct http_bwrite *next = fifo->done_next;
+        http_conn_pieces_done(fifo);
+        fifo = next;
+    }
+}
+
 /* run the resumptions queued so far, oldest first */
 static void
 worker_resumes_run(struct http_worker *w)
@@ -579,22 +621,25 @@ worker_on_resume(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t rc = read(fd, &v, sizeof(v));
     (void)rc;
+    worker_pieces_run(arg);
     worker_resumes_run(arg);
 }
 
-/* At exit: the connections are gone, but requests that were suspended stay
- * (zombies) until their resumption ran; the work they wait for always ends
- * (the pool runs its queue to the end), so wait for it. */
+/* At exit: the connections are gone, but requests that were suspended or
+ * whose body pieces are on a pool stay (zombies) until their resumption ran
+ * and their pieces came back; the work they wait for always ends (the pool
+ * runs its queue to the end), so wait for it. */
 static void
 worker_resumes_drain(struct http_worker *w)
 {
-    while (atomic_load(&w->nsuspended) > 0) {
+    while (atomic_load(&w->nsuspended) > 0 || atomic_load(&w->npieces) > 0) {
         struct pollfd pfd = {.fd = w->resume_fd, .events = POLLIN};
         if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
             break;
         uint64_t v;
         ssize_t rc = read(w->resume_fd, &v, sizeof(v));
         (void)rc;
+        worker_pieces_run(w);
         worker_resumes_run(w);
     }
 }

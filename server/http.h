@@ -136,6 +136,37 @@ int http_req_async_writes(const struct http_req *r);
 void http_req_body_write(struct http_req *r, int fd, uint64_t off, const void *data, size_t n,
                          http_write_done_fn done);
 
+/* ---- body pieces worked on a pool ----
+ * Instead of writing them itself, on_body may hand the bytes it was given (or
+ * a part of them) to a pool thread (common/pool.h), where the app hashes and
+ * writes them, so that the worker only receives: the CPU of a large upload
+ * runs beside the event loops, on threads that may run at a lower priority,
+ * and no loop waits on the disk. Call http_req_body_pool(r, p) before
+ * http_req_on_body; then on_body calls http_req_body_offload. The layer
+ * receives the body into buffers of the request's own, as for asynchronous
+ * writes (at most a few; while all are held, the connection is not read), keeps
+ * a buffer while a piece in it waits or is worked, and works the pieces of one
+ * request one at a time and in the order given: the pieces queued while one
+ * job runs go to the pool as the next job. work(tctx, state, data, n) runs on
+ * a pool thread (tctx: its context; state: the request's) and returns n or
+ * -errno; it must not call the layer or touch what the worker uses meanwhile.
+ * done(r, state, 0, n, res) then runs on the worker, pieces in order, as for
+ * writes; on_complete and on_abort wait for the last done, and a connection
+ * that dies meanwhile lives on until then. Pieces the pool refuses (its queue
+ * is full) and a piece outside the request's buffers (the bytes that came with
+ * the headers) while none waits are worked at once on the worker (tctx NULL,
+ * done before the return); such a piece while others wait is copied first. */
+struct pool;
+/* one piece: n, or -errno */
+typedef long (*http_piece_fn)(void *tctx, void *state, const void *data, size_t n);
+/* the pieces of r's body go to p (http_req_body_offload); before http_req_on_body */
+void http_req_body_pool(struct http_req *r, struct pool *p);
+/* 1 after http_req_body_pool, else 0 */
+int http_req_body_pooled(const struct http_req *r);
+/* from on_body: queue work on the bytes at data (inside what on_body was given) */
+void http_req_body_offload(struct http_req *r, const void *data, size_t n, http_piece_fn work,
+                           http_write_done_fn done);
+
 /* ---- requests that wait ----
  * A request may wait for something that takes long (a disk flush, a hash of a
  * whole file, later a password hash or a remote call) without holding up its
@@ -168,7 +199,6 @@ void http_req_resume(struct http_req *r, http_resume_fn fn, void *arg);
 /* 1 when the client went away (the reply would be dropped), else 0 */
 int http_req_is_dead(const struct http_req *r);
 
-struct pool;
 /* http_req_offload - suspend r, run work(tctx, arg) on pool p (tctx: the pool
  * thread's context), then done(r, arg) on r's worker as a resumption. Returns
  * 0, or -1 without suspending (nothing will run) with ERR_OVERLOADED when the
@@ -306,6 +336,9 @@ const char *http_server_upload_io_name(const struct http_server *s);
  * was in flight (the overlap of the next read with the previous write) */
 unsigned long http_server_uring_writes(const struct http_server *s);
 unsigned long http_server_overlapped_reads(const struct http_server *s);
+/* body pieces handed to a pool (http_req_body_offload, those worked at once
+ * included), over all workers; for tests */
+unsigned long http_server_pooled_pieces(const struct http_server *s);
 /* the most bytes of input one connection has kept, read but not yet parsed
  * (pipelined requests behind a reply that waits for the socket): at most
  * HTTP_READ_AHEAD_MAX; for tests */

@@ -75,6 +75,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 
 #include "common/banned.h"
 
@@ -523,7 +524,8 @@ static int
 conn_async_body(const struct http_conn *c)
 {
     const struct http_req *r = c->req;
-    return r && c->w->uring_writes_on && r->body_mode == BODY_STREAM && r->headers_done &&
+    return r && (c->w->uring_writes_on || r->body_pool) && r->body_mode == BODY_STREAM &&
+           r->headers_done &&
            !r->msg_done && !r->replied && !c->lingering;
 }
 
@@ -614,6 +616,152 @@ http_req_body_write(struct http_req *r, int fd, uint64_t off, const void *data, 
     /* the shared buffer (reused by the next recv), or the ring is full */
     long res = conn_pwrite(fd, data, n, off);
     done(r, r->state, off, n, res);
+}
+
+/* ---- body pieces worked on a pool (http_req_body_offload) ---- */
+
+void
+http_req_body_pool(struct http_req *r, struct pool *p)
+{
+    r->body_pool = p;
+}
+
+int
+http_req_body_pooled(const struct http_req *r)
+{
+    return r->body_pool != NULL;
+}
+
+/* the receive buffer of the request that holds [data, data + n), or NULL */
+static struct http_rbuf *
+req_rbuf_of(struct http_req *r, const void *data, size_t n)
+{
+    uintptr_t p = (uintptr_t)data;
+    for (unsigned i = 0; i < r->nrb; i++) {
+        uintptr_t b = (uintptr_t)r->rb[i]->data;
+        if (p >= b && p + n <= b + r->rb[i]->cap)
+            return r->rb[i];
+    }
+    return NULL;
+}
+
+/* on a pool thread: work the job's pieces in order, then hand it back */
+static void
+pieces_job(void *tctx, void *arg)
+{
+    struct http_bwrite *first = arg;
+    for (struct http_bwrite *b = first; b; b = b->next)
+        b->res = b->work(tctx, b->state, b->data, b->n);
+    http_worker_pieces_push(first->w, first);
+}
+
+/* the pieces of a job are worked: give back their buffers and tell the app,
+ * in order. 1 when a done failed without a reply. */
+static int
+pieces_end(struct http_req *r, struct http_bwrite *first)
+{
+    int bad = 0;
+    while (first) {
+        struct http_bwrite *b = first;
+        first = b->next;
+        if (b->rb)
+            b->rb->refs--;
+        r->wr_inflight--;
+        long res = b->res;
+        size_t n = b->n;
+        http_write_done_fn done = b->done;
+        free(b->copy);
+        free(b);
+        if (done(r, r->state, 0, n, res) != 0 && !r->replied)
+            bad = 1;
+    }
+    return bad;
+}
+
+/* send r's queued pieces to its pool as one job, unless one is there; a job
+ * the pool refuses is worked here, now. 1 when a done failed without a reply. */
+static int
+pieces_kick(struct http_req *r)
+{
+    struct http_worker *w = r->c->w;
+    int bad = 0;
+    while (r->pq_head && !r->p_running) {
+        struct http_bwrite *first = r->pq_head;
+        r->pq_head = r->pq_tail = NULL;
+        r->p_running = 1;
+        atomic_fetch_add(&w->npieces, 1);
+        struct err e;
+        if (pool_submit(r->body_pool, pieces_job, first, &e) == 0)
+            return bad;
+        atomic_fetch_sub(&w->npieces, 1);
+        for (struct http_bwrite *b = first; b; b = b->next)
+            b->res = b->work(NULL, b->state, b->data, b->n);
+        r->p_running = 0;
+        bad |= pieces_end(r, first);
+    }
+    return bad;
+}
+
+void
+http_req_body_offload(struct http_req *r, const void *data, size_t n, http_piece_fn work,
+                      http_write_done_fn done)
+{
+    struct http_rbuf *rb = n ? req_rbuf_of(r, data, n) : NULL;
+    if (!r->body_pool || (!rb && !r->pq_head && !r->p_running)) {
+        /* nothing of r waits: worked here, in order */
+        long res = work(NULL, r->state, data, n);
+        done(r, r->state, 0, n, res);
+        return;
+    }
+    struct http_bwrite *b = calloc(1, sizeof(*b));
+    if (!b)
+        abort();
+    if (!rb) {
+        /* outside the request's buffers while pieces wait: a copy keeps the order */
+        b->copy = malloc(n);
+        if (!b->copy)
+            abort();
+        memcpy(b->copy, data, n);
+        data = b->copy;
+    } else {
+        rb->refs++;
+    }
+    b->r = r;
+    b->rb = rb;
+    b->w = r->c->w;
+    b->work = work;
+    b->done = done;
+    b->state = r->state;
+    b->data = data;
+    b->n = n;
+    r->wr_inflight++;
+    atomic_fetch_add_explicit(&b->w->pieces_pooled, 1, memory_order_relaxed);
+    if (r->pq_tail)
+        r->pq_tail->next = b;
+    else
+        r->pq_head = b;
+    r->pq_tail = b;
+    pieces_kick(r); /* a done that fails here has on_body's return to tell it */
+}
+
+static void conn_resume(struct http_conn *c);
+
+void
+http_conn_pieces_done(struct http_bwrite *first)
+{
+    struct http_req *r = first->r;
+    struct http_conn *c = r->c;
+    atomic_fetch_sub(&c->w->npieces, 1);
+    r->p_running = 0;
+    int bad = pieces_end(r, first);
+    /* queued pieces run even when the client went away: the request and the
+     * app's state stay until every piece ended (as for writes in flight) */
+    bad |= pieces_kick(r);
+    if (bad && !r->replied && !c->dead) {
+        log_error("http", r->id, "body piece completion failed without a reply");
+        http_req_fail(r, ERR_INTERNAL, "request body handler failed");
+    }
+    conn_resume(c);
 }
 
 /* the request is over: on_abort if owed, the access log line, free */

@@ -77,6 +77,14 @@ struct http_bwrite {
     const char *data;
     size_t n;
     size_t written;   /* bytes done so far (short writes are continued) */
+    /* a piece worked on a pool (http_req_body_offload) */
+    struct http_bwrite *next;      /* the next piece of its job or queue */
+    struct http_bwrite *done_next; /* the worker's stack of jobs done */
+    struct http_worker *w;
+    http_piece_fn work;
+    void *state;
+    char *copy; /* the piece's own copy of bytes outside the request's buffers */
+    long res;
 };
 
 struct arena_blk;
@@ -123,6 +131,11 @@ struct http_worker {
     int resume_fd;
     struct event *resume_ev;
     atomic_int nsuspended; /* requests waiting for a resumption */
+    /* jobs of body pieces done on a pool (http_req_body_offload): a lock-free
+     * stack of their first pieces, woken through resume_fd like resumptions */
+    struct http_bwrite *pdone_head;
+    atomic_int npieces;          /* jobs on a pool, not yet taken back */
+    atomic_ulong pieces_pooled;  /* pieces worked on a pool (tests) */
     atomic_ulong uring_writes, overlapped_reads; /* counters for tests */
     atomic_ulong held_max; /* most input bytes one connection kept (c->pend) */
     char *copybuf;         /* HTTP_COPY_BUF bytes, or NULL */
@@ -282,7 +295,10 @@ struct http_req {
     /* asynchronous body writes */
     struct http_rbuf *rb[HTTP_RBUFS_PER_REQ];
     unsigned nrb;
-    unsigned wr_inflight; /* http_req_body_write calls whose done has not run */
+    unsigned wr_inflight; /* http_req_body_write / _offload calls whose done has not run */
+    struct pool *body_pool;                /* http_req_body_pool */
+    struct http_bwrite *pq_head, *pq_tail; /* pieces waiting for the job in flight */
+    unsigned p_running : 1;                /* a job of r's pieces is on the pool */
 
     /* the pending resumption: written by the resuming thread before it pushes r
      * on the worker's stack, read by the worker after taking the stack */
@@ -334,6 +350,8 @@ void http_conn_resume_req(struct http_req *r);
 void http_conn_uring_done(struct http_conn *c);
 /* a body write's SQE completed with res (http_uring.c) */
 void http_conn_write_cqe(struct http_bwrite *bw, int res);
+/* a job of body pieces came back from the pool (first: its first piece) */
+void http_conn_pieces_done(struct http_bwrite *first);
 /* at worker exit: free the cached receive buffers */
 void http_worker_rbufs_free(struct http_worker *w);
 
@@ -359,5 +377,7 @@ void http_worker_conn_gone(struct http_worker *w);
 /* queue r's resumption on w and wake w's loop (any thread) */
 void http_worker_resume_push(struct http_worker *w, struct http_req *r);
 const char *http_worker_date(struct http_worker *w);
+/* hand a job of body pieces back to w and wake w's loop (a pool thread) */
+void http_worker_pieces_push(struct http_worker *w, struct http_bwrite *first);
 
 #endif

@@ -128,6 +128,8 @@ static const struct restart_key restart_keys[] = {
     RK("[server] body_buffer", server.body_buffer, 0),
     RK("[server] max_manifest", server.max_manifest, 0),
     RK("[server] blocking_threads", server.blocking_threads, 0),
+    RK("[server] upload_threads", server.upload_threads, 0),
+    RK("[server] upload_nice", server.upload_nice, 0),
     RK("[storage] root", storage.root, 1),
     RK("[storage] fsync", storage.fsync, 0),
     RK("[storage] upload_expiry", storage.upload_expiry_sec, 0),
@@ -615,6 +617,8 @@ cmd_serve(int argc, char **argv)
                           .max_page = cfg.server.max_page,
                           .blocking_threads = cfg.server.blocking_threads,
                           .blocking_queue = (unsigned)cfg.server.max_connections,
+                          .upload_threads = cfg.server.upload_threads,
+                          .upload_nice = cfg.server.upload_nice,
                           .auth = &auo,
                           .read_only = cfg.server.read_only,
                           .events = events};

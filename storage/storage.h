@@ -424,6 +424,31 @@ int upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, ui
                        struct err *e);
 int upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err *e);
 
+/* Pieces worked on another thread: the server hashes and writes a body's
+ * pieces on its upload pool, one at a time and in order, while its worker goes
+ * on receiving the next ones. Any blob backend (no descriptor needed).
+ *
+ * upload_piece_begin - on the thread that holds the lease, before a piece is
+ * handed over: 0, or -1 with the code when the session takes no more bytes (an
+ * earlier piece failed: its error; a finished session: ERR_BLOB_UPLOAD_INVALID,
+ * and the session is doomed as by upload_write_begin).
+ * upload_piece_write - on any thread, never two of one session at once, pieces
+ * in the order begun: what upload_write does (max_blob_size check, append at
+ * the offset, hash, early writeback) without the database and without
+ * destroying anything. 0, or -1 when the piece failed (ERR_TOO_LARGE: nothing
+ * of it written; ERR_NOSPACE / ERR_IO) or an earlier one had (nothing done);
+ * the error is kept for upload_piece_end.
+ * upload_piece_end - on the lease's thread, once per begun piece, in order,
+ * after its upload_piece_write (and while no piece of the session is being
+ * written): 0, or -1 with the first failure when this or an earlier piece
+ * failed; the session is destroyed (space freed) by the end of the last piece
+ * in flight, after which u is gone for the caller. upload_offset advances as
+ * pieces are written. upload_release / upload_commit only with no piece in
+ * flight. */
+int upload_piece_begin(struct upload *u, struct err *e);
+int upload_piece_write(struct upload *u, const void *data, size_t n);
+int upload_piece_end(struct upload *u, struct err *e);
+
 /* upload_size_limit - max_blob_size (0 = unlimited), for an early 413 on a
  * declared Content-Length. */
 uint64_t upload_size_limit(const struct upload *u);

@@ -63,6 +63,9 @@ struct upload {
     unsigned wr_inflight; /* begun, not yet ended */
     int wr_failed;        /* a write failed: destroyed when the last one ends */
     struct err wr_err;
+    /* upload_piece_write's own (the piece's thread): a piece failed, and why */
+    int pc_failed;
+    struct err pc_err;
 };
 
 /* storage_pending_sync - one sync of the blob backend for every pending

@@ -650,6 +650,71 @@ upload_write_end(struct upload *u, uint64_t off, size_t n, long res, struct err 
     return 0;
 }
 
+int
+upload_piece_begin(struct upload *u, struct err *e)
+{
+    if (u->wr_failed) {
+        if (e)
+            *e = u->wr_err;
+        return -1;
+    }
+    if (u->installed) {
+        err_set(e, ERR_BLOB_UPLOAD_INVALID, 0, "upload already finished, only a retry of the PUT is possible");
+        return write_doom(u, e);
+    }
+    if (u->wr_inflight == 0)
+        u->pc_failed = 0; /* no piece is being written: ours to reset */
+    u->wr_inflight++;
+    return 0;
+}
+
+int
+upload_piece_write(struct upload *u, const void *data, size_t n)
+{
+    if (u->pc_failed)
+        return -1;
+    if (n == 0)
+        return 0;
+    uint64_t off = u->offset;
+    uint64_t max = u->st->max_blob_size;
+    if (max && (n > max || off > max - n)) {
+        err_set(&u->pc_err, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
+                (unsigned long long)max);
+        u->pc_failed = 1;
+        return -1;
+    }
+    if (u->st->blobs->ops->w_append(u->w, data, n, off, &u->pc_err) < 0) {
+        u->pc_failed = 1;
+        return -1;
+    }
+    hasher_update(u->hash, data, n);
+    __atomic_store_n(&u->offset, off + n, __ATOMIC_RELEASE);
+    writeback_maybe(u);
+    return 0;
+}
+
+int
+upload_piece_end(struct upload *u, struct err *e)
+{
+    if (u->wr_inflight == 0) {
+        err_set(e, ERR_INTERNAL, 0, "upload_piece_end without a piece in flight");
+        return -1;
+    }
+    u->wr_inflight--;
+    if (u->pc_failed && !u->wr_failed) {
+        u->wr_failed = 1;
+        u->wr_err = u->pc_err;
+    }
+    if (u->wr_failed) {
+        if (e)
+            *e = u->wr_err;
+        if (u->wr_inflight == 0)
+            destroy(u->h, u); /* ENOSPC/EIO/413: free the space now */
+        return -1;
+    }
+    return 0;
+}
+
 uint64_t
 upload_size_limit(const struct upload *u)
 {

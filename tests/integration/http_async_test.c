@@ -10,6 +10,11 @@
  *               replies the body back
  *   /offload    the work runs on the pool, blocked until the test opens a gate;
  *               done replies "pool=<1 if another thread than the worker's>"
+ *   /pieces     the body's pieces go to the pool (http_req_body_offload): each
+ *               is hashed there (SHA-256: order matters), checked to run alone;
+ *               with ?gate a piece worked on a pool thread first waits for the
+ *               gate; the reply is "<sha256> pool=<pieces worked off the
+ *               worker> bad=<pieces that overlapped, or done off the worker>"
  *   /fast       replies at once
  * Every resumption counts itself (once per request: n_resumed, n_dead) and
  * replies even when the client is gone (the layer must drop it). */
@@ -188,6 +193,89 @@ offload_done(struct http_req *r, void *arg)
     http_reply(r, 200, "text/plain", out, (size_t)n);
 }
 
+/* ---- /pieces ---- */
+
+static atomic_int n_pieces_worked, n_pieces_done;
+
+struct pstate {
+    pthread_t worker;
+    EVP_MD_CTX *md;
+    int gate;
+    atomic_int running; /* pieces of this request being worked now */
+    atomic_int pooled;  /* pieces worked on another thread than the worker */
+    atomic_int bad;
+};
+
+static long
+piece_work(void *tctx, void *state, const void *data, size_t n)
+{
+    struct pstate *s = state;
+    if (atomic_fetch_add(&s->running, 1) != 0)
+        atomic_fetch_add(&s->bad, 1);
+    int off_worker = !pthread_equal(pthread_self(), s->worker);
+    if (off_worker) {
+        atomic_fetch_add(&s->pooled, 1);
+        if (s->gate) {
+            pthread_mutex_lock(&gmu);
+            n_work_started++;
+            pthread_cond_broadcast(&gcv);
+            while (!gate_open)
+                pthread_cond_wait(&gcv, &gmu);
+            pthread_mutex_unlock(&gmu);
+        }
+    }
+    EVP_DigestUpdate(s->md, data, n);
+    atomic_fetch_sub(&s->running, 1);
+    atomic_fetch_add(&n_pieces_worked, 1);
+    return (long)n;
+}
+
+static int
+piece_done(struct http_req *r, void *state, uint64_t off, size_t n, long res)
+{
+    struct pstate *s = state;
+    if (!pthread_equal(pthread_self(), s->worker) || res != (long)n)
+        atomic_fetch_add(&s->bad, 1);
+    atomic_fetch_add(&n_pieces_done, 1);
+    return 0;
+}
+
+static int
+pieces_body(struct http_req *r, void *state, const void *data, size_t n)
+{
+    http_req_body_offload(r, data, n, piece_work, piece_done);
+    return 0;
+}
+
+static void
+pieces_complete(struct http_req *r, void *state)
+{
+    struct pstate *s = state;
+    unsigned char d[32];
+    unsigned dl = 0;
+    char out[160];
+    EVP_DigestFinal_ex(s->md, d, &dl);
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    int n = snprintf(out + 64, sizeof(out) - 64, " pool=%d bad=%d", atomic_load(&s->pooled),
+                     atomic_load(&s->bad));
+    http_reply(r, 200, "text/plain", out, 64 + (size_t)n);
+}
+
+static void
+pieces_abort(struct http_req *r, void *state)
+{
+    struct pstate *s = state;
+    /* every piece has come back: nothing runs on s any more */
+    if (atomic_load(&s->running) != 0)
+        atomic_fetch_add(&n_twice, 1);
+    atomic_fetch_add(&n_abort, 1);
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+}
+
 static void
 app_dispatch(struct http_req *r, void *wctx)
 {
@@ -205,6 +293,17 @@ app_dispatch(struct http_req *r, void *wctx)
     } else if (strcmp(p, "/offload") == 0) {
         if (http_req_offload(r, pool, offload_work, offload_done, s, &e) < 0)
             http_reply_error(r, &e);
+    } else if (strcmp(p, "/pieces") == 0) {
+        struct pstate *ps = http_req_alloc(r, sizeof(*ps));
+        memset(ps, 0, sizeof(*ps));
+        ps->worker = pthread_self();
+        ps->gate = http_req_query(r, "gate") != NULL;
+        ps->md = EVP_MD_CTX_new();
+        EVP_DigestInit_ex(ps->md, EVP_sha256(), NULL);
+        cr_assert_eq(http_req_body_pooled(r), 0);
+        http_req_body_pool(r, pool);
+        cr_assert_eq(http_req_body_pooled(r), 1);
+        http_req_on_body(r, pieces_body, pieces_complete, pieces_abort, ps);
     } else if (strcmp(p, "/fast") == 0) {
         http_reply(r, 200, "text/plain", "fast", 4);
     } else {
@@ -233,6 +332,8 @@ static struct http_server *srv;
 static pthread_t srv_thread;
 static int srv_port;
 static int srv_joined;
+static size_t srv_body_buffer; /* 0: the layer's default */
+static int srv_drain_ms;        /* 0: the layer's default */
 
 static void *
 srv_main(void *arg)
@@ -252,6 +353,8 @@ start_server(int pool_threads, unsigned queue)
     atomic_store(&n_dead, 0);
     atomic_store(&n_abort, 0);
     atomic_store(&n_twice, 0);
+    atomic_store(&n_pieces_worked, 0);
+    atomic_store(&n_pieces_done, 0);
     nwaiting = 0;
     gate_open = 0;
     n_work_started = 0;
@@ -262,7 +365,11 @@ start_server(int pool_threads, unsigned queue)
     struct http_app app = {
         .dispatch = app_dispatch, .error = reply_error_render, .headers = REPLY_HEADERS};
     /* one worker: every connection shares its event loop */
-    struct http_server_opts o = {.listen = "127.0.0.1:0", .workers = 1};
+    struct http_server_opts o = {
+        .listen = "127.0.0.1:0",
+        .workers = 1,
+        .body_buffer = srv_body_buffer,
+        .drain_timeout_ms = srv_drain_ms};
     srv = http_server_new(&o, &app, &e);
     cr_assert_not_null(srv, "http_server_new: %s", e.msg);
     srv_port = atoi(strrchr(http_server_address(srv), ':') + 1);
@@ -607,4 +714,261 @@ Test(http_async, offloaded_work_runs_on_the_pool_and_the_worker_serves_on)
     tc_close(&a);
     tc_close(&b);
     tc_close(&c);
+}
+
+/* ---- body pieces on a pool (http_req_body_offload) ---- */
+
+#define PIECE_BUF (64 * 1024)
+
+/* a body sent from a thread of its own (it blocks while the server holds
+ * back: backpressure); the reply is read by the test */
+struct sender {
+    pthread_t t;
+    int fd;
+    const char *p;
+    size_t n;
+    int err;
+};
+
+static void *
+sender_main(void *arg)
+{
+    struct sender *sd = arg;
+    size_t off = 0;
+    while (off < sd->n) {
+        ssize_t w = send(sd->fd, sd->p + off, sd->n - off, MSG_NOSIGNAL);
+        if (w <= 0) {
+            sd->err = errno ? errno : EIO;
+            return NULL;
+        }
+        off += (size_t)w;
+    }
+    return NULL;
+}
+
+static void
+send_async(struct sender *sd, struct tc *c, const char *p, size_t n)
+{
+    memset(sd, 0, sizeof(*sd));
+    sd->fd = c->fd;
+    sd->p = p;
+    sd->n = n;
+    cr_assert_eq(pthread_create(&sd->t, NULL, sender_main, sd), 0);
+}
+
+static void
+sha256_hex(const void *p, size_t n, char out[65])
+{
+    unsigned char d[32];
+    unsigned dl = 0;
+    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static char *
+pattern_body(size_t n, unsigned seed)
+{
+    char *b = malloc(n);
+    cr_assert_not_null(b);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        b[i] = (char)(x >> 16);
+    }
+    return b;
+}
+
+/* the reply of /pieces: the hash matches, nothing overlapped; returns pool= */
+static int
+expect_pieces_reply(struct tc *c, const char *body, size_t n)
+{
+    char got[256], want[65];
+    cr_assert_eq(tc_read(c, got, sizeof(got)), 200);
+    sha256_hex(body, n, want);
+    cr_assert(strncmp(got, want, 64) == 0, "hash %.64s, want %s", got, want);
+    const char *bad = strstr(got, "bad=");
+    cr_assert(bad && atoi(bad + 4) == 0, "%s", got);
+    const char *pl = strstr(got, "pool=");
+    cr_assert_not_null(pl);
+    return atoi(pl + 5);
+}
+
+static void
+wait_work_started(int n)
+{
+    pthread_mutex_lock(&gmu);
+    while (n_work_started < n)
+        pthread_cond_wait(&gcv, &gmu);
+    pthread_mutex_unlock(&gmu);
+}
+
+Test(http_async, body_pieces_are_worked_on_the_pool_in_order_while_the_worker_serves_on)
+{
+    srv_body_buffer = PIECE_BUF;
+    start_server(4, 64); /* four threads: the order is the layer's doing */
+    enum { BIG = 4 << 20 };
+    char *body = pattern_body(BIG, 1);
+    struct tc a;
+    struct sender sd;
+    char head[160];
+    tc_open(&a);
+    snprintf(head, sizeof(head), "PUT /pieces?gate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n",
+             BIG);
+    tc_sends(&a, head);
+    send_async(&sd, &a, body, BIG);
+    wait_work_started(1); /* a piece waits at the gate on a pool thread */
+    /* the worker serves on, and holds at most the request's buffers: one piece
+     * per receive buffer (HTTP_RBUFS_PER_REQ of them) besides the bytes that
+     * came with the headers, however much the client has sent */
+    WAIT_FOR(http_server_pooled_pieces(srv) == 4);
+    roundtrip();
+    roundtrip();
+    cr_assert_eq(http_server_pooled_pieces(srv), 4, "reading went on while every buffer was held");
+    cr_assert(tc_quiet(&a));
+    open_gate();
+    int pooled = expect_pieces_reply(&a, body, BIG);
+    pthread_join(sd.t, NULL);
+    cr_assert_eq(sd.err, 0);
+    cr_assert_geq(pooled, BIG / PIECE_BUF / 2, "only %d pieces worked on the pool", pooled);
+    cr_assert_eq(atomic_load(&n_pieces_done), atomic_load(&n_pieces_worked));
+
+    /* a chunked body of small chunks: many pieces per receive, and those that
+     * arrive while a job runs go to the pool together as the next job */
+    enum { CH = 1000, NCH = 2048 };
+    char *chunked = malloc((size_t)NCH * (CH + 16) + 16);
+    size_t cl = 0;
+    for (int i = 0; i < NCH; i++) {
+        cl += (size_t)snprintf(chunked + cl, 16, "%x\r\n", CH);
+        memcpy(chunked + cl, body + (size_t)i * CH, CH);
+        cl += CH;
+        memcpy(chunked + cl, "\r\n", 2);
+        cl += 2;
+    }
+    memcpy(chunked + cl, "0\r\n\r\n", 5);
+    cl += 5;
+    unsigned long jobs0 = pool_jobs_done(pool), pieces0 = http_server_pooled_pieces(srv);
+    tc_sends(&a, "PUT /pieces HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    send_async(&sd, &a, chunked, cl);
+    expect_pieces_reply(&a, body, (size_t)NCH * CH);
+    pthread_join(sd.t, NULL);
+    cr_assert_eq(sd.err, 0);
+    unsigned long jobs = pool_jobs_done(pool) - jobs0;
+    unsigned long pieces = http_server_pooled_pieces(srv) - pieces0;
+    cr_log_info("chunked: %lu pieces in %lu pool jobs", pieces, jobs);
+    cr_assert_geq(pieces, NCH);
+    cr_assert_lt(jobs * 4, pieces, "%lu pieces in %lu jobs: not batched", pieces, jobs);
+    roundtrip();
+    cr_assert_eq(atomic_load(&n_pieces_done), atomic_load(&n_pieces_worked));
+    cr_assert_eq(atomic_load(&n_abort), 0);
+    tc_close(&a);
+    free(chunked);
+    free(body);
+}
+
+Test(http_async, clients_killed_while_their_pieces_wait_are_cleaned_up_once)
+{
+    srv_body_buffer = PIECE_BUF;
+    start_server(2, 64);
+    /* four requests take the worker's 16 receive buffers */
+    enum { N = 4, PART = 300 * 1024 };
+    char *body = pattern_body(PART, 2);
+    struct tc c[N];
+    for (int i = 0; i < N; i++) {
+        tc_open(&c[i]);
+        tc_sends(&c[i], "PUT /pieces?gate HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+        struct sender sd;
+        send_async(&sd, &c[i], body, PART);
+        pthread_join(sd.t, NULL); /* fits in the socket buffers */
+        cr_assert_eq(sd.err, 0);
+    }
+    /* two pieces wait at the gate on the pool's two threads, the other two
+     * requests' jobs wait in its queue */
+    wait_work_started(2);
+    WAIT_FOR(pool_queued(pool) == N - 2);
+    for (int i = 0; i < N; i++) {
+        if (i % 2)
+            tc_close(&c[i]);
+        else
+            tc_reset(&c[i]);
+    }
+    /* (their connections are not read while every buffer is held: the deaths
+     * are found when the pieces have come back and reading goes on) */
+    roundtrip();
+    cr_assert_eq(atomic_load(&n_abort), 0, "on_abort while pieces were out");
+    open_gate();
+    WAIT_FOR(http_server_zombies(srv) == 0);
+    WAIT_FOR(atomic_load(&n_abort) == N);
+    cr_assert_eq(atomic_load(&n_twice), 0, "on_abort while a piece was being worked");
+    cr_assert_eq(atomic_load(&n_pieces_done), atomic_load(&n_pieces_worked));
+    roundtrip();
+    cr_assert_eq(atomic_load(&n_abort), N);
+    free(body);
+}
+
+Test(http_async, stop_waits_for_pieces_on_the_pool)
+{
+    srv_body_buffer = PIECE_BUF;
+    srv_drain_ms = 50;
+    start_server(1, 16);
+    enum { PART = 200 * 1024 };
+    char *body = pattern_body(PART, 3);
+    struct tc a;
+    tc_open(&a);
+    tc_sends(&a, "PUT /pieces?gate HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+    struct sender sd;
+    send_async(&sd, &a, body, PART);
+    pthread_join(sd.t, NULL);
+    wait_work_started(1);
+    /* the drain time ends with the body unfinished: the connection is cut,
+     * its request stays (a zombie) while its pieces are out, and the worker
+     * must not end before they came back */
+    http_server_stop(srv);
+    WAIT_FOR(http_server_zombies(srv) == 1);
+    cr_assert_eq(atomic_load(&n_abort), 0);
+    open_gate();
+    pthread_join(srv_thread, NULL);
+    srv_joined = 1;
+    cr_assert_eq(atomic_load(&n_abort), 1, "the request did not end before the worker");
+    cr_assert_eq(atomic_load(&n_pieces_done), atomic_load(&n_pieces_worked));
+    tc_close(&a);
+    free(body);
+}
+
+Test(http_async, pieces_the_pool_refuses_are_worked_on_the_worker)
+{
+    srv_body_buffer = PIECE_BUF;
+    start_server(1, 1); /* one thread, a queue of one */
+    enum { N = 512 * 1024 };
+    char *body = pattern_body(N, 4);
+    struct tc a, b, c;
+    struct sender sa, sb, sc;
+    char head[160];
+    snprintf(head, sizeof(head), "PUT /pieces?gate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", N);
+    tc_open(&a);
+    tc_sends(&a, head);
+    send_async(&sa, &a, body, N);
+    wait_work_started(1); /* a's first job holds the thread */
+    tc_open(&b);
+    tc_sends(&b, head);
+    send_async(&sb, &b, body, N);
+    WAIT_FOR(pool_queued(pool) == 1); /* b's job fills the queue */
+    /* c's jobs are refused: worked at once on the worker, in order */
+    tc_open(&c);
+    snprintf(head, sizeof(head), "PUT /pieces HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", N);
+    tc_sends(&c, head);
+    send_async(&sc, &c, body, N);
+    cr_assert_eq(expect_pieces_reply(&c, body, N), 0);
+    pthread_join(sc.t, NULL);
+    open_gate();
+    cr_assert_gt(expect_pieces_reply(&a, body, N), 0);
+    cr_assert_gt(expect_pieces_reply(&b, body, N), 0);
+    pthread_join(sa.t, NULL);
+    pthread_join(sb.t, NULL);
+    cr_assert_eq(sa.err + sb.err + sc.err, 0);
+    cr_assert_eq(atomic_load(&n_pieces_done), atomic_load(&n_pieces_worked));
+    tc_close(&a);
+    tc_close(&b);
+    tc_close(&c);
+    free(body);
 }

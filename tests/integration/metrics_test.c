@@ -243,6 +243,7 @@ Test(metrics, exposition_passes_promtool, .init = setup_plain, .fini = teardown_
                            "ocireg_gc_freed_bytes_total", "ocireg_auth_successes_total",
                            "ocireg_auth_failures_total", "ocireg_auth_rate_limited_total",
                            "ocireg_blocking_jobs_total", "ocireg_blocking_queue_length",
+                           "ocireg_upload_jobs_total", "ocireg_upload_queue_length",
                            "ocireg_draining"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char t[200];

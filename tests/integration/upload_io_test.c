@@ -1,14 +1,19 @@
-/* upload_io_test.c - the two upload write paths, io_uring (`io = uring`: the body
- * received into the request's own buffers, hashed, written by IORING_OP_WRITE
- * while the next buffer is received) and posix (`io = posix`: pwrite from the
- * worker's buffer), run through the same cases against the in-process server
- * (one worker, 64 KiB receive buffers, so a few MiB make many writes in flight):
- * monolithic and chunked uploads byte-exact, ENOSPC while writes are in flight,
- * a chunked body crossing max_blob_size, a client that disconnects in the middle
- * of a body (monolithic: nothing left; PATCH: the session resumes at a
- * consistent offset and commits with the right digest), and the early 413 on a
- * declared Content-Length. The ring path is checked to be taken (write and
- * overlapped-read counters), the posix path to not touch it. */
+/* upload_io_test.c - the three upload write paths, run through the same cases
+ * against the in-process server (one worker, 64 KiB receive buffers, so a few
+ * MiB make many pieces in flight):
+ *   pool   (the default, [server] upload_threads): the body received into the
+ *          request's own buffers, each piece hashed and written on the upload
+ *          pool, one at a time and in order, while the next one is received;
+ *   uring  (upload_threads = -1, `io = uring`): hashed on the worker, written
+ *          by IORING_OP_WRITE while the next buffer is received;
+ *   posix  (upload_threads = -1, `io = posix`): hashed on the worker, pwrite
+ *          from the worker's buffer.
+ * The cases: monolithic and chunked uploads byte-exact, ENOSPC while writes are
+ * in flight, a chunked body crossing max_blob_size, a client that disconnects
+ * in the middle of a body (monolithic: nothing left; PATCH: the session resumes
+ * at a consistent offset and commits with the right digest), and the early 413
+ * on a declared Content-Length. Each path is checked to be taken (piece, ring
+ * write and overlapped-read counters), and the others to be left alone. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +28,7 @@
 #include "tests/lib/blob_nofd.h"
 #include "tests/lib/inproc.h"
 
+#include "server/api.h"
 #include "server/http.h"
 #include "storage/storage.h"
 
@@ -32,12 +38,38 @@
 
 static struct inproc P;
 
+/* the paths: HTTP_IO_URING and HTTP_IO_POSIX without the upload pool, and
+ * IO_POOL (io auto) with it */
+#define IO_POOL 100
+
 static void
 start_io(int io, unsigned long long max_blob)
 {
-    cr_assert_eq(inproc_start_opts(&P, "upload-io", 0, 100, io, max_blob, &S), 0,
-                 "in-process server did not start");
-    cr_assert_str_eq(http_server_upload_io_name(P.srv), io == HTTP_IO_URING ? "uring" : "posix");
+    struct inproc_opts o = {.prefix = "upload-io",
+                            .max_page = 100,
+                            .io = io == IO_POOL ? HTTP_IO_AUTO : io,
+                            .max_blob_size = max_blob,
+                            .upload_threads = io == IO_POOL ? 0 : -1};
+    cr_assert_eq(inproc_start_with(&P, &o, &S), 0, "in-process server did not start");
+    if (io != IO_POOL)
+        cr_assert_str_eq(http_server_upload_io_name(P.srv),
+                         io == HTTP_IO_URING ? "uring" : "posix");
+}
+
+/* after a push of n bytes: the path of io was taken, and only that one */
+static void
+expect_path(int io, size_t n)
+{
+    unsigned long w = http_server_uring_writes(P.srv), pc = http_server_pooled_pieces(P.srv);
+    if (io == HTTP_IO_URING && !blob_nofd_selected())
+        /* 64 KiB receive buffers: ~100 writes went through the ring */
+        cr_assert_geq(w, n / (64 * 1024) / 2, "only %lu ring writes", w);
+    else
+        cr_assert_eq(w, 0, "%lu ring writes", w);
+    if (io == IO_POOL)
+        cr_assert_geq(pc, n / (64 * 1024) / 2, "only %lu pieces on the upload pool", pc);
+    else
+        cr_assert_eq(pc, 0, "%lu pieces on the upload pool", pc);
 }
 
 static void
@@ -155,13 +187,7 @@ case_monolithic(int io)
     char dg[80];
     cr_assert_eq(tpush_blob(&S, "io/mono", b, n, dg), 201);
     expect_blob("io/mono", dg, b, n);
-    if (io == HTTP_IO_URING && !blob_nofd_selected()) {
-        /* 64 KiB receive buffers: ~100 writes went through the ring */
-        cr_assert_geq(http_server_uring_writes(P.srv), n / (64 * 1024) / 2, "only %lu ring writes",
-                      http_server_uring_writes(P.srv));
-    } else {
-        cr_assert_eq(http_server_uring_writes(P.srv), 0);
-    }
+    expect_path(io, n);
     cr_assert_eq(uploads_left(), 0);
     free(b);
 }
@@ -173,6 +199,10 @@ Test(upload_io, monolithic_uring)
 Test(upload_io, monolithic_posix)
 {
     case_monolithic(HTTP_IO_POSIX);
+}
+Test(upload_io, monolithic_pool)
+{
+    case_monolithic(IO_POOL);
 }
 
 static void
@@ -214,6 +244,7 @@ case_chunked(int io)
     cr_assert_eq(r.status, 201, "%ld %s", r.status, r.body);
     tresp_free(&r);
     expect_blob("io/chunk", dg, b, n);
+    expect_path(io, n);
     cr_assert_eq(uploads_left(), 0);
     free(b);
 }
@@ -225,6 +256,10 @@ Test(upload_io, chunked_uring)
 Test(upload_io, chunked_posix)
 {
     case_chunked(HTTP_IO_POSIX);
+}
+Test(upload_io, chunked_pool)
+{
+    case_chunked(IO_POOL);
 }
 
 static void
@@ -262,6 +297,10 @@ Test(upload_io, enospc_posix)
 {
     case_enospc(HTTP_IO_POSIX);
 }
+Test(upload_io, enospc_with_pieces_in_flight_pool)
+{
+    case_enospc(IO_POOL);
+}
 
 static void
 case_chunked_over_limit(int io)
@@ -297,6 +336,10 @@ Test(upload_io, chunked_body_crossing_max_blob_size_uring)
 Test(upload_io, chunked_body_crossing_max_blob_size_posix)
 {
     case_chunked_over_limit(HTTP_IO_POSIX);
+}
+Test(upload_io, chunked_body_crossing_max_blob_size_pool)
+{
+    case_chunked_over_limit(IO_POOL);
 }
 
 static void
@@ -368,6 +411,10 @@ Test(upload_io, client_disconnects_mid_body_posix)
 {
     case_disconnect(HTTP_IO_POSIX);
 }
+Test(upload_io, client_disconnects_mid_body_pool)
+{
+    case_disconnect(IO_POOL);
+}
 
 static void
 case_early_413(int io)
@@ -417,6 +464,10 @@ Test(upload_io, early_413_on_declared_length_posix)
 {
     case_early_413(HTTP_IO_POSIX);
 }
+Test(upload_io, early_413_on_declared_length_pool)
+{
+    case_early_413(IO_POOL);
+}
 
 /* the next receive overlaps the previous write: counted by the layer whenever a
  * recv happens while a write of the same request is in flight */
@@ -435,6 +486,28 @@ Test(upload_io, receives_overlap_ring_writes)
     cr_log_info("32 MiB: %lu ring writes, %lu receives overlapped a write", w, o);
     cr_assert_geq(w, n / (64 * 1024) / 2);
     cr_assert_gt(o, 0, "no receive ever overlapped a write");
+    expect_blob("io/overlap", dg, b, n);
+    free(b);
+}
+
+/* the next receive overlaps the work on the previous piece, on the pool: the
+ * worker only receives */
+Test(upload_io, receives_overlap_pool_pieces)
+{
+    start_io(IO_POOL, 0);
+    size_t n = 32 * MIB;
+    unsigned char *b = pattern(n, 8);
+    char dg[80];
+    cr_assert_eq(tpush_blob(&S, "io/overlap", b, n, dg), 201);
+    unsigned long pc = http_server_pooled_pieces(P.srv);
+    unsigned long o = http_server_overlapped_reads(P.srv);
+    unsigned long jobs = api_upload_jobs(P.api);
+    cr_log_info("32 MiB: %lu pieces in %lu pool jobs, %lu receives overlapped a piece", pc, jobs,
+                o);
+    cr_assert_geq(pc, n / (64 * 1024) / 2);
+    cr_assert_gt(jobs, 0, "no piece went to the upload pool");
+    cr_assert_leq(jobs, pc, "more jobs than pieces");
+    cr_assert_gt(o, 0, "no receive ever overlapped a piece on the pool");
     expect_blob("io/overlap", dg, b, n);
     free(b);
 }

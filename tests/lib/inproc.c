@@ -81,7 +81,8 @@ inproc_start_with(struct inproc *p, const struct inproc_opts *o, struct testsrv 
         if (!(p->maint = maint_start(p->st, &mo, &e)))
             goto fail;
     }
-    struct api_opts ao = {.max_manifest = 4u << 20, .max_page = max_page};
+    struct api_opts ao = {
+        .max_manifest = 4u << 20, .max_page = max_page, .upload_threads = o->upload_threads};
     p->api = api_new(p->st, &ao, &e);
     if (!p->api)
         goto fail;

@@ -46,6 +46,8 @@ struct inproc_opts {
     int track_pulls;    /* storage_opts.track_pulls */
     long pull_flush_ms; /* > 0: a maintenance thread (server/maint.h) writes
                            the pull times this often */
+    int upload_threads; /* api_opts.upload_threads (0: the upload pool with its
+                           default size; -1: none, the worker writes) */
 };
 
 /* inproc_start_with - inproc_start_opts with the options in a struct */

@@ -80,6 +80,8 @@ Test(config, defaults_without_file)
     cr_assert_str_eq(c.storage.root, "./data");
     cr_assert_eq(c.server.workers, 0);
     cr_assert_eq(c.server.blocking_threads, 0);
+    cr_assert_eq(c.server.upload_threads, 0);
+    cr_assert_eq(c.server.upload_nice, 10);
     cr_assert_eq(c.server.max_connections, 10000);
     cr_assert_eq(c.server.header_max, 16384);
     cr_assert_eq(c.server.header_timeout_ms, 10000);
@@ -116,6 +118,8 @@ Test(config, parses_every_key_with_units)
                                "max_manifest = 8M\n"
                                "max_page = 50\n"
                                "blocking_threads = 6\n"
+                               "upload_threads = -1\n"
+                               "upload_nice = 19\n"
                                "[Storage]\n"
                                "root = \"/srv/reg #1\"\n"
                                "fsync = off\n"
@@ -134,6 +138,8 @@ Test(config, parses_every_key_with_units)
     cr_assert_str_eq(c.server.listen, "0.0.0.0:8080");
     cr_assert_eq(c.server.workers, 3);
     cr_assert_eq(c.server.blocking_threads, 6);
+    cr_assert_eq(c.server.upload_threads, -1);
+    cr_assert_eq(c.server.upload_nice, 19);
     cr_assert_eq(c.server.max_connections, 77);
     cr_assert_eq(c.server.header_max, 8192);
     cr_assert_eq(c.server.header_timeout_ms, 500);
@@ -240,6 +246,8 @@ Test(config, malformed_lines_and_values_are_errors)
         "[storage]\nroot = \"unterminated\n",
         "[storage]\nio = aio\n",              /* not auto|uring|posix */
         "[storage]\nmax_uploads = 0\n",       /* below the range */
+        "[server]\nupload_nice = 20\n",       /* above the range */
+        "[server]\nupload_threads = -2\n",    /* below the range */
         "[storage]\nmax_blob_size = lots\n",  /* not a size */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
