@@ -59,13 +59,17 @@ opts_defaults(struct http_server_opts *o)
     if (!o->listen || !*o->listen)
         o->listen = "127.0.0.1:5000";
     if (o->workers <= 0) {
-        /* More threads than cores: measured when a worker blocked in fsync
-         * for every upload commit and manifest PUT (2 cores, 16 clients: 4 KiB
-         * pushes and manifest PUTs +40-150% with WORKERS_PER_CORE); the price
-         * is ~1.6x server CPU per small GET/HEAD (fewer events per epoll_wait
-         * wake-up). Those commits now run on the blocking-work pool
-         * (server/api.c); the default stays until it is measured again. */
-        enum { WORKERS_PER_CORE = 8, WORKERS_DEFAULT_MAX = 64 };
+        /* One event loop per core. Eight per core paid when a worker blocked
+         * in fsync for every upload commit and manifest PUT; those run on the
+         * blocking-work pool now, and upload bodies are hashed and written on
+         * the upload pool, so nothing CPU-long or disk-long stays on a loop.
+         * Measured on 2 cores (docs/server.md, "Threads and sockets"): with 16
+         * busy loops the scheduler rotates them, and a preempted loop (with
+         * all its connections) waited up to 43 ms for the others' slices;
+         * manifest GETs beside 4 x 1 GiB pushes had a max of 58-68 ms with 16
+         * or 4 loops, 18-34 ms with 2. Small requests cost less CPU each too
+         * (more events per epoll_wait wake-up). */
+        enum { WORKERS_PER_CORE = 1, WORKERS_DEFAULT_MAX = 64 };
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         long w = (n > 0 ? n : 1) * WORKERS_PER_CORE;
         o->workers = w > WORKERS_DEFAULT_MAX ? WORKERS_DEFAULT_MAX : (int)w;
