@@ -333,6 +333,20 @@ collect_auth(struct api *a, struct metrics_out *o)
     metrics_sample_u64(o, "ocireg_auth_rate_limited_total", NULL, c.limited);
 }
 
+/* ocireg_<name>_jobs_total and ocireg_<name>_queue_length of a pool */
+static void
+collect_pool(struct metrics_out *o, struct pool *p, const char *name, const char *jobs_help,
+             const char *queue_help)
+{
+    char jobs[64], queue[64];
+    snprintf(jobs, sizeof(jobs), "ocireg_%s_jobs_total", name);
+    snprintf(queue, sizeof(queue), "ocireg_%s_queue_length", name);
+    metrics_family(o, jobs, "counter", jobs_help);
+    metrics_sample_u64(o, jobs, NULL, pool_jobs_done(p));
+    metrics_family(o, queue, "gauge", queue_help);
+    metrics_sample_u64(o, queue, NULL, pool_queued(p));
+}
+
 static void
 api_collect(void *arg, struct metrics_out *o)
 {
@@ -340,20 +354,13 @@ api_collect(void *arg, struct metrics_out *o)
     collect_http(a, o);
     collect_storage(a, o);
     collect_auth(a, o);
-    metrics_family(o, "ocireg_blocking_jobs_total", "counter",
-                   "jobs the blocking-work pool has taken (commits, re-hashes, deletes)");
-    metrics_sample_u64(o, "ocireg_blocking_jobs_total", NULL, pool_jobs_done(a->pool));
-    metrics_family(o, "ocireg_blocking_queue_length", "gauge",
-                   "jobs waiting for a blocking-work thread");
-    metrics_sample_u64(o, "ocireg_blocking_queue_length", NULL, pool_queued(a->pool));
-    if (a->upload_pool) {
-        metrics_family(o, "ocireg_upload_jobs_total", "counter",
-                       "jobs the upload pool has taken (pieces of upload bodies hashed and written)");
-        metrics_sample_u64(o, "ocireg_upload_jobs_total", NULL, pool_jobs_done(a->upload_pool));
-        metrics_family(o, "ocireg_upload_queue_length", "gauge",
-                       "jobs of upload pieces waiting for an upload thread");
-        metrics_sample_u64(o, "ocireg_upload_queue_length", NULL, pool_queued(a->upload_pool));
-    }
+    collect_pool(o, a->pool, "blocking",
+                 "jobs the blocking-work pool has taken (commits, re-hashes, deletes)",
+                 "jobs waiting for a blocking-work thread");
+    if (a->upload_pool)
+        collect_pool(o, a->upload_pool, "upload",
+                     "jobs the upload pool has taken (pieces of upload bodies hashed and written)",
+                     "jobs of upload pieces waiting for an upload thread");
     metrics_family(o, "ocireg_draining", "gauge", "1 while the server drains (/readyz is 503)");
     metrics_sample_u64(o, "ocireg_draining", NULL,
                        (uint64_t)api_draining(a));

@@ -547,17 +547,18 @@ http_worker_conn_gone(struct http_worker *w)
         event_base_loopbreak(w->base);
 }
 
-void
-http_worker_resume_push(struct http_worker *w, struct http_req *r)
+/* push n on w's wake-up stack (any thread); the pusher that finds it empty
+ * wakes the loop (a non-empty stack has its wake-up written already, and is
+ * taken whole) */
+static void
+worker_wake_push(struct http_worker *w, struct http_wnode *n)
 {
-    struct http_req *head = __atomic_load_n(&w->resume_head, __ATOMIC_RELAXED);
+    struct http_wnode *head = __atomic_load_n(&w->wake_head, __ATOMIC_RELAXED);
     do {
-        r->resume_next = head;
-    } while (!__atomic_compare_exchange_n(&w->resume_head, &head, r, 1, __ATOMIC_RELEASE,
+        n->next = head;
+    } while (!__atomic_compare_exchange_n(&w->wake_head, &head, n, 1, __ATOMIC_RELEASE,
                                           __ATOMIC_RELAXED));
     if (!head) {
-        /* the stack was empty: the worker may be asleep (a non-empty stack has
-         * its wake-up written already, and is taken whole) */
         uint64_t one = 1;
         ssize_t rc = write(w->resume_fd, &one, sizeof(one));
         (void)rc; /* EAGAIN only when the counter is full: the loop is awake */
@@ -565,56 +566,40 @@ http_worker_resume_push(struct http_worker *w, struct http_req *r)
 }
 
 void
+http_worker_resume_push(struct http_worker *w, struct http_req *r)
+{
+    r->wake.kind = HTTP_WAKE_RESUME;
+    worker_wake_push(w, &r->wake);
+}
+
+void
 http_worker_pieces_push(struct http_worker *w, struct http_bwrite *first)
 {
-    struct http_bwrite *head = __atomic_load_n(&w->pdone_head, __ATOMIC_RELAXED);
-    do {
-        first->done_next = head;
-    } while (!__atomic_compare_exchange_n(&w->pdone_head, &head, first, 1, __ATOMIC_RELEASE,
-                                          __ATOMIC_RELAXED));
-    if (!head) {
-        /* as for resumptions: whoever finds its stack empty wakes the loop,
-         * which takes both stacks whole */
-        uint64_t one = 1;
-        ssize_t rc = write(w->resume_fd, &one, sizeof(one));
-        (void)rc;
-    }
+    first->wake.kind = HTTP_WAKE_PIECES;
+    worker_wake_push(w, &first->wake);
 }
 
-/* take back the jobs of body pieces done so far, oldest first */
+/* run the resumptions and take back the jobs of body pieces queued so far,
+ * oldest first */
 static void
-worker_pieces_run(struct http_worker *w)
+worker_wakes_run(struct http_worker *w)
 {
-    struct http_bwrite *b = __atomic_exchange_n(&w->pdone_head, NULL, __ATOMIC_ACQUIRE);
-    struct http_bwrite *fifo = NULL;
-    while (b) {
-        struct http_bwrite *next = b->done_next;
-        b->done_next = fifo;
-        fifo = b;
-        b = next;
+    struct http_wnode *n = __atomic_exchange_n(&w->wake_head, NULL, __ATOMIC_ACQUIRE);
+    struct http_wnode *fifo = NULL;
+    while (n) {
+        struct http_wnode *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
     }
     while (fifo) {
-        struct http_bwrite *next = fifo->done_next;
-        http_conn_pieces_done(fifo);
-        fifo = next;
-    }
-}
-
-/* run the resumptions queued so far, oldest first */
-static void
-worker_resumes_run(struct http_worker *w)
-{
-    struct http_req *r = __atomic_exchange_n(&w->resume_head, NULL, __ATOMIC_ACQUIRE);
-    struct http_req *fifo = NULL;
-    while (r) {
-        struct http_req *next = r->resume_next;
-        r->resume_next = fifo;
-        fifo = r;
-        r = next;
-    }
-    while (fifo) {
-        struct http_req *next = fifo->resume_next;
-        http_conn_resume_req(fifo);
+        struct http_wnode *next = fifo->next;
+        if (fifo->kind == HTTP_WAKE_RESUME)
+            http_conn_resume_req(
+                (struct http_req *)((char *)fifo - offsetof(struct http_req, wake)));
+        else
+            http_conn_pieces_done(
+                (struct http_bwrite *)((char *)fifo - offsetof(struct http_bwrite, wake)));
         fifo = next;
     }
 }
@@ -625,8 +610,7 @@ worker_on_resume(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t rc = read(fd, &v, sizeof(v));
     (void)rc;
-    worker_pieces_run(arg);
-    worker_resumes_run(arg);
+    worker_wakes_run(arg);
 }
 
 /* At exit: the connections are gone, but requests that were suspended or
@@ -643,8 +627,7 @@ worker_resumes_drain(struct http_worker *w)
         uint64_t v;
         ssize_t rc = read(w->resume_fd, &v, sizeof(v));
         (void)rc;
-        worker_pieces_run(w);
-        worker_resumes_run(w);
+        worker_wakes_run(w);
     }
 }
 

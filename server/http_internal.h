@@ -67,6 +67,15 @@ struct http_rbuf {
     _Alignas(64) char data[];
 };
 
+/* a node of a worker's wake-up stack (http.c): a resumption, in the struct
+ * http_req it names, or a job of body pieces come back from a pool, in the
+ * struct http_bwrite of its first piece */
+enum http_wake_kind { HTTP_WAKE_RESUME = 1, HTTP_WAKE_PIECES };
+struct http_wnode {
+    struct http_wnode *next;
+    enum http_wake_kind kind;
+};
+
 /* one asynchronous body write (http_req_body_write) */
 struct http_bwrite {
     struct http_req *r;
@@ -79,7 +88,7 @@ struct http_bwrite {
     size_t written;   /* bytes done so far (short writes are continued) */
     /* a piece worked on a pool (http_req_body_offload) */
     struct http_bwrite *next;      /* the next piece of its job or queue */
-    struct http_bwrite *done_next; /* the worker's stack of jobs done */
+    struct http_wnode wake;        /* on the worker's stack when its job is done */
     struct http_worker *w;
     http_piece_fn work;
     void *state;
@@ -124,17 +133,14 @@ struct http_worker {
     unsigned writes_inflight;
     atomic_int nzombies; /* dead connections waiting for their writes or their
                      resumption (http_conn.c) */
-    /* resumptions (http_req_resume): a lock-free stack pushed by any thread,
-     * taken whole by the worker; the pusher that finds it empty writes
-     * resume_fd (an eventfd watched by resume_ev) */
-    struct http_req *resume_head;
+    /* resumptions (http_req_resume) and jobs of body pieces done: a lock-free
+     * stack pushed by any thread, taken whole by the worker; the pusher that
+     * finds it empty writes resume_fd (an eventfd watched by resume_ev) */
+    struct http_wnode *wake_head;
     int resume_fd;
     struct event *resume_ev;
     atomic_int nsuspended; /* requests waiting for a resumption */
-    /* jobs of body pieces done on a pool (http_req_body_offload): a lock-free
-     * stack of their first pieces, woken through resume_fd like resumptions */
-    struct http_bwrite *pdone_head;
-    atomic_int npieces;          /* jobs on a pool, not yet taken back */
+    atomic_int npieces;          /* jobs of body pieces on a pool, not yet taken back */
     atomic_ulong pieces_pooled;  /* pieces worked on a pool (tests) */
     atomic_ulong uring_writes, overlapped_reads; /* counters for tests */
     atomic_ulong held_max; /* most input bytes one connection kept (c->pend) */
@@ -305,7 +311,7 @@ struct http_req {
     int resume_queued; /* http_req_resume was called for this suspension (atomic) */
     http_resume_fn resume_fn;
     void *resume_arg;
-    struct http_req *resume_next;
+    struct http_wnode wake;
 };
 
 /* http_req.c */

@@ -116,18 +116,25 @@ echo_body(struct http_req *r, void *state, const void *data, size_t n)
     return 0;
 }
 
+/* the SHA-256 of *md in hex (64 digits and a NUL); frees *md */
+static void
+md_final_hex(EVP_MD_CTX **md, char *out)
+{
+    unsigned char d[32];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(*md, d, &dl);
+    EVP_MD_CTX_free(*md);
+    *md = NULL;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
 static void
 echo_complete(struct http_req *r, void *state)
 {
     struct wstate *s = state;
-    unsigned char d[32];
-    unsigned dl = 0;
     char h[65];
-    EVP_DigestFinal_ex(s->md, d, &dl);
-    EVP_MD_CTX_free(s->md);
-    s->md = NULL;
-    for (int i = 0; i < 32; i++)
-        snprintf(h + 2 * i, 3, "%02x", d[i]);
+    md_final_hex(&s->md, h);
     http_reply(r, 200, "text/plain", h, 64);
 }
 
@@ -169,17 +176,24 @@ waitdone_complete(struct http_req *r, void *state)
     remember(r, waitdone_resumed, state);
 }
 
+/* on a pool thread: count a start, then wait until the test opens the gate */
 static void
-offload_work(void *tctx, void *arg)
+gate_wait(void)
 {
-    struct wstate *s = arg;
-    s->ran_on = pthread_self();
     pthread_mutex_lock(&gmu);
     n_work_started++;
     pthread_cond_broadcast(&gcv);
     while (!gate_open)
         pthread_cond_wait(&gcv, &gmu);
     pthread_mutex_unlock(&gmu);
+}
+
+static void
+offload_work(void *tctx, void *arg)
+{
+    struct wstate *s = arg;
+    s->ran_on = pthread_self();
+    gate_wait();
 }
 
 static void
@@ -215,14 +229,8 @@ piece_work(void *tctx, void *state, const void *data, size_t n)
     int off_worker = !pthread_equal(pthread_self(), s->worker);
     if (off_worker) {
         atomic_fetch_add(&s->pooled, 1);
-        if (s->gate) {
-            pthread_mutex_lock(&gmu);
-            n_work_started++;
-            pthread_cond_broadcast(&gcv);
-            while (!gate_open)
-                pthread_cond_wait(&gcv, &gmu);
-            pthread_mutex_unlock(&gmu);
-        }
+        if (s->gate)
+            gate_wait();
     }
     EVP_DigestUpdate(s->md, data, n);
     atomic_fetch_sub(&s->running, 1);
@@ -251,14 +259,8 @@ static void
 pieces_complete(struct http_req *r, void *state)
 {
     struct pstate *s = state;
-    unsigned char d[32];
-    unsigned dl = 0;
     char out[160];
-    EVP_DigestFinal_ex(s->md, d, &dl);
-    EVP_MD_CTX_free(s->md);
-    s->md = NULL;
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    md_final_hex(&s->md, out);
     int n = snprintf(out + 64, sizeof(out) - 64, " pool=%d bad=%d", atomic_load(&s->pooled),
                      atomic_load(&s->bad));
     http_reply(r, 200, "text/plain", out, 64 + (size_t)n);
@@ -759,11 +761,10 @@ send_async(struct sender *sd, struct tc *c, const char *p, size_t n)
 static void
 sha256_hex(const void *p, size_t n, char out[65])
 {
-    unsigned char d[32];
-    unsigned dl = 0;
-    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestUpdate(md, p, n);
+    md_final_hex(&md, out);
 }
 
 static char *
