@@ -697,8 +697,10 @@ meta_durable_point(struct meta_conn *c, struct err *e)
     return gsync_wait(&c->m->walsync, wal_sync, c->m, e);
 }
 
-int
-meta_commit(struct meta_conn *c, struct err *e)
+/* COMMIT the open transaction: 0, or -1 after rolling it back. The write
+ * mutex is released, unless hold (the caller releases it: meta_release). */
+static int
+commit_txn(struct meta_conn *c, int hold, struct err *e)
 {
     if (fault_hit(c->m->fault, FAULT_DB)) {
         meta_rollback(c);
@@ -709,29 +711,30 @@ meta_commit(struct meta_conn *c, struct err *e)
         return -1;
     }
     c->in_txn = 0;
-    pthread_mutex_unlock(&c->m->wmu);
-    if (!c->durable)
-        return 0;
-    __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
-    return meta_durable_point(c, e);
+    if (hold)
+        c->held = 1;
+    else
+        pthread_mutex_unlock(&c->m->wmu);
+    if (c->durable)
+        __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+int
+meta_commit(struct meta_conn *c, struct err *e)
+{
+    if (commit_txn(c, 0, e) < 0)
+        return -1;
+    return c->durable ? meta_durable_point(c, e) : 0;
 }
 
 int
 meta_commit_hold(struct meta_conn *c, struct err *e)
 {
-    if (fault_hit(c->m->fault, FAULT_DB)) {
-        meta_rollback(c);
-        return err_set(e, ERR_DB, 0, "commit: injected fault");
-    }
-    if (run(c, metadb_q(c, Q_COMMIT), e) < 0) {
-        meta_rollback(c);
+    if (commit_txn(c, 1, e) < 0)
         return -1;
-    }
-    c->in_txn = 0;
-    c->held = 1;
     if (!c->durable)
         return 0;
-    __atomic_add_fetch(&c->m->durable_commits, 1, __ATOMIC_RELAXED);
     /* the leader of a WAL fsync round needs no lock, so waiting for one with
      * the write mutex held cannot deadlock (writers merely queue behind) */
     if (meta_durable_point(c, e) < 0) {
