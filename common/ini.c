@@ -1,6 +1,7 @@
 /* ini.c - see ini.h */
 #include "common/ini.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -63,4 +64,18 @@ ini_split(char *s, char **key, char **val)
     *key = ini_trim(s);
     *val = ini_trim(eq + 1);
     return 0;
+}
+
+int
+ini_bad(struct err *e, const char *path, int lineno, const char *what, const char *name)
+{
+    if (name)
+        return err_set(e, ERR_CONFIG, 0, "%s:%d: %s '%.*s'", path, lineno, what, 64, name);
+    return err_set(e, ERR_CONFIG, 0, "%s:%d: %s", path, lineno, what);
+}
+
+int
+ini_nomem(struct err *e, const char *path)
+{
+    return err_set(e, ERR_NOMEM, ENOMEM, "%s: out of memory", path);
 }

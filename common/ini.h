@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "common/err.h"
+
 /* ini_trim - s without its leading blanks (space, tab) and trailing blanks
  * and line ends, cut in place. Returns a pointer into s. */
 char *ini_trim(char *s);
@@ -25,5 +27,12 @@ int ini_read_line(FILE *f, char **line, size_t *cap, size_t max, int *lineno, ch
 /* ini_split - "name = value" into *key and *val, both trimmed (*key may be
  * ""); s is cut in place. 0, or -1 when s has no '='. */
 int ini_split(char *s, char **key, char **val);
+
+/* ini_bad - ERR_CONFIG "path:lineno: what 'name'" (name, when not NULL, cut
+ * at 64 bytes); returns -1 */
+int ini_bad(struct err *e, const char *path, int lineno, const char *what, const char *name);
+
+/* ini_nomem - ERR_NOMEM "path: out of memory"; returns -1 */
+int ini_nomem(struct err *e, const char *path);
 
 #endif

@@ -99,15 +99,13 @@ struct parser {
 static int
 nomem(struct parser *p)
 {
-    return err_set(p->e, ERR_NOMEM, ENOMEM, "%s: out of memory", p->path);
+    return ini_nomem(p->e, p->path);
 }
 
 static int
 bad(struct parser *p, const char *what, const char *name)
 {
-    if (name)
-        return err_set(p->e, ERR_CONFIG, 0, "%s:%d: %s '%.*s'", p->path, p->lineno, what, 64, name);
-    return err_set(p->e, ERR_CONFIG, 0, "%s:%d: %s", p->path, p->lineno, what);
+    return ini_bad(p->e, p->path, p->lineno, what, name);
 }
 
 /* join - a new string a b c (NULL: out of memory) */
