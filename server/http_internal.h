@@ -47,14 +47,15 @@ struct event_base;
 
 enum body_mode { BODY_NONE = 0, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
 
-/* Receive buffers of streamed bodies written through io_uring (http_conn.c),
- * body_buffer bytes each: a request takes up to HTTP_RBUFS_PER_REQ from its
- * worker while its body is read and gives them back when it ends; a worker has
- * at most HTTP_RBUFS_PER_WORKER (beyond: the shared buffer and synchronous
- * writes) and keeps HTTP_RBUF_CACHE free ones (fresh memory costs page faults,
- * ~15 us each here). Idle connections hold none. */
+/* Receive buffers of streamed bodies whose pieces go to a pool or are written
+ * through io_uring (http_conn.c), body_buffer bytes each: a request takes up to
+ * HTTP_RBUFS_PER_REQ from its worker while its body is read and gives them back
+ * when it ends; a worker has at most HTTP_RBUFS_PER_WORKER (16 uploads at once
+ * with one loop per core; beyond: the shared buffer, and the pieces worked or
+ * written on the loop) and keeps HTTP_RBUF_CACHE free ones (fresh memory costs
+ * page faults, ~15 us each here). Idle connections hold none. */
 #define HTTP_RBUFS_PER_REQ 4
-#define HTTP_RBUFS_PER_WORKER 16
+#define HTTP_RBUFS_PER_WORKER 64
 #define HTTP_RBUF_CACHE 4
 /* writes in flight on one worker's ring; beyond: synchronous (the ring's
  * completion queue can never overflow) */

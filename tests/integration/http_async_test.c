@@ -871,7 +871,6 @@ Test(http_async, clients_killed_while_their_pieces_wait_are_cleaned_up_once)
 {
     srv_body_buffer = PIECE_BUF;
     start_server(2, 64);
-    /* four requests take the worker's 16 receive buffers */
     enum { N = 4, PART = 300 * 1024 };
     char *body = pattern_body(PART, 2);
     struct tc c[N];
