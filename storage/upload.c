@@ -521,32 +521,50 @@ writeback_maybe(struct upload *u)
     u->st->blobs->ops->w_written(u->w, u->offset);
 }
 
+/* the error of a write to a session whose blob is installed: -1 */
+static int
+finished_err(struct err *e)
+{
+    return err_set(e, ERR_BLOB_UPLOAD_INVALID, 0,
+                   "upload already finished, only a retry of the PUT is possible");
+}
+
+/* -1 with ERR_TOO_LARGE when n bytes at offset at would pass max_blob_size */
+static int
+past_limit(const struct upload *u, uint64_t at, size_t n, struct err *e)
+{
+    uint64_t max = u->st->max_blob_size;
+    if (max && (n > max || at > max - n))
+        return err_set(e, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
+                       (unsigned long long)max);
+    return 0;
+}
+
+/* append n bytes at the offset through the backend's writer and hash them
+ * (any one thread at a time; no database): 0, or -1 with ERR_TOO_LARGE (nothing
+ * written) or the writer's error */
+static int
+append_hashed(struct upload *u, const void *data, size_t n, struct err *e)
+{
+    uint64_t off = u->offset;
+    if (past_limit(u, off, n, e) < 0 || u->st->blobs->ops->w_append(u->w, data, n, off, e) < 0)
+        return -1;
+    hasher_update(u->hash, data, n);
+    __atomic_store_n(&u->offset, off + n, __ATOMIC_RELEASE);
+    writeback_maybe(u);
+    return 0;
+}
+
 int
 upload_write(struct upload *u, const void *data, size_t n, struct err *e)
 {
     if (n == 0)
         return 0;
-    if (u->installed) {
-        err_set(e, ERR_BLOB_UPLOAD_INVALID, 0, "upload already finished, only a retry of the PUT is possible");
+    if ((u->installed && finished_err(e) < 0) || append_hashed(u, data, n, e) < 0) {
+        /* ENOSPC/EIO/413: free the space now, the client has to start over anyway */
         destroy(u->h, u);
         return -1;
     }
-    uint64_t off = u->offset;
-    uint64_t max = u->st->max_blob_size;
-    if (max && (n > max || off > max - n)) {
-        err_set(e, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
-                (unsigned long long)max);
-        destroy(u->h, u);
-        return -1;
-    }
-    if (u->st->blobs->ops->w_append(u->w, data, n, off, e) < 0) {
-        /* ENOSPC/EIO: free the space now, the client has to start over anyway */
-        destroy(u->h, u);
-        return -1;
-    }
-    hasher_update(u->hash, data, n);
-    __atomic_store_n(&u->offset, off + n, __ATOMIC_RELEASE);
-    writeback_maybe(u);
     return 0;
 }
 
@@ -588,17 +606,9 @@ upload_write_begin(struct upload *u, const void *data, size_t n, int *fd, uint64
     }
     if (u->wr_inflight == 0)
         u->wr_next = u->offset;
-    if (u->installed) {
-        err_set(e, ERR_BLOB_UPLOAD_INVALID, 0, "upload already finished, only a retry of the PUT is possible");
-        return write_doom(u, e);
-    }
     uint64_t at = u->wr_next;
-    uint64_t max = u->st->max_blob_size;
-    if (max && (n > max || at > max - n)) {
-        err_set(e, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
-                (unsigned long long)max);
+    if ((u->installed && finished_err(e) < 0) || past_limit(u, at, n, e) < 0)
         return write_doom(u, e);
-    }
     int wfd;
     uint64_t base;
     if (u->st->blobs->ops->w_fd(u->w, &wfd, &base) < 0) {
@@ -659,7 +669,7 @@ upload_piece_begin(struct upload *u, struct err *e)
         return -1;
     }
     if (u->installed) {
-        err_set(e, ERR_BLOB_UPLOAD_INVALID, 0, "upload already finished, only a retry of the PUT is possible");
+        finished_err(e);
         return write_doom(u, e);
     }
     if (u->wr_inflight == 0)
@@ -673,23 +683,10 @@ upload_piece_write(struct upload *u, const void *data, size_t n)
 {
     if (u->pc_failed)
         return -1;
-    if (n == 0)
-        return 0;
-    uint64_t off = u->offset;
-    uint64_t max = u->st->max_blob_size;
-    if (max && (n > max || off > max - n)) {
-        err_set(&u->pc_err, ERR_TOO_LARGE, 0, "blob larger than the limit of %llu bytes",
-                (unsigned long long)max);
+    if (n && append_hashed(u, data, n, &u->pc_err) < 0) {
         u->pc_failed = 1;
         return -1;
     }
-    if (u->st->blobs->ops->w_append(u->w, data, n, off, &u->pc_err) < 0) {
-        u->pc_failed = 1;
-        return -1;
-    }
-    hasher_update(u->hash, data, n);
-    __atomic_store_n(&u->offset, off + n, __ATOMIC_RELEASE);
-    writeback_maybe(u);
     return 0;
 }
 
