@@ -645,13 +645,20 @@ req_rbuf_of(struct http_req *r, const void *data, size_t n)
     return NULL;
 }
 
-/* on a pool thread: work the job's pieces in order, then hand it back */
+/* work a job's pieces in order (tctx: the pool thread's, NULL on the worker) */
+static void
+pieces_work(struct http_bwrite *first, void *tctx)
+{
+    for (struct http_bwrite *b = first; b; b = b->next)
+        b->res = b->work(tctx, b->state, b->data, b->n);
+}
+
+/* on a pool thread: work the job, then hand it back */
 static void
 pieces_job(void *tctx, void *arg)
 {
     struct http_bwrite *first = arg;
-    for (struct http_bwrite *b = first; b; b = b->next)
-        b->res = b->work(tctx, b->state, b->data, b->n);
+    pieces_work(first, tctx);
     http_worker_pieces_push(first->w, first);
 }
 
@@ -694,8 +701,7 @@ pieces_kick(struct http_req *r)
         if (pool_submit(r->body_pool, pieces_job, first, &e) == 0)
             return bad;
         atomic_fetch_sub(&w->npieces, 1);
-        for (struct http_bwrite *b = first; b; b = b->next)
-            b->res = b->work(NULL, b->state, b->data, b->n);
+        pieces_work(first, NULL);
         r->p_running = 0;
         bad |= pieces_end(r, first);
     }
