@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 
@@ -198,4 +199,12 @@ pool_free(struct pool *p)
     free(p->q);
     free(p->th);
     free(p);
+}
+
+int
+pool_per_core(int per_core, int min, int max)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long t = (n > 0 ? n : 1) * per_core;
+    return t < min ? min : t > max ? max : (int)t;
 }

@@ -58,6 +58,10 @@ unsigned long pool_jobs_done(const struct pool *p);
 /* pool_queued - jobs waiting for a thread now (thread-safe; for metrics) */
 unsigned pool_queued(struct pool *p);
 
+/* pool_per_core - per_core threads for each online core, clamped to [min, max]
+ * (the default size of the server's pools and event loops) */
+int pool_per_core(int per_core, int min, int max);
+
 /* pool_free - run every queued job, end and join the threads (thread_release
  * on each), free. NULL accepted. Must not be called from a pool thread. */
 void pool_free(struct pool *p);

@@ -196,9 +196,7 @@ api_event_mount(struct api_worker *w, struct http_req *r, const struct route *rt
 static int
 default_blocking_threads(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    long t = (n > 0 ? n : 1) * 4;
-    return t < 4 ? 4 : t > 64 ? 64 : (int)t;
+    return pool_per_core(4, 4, 64);
 }
 
 /* The upload pool hashes and writes the pieces of upload bodies (pure CPU and
@@ -219,9 +217,7 @@ upload_thread_init(void *arg, int index, struct err *e)
 static int
 default_upload_threads(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    long t = (n > 0 ? n : 1) * 2;
-    return t < 2 ? 2 : t > 32 ? 32 : (int)t;
+    return pool_per_core(2, 2, 32);
 }
 
 struct api *

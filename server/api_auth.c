@@ -171,9 +171,8 @@ api_auth_new(const struct api_auth_opts *o, struct err *e)
                               16384, e);
     if (!au->limit)
         goto fail;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct pool_opts po = {.name = "auth",
-                           .threads = cores > 0 ? (int)cores : 1,
+                           .threads = pool_per_core(1, 1, 1024),
                            .queue_max = 4096,
                            .thread_init = auth_thread_init};
     au->pool = pool_new(&po, e);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 
 #include "common/banned.h"
 
@@ -69,10 +70,7 @@ opts_defaults(struct http_server_opts *o)
          * manifest GETs beside 4 x 1 GiB pushes had a max of 58-68 ms with 16
          * or 4 loops, 18-34 ms with 2. Small requests cost less CPU each too
          * (more events per epoll_wait wake-up). */
-        enum { WORKERS_PER_CORE = 1, WORKERS_DEFAULT_MAX = 64 };
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        long w = (n > 0 ? n : 1) * WORKERS_PER_CORE;
-        o->workers = w > WORKERS_DEFAULT_MAX ? WORKERS_DEFAULT_MAX : (int)w;
+        o->workers = pool_per_core(1, 1, 64);
     }
     if (o->workers > 256)
         o->workers = 256;
