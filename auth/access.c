@@ -413,8 +413,9 @@ parse_header(struct parser *p, char *s, enum sect *sect)
 }
 
 static int
-parse_file(struct parser *p, FILE *f)
+parse_file(void *arg, FILE *f)
 {
+    struct parser *p = arg;
     char *line = NULL, *s;
     size_t cap = 0;
     const char *why = NULL;
@@ -558,15 +559,8 @@ access_load(const char *path, struct err *e)
         r->builtin_default = 1;
         return r;
     }
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        err_sys(e, ERR_IO, errno, "rules file '%s'", path);
-        free(r);
-        return NULL;
-    }
     struct parser p = {.r = r, .path = path, .e = e};
-    int rc = parse_file(&p, f);
-    fclose(f);
+    int rc = ini_load(path, "rules", parse_file, &p, e);
     if (rc == 0)
         rc = resolve(&p);
     if (rc < 0) {

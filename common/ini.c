@@ -79,3 +79,15 @@ ini_nomem(struct err *e, const char *path)
 {
     return err_set(e, ERR_NOMEM, ENOMEM, "%s: out of memory", path);
 }
+
+int
+ini_load(const char *path, const char *what, int (*parse)(void *arg, FILE *f), void *arg,
+         struct err *e)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return err_sys(e, ERR_IO, errno, "%s file '%s'", what, path);
+    int rc = parse(arg, f);
+    fclose(f);
+    return rc;
+}

@@ -32,6 +32,12 @@ int ini_split(char *s, char **key, char **val);
  * at 64 bytes); returns -1 */
 int ini_bad(struct err *e, const char *path, int lineno, const char *what, const char *name);
 
+/* ini_load - open path for reading, run parse(arg, f) and close it: parse's
+ * return, or -1 with ERR_IO "<what> file 'path': <strerror>" when it cannot be
+ * opened */
+int ini_load(const char *path, const char *what, int (*parse)(void *arg, FILE *f), void *arg,
+             struct err *e);
+
 /* ini_nomem - ERR_NOMEM "path: out of memory"; returns -1 */
 int ini_nomem(struct err *e, const char *path);
 

@@ -307,8 +307,9 @@ parse_header(struct parser *p, char *s)
 }
 
 static int
-parse_file(struct parser *p, FILE *f)
+parse_file(void *arg, FILE *f)
 {
+    struct parser *p = arg;
     char *line = NULL, *s;
     size_t cap = 0;
     const char *why = NULL;
@@ -352,16 +353,8 @@ retention_load(const char *path, struct err *e)
         err_set(e, ERR_NOMEM, ENOMEM, "retention rules: out of memory");
         return NULL;
     }
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        err_sys(e, ERR_IO, errno, "retention rules file '%s'", path);
-        free(r);
-        return NULL;
-    }
     struct parser p = {.r = r, .path = path, .e = e};
-    int rc = parse_file(&p, f);
-    fclose(f);
-    if (rc < 0) {
+    if (ini_load(path, "retention rules", parse_file, &p, e) < 0) {
         retention_free(r);
         return NULL;
     }
